@@ -1,0 +1,24 @@
+//! The contract between ebis and its source connectors.
+//!
+//! A connector reads one bureau database and hands the pipeline [`Change`]s: one committed
+//! row change each, with the row's current values, an ordering stamp, and the [`Position`]
+//! to resume from. Connectors only read: they never write to the warehouse and never
+//! decide when a checkpoint advances — the pipeline does, in the same transaction as the
+//! data the checkpoint covers.
+//!
+//! This crate holds no driver code and no I/O; it must stay small so that every connector
+//! crate (one per dialect, each with a heavy driver) and the app meet only here.
+
+mod change;
+mod error;
+mod plan;
+mod position;
+mod source;
+mod value;
+
+pub use change::{Batch, Change, GapEvent, Op};
+pub use error::SourceError;
+pub use plan::{Expression, TablePlan};
+pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
+pub use source::Source;
+pub use value::{Row, Value, key_text};

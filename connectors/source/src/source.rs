@@ -1,0 +1,56 @@
+//! The `Source` trait: what every connector implements.
+
+use crate::{Batch, Change, Position, SourceError, Value};
+use std::future::Future;
+
+/// Reads one bureau database.
+///
+/// Contract:
+/// - **Read only.** A source never writes to the bureau database during capture (setting up
+///   change tables is a separate, explicit DBA step) and never touches the warehouse.
+/// - **Ordering.** `changes` returns changes in the order they must be applied; applying
+///   them in that order, then storing [`Batch::position`], leaves the warehouse equal to
+///   the source as of the batch. Each [`Change::version`] is at least as large as every
+///   version of an earlier read of the same row.
+/// - **At least once.** A position is only a promise about what was *returned*; the pipeline
+///   stores it with the applied data. Resuming from a stored position may return changes
+///   again; applying them twice has no further effect because rows are read whole.
+/// - **Snapshot seam.** A position from [`Source::head`], taken before a snapshot starts,
+///   followed by `changes` from it, misses nothing that committed during the snapshot.
+/// - **Errors.** Lost connections and transient server conditions are
+///   [`SourceError::is_retryable`]; the caller retries with backoff and the source must
+///   reconnect by itself. Schema problems (a mapped column gone) are fatal.
+pub trait Source: Send {
+    /// Connects and checks that every planned table and column exists and that capture is
+    /// installed for the configured mode.
+    fn check(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// The position of the source's head now.
+    fn head(&mut self) -> impl Future<Output = Result<Position, SourceError>> + Send;
+
+    /// One chunk of `table` in key order, the rows with keys after `after` (all rows from
+    /// the start when `None`), at most `limit`, as upserts stamped with `version`.
+    fn snapshot_chunk(
+        &mut self,
+        table: &str,
+        after: Option<&[Value]>,
+        limit: usize,
+        version: i64,
+    ) -> impl Future<Output = Result<Vec<Change>, SourceError>> + Send;
+
+    /// Changes committed after `after`, at most about `limit` of them.
+    fn changes(
+        &mut self,
+        after: &Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Batch, SourceError>> + Send;
+
+    /// The keys of `table` in key order after `after`, at most `limit`: used to find rows
+    /// deleted at the source when the capture mode cannot see deletes.
+    fn keys(
+        &mut self,
+        table: &str,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<Value>>, SourceError>> + Send;
+}

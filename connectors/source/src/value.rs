@@ -1,0 +1,228 @@
+//! Column values as a connector delivers them, before any mapping.
+//!
+//! Values keep the source's own representation (bytes stay bytes, so text stored as GBK in
+//! a latin1 column can still be decoded by the mapping). Their canonical text form is what
+//! filters compare against and what quarantine shows as the raw value.
+
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use serde_json::Value as Json;
+use std::fmt::Write as _;
+
+/// One column value read from a source database.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A boolean (bit(1), BOOLEAN).
+    Bool(bool),
+    /// A signed integer of any width.
+    Int(i64),
+    /// An unsigned integer that does not fit `i64`.
+    UInt(u64),
+    /// A floating-point number.
+    Float(f64),
+    /// An exact decimal, kept as its decimal text so no digit is lost.
+    Decimal(String),
+    /// Text, already decoded to Unicode by the driver.
+    Text(String),
+    /// Raw bytes: binary columns, and text columns whose bytes the driver cannot decode
+    /// (for example GBK stored in a latin1 column).
+    Bytes(Vec<u8>),
+    /// A calendar date.
+    Date(NaiveDate),
+    /// A date and time of day without a time zone (the source's local time).
+    DateTime(NaiveDateTime),
+}
+
+impl Value {
+    /// True for SQL NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The canonical text of the value; `None` for NULL.
+    ///
+    /// Bytes are written as PostgreSQL's hex form (`\x…`), dates as ISO 8601.
+    pub fn to_text(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::UInt(u) => u.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Decimal(d) => d.clone(),
+            Value::Text(s) => s.clone(),
+            Value::Bytes(b) => hex_text(b),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::DateTime(t) => datetime_text(t),
+        })
+    }
+
+    /// The value as JSON, for the raw source row kept beside every warehouse record.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::UInt(u) => Json::from(*u),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Json::Number)
+                .unwrap_or_else(|| Json::String(f.to_string())),
+            other => Json::String(other.to_text().unwrap_or_default()),
+        }
+    }
+}
+
+fn hex_text(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + bytes.len() * 2);
+    s.push_str("\\x");
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn datetime_text(t: &NaiveDateTime) -> String {
+    if t.nanosecond() == 0 {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+/// One source row: column name → value, in the order the source returned the columns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Row {
+    columns: Vec<(String, Value)>,
+}
+
+impl Row {
+    /// An empty row (the row of a delete).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a column.
+    pub fn push(&mut self, column: impl Into<String>, value: Value) {
+        self.columns.push((column.into(), value));
+    }
+
+    /// The value of a column: an exact name match first, then ASCII case-insensitive
+    /// (Oracle folds unquoted names to upper case, MySQL keeps them as written).
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        self.columns
+            .iter()
+            .find(|(c, _)| c == column)
+            .or_else(|| {
+                self.columns
+                    .iter()
+                    .find(|(c, _)| c.eq_ignore_ascii_case(column))
+            })
+            .map(|(_, v)| v)
+    }
+
+    /// The columns in source order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.columns.iter().map(|(c, v)| (c.as_str(), v))
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// True when the row has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The whole row as a JSON object (the raw source row).
+    pub fn to_json(&self) -> Json {
+        Json::Object(
+            self.columns
+                .iter()
+                .map(|(c, v)| (c.clone(), v.to_json()))
+                .collect(),
+        )
+    }
+}
+
+impl FromIterator<(String, Value)> for Row {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Self {
+            columns: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// The canonical text of a row key: the value's text for a one-column key, the values
+/// joined by `|` for a composite key (with `\` escaping `|` and `\` inside values).
+/// NULL key parts are written as `\N`.
+pub fn key_text(key: &[Value]) -> String {
+    if let [single] = key {
+        return single.to_text().unwrap_or_else(|| "\\N".to_owned());
+    }
+    let mut out = String::new();
+    for (i, v) in key.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        match v.to_text() {
+            None => out.push_str("\\N"),
+            Some(t) => {
+                for ch in t.chars() {
+                    if ch == '|' || ch == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(ch);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_forms_are_canonical() {
+        let d = NaiveDate::from_ymd_opt(2006, 3, 1).expect("date");
+        assert_eq!(Value::Date(d).to_text().as_deref(), Some("2006-03-01"));
+        let t = d.and_hms_opt(8, 5, 0).expect("time");
+        assert_eq!(
+            Value::DateTime(t).to_text().as_deref(),
+            Some("2006-03-01 08:05:00")
+        );
+        assert_eq!(
+            Value::Bytes(vec![0xd6, 0xd0]).to_text().as_deref(),
+            Some("\\xd6d0")
+        );
+        assert_eq!(Value::Null.to_text(), None);
+        assert_eq!(Value::Text("乌海".into()).to_json(), Json::from("乌海"));
+    }
+
+    #[test]
+    fn composite_keys_escape_separators() {
+        assert_eq!(key_text(&[Value::Int(7)]), "7");
+        assert_eq!(
+            key_text(&[Value::Text("a|b".into()), Value::Int(2)]),
+            "a\\|b|2"
+        );
+        assert_eq!(key_text(&[Value::Null, Value::Int(2)]), "\\N|2");
+        assert_ne!(
+            key_text(&[Value::Text("a|b".into()), Value::Text("c".into())]),
+            key_text(&[Value::Text("a".into()), Value::Text("b|c".into())])
+        );
+    }
+
+    #[test]
+    fn row_lookup_falls_back_to_case_insensitive() {
+        let mut row = Row::new();
+        row.push("ENTNAME", Value::Text("乌海市某公司".into()));
+        assert!(row.get("ENTNAME").is_some());
+        assert!(row.get("entname").is_some());
+        assert!(row.get("REGNO").is_none());
+    }
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL and MariaDB servers are installed and running on this machine, then
+# prints the `export` lines that point the tests at them:
+#
+#     eval "$(bash scripts/services.sh)"
+#
+# Installs the Debian packages when the server binaries are missing, starts a stopped
+# server, and waits until each answers. Variables already set are kept. Progress goes to
+# stderr; only the export lines go to stdout.
+set -euo pipefail
+
+say() { printf 'services: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+# --- PostgreSQL -------------------------------------------------------------------------
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  cluster=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$cluster" ]; then
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    say "creating PostgreSQL $version cluster"
+    as_root pg_createcluster "$version" main >&2
+    cluster=$version
+  fi
+  say "starting PostgreSQL $cluster"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$cluster" main start >&2 || true
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+fi
+pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+
+if [ -z "${EBIS_TEST_PG_URL:-}" ]; then
+  if psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
+    EBIS_TEST_PG_URL="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    # A fresh Debian install: password auth on TCP. Give a test superuser a password.
+    say "creating PostgreSQL role ebis_test"
+    as_root runuser -u postgres -- psql -X -q -c \
+      "do \$\$ begin if not exists (select from pg_roles where rolname = 'ebis_test') then create role ebis_test superuser login password 'ebis_test'; end if; end \$\$" >&2
+    EBIS_TEST_PG_URL="postgres://ebis_test:ebis_test@127.0.0.1:5432/postgres"
+  fi
+fi
+
+# --- MariaDB ----------------------------------------------------------------------------
+mysql_up() { mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1 || mariadb-admin ping >/dev/null 2>&1; }
+if ! mysql_up; then
+  say "starting MariaDB"
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql >&2
+  for _ in $(seq 1 60); do mysql_up && break; sleep 0.5; done
+fi
+mysql_up || { say "MariaDB does not answer"; exit 1; }
+
+if [ -z "${EBIS_TEST_MYSQL_URL:-}" ]; then
+  if mariadb --protocol=tcp -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; then
+    EBIS_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/"
+  else
+    say "creating MariaDB user ebis_test"
+    as_root mariadb -e "create user if not exists 'ebis_test'@'127.0.0.1' identified by 'ebis_test'; grant all on *.* to 'ebis_test'@'127.0.0.1' with grant option;" >&2
+    EBIS_TEST_MYSQL_URL="mysql://ebis_test:ebis_test@127.0.0.1:3306/"
+  fi
+fi
+
+printf 'export EBIS_TEST_PG_URL=%q\n' "$EBIS_TEST_PG_URL"
+printf 'export EBIS_TEST_MYSQL_URL=%q\n' "$EBIS_TEST_MYSQL_URL"

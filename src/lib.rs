@@ -1,0 +1,13 @@
+//! ebis: change-data-capture from the bureaus' databases into one PostgreSQL warehouse.
+//!
+//! The library holds everything the `ebis` binary runs; `main.rs` only parses the command
+//! line. See ARCHITECTURE.md for the flow: connector → mapping → warehouse → triggers → views.
+
+pub mod check;
+pub mod config;
+pub mod diagnostic;
+pub mod indicators;
+pub mod mapping;
+pub mod secret;
+pub mod warehouse;
+pub mod yaml;

@@ -1,0 +1,475 @@
+//! From a mapping file as written to a [`Mapping`] that can run, with every problem
+//! reported at its `file:line:column`.
+//!
+//! Checks: the record kind exists and fits the bureau; every field is canonical for that
+//! kind and every required one is present; each field has exactly one input; identifiers
+//! are valid SQL identifiers; transform arguments make sense; code-table files load.
+
+use super::date::DateFormat;
+use super::file::{ConditionFile, FieldFile, MappingFile, TransformFile};
+use super::text::Legacy;
+use super::transform::{Missing, Transform};
+use super::{Condition, FieldSpec, Input, Mapping, Test, is_identifier, is_table_name};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::indicators::{self, Bureau, RecordKind};
+use crate::yaml::{self, Spanned, SpannedMap, at};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+struct Compiler<'a> {
+    path: &'a Path,
+    found: Diagnostics,
+    hasher: Sha256,
+}
+
+impl Compiler<'_> {
+    fn error<T>(&mut self, value: &Spanned<T>, message: impl Into<String>) {
+        self.found.push(at(self.path, value, message));
+    }
+
+    fn identifier(&mut self, value: &Spanned<String>, what: &str) {
+        if !is_identifier(&value.value) {
+            self.error(
+                value,
+                format!("{what}: `{}` is not a valid SQL identifier (letters, digits, _, $, #; starting with a letter or _)", value.value),
+            );
+        }
+    }
+}
+
+/// Compiles one mapping file. `bureau`, when known, is the bureau of the source using it.
+pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diagnostics> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read the mapping: {e}")))?;
+    let file: MappingFile = yaml::parse(path, &text)?;
+    let mut c = Compiler {
+        path,
+        found: Diagnostics::default(),
+        hasher: Sha256::new(),
+    };
+    c.hasher.update(text.as_bytes());
+
+    let kind = indicators::record_kind(&file.record_kind.value);
+    match kind {
+        None => {
+            let names: Vec<_> = indicators::RECORD_KINDS.iter().map(|k| k.name).collect();
+            c.error(
+                &file.record_kind,
+                format!(
+                    "unknown record kind `{}`{}",
+                    file.record_kind.value,
+                    suggest(&file.record_kind.value, &names)
+                ),
+            );
+        }
+        Some(k) => {
+            if let Some(b) = bureau
+                && !k.accepts_bureau(b)
+            {
+                c.error(
+                    &file.record_kind,
+                    format!(
+                        "record kind `{}` cannot come from bureau {} (it belongs to {})",
+                        k.name,
+                        b.code(),
+                        k.owner.bureaus()
+                    ),
+                );
+            }
+        }
+    }
+
+    let src = &file.source;
+    if !is_table_name(&src.table.value) {
+        c.error(
+            &src.table,
+            format!(
+                "`source.table`: `{}` is not a valid table name (optionally schema.table)",
+                src.table.value
+            ),
+        );
+    }
+    if src.key.value.is_empty() {
+        c.error(
+            &src.key,
+            "`source.key` is empty: name the column(s) that identify a row",
+        );
+    }
+    for (i, k) in src.key.value.iter().enumerate() {
+        c.identifier(k, "`source.key`");
+        if src.key.value[..i]
+            .iter()
+            .any(|o| o.value.eq_ignore_ascii_case(&k.value))
+        {
+            c.error(
+                k,
+                format!("`source.key`: column `{}` is listed twice", k.value),
+            );
+        }
+    }
+    if let Some(m) = &src.modified_column {
+        c.identifier(m, "`source.modified_column`");
+    }
+    let filter: Vec<Condition> = src
+        .filter
+        .iter()
+        .filter_map(|cond| condition(&mut c, cond))
+        .collect();
+
+    let division = file
+        .division
+        .as_ref()
+        .and_then(|d| field_spec(&mut c, "division", d));
+    let mut fields: Vec<Option<FieldSpec>> =
+        kind.map(|k| vec![None; k.fields.len()]).unwrap_or_default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, spec) in &file.fields.value.0 {
+        if seen.contains(&name.value.as_str()) {
+            c.error(name, format!("field `{}` is mapped twice", name.value));
+            continue;
+        }
+        seen.push(&name.value);
+        let compiled = field_spec(&mut c, &name.value, spec);
+        let Some(k) = kind else { continue };
+        match k.fields.iter().position(|f| f.name == name.value) {
+            Some(i) => fields[i] = compiled,
+            None => {
+                let names: Vec<_> = k.fields.iter().map(|f| f.name).collect();
+                c.error(
+                    name,
+                    format!(
+                        "unknown field `{}` for record kind {}{}",
+                        name.value,
+                        k.name,
+                        suggest(&name.value, &names)
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(k) = kind {
+        for f in k.fields.iter().filter(|f| f.required) {
+            if !seen.contains(&f.name) {
+                c.error(
+                    &file.fields,
+                    format!("missing field `{}` ({}): record kind {} needs it to identify the enterprise", f.name, f.label, k.name),
+                );
+            }
+        }
+    }
+
+    let version = hex_prefix(&c.hasher.finalize_reset(), 12);
+    let Compiler { found, .. } = c;
+    let kind = match kind {
+        Some(k) => k,
+        None => return Err(found),
+    };
+    found.into_result(Mapping {
+        kind,
+        path: path.to_owned(),
+        version,
+        table: src.table.value.clone(),
+        key: src.key.value.iter().map(|k| k.value.clone()).collect(),
+        filter,
+        modified_column: src.modified_column.as_ref().map(|m| m.value.clone()),
+        division,
+        fields,
+    })
+}
+
+fn condition(c: &mut Compiler<'_>, cond: &Spanned<ConditionFile>) -> Option<Condition> {
+    let f = &cond.value;
+    c.identifier(&f.column, "`filter.column`");
+    let mut tests = Vec::new();
+    if let Some(v) = &f.equals {
+        tests.push(Test::In(vec![v.value.clone()]));
+    }
+    if let Some(v) = &f.not_equals {
+        tests.push(Test::NotIn(vec![v.value.clone()]));
+    }
+    if let Some(v) = &f.in_ {
+        tests.push(Test::In(v.value.clone()));
+    }
+    if let Some(v) = &f.not_in {
+        tests.push(Test::NotIn(v.value.clone()));
+    }
+    if let Some(v) = &f.is_null {
+        tests.push(Test::IsNull(v.value));
+    }
+    if tests.len() != 1 {
+        c.error(
+            cond,
+            format!(
+                "filter on `{}` needs exactly one of equals, not_equals, in, not_in, is_null",
+                f.column.value
+            ),
+        );
+        return None;
+    }
+    tests.pop().map(|test| Condition {
+        column: f.column.value.clone(),
+        test,
+    })
+}
+
+fn field_spec(c: &mut Compiler<'_>, name: &str, spec: &Spanned<FieldFile>) -> Option<FieldSpec> {
+    let f = &spec.value;
+    let inputs = [
+        f.column.is_some(),
+        f.expression.is_some(),
+        f.value.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if inputs != 1 {
+        c.error(
+            spec,
+            format!("field `{name}` needs exactly one of column, expression, value"),
+        );
+    }
+    let input = if let Some(col) = &f.column {
+        c.identifier(col, &format!("field `{name}`"));
+        Input::Column(col.value.clone())
+    } else if let Some(e) = &f.expression {
+        if e.value.trim().is_empty() || e.value.contains(';') {
+            c.error(
+                e,
+                format!(
+                    "field `{name}`: an expression must be one SQL expression (not empty, no `;`)"
+                ),
+            );
+        }
+        Input::Expression {
+            sql: e.value.clone(),
+            alias: format!("__ebis_{name}"),
+        }
+    } else {
+        Input::Constant(
+            f.value
+                .as_ref()
+                .map(|v| v.value.clone())
+                .unwrap_or_default(),
+        )
+    };
+    let transforms: Vec<Transform> = f
+        .transforms
+        .iter()
+        .filter_map(|t| transform(c, name, t))
+        .collect();
+    (inputs == 1).then_some(FieldSpec { input, transforms })
+}
+
+fn transform(c: &mut Compiler<'_>, name: &str, t: &Spanned<TransformFile>) -> Option<Transform> {
+    Some(match &t.value {
+        TransformFile::Trim => Transform::Trim,
+        TransformFile::Halfwidth => Transform::Halfwidth,
+        TransformFile::Nfkc => Transform::Nfkc,
+        TransformFile::Upper => Transform::Upper,
+        TransformFile::CollapseSpaces => Transform::CollapseSpaces,
+        TransformFile::Identifier => Transform::Identifier,
+        TransformFile::NullIf(values) => Transform::NullIf(values.clone()),
+        TransformFile::Default(v) => Transform::Default(v.clone()),
+        TransformFile::Date(formats) => {
+            let written = match formats {
+                super::file::OneOrMany::One(s) => vec![s.clone()],
+                super::file::OneOrMany::Many(v) => v.clone(),
+            };
+            if written.is_empty() {
+                c.error(
+                    t,
+                    format!("field `{name}`: `date` needs at least one format"),
+                );
+                return None;
+            }
+            let mut compiled = Vec::new();
+            for w in &written {
+                match DateFormat::compile(w) {
+                    Ok(f) => compiled.push(f),
+                    Err(e) => c.error(t, format!("field `{name}`: {e}")),
+                }
+            }
+            (compiled.len() == written.len()).then_some(Transform::Date(compiled))?
+        }
+        TransformFile::Decode(enc) => match enc.to_ascii_lowercase().as_str() {
+            "gbk" | "gb2312" | "cp936" => Transform::Decode(Legacy::Gbk),
+            "gb18030" => Transform::Decode(Legacy::Gb18030),
+            other => {
+                c.error(
+                    t,
+                    format!("field `{name}`: cannot decode `{other}` (expected gbk or gb18030)"),
+                );
+                return None;
+            }
+        },
+        TransformFile::Lookup(l) => {
+            let missing = match l.missing.as_deref() {
+                None | Some("reject") => Missing::Reject,
+                Some("keep") => Missing::Keep,
+                Some("null") => Missing::Null,
+                Some(other) => {
+                    c.error(t, format!("field `{name}`: lookup `missing: {other}` (expected reject, keep or null)"));
+                    return None;
+                }
+            };
+            if l.map.is_none() && l.file.is_none() {
+                c.error(t, format!("field `{name}`: lookup needs `map` or `file`"));
+                return None;
+            }
+            let mut table = HashMap::new();
+            if let Some(file) = &l.file {
+                let code_path = c.path.parent().unwrap_or(Path::new("")).join(file);
+                match load_code_table(&code_path) {
+                    Ok((entries, text)) => {
+                        c.hasher.update(text.as_bytes());
+                        table.extend(entries);
+                    }
+                    Err(d) => {
+                        c.error(t, format!("field `{name}`: lookup file: {d}"));
+                        return None;
+                    }
+                }
+            }
+            if let Some(map) = &l.map {
+                table.extend(map.0.iter().map(|(k, v)| (k.value.clone(), v.clone())));
+            }
+            Transform::Lookup {
+                table: Arc::new(table),
+                missing,
+            }
+        }
+    })
+}
+
+/// Reads a code table: a YAML mapping of code → value.
+fn load_code_table(path: &Path) -> Result<(Vec<(String, String)>, String), Diagnostic> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read `{}`: {e}", path.display())))?;
+    let map: SpannedMap<String> = yaml::parse(path, &text)?;
+    Ok((map.0.into_iter().map(|(k, v)| (k.value, v)).collect(), text))
+}
+
+fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    let mut s = String::new();
+    for b in bytes.iter().take(n.div_ceil(2)) {
+        let _ = write!(s, "{b:02x}");
+    }
+    s.truncate(n);
+    s
+}
+
+/// ` (did you mean `x`?)` when a known name is close, else an empty string.
+fn suggest(written: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(written, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The mapping files of one folder (`*.yaml`, `*.yml`, not recursive), sorted by name.
+pub fn mapping_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Diagnostic::file(dir, format!("cannot read the mappings folder: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Diagnostic::file(
+            dir,
+            "no mapping files (*.yaml) in this folder",
+        ));
+    }
+    Ok(files)
+}
+
+/// Checks that mappings sharing a table agree on its key and do not fill the same record
+/// kind twice.
+pub fn check_together(mappings: &[Mapping]) -> Diagnostics {
+    let mut found = Diagnostics::default();
+    for (i, m) in mappings.iter().enumerate() {
+        for earlier in &mappings[..i] {
+            if !earlier.table.eq_ignore_ascii_case(&m.table) {
+                continue;
+            }
+            let same_key = earlier.key.len() == m.key.len()
+                && earlier
+                    .key
+                    .iter()
+                    .zip(&m.key)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b));
+            if !same_key {
+                found.push(Diagnostic::file(
+                    &m.path,
+                    format!(
+                        "table {} has key ({}) here but ({}) in {}: mappings of one table must agree on its key",
+                        m.table,
+                        m.key.join(", "),
+                        earlier.key.join(", "),
+                        earlier.path.display()
+                    ),
+                ));
+            }
+            if earlier.kind.name == m.kind.name {
+                found.push(Diagnostic::file(
+                    &m.path,
+                    format!(
+                        "record kind {} is already filled from table {} by {}",
+                        m.kind.name,
+                        m.table,
+                        earlier.path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The record kinds a bureau's folder does not map (informational for `ebis check`).
+pub fn unmapped_kinds(bureau: Bureau, mappings: &[Mapping]) -> Vec<&'static RecordKind> {
+    indicators::RECORD_KINDS
+        .iter()
+        .filter(|k| k.accepts_bureau(bureau) && !mappings.iter().any(|m| m.kind.name == k.name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_for_typos() {
+        assert_eq!(
+            suggest("nmae", &["name", "reg_no"]),
+            " (did you mean `name`?)"
+        );
+        assert_eq!(suggest("zzzzzz", &["name", "reg_no"]), "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,159 @@
+//! Forward-only warehouse migrations, embedded in the binary and applied in order.
+//!
+//! Each applied file is recorded with a checksum. Re-running is a no-op; an applied file
+//! whose content has since changed, or an applied migration this build does not know, is
+//! refused before anything else runs. Concurrent migrators are serialized by an advisory
+//! lock; each migration runs in its own transaction.
+
+use super::{Warehouse, WarehouseError};
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+
+/// One migration file.
+#[derive(Debug)]
+pub struct Migration {
+    /// File name, `NNNN_description.sql`.
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+macro_rules! migration {
+    ($name:literal) => {
+        Migration {
+            name: $name,
+            sql: include_str!(concat!("../../sql/warehouse/", $name)),
+        }
+    };
+}
+
+/// Every migration of this build, in order. A test checks this list against the folder.
+pub static MIGRATIONS: &[Migration] = &[
+    migration!("0001_ebis_state.sql"),
+    migration!("0002_exchange.sql"),
+];
+
+const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
+/// Advisory lock key shared by all migrators (`ebis` in ASCII).
+const LOCK_KEY: i64 = 0x6562_6973;
+
+impl Migration {
+    /// The version number: the file name's numeric prefix.
+    pub fn version(&self) -> i32 {
+        self.name
+            .split('_')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SHA-256 of the SQL, hex.
+    pub fn checksum(&self) -> String {
+        let digest = Sha256::digest(self.sql.as_bytes());
+        let mut s = String::with_capacity(64);
+        for b in digest {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// Migrations applied now, in order.
+    pub applied: Vec<String>,
+    /// Migrations that were already applied.
+    pub already: usize,
+}
+
+/// Applies every pending migration.
+pub async fn migrate(wh: &Warehouse) -> Result<MigrateReport, WarehouseError> {
+    let mut client = wh.client().await?;
+    client
+        .execute("select pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = migrate_locked(&mut client).await;
+    // Unlock even after a failure; a lost connection releases the lock anyway.
+    let _ = client
+        .execute("select pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    result
+}
+
+async fn migrate_locked(
+    client: &mut deadpool_postgres::Object,
+) -> Result<MigrateReport, WarehouseError> {
+    client.batch_execute(BOOTSTRAP).await?;
+    let rows = client
+        .query(
+            "select version, name, checksum, to_char(applied_at, 'YYYY-MM-DD HH24:MI') from ebis.migration order by version",
+            &[],
+        )
+        .await?;
+    let mut report = MigrateReport::default();
+    for row in &rows {
+        let (version, name, checksum, applied_at): (i32, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let Some(known) = MIGRATIONS.iter().find(|m| m.version() == version) else {
+            return Err(WarehouseError::Migration(format!(
+                "the warehouse has migration {name} (applied {applied_at}) that this ebis build does not know: upgrade ebis before migrating"
+            )));
+        };
+        let expected = known.checksum();
+        if checksum != expected {
+            return Err(WarehouseError::Migration(format!(
+                "migration {name} was applied on {applied_at} but its file has changed since (checksum {} applied, {} now): applied migrations must not change; restore the file and put the change in a new migration",
+                &checksum[..12.min(checksum.len())],
+                &expected[..12]
+            )));
+        }
+        report.already += 1;
+    }
+    for m in MIGRATIONS {
+        if rows.iter().any(|r| r.get::<_, i32>(0) == m.version()) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            let inner = WarehouseError::from(e);
+            WarehouseError::Migration(format!("migration {} failed: {inner}", m.name))
+        })?;
+        tx.execute(
+            "insert into ebis.migration (version, name, checksum) values ($1, $2, $3)",
+            &[&m.version(), &m.name, &m.checksum()],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(migration = m.name, "applied");
+        report.applied.push(m.name.to_owned());
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_the_folder_is_listed_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/warehouse");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("sql/warehouse")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql") && !n.starts_with('_'))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, listed);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(
+                m.version(),
+                i32::try_from(i + 1).expect("small"),
+                "{}",
+                m.name
+            );
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The PostgreSQL warehouse: connecting, migrating, and (in `apply`) writing batches.
+//!
+//! Every write that moves a source forward happens in one transaction together with that
+//! source's checkpoint. Errors are classified here, once, as retryable or fatal; their
+//! messages carry SQLSTATE and the server's message, never row values from us.
+
+mod migrate;
+
+pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate};
+
+use crate::config::ConnectionConfig;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use thiserror::Error;
+
+/// A warehouse failure.
+#[derive(Debug, Error)]
+pub enum WarehouseError {
+    /// The URL or password could not be used.
+    #[error("warehouse configuration: {0}")]
+    Config(String),
+    /// Could not reach the server, or the connection broke.
+    #[error("warehouse unreachable: {0}")]
+    Unreachable(String),
+    /// The server refused a statement.
+    #[error("warehouse error {code}: {message}")]
+    Db {
+        /// SQLSTATE.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A migration problem (changed or unknown applied migration, failed script).
+    #[error("{0}")]
+    Migration(String),
+}
+
+impl WarehouseError {
+    /// True when trying again later may succeed (connection loss, server restart,
+    /// serialization failure, deadlock).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            WarehouseError::Unreachable(_) => true,
+            WarehouseError::Db { code, .. } => {
+                // 40001 serialization_failure, 40P01 deadlock, 57P0x shutdown/crash,
+                // 08xxx connection exceptions, 53300 too many connections.
+                code == "40001"
+                    || code == "40P01"
+                    || code.starts_with("57P")
+                    || code.starts_with("08")
+                    || code == "53300"
+                    || code == "55P03"
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for WarehouseError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => WarehouseError::Db {
+                code: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
+            None => WarehouseError::Unreachable(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for WarehouseError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(b) => b.into(),
+            other => WarehouseError::Unreachable(other.to_string()),
+        }
+    }
+}
+
+/// A pool of warehouse connections.
+#[derive(Clone)]
+pub struct Warehouse {
+    pool: Pool,
+}
+
+impl Warehouse {
+    /// Builds a pool (connections open lazily, so this succeeds while the server is down).
+    pub fn new(conn: &ConnectionConfig, max_size: usize) -> Result<Warehouse, WarehouseError> {
+        let mut pg = tokio_postgres::Config::from_str(&conn.url).map_err(|e| {
+            WarehouseError::Config(format!("bad warehouse URL {}: {e}", conn.display_url()))
+        })?;
+        if let Some(pw) = conn.password().map_err(WarehouseError::Config)? {
+            pg.password(pw.expose());
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("ebis");
+        }
+        pg.connect_timeout(std::time::Duration::from_secs(10));
+        let manager = Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .build()
+            .map_err(|e| WarehouseError::Config(e.to_string()))?;
+        Ok(Warehouse { pool })
+    }
+
+    /// A connection from the pool.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, WarehouseError> {
+        Ok(self.pool.get().await?)
+    }
+}

@@ -1,0 +1,219 @@
+//! `ebis check`: the example config and all bureau mappings compile; malformed mappings and
+//! configs give compiler-style `file:line:column` errors and exit 1.
+
+use crate::support::{TempDir, copy_dir, ebis, root, run};
+
+#[test]
+fn the_example_config_and_every_bureau_mapping_check_clean() {
+    let out = run(ebis(&root()).args(["--config", "pipeline.example.yaml", "check"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("ok: 22 mapping file(s) checked"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A project folder with the example config and a copy of the mappings to break.
+fn project() -> TempDir {
+    let dir = TempDir::new("ebis_check");
+    copy_dir(&root().join("mappings"), &dir.path().join("mappings"));
+    std::fs::copy(
+        root().join("pipeline.example.yaml"),
+        dir.path().join("pipeline.yaml"),
+    )
+    .expect("copy");
+    dir
+}
+
+fn edit(dir: &TempDir, file: &str, from: &str, to: &str) {
+    let p = dir.path().join(file);
+    let text = std::fs::read_to_string(&p).expect("read");
+    assert!(text.contains(from), "{file} has no `{from}`");
+    std::fs::write(&p, text.replacen(from, to, 1)).expect("write");
+}
+
+fn line_col(dir: &TempDir, file: &str, needle: &str) -> (usize, usize) {
+    let text = std::fs::read_to_string(dir.path().join(file)).expect("read");
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, l[..c].chars().count() + 1)))
+        .expect("needle present")
+}
+
+#[test]
+fn a_misspelled_canonical_field_is_reported_at_its_place() {
+    let dir = project();
+    edit(
+        &dir,
+        "mappings/ntax/tax_registration.yaml",
+        "  taxpayer_name:",
+        "  taxpayer_nmae:",
+    );
+    let (line, col) = line_col(&dir, "mappings/ntax/tax_registration.yaml", "taxpayer_nmae");
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let want = format!(
+        "mappings/ntax/tax_registration.yaml:{line}:{col}: error: unknown field `taxpayer_nmae` for record kind tax_registration (did you mean `taxpayer_name`?)"
+    );
+    assert!(
+        out.stderr.lines().any(|l| l == want),
+        "want {want}\ngot:\n{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("1 error(s)"), "{}", out.stdout);
+}
+
+#[test]
+fn problems_in_several_files_are_all_reported() {
+    let dir = project();
+    edit(
+        &dir,
+        "mappings/aic/aic_revocation.yaml",
+        "record_kind: aic_revocation",
+        "record_kind: aic_revokation",
+    );
+    edit(
+        &dir,
+        "mappings/ltax/tax_penalty.yaml",
+        "[{decode: gbk}, trim]",
+        "[{decode: big5}, trim]",
+    );
+    edit(
+        &dir,
+        "mappings/qts/qts_code_voided.yaml",
+        "    transforms: [trim]",
+        "    transforms: [trim, squash]",
+    );
+    edit(
+        &dir,
+        "mappings/ntax/tax_revocation_request.yaml",
+        "record_kind: tax_revocation_request",
+        "record_kind: aic_revocation",
+    );
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": error: "))
+        .collect();
+    assert_eq!(errors.len(), 5, "{}", out.stderr);
+    let expect = [
+        (
+            "mappings/aic/aic_revocation.yaml",
+            "aic_revokation",
+            "unknown record kind `aic_revokation` (did you mean `aic_revocation`?)",
+        ),
+        (
+            "mappings/ltax/tax_penalty.yaml",
+            "{decode: big5}",
+            "field `taxpayer_name`: cannot decode `big5`",
+        ),
+        (
+            "mappings/qts/qts_code_voided.yaml",
+            "squash",
+            "unknown variant `squash`",
+        ),
+        (
+            "mappings/ntax/tax_revocation_request.yaml",
+            "aic_revocation",
+            "record kind `aic_revocation` cannot come from bureau ntax (it belongs to aic)",
+        ),
+        (
+            "mappings/ntax/tax_revocation_request.yaml",
+            "requested_on",
+            "unknown field `requested_on` for record kind aic_revocation",
+        ),
+    ];
+    for (file, needle, message) in expect {
+        let (line, col) = line_col(&dir, file, needle);
+        let prefix = format!("{file}:{line}:{col}: error: {message}");
+        assert!(
+            errors.iter().any(|e| e.starts_with(&prefix)),
+            "want {prefix}\ngot:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn broken_yaml_and_config_errors_name_their_place() {
+    let dir = project();
+    edit(
+        &dir,
+        "mappings/qts/qts_code_change.yaml",
+        "  key: [BGXH]",
+        "  key: [BGXH",
+    );
+    edit(
+        &dir,
+        "pipeline.yaml",
+        "url: mysql://ebis_reader@",
+        "url: mysql://ebis_reader:s3cret@",
+    );
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1);
+    assert!(
+        !out.stderr.contains("s3cret"),
+        "a password was echoed: {}",
+        out.stderr
+    );
+    let (line, col) = line_col(&dir, "pipeline.yaml", "mysql://ebis_reader:");
+    let want = format!("pipeline.yaml:{line}:{col}: error: `connection.url` contains a password");
+    assert!(
+        out.stderr.lines().any(|l| l.starts_with(&want)),
+        "want {want}\ngot:\n{}",
+        out.stderr
+    );
+    // A config error stops before the mappings are read.
+    assert!(
+        !out.stderr.contains("qts_code_change.yaml"),
+        "{}",
+        out.stderr
+    );
+    edit(
+        &dir,
+        "pipeline.yaml",
+        "url: mysql://ebis_reader:s3cret@",
+        "url: mysql://ebis_reader@",
+    );
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1);
+    let syntax: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("mappings/qts/qts_code_change.yaml:"))
+        .collect();
+    assert_eq!(syntax.len(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn mapping_files_can_be_checked_without_a_config() {
+    let dir = project();
+    edit(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "    column: REGNO\n",
+        "    column: REGNO\n    expression: REGNO\n",
+    );
+    let out = run(ebis(dir.path()).args([
+        "check",
+        "mappings/aic",
+        "mappings/qts/qts_code_issuance.yaml",
+    ]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("mappings/aic/aic_establishment.yaml:")
+            && out
+                .stderr
+                .contains("field `reg_no` needs exactly one of column, expression, value"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("5 mapping file(s) without errors"),
+        "{}",
+        out.stdout
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, a module per capability. Every test talks to real
+//! PostgreSQL (and MariaDB) servers from `EBIS_TEST_PG_URL` / `EBIS_TEST_MYSQL_URL`
+//! (defaults: the local servers), each in its own throwaway databases.
+
+mod support;
+
+mod check;
+mod migrate;
