@@ -3,6 +3,8 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ebis::config::{self, PipelineConfig};
+use ebis::mapping::MappingSet;
+use ebis::pipeline::{self, Shutdown, ShutdownTrigger};
 use ebis::warehouse::{self, Warehouse};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +35,44 @@ enum Command {
     Check {
         /// Mapping files or folders to check instead of the config.
         paths: Vec<PathBuf>,
+    },
+    /// Print (or apply) what a bureau DBA installs so ebis can capture a source: the change
+    /// table and triggers for exactly the tables its mappings read.
+    SetupSource {
+        /// The source, as named in the config.
+        source: String,
+        /// Run the statements, with the privileged URL in EBIS_SOURCE_ADMIN_URL (or the
+        /// source's own connection when that is unset).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Run every enabled source: snapshot, then stream changes into the warehouse until
+    /// Ctrl-C or SIGTERM. Applies pending warehouse migrations first.
+    Run,
+    /// Re-read a source's tables (all, or one) into the warehouse with a progress bar,
+    /// without moving its checkpoint; rows gone from the source are marked deleted.
+    Snapshot {
+        /// The source.
+        source: String,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Compare sources with the warehouse: per record kind, rows at the source, rows in the
+    /// warehouse, missing, extra, different (by content hash), rejected. Exit 1 on any
+    /// difference.
+    Verify {
+        /// Only this source.
+        source: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each source's mode, state, position, lag, rows, quarantine, gaps and last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -94,6 +134,170 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::SetupSource { source, apply } => {
+            let config = load_config(&cli.config)?;
+            let cfg = source_of(&config, &source)?;
+            let setup =
+                ebis::setup::setup_script(cfg, &mappings_of(cfg)?).map_err(anyhow::Error::msg)?;
+            if !apply {
+                print!("{}", setup.script);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if setup.statements.is_empty() {
+                println!("{}", setup.script);
+                println!("nothing to install for {} capture", cfg.capture.name());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (url, password) = match std::env::var(ebis::setup::ADMIN_URL_ENV) {
+                Ok(u) if !u.trim().is_empty() => (u, None),
+                _ => (
+                    cfg.connection.url.clone(),
+                    cfg.connection
+                        .password()
+                        .map_err(anyhow::Error::msg)?
+                        .map(|s| s.expose().to_owned()),
+                ),
+            };
+            runtime()?.block_on(ebis_mysql::run_statements(
+                &url,
+                password.as_deref(),
+                &setup.statements,
+            ))?;
+            println!(
+                "installed change capture on {} ({} statements)",
+                cfg.name,
+                setup.statements.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(async {
+                let wh = warehouse_of(Some(&config), config.sources.len() * 2 + 2)?;
+                warehouse::migrate(&wh).await?;
+                let (trigger, shutdown) = Shutdown::new();
+                on_signals(trigger);
+                let failed = pipeline::run_sources(&config, &wh, shutdown).await?;
+                if failed.is_empty() {
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    for (name, e) in &failed {
+                        eprintln!("source {name} stopped: {e}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            })
+        }
+        Command::Snapshot { source, table } => {
+            let config = load_config(&cli.config)?;
+            let cfg = source_of(&config, &source)?.clone();
+            let mappings = mappings_of(&cfg)?;
+            let plans = pipeline::plans(&cfg, &mappings);
+            let tables: Vec<String> = match &table {
+                None => plans.iter().map(|p| p.table.clone()).collect(),
+                Some(t) => match plans.iter().find(|p| p.table.eq_ignore_ascii_case(t)) {
+                    Some(p) => vec![p.table.clone()],
+                    None => bail!(
+                        "source {} has no mapping reading table {t} (tables: {})",
+                        cfg.name,
+                        plans
+                            .iter()
+                            .map(|p| p.table.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+            };
+            runtime()?.block_on(async {
+                let wh = warehouse_of(Some(&config), 2)?;
+                warehouse::migrate(&wh).await?;
+                wh.register_sources(&config.sources).await?;
+                if wh.checkpoint(&cfg.name).await?.is_none() && !wh.source_locked(&cfg.name).await? {
+                    bail!(
+                        "source {} has never been captured: `ebis run` takes its first snapshot (and sets its checkpoint)",
+                        cfg.name
+                    );
+                }
+                let (trigger, shutdown) = Shutdown::new();
+                on_signals(trigger);
+                let mut source = pipeline::AnySource::open(&cfg, plans)?;
+                source.check().await?;
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:24} [{bar:40}] {pos}/{len} rows {per_sec} eta {eta}",
+                    )?
+                    .progress_chars("=> "),
+                );
+                let mut current = String::new();
+                let applied = pipeline::snapshot::resnapshot(
+                    &mut source,
+                    &wh,
+                    &cfg,
+                    &mappings,
+                    &tables,
+                    config.batch_size,
+                    |t, done, total| {
+                        if current != t {
+                            current = t.to_owned();
+                            bar.reset();
+                            bar.set_message(t.to_owned());
+                            bar.set_length(total);
+                        }
+                        bar.set_position(done);
+                    },
+                    &shutdown,
+                )
+                .await?;
+                bar.finish_and_clear();
+                source.close().await;
+                println!(
+                    "snapshot of {}: {} rows changed, {} marked deleted, {} quarantined",
+                    cfg.name, applied.upserted, applied.deleted, applied.quarantined
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Verify { source, json } => {
+            let config = load_config(&cli.config)?;
+            let sources: Vec<&ebis::config::SourceConfig> = match &source {
+                Some(name) => vec![source_of(&config, name)?],
+                None => config.sources.iter().filter(|s| s.enabled).collect(),
+            };
+            runtime()?.block_on(async {
+                let wh = warehouse_of(Some(&config), 2)?;
+                let mut reports = Vec::new();
+                for s in sources {
+                    let mappings = mappings_of(s)?;
+                    reports.extend(ebis::verify::verify_source(s, &mappings, &wh, 5000).await?);
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&reports)?);
+                } else {
+                    print!("{}", ebis::verify::render(&reports));
+                }
+                Ok(if reports.iter().all(|r| r.agrees()) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            })
+        }
+        Command::Status { json } => {
+            let config = load_optional_config(&cli.config)?;
+            runtime()?.block_on(async {
+                let wh = warehouse_of(config.as_ref(), 1)?;
+                let rows = wh.status().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else if rows.is_empty() {
+                    println!("no sources have run yet");
+                } else {
+                    print!("{}", ebis::status::render(&rows));
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Check { paths } => {
             let report = if paths.is_empty() {
                 ebis::check::check_config(&cli.config)
@@ -122,6 +326,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+fn load_config(path: &Path) -> Result<PipelineConfig> {
+    PipelineConfig::load(path).map_err(|d| anyhow::anyhow!("{d}"))
+}
+
+fn warehouse_of(config: Option<&PipelineConfig>, pool: usize) -> Result<Warehouse> {
+    let conn = config::resolve_warehouse(config).map_err(anyhow::Error::msg)?;
+    Ok(Warehouse::new(&conn, pool)?)
+}
+
+fn mappings_of(cfg: &ebis::config::SourceConfig) -> Result<MappingSet> {
+    MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)).map_err(|d| anyhow::anyhow!("{d}"))
+}
+
+fn source_of<'a>(config: &'a PipelineConfig, name: &str) -> Result<&'a ebis::config::SourceConfig> {
+    config.source(name).with_context(|| {
+        format!(
+            "no source `{name}` in {} (sources: {})",
+            config.path.display(),
+            config
+                .sources
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Ctrl-C or SIGTERM → shutdown.
+fn on_signals(trigger: ShutdownTrigger) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down after the current batches");
+        trigger.trigger();
+    });
 }
 
 /// The config when the file exists; `None` when it is the default and absent (commands

@@ -415,6 +415,18 @@ pub fn check_together(mappings: &[Mapping]) -> Diagnostics {
     for (i, m) in mappings.iter().enumerate() {
         for earlier in &mappings[..i] {
             if !earlier.table.eq_ignore_ascii_case(&m.table) {
+                if earlier.kind.name == m.kind.name {
+                    found.push(Diagnostic::file(
+                        &m.path,
+                        format!(
+                            "record kind {} is filled from table {} here and from table {} in {}: their source keys could collide; fill a record kind from one table per source",
+                            m.kind.name,
+                            m.table,
+                            earlier.table,
+                            earlier.path.display()
+                        ),
+                    ));
+                }
                 continue;
             }
             let same_key = earlier.key.len() == m.key.len()

@@ -31,6 +31,7 @@ macro_rules! migration {
 pub static MIGRATIONS: &[Migration] = &[
     migration!("0001_ebis_state.sql"),
     migration!("0002_exchange.sql"),
+    migration!("0003_capture_state.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

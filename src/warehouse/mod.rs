@@ -4,9 +4,18 @@
 //! source's checkpoint. Errors are classified here, once, as retryable or fatal; their
 //! messages carry SQLSTATE and the server's message, never row values from us.
 
+mod apply;
+mod keyscan;
 mod migrate;
+mod state;
 
+pub use apply::{
+    Applied, ApplyBatch, Checkpoint, KindBatch, SourceMeta, StagedDelete, StagedRecord,
+    StagedRejection, StatusUpdate,
+};
+pub use keyscan::KeyScan;
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate};
+pub use state::{SourceLock, StoredCheckpoint};
 
 use crate::config::ConnectionConfig;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -81,6 +90,7 @@ impl From<deadpool_postgres::PoolError> for WarehouseError {
 #[derive(Clone)]
 pub struct Warehouse {
     pool: Pool,
+    config: tokio_postgres::Config,
 }
 
 impl Warehouse {
@@ -97,7 +107,7 @@ impl Warehouse {
         }
         pg.connect_timeout(std::time::Duration::from_secs(10));
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
@@ -107,7 +117,17 @@ impl Warehouse {
             .max_size(max_size.max(1))
             .build()
             .map_err(|e| WarehouseError::Config(e.to_string()))?;
-        Ok(Warehouse { pool })
+        Ok(Warehouse { pool, config: pg })
+    }
+
+    /// A connection outside the pool, for session state that must live as long as the
+    /// caller holds it (advisory locks).
+    pub async fn dedicated(&self) -> Result<tokio_postgres::Client, WarehouseError> {
+        let (client, conn) = self.config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
     }
 
     /// A connection from the pool.

@@ -41,14 +41,16 @@ impl Position {
                 let missing: i64 = gaps.iter().map(|g| g.to - g.from + 1).sum();
                 format!("seq {seq}, {} open gap(s) ({missing} seq)", gaps.len())
             }
-            Position::Timestamp { tables } => tables
-                .iter()
-                .map(|(t, m)| match m.modified {
-                    Some(ts) => format!("{t}@{}", ts.format("%Y-%m-%d %H:%M:%S")),
-                    None => format!("{t}@start"),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+            Position::Timestamp { tables } => {
+                match tables.values().filter_map(|m| m.modified).max() {
+                    Some(ts) => format!(
+                        "{} tables, newest modified {}",
+                        tables.len(),
+                        ts.format("%Y-%m-%d %H:%M:%S")
+                    ),
+                    None => format!("{} tables, no rows yet", tables.len()),
+                }
+            }
         }
     }
 

@@ -1,0 +1,86 @@
+//! MySQL errors classified into retryable and fatal source errors, in one place.
+//! Messages keep table and column names; the server does not put row values in the
+//! messages of the statements this connector runs (reads only).
+
+use ebis_source::SourceError;
+use mysql_async::{DriverError, Error};
+
+/// Classifies a driver error. `table` names the table the statement read, if one.
+pub fn classify(e: Error, table: Option<&str>) -> SourceError {
+    match e {
+        Error::Io(io) => SourceError::Unreachable(io.to_string()),
+        Error::Driver(DriverError::ConnectionClosed | DriverError::PoolDisconnected) => {
+            SourceError::Unreachable("connection closed".to_owned())
+        }
+        Error::Driver(d) => SourceError::Query(d.to_string()),
+        Error::Url(u) => SourceError::Query(format!("bad MySQL URL: {u}")),
+        Error::Other(o) => SourceError::Unreachable(o.to_string()),
+        Error::Server(s) => match s.code {
+            // deadlock, lock wait timeout, too many connections, query interrupted,
+            // MariaDB "connection was killed", out of resources
+            1213 | 1205 | 1040 | 1203 | 1317 | 1927 | 1041 => {
+                SourceError::Transient(format!("{} ({})", s.message, s.code))
+            }
+            // server shutdown in progress, gone away, lost connection
+            1053 | 2006 | 2013 | 1077 | 1078 | 1079 | 1080 => {
+                SourceError::Unreachable(format!("{} ({})", s.message, s.code))
+            }
+            1146 => SourceError::MissingTable {
+                table: quoted_name(&s.message)
+                    .or_else(|| table.map(str::to_owned))
+                    .unwrap_or_default(),
+            },
+            1054 => SourceError::MissingColumn {
+                table: table.unwrap_or("?").to_owned(),
+                column: quoted_name(&s.message).unwrap_or_default(),
+            },
+            _ => SourceError::Query(format!("{} ({})", s.message, s.code)),
+        },
+    }
+}
+
+/// The first `'…'` in a server message (the table or column it is about).
+fn quoted_name(message: &str) -> Option<String> {
+    let start = message.find('\'')? + 1;
+    let len = message[start..].find('\'')?;
+    Some(message[start..start + len].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::ServerError;
+
+    fn server(code: u16, message: &str) -> Error {
+        Error::Server(ServerError {
+            code,
+            message: message.to_owned(),
+            state: "HY000".to_owned(),
+        })
+    }
+
+    #[test]
+    fn deadlocks_and_lost_connections_are_retryable() {
+        assert!(classify(server(1213, "Deadlock found"), None).is_retryable());
+        assert!(classify(server(2013, "Lost connection"), None).is_retryable());
+        assert!(classify(Error::Driver(DriverError::ConnectionClosed), None).is_retryable());
+    }
+
+    #[test]
+    fn schema_problems_are_fatal_and_named() {
+        let e = classify(
+            server(1054, "Unknown column 'REGNOX' in 'field list'"),
+            Some("E_BASEINFO"),
+        );
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "source table E_BASEINFO has no column REGNOX"
+        );
+        let e = classify(server(1146, "Table 'aic.E_GONE' doesn't exist"), None);
+        assert_eq!(
+            e.to_string(),
+            "source table aic.E_GONE does not exist or is not readable"
+        );
+    }
+}

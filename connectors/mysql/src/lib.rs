@@ -1,0 +1,527 @@
+//! The MySQL / MariaDB source connector.
+//!
+//! Two capture modes:
+//! - **changelog**: triggers append (seq, table, op, key) to `ebis_change`; each poll reads
+//!   the sequence numbers after the position plus the open gaps, fetches the current rows
+//!   by key (a missing row is a delete), and advances the position with gap bookkeeping.
+//! - **timestamp**: for read-only accounts; each poll reads rows after a (modified, key)
+//!   mark, and re-reads an overlap window for transactions that committed late, skipping
+//!   rows it already returned. Deletes are found by the pipeline's key comparison.
+//!
+//! Snapshots read each table in key-ordered chunks. The connector only reads; it holds no
+//! durable state (the position carries everything a restart needs).
+
+mod error;
+mod gaps;
+mod setup;
+mod table;
+mod values;
+
+pub use setup::changelog_statements;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use ebis_source::{
+    Batch, Change, Gap, MarkValue, Op, Position, Row, Source, SourceError, TableMark, TablePlan,
+    Value, key_text,
+};
+use error::classify;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use table::Table;
+
+/// The change table's name.
+pub const CHANGE_TABLE: &str = "ebis_change";
+/// How long one statement may take before the source counts as unreachable.
+const OP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How many changelog sequence numbers back `head` looks for in-flight transactions.
+const HEAD_GAP_WINDOW: i64 = 10_000;
+
+/// How changes are captured.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Capture {
+    /// Trigger-filled change table.
+    Changelog {
+        /// How long a skipped sequence number is awaited.
+        gap_timeout: Duration,
+    },
+    /// A last-modified column per table.
+    Timestamp {
+        /// How far back each poll re-reads.
+        overlap: Duration,
+    },
+}
+
+/// How to reach and read one MySQL/MariaDB source.
+#[derive(Clone, Debug)]
+pub struct MysqlOptions {
+    /// `mysql://user@host:port/db` (no password).
+    pub url: String,
+    /// The password, from the environment.
+    pub password: Option<String>,
+    /// The tables to read.
+    pub plans: Vec<TablePlan>,
+    /// The capture mode.
+    pub capture: Capture,
+}
+
+/// A MySQL/MariaDB source.
+pub struct MysqlSource {
+    pool: Pool,
+    plans: Vec<TablePlan>,
+    capture: Capture,
+    tables: Option<Vec<Table>>,
+    /// Seconds the server's local time is ahead of UTC (for timestamp-mode commit times).
+    utc_offset: i64,
+    /// Timestamp mode: per table, rows returned recently (key text → version), so the
+    /// overlap window returns only rows not seen yet.
+    seen: HashMap<String, HashMap<String, i64>>,
+}
+
+/// Builds a connection pool: UTF-8 text, UTC session time zone.
+pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, SourceError> {
+    let opts = mysql_async::Opts::from_url(url)
+        .map_err(|e| SourceError::Query(format!("bad MySQL URL: {e}")))?;
+    let mut builder = OptsBuilder::from_opts(opts)
+        .init(vec!["SET NAMES utf8mb4", "SET time_zone = '+00:00'"])
+        .stmt_cache_size(64)
+        .pool_opts(
+            PoolOpts::default()
+                .with_constraints(PoolConstraints::new(0, max.max(1)).unwrap_or_default())
+                .with_inactive_connection_ttl(Duration::from_secs(60)),
+        );
+    if let Some(pw) = password {
+        builder = builder.pass(Some(pw));
+    }
+    Ok(Pool::new(builder))
+}
+
+/// Runs DDL statements one by one on a (privileged) connection.
+pub async fn run_statements(
+    url: &str,
+    password: Option<&str>,
+    statements: &[String],
+) -> Result<(), SourceError> {
+    let pool = pool(url, password, 1)?;
+    let mut conn = pool.get_conn().await.map_err(|e| classify(e, None))?;
+    for s in statements {
+        conn.query_drop(s).await.map_err(|e| classify(e, None))?;
+    }
+    drop(conn);
+    let _ = pool.disconnect().await;
+    Ok(())
+}
+
+impl MysqlSource {
+    /// A source; no connection is made until it is used.
+    pub fn new(opts: MysqlOptions) -> Result<MysqlSource, SourceError> {
+        Ok(MysqlSource {
+            pool: pool(&opts.url, opts.password.as_deref(), 4)?,
+            plans: opts.plans,
+            capture: opts.capture,
+            tables: None,
+            utc_offset: 0,
+            seen: HashMap::new(),
+        })
+    }
+
+    async fn conn(&self) -> Result<Conn, SourceError> {
+        match tokio::time::timeout(OP_TIMEOUT, self.pool.get_conn()).await {
+            Ok(r) => r.map_err(|e| classify(e, None)),
+            Err(_) => Err(SourceError::Unreachable("timed out connecting".to_owned())),
+        }
+    }
+
+    /// Loads table metadata once (and the server's time zone offset).
+    async fn tables(&mut self) -> Result<&[Table], SourceError> {
+        if self.tables.is_none() {
+            let mut conn = self.conn().await?;
+            let mut tables = Vec::with_capacity(self.plans.len());
+            for p in &self.plans {
+                tables.push(Table::load(&mut conn, p).await?);
+            }
+            let offset: Option<i64> = conn
+                .query_first(
+                    "SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone))",
+                )
+                .await
+                .map_err(|e| classify(e, None))?;
+            self.utc_offset = offset.unwrap_or(0);
+            self.tables = Some(tables);
+        }
+        Ok(self.tables.as_deref().unwrap_or(&[]))
+    }
+
+    fn table_index(&self, name: &str) -> Option<usize> {
+        self.tables
+            .as_ref()?
+            .iter()
+            .position(|t| t.plan.table.eq_ignore_ascii_case(name))
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        let _ = self.pool.disconnect().await;
+    }
+
+    async fn utc_now(conn: &mut Conn) -> Result<Option<DateTime<Utc>>, SourceError> {
+        let now: Option<NaiveDateTime> = conn
+            .query_first("SELECT UTC_TIMESTAMP(6)")
+            .await
+            .map_err(|e| classify(e, None))?;
+        Ok(now.map(|n| n.and_utc()))
+    }
+
+    async fn changelog_changes(
+        &mut self,
+        prev: i64,
+        gaps: &[Gap],
+        limit: usize,
+        gap_timeout: Duration,
+    ) -> Result<Batch, SourceError> {
+        self.tables().await?;
+        let mut conn = self.conn().await?;
+        let read_at = Self::utc_now(&mut conn).await?;
+        type Entry = (i64, String, String, String, NaiveDateTime);
+        let q = format!(
+            "SELECT seq, table_name, op, row_key, changed_at FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
+        );
+        let mut entries: Vec<Entry> = conn
+            .exec(q, (prev,))
+            .await
+            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+        let full = entries.len() >= limit;
+        for g in gaps.iter().take(1000) {
+            let found: Vec<Entry> = conn
+                .exec(
+                    format!("SELECT seq, table_name, op, row_key, changed_at FROM {CHANGE_TABLE} WHERE seq BETWEEN ? AND ? ORDER BY seq"),
+                    (g.from, g.to),
+                )
+                .await
+                .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+            entries.extend(found);
+        }
+        entries.sort_by_key(|e| e.0);
+        entries.dedup_by_key(|e| e.0);
+        let seen: Vec<i64> = entries.iter().map(|e| e.0).collect();
+        let adv = gaps::advance(prev, gaps, &seen, Utc::now(), gap_timeout);
+        let version = adv.seq;
+
+        // Latest entry per (table, key): the row is read whole, so one fetch covers all.
+        let mut latest: Vec<(usize, String, Vec<Value>, i64, NaiveDateTime)> = Vec::new();
+        let mut index: HashMap<(usize, String), usize> = HashMap::new();
+        for (seq, table, _op, key_json, at) in entries {
+            let Some(t) = self.table_index(&table) else {
+                continue; // a table no mapping reads any more
+            };
+            let key: Vec<Value> = match serde_json::from_str::<Vec<serde_json::Value>>(&key_json) {
+                Ok(k) => k.iter().map(values::from_json).collect(),
+                Err(_) => {
+                    return Err(SourceError::Query(format!(
+                        "{CHANGE_TABLE} row {seq} has a key that is not a JSON array"
+                    )));
+                }
+            };
+            let kt = key_text(&key);
+            match index.get(&(t, kt.clone())) {
+                Some(&i) => {
+                    latest[i].3 = seq;
+                    latest[i].4 = at;
+                }
+                None => {
+                    index.insert((t, kt.clone()), latest.len());
+                    latest.push((t, kt, key, seq, at));
+                }
+            }
+        }
+        let tables = self.tables.as_deref().unwrap_or(&[]);
+        let mut rows: HashMap<(usize, String), Row> = HashMap::new();
+        for (t, table) in tables.iter().enumerate() {
+            let keys: Vec<Vec<Value>> = latest
+                .iter()
+                .filter(|e| e.0 == t)
+                .map(|e| e.2.clone())
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            for row in table.by_keys(&mut conn, &keys).await? {
+                rows.insert((t, key_text(&table.key_of(&row))), row);
+            }
+        }
+        latest.sort_by_key(|e| e.3);
+        let changes = latest
+            .into_iter()
+            .map(|(t, kt, key, _seq, at)| {
+                let commit_time = Some(at.and_utc());
+                match rows.remove(&(t, kt)) {
+                    Some(row) => tables[t].upsert(row, version, commit_time),
+                    None => Change {
+                        table: tables[t].plan.table.clone(),
+                        op: Op::Delete,
+                        key,
+                        row: Row::new(),
+                        version,
+                        commit_time,
+                    },
+                }
+            })
+            .collect();
+        Ok(Batch {
+            changes,
+            position: Position::Changelog {
+                seq: adv.seq,
+                gaps: adv.gaps,
+            },
+            gap_events: adv.events,
+            read_at: if full { None } else { read_at },
+        })
+    }
+
+    async fn timestamp_changes(
+        &mut self,
+        marks: &BTreeMap<String, TableMark>,
+        limit: usize,
+        overlap: Duration,
+    ) -> Result<Batch, SourceError> {
+        self.tables().await?;
+        let mut conn = self.conn().await?;
+        let read_at = Self::utc_now(&mut conn).await?;
+        let tables = self.tables.clone().unwrap_or_default();
+        let per_table = (limit / tables.len().max(1)).max(100);
+        let overlap = chrono::Duration::from_std(overlap).unwrap_or_default();
+        let mut next = marks.clone();
+        let mut changes = Vec::new();
+        let mut full = false;
+        for t in tables.iter().filter(|t| t.has_modified()) {
+            let mark = marks.get(&t.plan.table).cloned().unwrap_or_default();
+            let seen = self.seen.entry(t.plan.table.clone()).or_default();
+            let mark_value = mark.modified.map(Value::DateTime);
+            let key: Vec<Value> = mark.key.iter().map(Value::from).collect();
+            let mut rows = Vec::new();
+            if let Some(m) = mark.modified {
+                let from = Value::DateTime(m - overlap);
+                rows.extend(
+                    t.modified_between(&mut conn, &from, &Value::DateTime(m), per_table * 4)
+                        .await?,
+                );
+            }
+            let fresh = t
+                .after_mark(&mut conn, mark_value.as_ref(), &key, per_table)
+                .await?;
+            full |= fresh.len() >= per_table;
+            let mut new_mark = mark.clone();
+            if let Some(last) = fresh.last() {
+                new_mark.modified = t.modified_of(last).and_then(|v| as_datetime(&v));
+                new_mark.key = t.key_of(last).iter().map(MarkValue::from).collect();
+            }
+            rows.extend(fresh);
+            for row in rows {
+                let Some(modified) = t.modified_of(&row).and_then(|v| as_datetime(&v)) else {
+                    continue; // NULL modified time: only a snapshot sees such rows
+                };
+                let version = modified.and_utc().timestamp_micros();
+                let kt = key_text(&t.key_of(&row));
+                if seen.get(&kt) == Some(&version) {
+                    continue;
+                }
+                seen.insert(kt, version);
+                let commit = modified.and_utc() - chrono::Duration::seconds(self.utc_offset);
+                changes.push(t.upsert(row, version, Some(commit)));
+            }
+            if let Some(m) = new_mark.modified {
+                let floor = (m - overlap).and_utc().timestamp_micros();
+                seen.retain(|_, v| *v >= floor);
+            }
+            next.insert(t.plan.table.clone(), new_mark);
+        }
+        Ok(Batch {
+            changes,
+            position: Position::Timestamp { tables: next },
+            gap_events: Vec::new(),
+            read_at: if full { None } else { read_at },
+        })
+    }
+}
+
+fn as_datetime(v: &Value) -> Option<NaiveDateTime> {
+    match v {
+        Value::DateTime(t) => Some(*t),
+        Value::Date(d) => d.and_hms_opt(0, 0, 0),
+        _ => None,
+    }
+}
+
+impl Source for MysqlSource {
+    async fn check(&mut self) -> Result<(), SourceError> {
+        self.tables = None;
+        self.tables().await?;
+        let mut conn = self.conn().await?;
+        match &self.capture {
+            Capture::Changelog { .. } => {
+                let exists: Option<i64> = conn
+                    .exec_first(
+                        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                        (CHANGE_TABLE,),
+                    )
+                    .await
+                    .map_err(|e| classify(e, None))?;
+                if exists.unwrap_or(0) == 0 {
+                    return Err(SourceError::CaptureNotInstalled(format!(
+                        "the change table {CHANGE_TABLE} does not exist: run `ebis setup-source` for this source"
+                    )));
+                }
+                for p in &self.plans {
+                    let (schema, name) = table::split_table(&p.table);
+                    let n: Option<i64> = conn
+                        .exec_first(
+                            "SELECT COUNT(*) FROM information_schema.TRIGGERS
+                             WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND EVENT_OBJECT_TABLE = ?
+                               AND TRIGGER_NAME LIKE 'ebis\\_%'",
+                            (schema, name),
+                        )
+                        .await
+                        .map_err(|e| classify(e, None))?;
+                    if n.unwrap_or(0) < 3 {
+                        return Err(SourceError::CaptureNotInstalled(format!(
+                            "table {} has no ebis capture triggers: run `ebis setup-source` for this source",
+                            p.table
+                        )));
+                    }
+                }
+            }
+            Capture::Timestamp { .. } => {
+                if let Some(t) = self.tables.iter().flatten().find(|t| !t.has_modified()) {
+                    return Err(SourceError::CaptureNotInstalled(format!(
+                        "table {} has no modified column for timestamp capture: set source.modified_column in its mapping or capture.modified_column in the config",
+                        t.plan.table
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn head(&mut self) -> Result<Position, SourceError> {
+        self.tables().await?;
+        let mut conn = self.conn().await?;
+        match &self.capture {
+            Capture::Changelog { gap_timeout } => {
+                let max: Option<i64> = conn
+                    .query_first(format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGE_TABLE}"))
+                    .await
+                    .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+                let max = max.unwrap_or(0);
+                // Numbers below the head that are missing may belong to transactions still
+                // open: await them like any gap.
+                let recent: Vec<i64> = conn
+                    .exec(
+                        format!("SELECT seq FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq"),
+                        (max - HEAD_GAP_WINDOW,),
+                    )
+                    .await
+                    .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+                let start = recent.first().copied().unwrap_or(max).saturating_sub(1);
+                let adv = gaps::advance(start, &[], &recent, Utc::now(), *gap_timeout);
+                Ok(Position::Changelog {
+                    seq: max,
+                    gaps: adv.gaps,
+                })
+            }
+            Capture::Timestamp { .. } => {
+                let mut tables = BTreeMap::new();
+                for t in self.tables.iter().flatten() {
+                    let rows = t.newest(&mut conn).await?;
+                    tables.insert(
+                        t.plan.table.clone(),
+                        TableMark {
+                            modified: rows.and_then(|v| as_datetime(&v)),
+                            key: Vec::new(),
+                            keys_compared_at: None,
+                        },
+                    );
+                }
+                Ok(Position::Timestamp { tables })
+            }
+        }
+    }
+
+    async fn snapshot_chunk(
+        &mut self,
+        table: &str,
+        after: Option<&[Value]>,
+        limit: usize,
+        version: i64,
+    ) -> Result<Vec<Change>, SourceError> {
+        self.tables().await?;
+        let i = self
+            .table_index(table)
+            .ok_or_else(|| SourceError::MissingTable {
+                table: table.to_owned(),
+            })?;
+        let mut conn = self.conn().await?;
+        let t = &self.tables.as_deref().unwrap_or(&[])[i];
+        let rows = t.chunk(&mut conn, after, limit).await?;
+        let timestamp = matches!(self.capture, Capture::Timestamp { .. });
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let v = match t.modified_of(&row).and_then(|v| as_datetime(&v)) {
+                    Some(m) if timestamp => m.and_utc().timestamp_micros(),
+                    _ => version,
+                };
+                t.upsert(row, v, None)
+            })
+            .collect())
+    }
+
+    async fn changes(&mut self, after: &Position, limit: usize) -> Result<Batch, SourceError> {
+        match (after, self.capture.clone()) {
+            (Position::Changelog { seq, gaps }, Capture::Changelog { gap_timeout }) => {
+                self.changelog_changes(*seq, gaps, limit, gap_timeout).await
+            }
+            (Position::Timestamp { tables }, Capture::Timestamp { overlap }) => {
+                self.timestamp_changes(tables, limit, overlap).await
+            }
+            (other, capture) => Err(SourceError::BadPosition(format!(
+                "position `{}` does not fit capture mode {capture:?}",
+                other.summary()
+            ))),
+        }
+    }
+
+    async fn keys(
+        &mut self,
+        table: &str,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>, SourceError> {
+        self.tables().await?;
+        let i = self
+            .table_index(table)
+            .ok_or_else(|| SourceError::MissingTable {
+                table: table.to_owned(),
+            })?;
+        let mut conn = self.conn().await?;
+        self.tables.as_deref().unwrap_or(&[])[i]
+            .keys(&mut conn, after, limit)
+            .await
+    }
+}
+
+impl MysqlSource {
+    /// Number of rows of a table (for snapshot progress).
+    pub async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
+        self.tables().await?;
+        let i = self
+            .table_index(table)
+            .ok_or_else(|| SourceError::MissingTable {
+                table: table.to_owned(),
+            })?;
+        let mut conn = self.conn().await?;
+        self.tables.as_deref().unwrap_or(&[])[i]
+            .count(&mut conn)
+            .await
+    }
+}

@@ -1,0 +1,376 @@
+//! One captured table: its columns as the server reports them, and the statements that
+//! read it (snapshot chunks, rows by key, keys, rows after a timestamp mark).
+//!
+//! Names come from validated mappings and are quoted here; values always travel as
+//! statement parameters.
+
+use crate::error::classify;
+use crate::values::{Reading, convert, param};
+use ebis_source::{Change, Op, Row, SourceError, TablePlan, Value};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value as My};
+
+/// Quotes an identifier with backticks.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `schema.table` → (Some(schema), table).
+pub fn split_table(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, name),
+    }
+}
+
+/// A table ready to be read.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// What the mappings need.
+    pub plan: TablePlan,
+    quoted: String,
+    select: String,
+    readings: Vec<Reading>,
+    /// Select-list positions of the key columns.
+    key_idx: Vec<usize>,
+    /// Key columns, quoted, as the server names them.
+    key_quoted: Vec<String>,
+    /// Position of the modified column in the select list, and its quoted name.
+    modified: Option<(usize, String)>,
+}
+
+impl Table {
+    /// Reads the table's columns from `information_schema` and checks the plan against
+    /// them: a missing table or column is a fatal error naming it.
+    pub async fn load(conn: &mut Conn, plan: &TablePlan) -> Result<Table, SourceError> {
+        let (schema, name) = split_table(&plan.table);
+        let rows: Vec<(String, String, Option<String>)> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| classify(e, Some(&plan.table)))?;
+        if rows.is_empty() {
+            return Err(SourceError::MissingTable {
+                table: plan.table.clone(),
+            });
+        }
+        let find = |col: &str| {
+            rows.iter()
+                .position(|(c, _, _)| c.eq_ignore_ascii_case(col))
+        };
+        for col in plan.columns.iter().chain(plan.modified_column.iter()) {
+            if find(col).is_none() {
+                return Err(SourceError::MissingColumn {
+                    table: plan.table.clone(),
+                    column: col.clone(),
+                });
+            }
+        }
+        let mut items = Vec::new();
+        let mut readings = Vec::new();
+        for (col, _ty, charset) in &rows {
+            if charset.as_deref() == Some("latin1") {
+                items.push(format!("CAST({0} AS BINARY) AS {0}", quote(col)));
+                readings.push(Reading::Latin1Bytes);
+            } else {
+                items.push(quote(col));
+                readings.push(Reading::Plain);
+            }
+        }
+        for e in &plan.expressions {
+            items.push(format!("({}) AS {}", e.sql, quote(&e.alias)));
+            readings.push(Reading::Plain);
+        }
+        let mut key_idx = Vec::new();
+        let mut key_quoted = Vec::new();
+        for k in &plan.key {
+            let i = find(k).ok_or_else(|| SourceError::MissingColumn {
+                table: plan.table.clone(),
+                column: k.clone(),
+            })?;
+            key_idx.push(i);
+            key_quoted.push(quote(&rows[i].0));
+        }
+        let modified = match &plan.modified_column {
+            Some(m) => find(m).map(|i| (i, quote(&rows[i].0))),
+            None => None,
+        };
+        Ok(Table {
+            quoted: match schema {
+                Some(s) => format!("{}.{}", quote(s), quote(name)),
+                None => quote(name),
+            },
+            select: items.join(", "),
+            readings,
+            key_idx,
+            key_quoted,
+            modified,
+            plan: plan.clone(),
+        })
+    }
+
+    /// True when the table has a modified column (timestamp capture possible).
+    pub fn has_modified(&self) -> bool {
+        self.modified.is_some()
+    }
+
+    fn order_by(&self) -> String {
+        self.key_quoted.join(", ")
+    }
+
+    /// `(k1, k2) > (?, ?)`, or `k > ?`.
+    fn after_key(&self) -> String {
+        if self.key_quoted.len() == 1 {
+            format!("{} > ?", self.key_quoted[0])
+        } else {
+            let marks = vec!["?"; self.key_quoted.len()].join(", ");
+            format!("({}) > ({marks})", self.key_quoted.join(", "))
+        }
+    }
+
+    async fn rows(
+        &self,
+        conn: &mut Conn,
+        sql: &str,
+        params: Vec<My>,
+    ) -> Result<Vec<Row>, SourceError> {
+        tracing::trace!(table = %self.plan.table, "read");
+        let result: Vec<mysql_async::Row> = conn
+            .exec(sql, params)
+            .await
+            .map_err(|e| classify(e, Some(&self.plan.table)))?;
+        Ok(result
+            .into_iter()
+            .map(|r| {
+                let columns = r.columns();
+                r.unwrap()
+                    .into_iter()
+                    .zip(columns.iter())
+                    .zip(&self.readings)
+                    .map(|((v, c), reading)| (c.name_str().into_owned(), convert(v, c, *reading)))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The key values of a row read by this table's select list.
+    pub fn key_of(&self, row: &Row) -> Vec<Value> {
+        let values: Vec<&Value> = row.iter().map(|(_, v)| v).collect();
+        self.key_idx
+            .iter()
+            .map(|i| values.get(*i).map(|v| (*v).clone()).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// The modified column's value as microseconds (for ordering), if the table has one.
+    pub fn modified_of(&self, row: &Row) -> Option<Value> {
+        let (i, _) = self.modified.as_ref()?;
+        row.iter().nth(*i).map(|(_, v)| v.clone())
+    }
+
+    /// One snapshot chunk in key order.
+    pub async fn chunk(
+        &self,
+        conn: &mut Conn,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Row>, SourceError> {
+        let (cond, params) = match after {
+            Some(k) => (
+                format!("WHERE {}", self.after_key()),
+                k.iter().map(param).collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        };
+        let sql = format!(
+            "SELECT {} FROM {} {cond} ORDER BY {} LIMIT {limit}",
+            self.select,
+            self.quoted,
+            self.order_by()
+        );
+        self.rows(conn, &sql, params).await
+    }
+
+    /// Keys only, in key order.
+    pub async fn keys(
+        &self,
+        conn: &mut Conn,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>, SourceError> {
+        let (cond, params): (String, Vec<My>) = match after {
+            Some(k) => (
+                format!("WHERE {}", self.after_key()),
+                k.iter().map(param).collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        };
+        let sql = format!(
+            "SELECT {0} FROM {1} {cond} ORDER BY {0} LIMIT {limit}",
+            self.order_by(),
+            self.quoted
+        );
+        let rows: Vec<mysql_async::Row> = conn
+            .exec(sql, params)
+            .await
+            .map_err(|e| classify(e, Some(&self.plan.table)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let columns = r.columns();
+                r.unwrap()
+                    .into_iter()
+                    .zip(columns.iter())
+                    .map(|(v, c)| convert(v, c, Reading::Plain))
+                    .map(|v| match v {
+                        Value::Bytes(b) if b.is_ascii() => {
+                            Value::Text(String::from_utf8(b).unwrap_or_default())
+                        }
+                        other => other,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The current rows for some keys. Keys the table no longer has are simply absent.
+    pub async fn by_keys(
+        &self,
+        conn: &mut Conn,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<Row>, SourceError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(512) {
+            // Pad to a few fixed sizes so the prepared-statement cache stays small.
+            let size = [1usize, 8, 32, 128, 512]
+                .into_iter()
+                .find(|s| *s >= chunk.len())
+                .unwrap_or(512);
+            let one = if self.key_quoted.len() == 1 {
+                "?".to_owned()
+            } else {
+                format!("({})", vec!["?"; self.key_quoted.len()].join(", "))
+            };
+            let target = if self.key_quoted.len() == 1 {
+                self.key_quoted[0].clone()
+            } else {
+                format!("({})", self.key_quoted.join(", "))
+            };
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {target} IN ({})",
+                self.select,
+                self.quoted,
+                vec![one; size].join(", ")
+            );
+            let mut params = Vec::with_capacity(size * self.key_quoted.len());
+            for i in 0..size {
+                let key = chunk
+                    .get(i)
+                    .or(chunk.last())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                params.extend(key.iter().map(param));
+            }
+            out.extend(self.rows(conn, &sql, params).await?);
+        }
+        Ok(out)
+    }
+
+    /// Rows after a (modified, key) mark, in (modified, key) order. An empty key means
+    /// "every row at that modified time".
+    pub async fn after_mark(
+        &self,
+        conn: &mut Conn,
+        modified: Option<&Value>,
+        key: &[Value],
+        limit: usize,
+    ) -> Result<Vec<Row>, SourceError> {
+        let Some((_, mc)) = &self.modified else {
+            return Ok(Vec::new());
+        };
+        let (cond, params): (String, Vec<My>) = match modified {
+            None => (String::new(), Vec::new()),
+            Some(m) if key.is_empty() => (format!("WHERE {mc} >= ?"), vec![param(m)]),
+            Some(m) => {
+                let mut p = vec![param(m), param(m)];
+                p.extend(key.iter().map(param));
+                (
+                    format!("WHERE {mc} > ? OR ({mc} = ? AND {})", self.after_key()),
+                    p,
+                )
+            }
+        };
+        let sql = format!(
+            "SELECT {} FROM {} {cond} ORDER BY {mc}, {} LIMIT {limit}",
+            self.select,
+            self.quoted,
+            self.order_by()
+        );
+        self.rows(conn, &sql, params).await
+    }
+
+    /// Rows whose modified time lies in [from, to], in (modified, key) order.
+    pub async fn modified_between(
+        &self,
+        conn: &mut Conn,
+        from: &Value,
+        to: &Value,
+        limit: usize,
+    ) -> Result<Vec<Row>, SourceError> {
+        let Some((_, mc)) = &self.modified else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {mc} >= ? AND {mc} <= ? ORDER BY {mc}, {} LIMIT {limit}",
+            self.select,
+            self.quoted,
+            self.order_by()
+        );
+        self.rows(conn, &sql, vec![param(from), param(to)]).await
+    }
+
+    /// The largest modified value in the table.
+    pub async fn newest(&self, conn: &mut Conn) -> Result<Option<Value>, SourceError> {
+        let Some((i, mc)) = &self.modified else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {mc} DESC LIMIT 1",
+            self.select, self.quoted
+        );
+        let rows = self.rows(conn, &sql, Vec::new()).await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.iter().nth(*i))
+            .map(|(_, v)| v.clone()))
+    }
+
+    /// Number of rows (for progress).
+    pub async fn count(&self, conn: &mut Conn) -> Result<u64, SourceError> {
+        let n: Option<u64> = conn
+            .query_first(format!("SELECT COUNT(*) FROM {}", self.quoted))
+            .await
+            .map_err(|e| classify(e, Some(&self.plan.table)))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// An upsert change for a row read from this table.
+    pub fn upsert(
+        &self,
+        row: Row,
+        version: i64,
+        commit_time: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Change {
+        Change {
+            table: self.plan.table.clone(),
+            op: Op::Upsert,
+            key: self.key_of(&row),
+            row,
+            version,
+            commit_time,
+        }
+    }
+}

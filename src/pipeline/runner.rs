@@ -1,0 +1,404 @@
+//! One source's loop: lock, check, snapshot (resumable), then stream; back off and retry
+//! on retryable errors, stop this source alone on fatal ones. A checkpoint only ever moves
+//! in the transaction that applies the changes it covers.
+
+use super::connector::{AnySource, plans};
+use super::mapper::map_changes;
+use super::snapshot::{SnapshotProgress, read_chunk};
+use super::{PipelineError, Shutdown};
+use crate::config::{CaptureMode, PipelineConfig, SourceConfig};
+use crate::mapping::MappingSet;
+use crate::warehouse::{ApplyBatch, Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
+use chrono::{DateTime, Utc};
+use ebis_source::{Batch, MarkValue, Position, TablePlan, Value};
+use std::time::Duration;
+
+/// Settings shared by all sources.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    /// Wait between polls once caught up.
+    pub poll_interval: Duration,
+    /// Changes per batch.
+    pub batch_size: usize,
+    /// Longest wait between retries.
+    pub max_backoff: Duration,
+}
+
+impl RunSettings {
+    /// From the config.
+    pub fn from_config(c: &PipelineConfig) -> Self {
+        RunSettings {
+            poll_interval: c.poll_interval,
+            batch_size: c.batch_size,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+enum Step {
+    /// More work is waiting.
+    Busy,
+    /// Caught up: wait a poll interval.
+    Idle,
+}
+
+struct Runner {
+    cfg: SourceConfig,
+    mappings: MappingSet,
+    plans: Vec<TablePlan>,
+    wh: Warehouse,
+    settings: RunSettings,
+    source: AnySource,
+    lock: Option<SourceLock>,
+    checked: bool,
+    position: Position,
+    snapshot: Option<SnapshotProgress>,
+    last_complete: Option<DateTime<Utc>>,
+}
+
+/// Runs every enabled source until shutdown; returns the sources that stopped on a fatal
+/// error with their errors.
+pub async fn run_sources(
+    config: &PipelineConfig,
+    wh: &Warehouse,
+    shutdown: Shutdown,
+) -> Result<Vec<(String, PipelineError)>, PipelineError> {
+    wh.register_sources(&config.sources).await?;
+    let settings = RunSettings::from_config(config);
+    let mut tasks = Vec::new();
+    for cfg in config.sources.iter().filter(|s| s.enabled).cloned() {
+        let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
+            .map_err(|d| PipelineError::Setup(d.to_string()))?;
+        let wh = wh.clone();
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        let name = cfg.name.clone();
+        tasks.push((
+            name,
+            tokio::spawn(async move { run_source(cfg, mappings, wh, settings, shutdown).await }),
+        ));
+    }
+    let mut failed = Vec::new();
+    for (name, task) in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed.push((name, e)),
+            Err(join) => failed.push((
+                name,
+                PipelineError::Setup(format!("task ended abnormally: {join}")),
+            )),
+        }
+    }
+    Ok(failed)
+}
+
+/// Runs one source until shutdown (Ok) or a fatal error.
+pub async fn run_source(
+    cfg: SourceConfig,
+    mappings: MappingSet,
+    wh: Warehouse,
+    settings: RunSettings,
+    mut shutdown: Shutdown,
+) -> Result<(), PipelineError> {
+    let plans = plans(&cfg, &mappings);
+    let source = AnySource::open(&cfg, plans.clone())?;
+    let mut r = Runner {
+        cfg,
+        mappings,
+        plans,
+        wh,
+        settings,
+        source,
+        lock: None,
+        checked: false,
+        position: Position::Initial,
+        snapshot: None,
+        last_complete: None,
+    };
+    let mut backoff = Duration::from_millis(500);
+    let mut recovering = false;
+    let result = loop {
+        if shutdown.requested() {
+            break Ok(());
+        }
+        match r.step().await {
+            Ok(step) => {
+                if recovering {
+                    tracing::info!(source = %r.cfg.name, "recovered");
+                    let _ = r.wh.clear_error(&r.cfg.name).await;
+                    recovering = false;
+                }
+                backoff = Duration::from_millis(500);
+                if matches!(step, Step::Idle) && shutdown.sleep(r.settings.poll_interval).await {
+                    break Ok(());
+                }
+            }
+            Err(PipelineError::Stopped) => break Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(source = %r.cfg.name, error = %e, retry_in = ?backoff, "retrying");
+                let _ =
+                    r.wh.set_state(&r.cfg.name, "retrying", Some(&e.to_string()))
+                        .await;
+                recovering = true;
+                r.checked = false;
+                if shutdown.sleep(backoff).await {
+                    break Ok(());
+                }
+                backoff = (backoff * 2).min(r.settings.max_backoff);
+            }
+            Err(e) => {
+                tracing::error!(source = %r.cfg.name, error = %e, "source stopped");
+                let _ =
+                    r.wh.set_state(&r.cfg.name, "failed", Some(&e.to_string()))
+                        .await;
+                break Err(e);
+            }
+        }
+    };
+    if result.is_ok() {
+        let _ = r.wh.set_state(&r.cfg.name, "stopped", None).await;
+    }
+    r.source.close().await;
+    result
+}
+
+impl Runner {
+    fn meta(&self) -> SourceMeta<'_> {
+        SourceMeta {
+            name: &self.cfg.name,
+            bureau: self.cfg.bureau.code(),
+        }
+    }
+
+    async fn step(&mut self) -> Result<Step, PipelineError> {
+        if !self.lock.as_ref().is_some_and(SourceLock::is_held) {
+            self.lock = None;
+            match self.wh.lock_source(&self.cfg.name).await? {
+                Some(l) => self.lock = Some(l),
+                None => {
+                    return Err(PipelineError::Setup(format!(
+                        "source {} is already being captured by another ebis process",
+                        self.cfg.name
+                    )));
+                }
+            }
+            self.checked = false;
+        }
+        if !self.checked {
+            self.wh.set_state(&self.cfg.name, "starting", None).await?;
+            self.source.check().await?;
+            self.load_checkpoint().await?;
+            self.checked = true;
+        }
+        if matches!(self.position, Position::Initial) || self.snapshot.is_some() {
+            return self.snapshot_step().await;
+        }
+        self.stream_step().await
+    }
+
+    async fn load_checkpoint(&mut self) -> Result<(), PipelineError> {
+        let mode = self.cfg.capture.name();
+        match self.wh.checkpoint(&self.cfg.name).await? {
+            None => {
+                self.position = Position::Initial;
+                self.snapshot = None;
+            }
+            Some(cp) => {
+                if let Some(stored) = &cp.mode
+                    && stored != mode
+                {
+                    return Err(PipelineError::Setup(format!(
+                        "source {} was captured in {stored} mode and is now configured for {mode}: versions of the two modes do not compare; restore the mode, or remove its checkpoint and warehouse rows to capture it anew",
+                        self.cfg.name
+                    )));
+                }
+                self.position = cp.position;
+                self.snapshot = match cp.snapshot {
+                    Some(s) => Some(serde_json::from_value(s).map_err(|e| {
+                        PipelineError::Setup(format!(
+                            "snapshot progress of {} is unreadable: {e}",
+                            self.cfg.name
+                        ))
+                    })?),
+                    None => None,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn snapshot_step(&mut self) -> Result<Step, PipelineError> {
+        if self.snapshot.is_none() {
+            let head = self.source.head().await?;
+            tracing::info!(source = %self.cfg.name, head = %head.summary(), "snapshot starts");
+            self.snapshot = Some(SnapshotProgress::start(head));
+        }
+        let Some(mut progress) = self.snapshot.clone() else {
+            return Ok(Step::Busy);
+        };
+        let mode = self.cfg.capture.name().to_owned();
+        if progress.table >= self.plans.len() {
+            let mut batch = ApplyBatch::new();
+            batch.checkpoint = Some(Checkpoint {
+                position: progress.head.clone(),
+                snapshot: None,
+                mode,
+            });
+            batch.status = StatusUpdate {
+                state: Some("streaming"),
+                open_gaps: Some(i32::try_from(progress.head.open_gaps()).unwrap_or(i32::MAX)),
+                ..StatusUpdate::default()
+            };
+            self.wh
+                .apply(self.meta(), &progress.head.summary(), &batch)
+                .await?;
+            tracing::info!(source = %self.cfg.name, rows = progress.rows, "snapshot complete");
+            self.position = progress.head;
+            self.snapshot = None;
+            return Ok(Step::Busy);
+        }
+        let table = self.plans[progress.table].table.clone();
+        let after: Option<Vec<Value>> = progress
+            .after
+            .as_ref()
+            .map(|k| k.iter().map(Value::from).collect());
+        let chunk = read_chunk(
+            &mut self.source,
+            &self.cfg,
+            &self.mappings,
+            &table,
+            after.as_deref(),
+            self.settings.batch_size,
+            progress.version,
+        )
+        .await?;
+        progress.rows += chunk.rows as u64;
+        if chunk.table_done {
+            progress.table += 1;
+            progress.after = None;
+        } else {
+            progress.after = chunk
+                .last_key
+                .map(|k| k.iter().map(MarkValue::from).collect());
+        }
+        let mut batch = chunk.batch;
+        batch.checkpoint = Some(Checkpoint {
+            position: self.position.clone(),
+            snapshot: Some(
+                serde_json::to_value(&progress).map_err(|e| PipelineError::Setup(e.to_string()))?,
+            ),
+            mode,
+        });
+        batch.status.state = Some("snapshotting");
+        let summary = format!("snapshot of {table}");
+        self.wh.apply(self.meta(), &summary, &batch).await?;
+        self.snapshot = Some(progress);
+        Ok(Step::Busy)
+    }
+
+    async fn stream_step(&mut self) -> Result<Step, PipelineError> {
+        let read: Batch = self
+            .source
+            .changes(&self.position, self.settings.batch_size)
+            .await?;
+        let drained = read.read_at.is_some();
+        let mut batch = map_changes(&self.mappings, &self.cfg.division, &read.changes);
+        let earliest_gap = match &read.position {
+            Position::Changelog { gaps, .. } => gaps.iter().map(|g| g.since).min(),
+            _ => None,
+        };
+        let newest_change = read.changes.iter().filter_map(|c| c.commit_time).max();
+        let cut = if drained {
+            read.read_at
+        } else {
+            newest_change.or(self.last_complete)
+        };
+        let complete = match (cut, earliest_gap) {
+            (Some(c), Some(g)) => Some(c.min(g)),
+            (c, _) => c,
+        };
+        self.last_complete = complete.max(self.last_complete);
+        batch.gap_events = read.gap_events.clone();
+        batch.checkpoint = Some(Checkpoint {
+            position: read.position.clone(),
+            snapshot: None,
+            mode: self.cfg.capture.name().to_owned(),
+        });
+        batch.status = StatusUpdate {
+            state: Some("streaming"),
+            complete_up_to: complete,
+            last_change_at: newest_change,
+            open_gaps: Some(i32::try_from(read.position.open_gaps()).unwrap_or(i32::MAX)),
+        };
+        let applied = self
+            .wh
+            .apply(self.meta(), &read.position.summary(), &batch)
+            .await?;
+        if !read.changes.is_empty() {
+            tracing::debug!(
+                source = %self.cfg.name,
+                changes = read.changes.len(),
+                upserted = applied.upserted,
+                deleted = applied.deleted,
+                quarantined = applied.quarantined,
+                "applied"
+            );
+        }
+        self.position = read.position;
+        if drained {
+            self.key_scan_if_due().await?;
+            Ok(Step::Idle)
+        } else {
+            Ok(Step::Busy)
+        }
+    }
+
+    /// Timestamp capture cannot see deletes: compare keys per table on a schedule.
+    async fn key_scan_if_due(&mut self) -> Result<(), PipelineError> {
+        let CaptureMode::Timestamp { key_scan_every, .. } = &self.cfg.capture else {
+            return Ok(());
+        };
+        let every = chrono::Duration::from_std(*key_scan_every).unwrap_or(chrono::Duration::MAX);
+        let Position::Timestamp { tables } = &self.position else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let due = tables
+            .iter()
+            .find(|(_, m)| m.keys_compared_at.is_none_or(|at| now - at >= every))
+            .map(|(t, m)| (t.clone(), m.modified));
+        let Some((table, modified)) = due else {
+            return Ok(());
+        };
+        // Deletes carry the table's newest modified time when the scan began: any row
+        // written after that has a larger version and is never overwritten.
+        let version = modified
+            .map(|m| m.and_utc().timestamp_micros())
+            .unwrap_or(0);
+        let mut batch = super::keyscan::scan_deletes(
+            &mut self.source,
+            &self.wh,
+            &self.cfg,
+            &self.mappings,
+            &table,
+            version,
+        )
+        .await?;
+        let mut position = self.position.clone();
+        if let Position::Timestamp { tables } = &mut position
+            && let Some(mark) = tables.get_mut(&table)
+        {
+            mark.keys_compared_at = Some(now);
+        }
+        batch.checkpoint = Some(Checkpoint {
+            position: position.clone(),
+            snapshot: None,
+            mode: self.cfg.capture.name().to_owned(),
+        });
+        self.wh
+            .apply(self.meta(), &position.summary(), &batch)
+            .await?;
+        self.position = position;
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! `ebis setup-source`: what a bureau DBA runs so ebis can capture a source — printed for
+//! review, or applied with a privileged account.
+
+use crate::config::{CaptureMode, Dialect, SourceConfig};
+use crate::mapping::MappingSet;
+use crate::pipeline::plans;
+
+/// The environment variable holding a privileged URL for `setup-source --apply`.
+pub const ADMIN_URL_ENV: &str = "EBIS_SOURCE_ADMIN_URL";
+
+/// The statements to run for a source, and a script to show the DBA.
+pub struct SetupScript {
+    /// Statements to run, in order (empty for timestamp capture).
+    pub statements: Vec<String>,
+    /// A commented script: the statements plus grants and advice.
+    pub script: String,
+}
+
+/// Builds the setup of a source from its config and mappings.
+pub fn setup_script(cfg: &SourceConfig, mappings: &MappingSet) -> Result<SetupScript, String> {
+    if cfg.dialect != Dialect::Mysql {
+        return Err(format!(
+            "dialect {} has no setup script in this build yet (only mysql)",
+            cfg.dialect.name()
+        ));
+    }
+    let plans = plans(cfg, mappings);
+    let reader = cfg
+        .connection
+        .url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .filter(|u| !u.contains('/'))
+        .unwrap_or("ebis_reader");
+    let mut script = format!(
+        "-- ebis capture setup for source {} ({} {}), {} mode\n-- tables: {}\n\n",
+        cfg.name,
+        cfg.bureau.code(),
+        cfg.bureau.label(),
+        cfg.capture.name(),
+        plans
+            .iter()
+            .map(|p| p.table.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let statements = match &cfg.capture {
+        CaptureMode::Changelog { .. } => {
+            let stmts = ebis_mysql::changelog_statements(&plans)?;
+            for s in &stmts {
+                script.push_str(s);
+                script.push_str(";\n\n");
+            }
+            script.push_str(&format!(
+                "-- The account ebis reads with needs SELECT on the tables and on ebis_change:\n-- GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';\n\n-- ebis never deletes from ebis_change. Keep it small with a periodic purge, e.g.:\n-- DELETE FROM ebis_change WHERE changed_at < NOW() - INTERVAL 7 DAY;\n"
+            ));
+            stmts
+        }
+        CaptureMode::Timestamp { .. } => {
+            script.push_str(
+                "-- Timestamp capture installs nothing. ebis polls each table's modified column:\n",
+            );
+            for p in &plans {
+                script.push_str(&format!(
+                    "--   {}: {}  (an index on ({}, {}) keeps polls cheap)\n",
+                    p.table,
+                    p.modified_column
+                        .as_deref()
+                        .unwrap_or("(none: set modified_column!)"),
+                    p.modified_column.as_deref().unwrap_or("?"),
+                    p.key.join(", ")
+                ));
+            }
+            script.push_str(&format!(
+                "-- The account needs SELECT on these tables:\n-- GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';\n-- Deletes are found by comparing keys every capture.key_scan_every.\n"
+            ));
+            Vec::new()
+        }
+    };
+    Ok(SetupScript { statements, script })
+}

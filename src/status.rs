@@ -1,0 +1,165 @@
+//! `ebis status`: per source — mode, state, position, newest change, lag, rows applied,
+//! open quarantine, open gaps, last error — read from the warehouse, so it works from any
+//! machine that can reach it.
+
+use crate::warehouse::{Warehouse, WarehouseError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One source's state.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceStatus {
+    /// Source name.
+    pub source: String,
+    /// Bureau code.
+    pub bureau: String,
+    /// Capture mode.
+    pub mode: String,
+    /// starting / snapshotting / streaming / retrying / failed / stopped.
+    pub state: String,
+    /// Checkpoint summary.
+    pub position: Option<String>,
+    /// Newest source change applied.
+    pub last_change_at: Option<DateTime<Utc>>,
+    /// Seconds since "complete up to".
+    pub lag_seconds: Option<f64>,
+    /// Rows applied since the source was first run.
+    pub rows_applied: i64,
+    /// Rejected rows not yet resolved.
+    pub quarantined_open: i64,
+    /// Open changelog gaps.
+    pub open_gaps: i32,
+    /// Last error, if any.
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Last poll.
+    pub last_poll_at: Option<DateTime<Utc>>,
+}
+
+impl Warehouse {
+    /// Every source's state.
+    pub async fn status(&self) -> Result<Vec<SourceStatus>, WarehouseError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "select s.source, s.bureau, s.mode, s.state, c.position_summary, s.last_change_at,
+                        extract(epoch from now() - s.complete_up_to)::float8, s.rows_applied,
+                        (select count(*) from ebis.quarantine q where q.source = s.source and q.resolved_at is null),
+                        s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at
+                 from ebis.source_status s left join ebis.checkpoint c using (source)
+                 order by s.source",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SourceStatus {
+                source: r.get(0),
+                bureau: r.get(1),
+                mode: r.get(2),
+                state: r.get(3),
+                position: r.get(4),
+                last_change_at: r.get(5),
+                lag_seconds: r.get(6),
+                rows_applied: r.get(7),
+                quarantined_open: r.get(8),
+                open_gaps: r.get(9),
+                last_error: r.get(10),
+                last_error_at: r.get(11),
+                last_poll_at: r.get(12),
+            })
+            .collect())
+    }
+}
+
+/// A lag as people read it.
+pub fn human_seconds(s: f64) -> String {
+    if s < 0.0 {
+        return "0s".to_owned();
+    }
+    let s = s.round() as u64;
+    match s {
+        0..=99 => format!("{s}s"),
+        100..=5999 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The status as a text table.
+pub fn render(rows: &[SourceStatus]) -> String {
+    let header = [
+        "SOURCE",
+        "BUREAU",
+        "MODE",
+        "STATE",
+        "POSITION",
+        "LAST CHANGE",
+        "LAG",
+        "APPLIED",
+        "QUARANTINE",
+        "GAPS",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for r in rows {
+        table.push(vec![
+            r.source.clone(),
+            r.bureau.clone(),
+            r.mode.clone(),
+            r.state.clone(),
+            r.position.clone().unwrap_or_else(|| "-".to_owned()),
+            r.last_change_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".to_owned()),
+            r.lag_seconds
+                .map(human_seconds)
+                .unwrap_or_else(|| "-".to_owned()),
+            r.rows_applied.to_string(),
+            r.quarantined_open.to_string(),
+            r.open_gaps.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for r in rows.iter().filter(|r| r.last_error.is_some()) {
+        out.push_str(&format!(
+            "{}: last error{}: {}\n",
+            r.source,
+            r.last_error_at
+                .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M:%S")))
+                .unwrap_or_default(),
+            r.last_error.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lags_read_naturally() {
+        assert_eq!(human_seconds(0.4), "0s");
+        assert_eq!(human_seconds(42.0), "42s");
+        assert_eq!(human_seconds(125.0), "2m05s");
+        assert_eq!(human_seconds(7322.0), "2h02m");
+    }
+}

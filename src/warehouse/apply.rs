@@ -1,0 +1,466 @@
+//! Applying one batch: records, tombstones, quarantine, gap log, checkpoint and source
+//! status, all in one transaction.
+//!
+//! Records are bulk-loaded with binary COPY into a temporary table per record kind, then
+//! upserted with one statement per kind. The upsert is guarded: a row only changes when
+//! the incoming version is not older than the stored one and something actually differs,
+//! so a replayed batch changes nothing.
+
+use super::{Warehouse, WarehouseError};
+use crate::indicators::{FieldType, RecordKind};
+use crate::mapping::{FieldValue, Record};
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use ebis_source::{GapEvent, Position};
+use futures_util::pin_mut;
+use postgres_protocol::escape::escape_identifier;
+use std::collections::BTreeMap;
+use std::error::Error as StdError;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// A record to upsert with its provenance.
+#[derive(Clone, Debug)]
+pub struct StagedRecord {
+    /// The mapped record.
+    pub record: Record,
+    /// Ordering stamp.
+    pub version: i64,
+    /// Source commit time when known.
+    pub commit_time: Option<DateTime<Utc>>,
+    /// The mapping's version.
+    pub mapping_version: String,
+    /// The raw source row.
+    pub raw_row: serde_json::Value,
+}
+
+/// A record that no longer exists at the source.
+#[derive(Clone, Debug)]
+pub struct StagedDelete {
+    /// Its source key.
+    pub source_key: String,
+    /// Ordering stamp of the read that found it gone.
+    pub version: i64,
+    /// When it was deleted at the source, when known.
+    pub commit_time: Option<DateTime<Utc>>,
+}
+
+/// A row that could not be mapped.
+#[derive(Clone, Debug)]
+pub struct StagedRejection {
+    /// Record kind.
+    pub kind: &'static str,
+    /// Source table.
+    pub source_table: String,
+    /// Source key.
+    pub source_key: String,
+    /// Field that failed.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+    /// The raw value.
+    pub raw_value: Option<String>,
+    /// The raw row.
+    pub raw_row: serde_json::Value,
+    /// Mapping version.
+    pub mapping_version: String,
+}
+
+/// Everything one record kind receives in a batch.
+#[derive(Clone, Debug, Default)]
+pub struct KindBatch {
+    /// Upserts; at most one per source key.
+    pub upserts: Vec<StagedRecord>,
+    /// Tombstones; at most one per source key.
+    pub deletes: Vec<StagedDelete>,
+}
+
+/// One batch for one source.
+#[derive(Clone, Debug)]
+pub struct ApplyBatch {
+    /// Per record kind.
+    pub kinds: BTreeMap<&'static str, (&'static RecordKind, KindBatch)>,
+    /// Rejected rows.
+    pub rejections: Vec<StagedRejection>,
+    /// Gap events to log.
+    pub gap_events: Vec<GapEvent>,
+    /// The checkpoint after this batch; `None` leaves it as it is.
+    pub checkpoint: Option<Checkpoint>,
+    /// Source status after this batch.
+    pub status: StatusUpdate,
+}
+
+/// A checkpoint to store.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// Where streaming resumes.
+    pub position: Position,
+    /// Snapshot progress while a snapshot runs.
+    pub snapshot: Option<serde_json::Value>,
+    /// The capture mode the position belongs to.
+    pub mode: String,
+}
+
+/// What the status row learns from a batch.
+#[derive(Clone, Debug, Default)]
+pub struct StatusUpdate {
+    /// New state, if it changes.
+    pub state: Option<&'static str>,
+    /// Every change committed before this is applied.
+    pub complete_up_to: Option<DateTime<Utc>>,
+    /// Newest source commit time applied.
+    pub last_change_at: Option<DateTime<Utc>>,
+    /// Open gaps after the batch.
+    pub open_gaps: Option<i32>,
+}
+
+/// Counts of what a batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Rows inserted or changed.
+    pub upserted: u64,
+    /// Rows marked deleted.
+    pub deleted: u64,
+    /// Rows put in (or kept in) quarantine.
+    pub quarantined: u64,
+}
+
+impl ApplyBatch {
+    /// An empty batch (no checkpoint change).
+    pub fn new() -> Self {
+        ApplyBatch {
+            kinds: BTreeMap::new(),
+            rejections: Vec::new(),
+            gap_events: Vec::new(),
+            checkpoint: None,
+            status: StatusUpdate::default(),
+        }
+    }
+
+    /// True when it writes no data.
+    pub fn has_no_data(&self) -> bool {
+        self.rejections.is_empty()
+            && self
+                .kinds
+                .values()
+                .all(|(_, k)| k.upserts.is_empty() && k.deletes.is_empty())
+    }
+}
+
+impl Default for ApplyBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A field value as a COPY cell of the column's type.
+#[derive(Debug)]
+struct Cell<'a>(&'a FieldValue, FieldType);
+
+impl ToSql for Cell<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match (self.0, self.1) {
+            (FieldValue::Null, _) => Ok(IsNull::Yes),
+            (FieldValue::Text(s), FieldType::Text) => s.to_sql(ty, out),
+            (FieldValue::Date(d), FieldType::Date) => d.to_sql(ty, out),
+            (FieldValue::Year(y), FieldType::Year) => y.to_sql(ty, out),
+            (v, t) => Err(format!("a {v:?} value cannot go in a {t:?} column").into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TEXT || *ty == Type::DATE || *ty == Type::INT2
+    }
+
+    to_sql_checked!();
+}
+
+fn pg_type(t: FieldType) -> Type {
+    match t {
+        FieldType::Text => Type::TEXT,
+        FieldType::Date => Type::DATE,
+        FieldType::Year => Type::INT2,
+    }
+}
+
+const PROVENANCE: [(&str, Type); 9] = [
+    ("source", Type::TEXT),
+    ("bureau", Type::TEXT),
+    ("division", Type::TEXT),
+    ("source_key", Type::TEXT),
+    ("change_position", Type::TEXT),
+    ("change_version", Type::INT8),
+    ("source_commit_time", Type::TIMESTAMPTZ),
+    ("mapping_version", Type::TEXT),
+    ("raw_row", Type::JSONB),
+];
+
+/// Who a batch is for.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceMeta<'a> {
+    /// Source name.
+    pub name: &'a str,
+    /// Bureau code.
+    pub bureau: &'a str,
+}
+
+impl Warehouse {
+    /// Applies a batch in one transaction.
+    pub async fn apply(
+        &self,
+        source: SourceMeta<'_>,
+        position_summary: &str,
+        batch: &ApplyBatch,
+    ) -> Result<Applied, WarehouseError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut applied = Applied::default();
+        for (kind, kb) in batch.kinds.values() {
+            if !kb.upserts.is_empty() {
+                applied.upserted +=
+                    upsert(&tx, source, position_summary, kind, &kb.upserts).await?;
+            }
+            if !kb.deletes.is_empty() {
+                applied.deleted +=
+                    tombstone(&tx, source, position_summary, kind, &kb.deletes).await?;
+            }
+            let keys: Vec<&str> = kb
+                .upserts
+                .iter()
+                .map(|u| u.record.source_key.as_str())
+                .chain(kb.deletes.iter().map(|d| d.source_key.as_str()))
+                .collect();
+            if !keys.is_empty() {
+                tx.execute(
+                    "update ebis.quarantine set resolved_at = now()
+                     where source = $1 and record_kind = $2 and source_key = any($3) and resolved_at is null",
+                    &[&source.name, &kind.name, &keys],
+                )
+                .await?;
+            }
+        }
+        if !batch.rejections.is_empty() {
+            applied.quarantined = quarantine(&tx, source, &batch.rejections).await?;
+        }
+        for e in &batch.gap_events {
+            tx.execute(
+                "insert into ebis.gap_log (source, from_seq, to_seq, fate) values ($1, $2, $3, $4)",
+                &[&source.name, &e.from, &e.to, &e.fate.as_str()],
+            )
+            .await?;
+        }
+        if let Some(cp) = &batch.checkpoint {
+            let position = serde_json::to_value(&cp.position)
+                .map_err(|e| WarehouseError::Config(format!("position: {e}")))?;
+            tx.execute(
+                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, updated_at)
+                 values ($1, $2, $3, $4, $5, now())
+                 on conflict (source) do update set position = excluded.position,
+                   position_summary = excluded.position_summary, snapshot = excluded.snapshot,
+                   mode = excluded.mode, updated_at = now()",
+                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode],
+            )
+            .await?;
+        }
+        let s = &batch.status;
+        let rows = i64::try_from(applied.upserted + applied.deleted).unwrap_or(i64::MAX);
+        let quarantined = i64::try_from(applied.quarantined).unwrap_or(i64::MAX);
+        tx.execute(
+            "update ebis.source_status set
+               state = coalesce($2, state),
+               last_poll_at = now(),
+               last_applied_at = case when $3::bigint + $4::bigint > 0 then now() else last_applied_at end,
+               complete_up_to = greatest(complete_up_to, $5),
+               last_change_at = greatest(last_change_at, $6),
+               open_gaps = coalesce($7, open_gaps),
+               rows_applied = rows_applied + $3,
+               rows_quarantined = rows_quarantined + $4,
+               updated_at = now()
+             where source = $1",
+            &[
+                &source.name,
+                &s.state,
+                &rows,
+                &quarantined,
+                &s.complete_up_to,
+                &s.last_change_at,
+                &s.open_gaps,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+}
+
+async fn upsert(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: SourceMeta<'_>,
+    position: &str,
+    kind: &RecordKind,
+    rows: &[StagedRecord],
+) -> Result<u64, WarehouseError> {
+    let table = format!("exchange.{}", escape_identifier(kind.name));
+    let stage = escape_identifier(&format!("ebis_stage_{}", kind.name));
+    tx.batch_execute(&format!(
+        "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows"
+    ))
+    .await?;
+    let field_cols: Vec<String> = kind
+        .fields
+        .iter()
+        .map(|f| escape_identifier(f.name))
+        .collect();
+    let prov_cols: Vec<&str> = PROVENANCE.iter().map(|(c, _)| *c).collect();
+    let all_cols = field_cols
+        .iter()
+        .map(String::as_str)
+        .chain(prov_cols.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let types: Vec<Type> = kind
+        .fields
+        .iter()
+        .map(|f| pg_type(f.ty))
+        .chain(PROVENANCE.iter().map(|(_, t)| t.clone()))
+        .collect();
+    let sink = tx
+        .copy_in(&format!(
+            "copy {stage} ({all_cols}) from stdin (format binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in rows {
+        let cells: Vec<Cell<'_>> = r
+            .record
+            .values
+            .iter()
+            .zip(kind.fields)
+            .map(|(v, f)| Cell(v, f.ty))
+            .collect();
+        let mut values: Vec<&(dyn ToSql + Sync)> =
+            cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        values.push(&source.name);
+        values.push(&source.bureau);
+        values.push(&r.record.division);
+        values.push(&r.record.source_key);
+        values.push(&position);
+        values.push(&r.version);
+        values.push(&r.commit_time);
+        values.push(&r.mapping_version);
+        values.push(&r.raw_row);
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    let sets = field_cols
+        .iter()
+        .map(String::as_str)
+        .chain(
+            prov_cols
+                .iter()
+                .copied()
+                .filter(|c| *c != "source" && *c != "source_key"),
+        )
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let compared = field_cols
+        .iter()
+        .map(String::as_str)
+        .chain(["division", "mapping_version", "raw_row"])
+        .collect::<Vec<_>>();
+    let old = compared
+        .iter()
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let new = compared
+        .iter()
+        .map(|c| format!("excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = tx
+        .execute(
+            &format!(
+                "insert into {table} as t ({all_cols}) select {all_cols} from {stage}
+                 on conflict (source, source_key) do update set {sets}, applied_at = now(), deleted_at = null
+                 where t.change_version <= excluded.change_version
+                   and (t.deleted_at is not null or ({old}) is distinct from ({new}))"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(n)
+}
+
+async fn tombstone(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: SourceMeta<'_>,
+    position: &str,
+    kind: &RecordKind,
+    deletes: &[StagedDelete],
+) -> Result<u64, WarehouseError> {
+    let keys: Vec<&str> = deletes.iter().map(|d| d.source_key.as_str()).collect();
+    let versions: Vec<i64> = deletes.iter().map(|d| d.version).collect();
+    let times: Vec<Option<DateTime<Utc>>> = deletes.iter().map(|d| d.commit_time).collect();
+    let n = tx
+        .execute(
+            &format!(
+                "update exchange.{} as t set deleted_at = coalesce(d.at, now()), change_version = d.version,
+                   change_position = $2, applied_at = now()
+                 from unnest($3::text[], $4::bigint[], $5::timestamptz[]) as d(source_key, version, at)
+                 where t.source = $1 and t.source_key = d.source_key and t.deleted_at is null
+                   and t.change_version <= d.version",
+                escape_identifier(kind.name)
+            ),
+            &[&source.name, &position, &keys, &versions, &times],
+        )
+        .await?;
+    Ok(n)
+}
+
+async fn quarantine(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: SourceMeta<'_>,
+    rejections: &[StagedRejection],
+) -> Result<u64, WarehouseError> {
+    let col = |f: fn(&StagedRejection) -> String| rejections.iter().map(f).collect::<Vec<String>>();
+    let kinds = col(|r| r.kind.to_owned());
+    let tables = col(|r| r.source_table.clone());
+    let keys = col(|r| r.source_key.clone());
+    let fields = col(|r| r.field.clone());
+    let reasons = col(|r| r.reason.clone());
+    let versions = col(|r| r.mapping_version.clone());
+    let raw_values: Vec<Option<String>> = rejections.iter().map(|r| r.raw_value.clone()).collect();
+    let raw_rows: Vec<serde_json::Value> = rejections.iter().map(|r| r.raw_row.clone()).collect();
+    let n = tx
+        .execute(
+            "insert into ebis.quarantine (source, record_kind, source_table, source_key, field, reason,
+                                          raw_value, raw_row, mapping_version)
+             select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                      $7::text[], $8::jsonb[], $9::text[])
+             on conflict (source, record_kind, source_key) do update set
+               source_table = excluded.source_table, field = excluded.field, reason = excluded.reason,
+               raw_value = excluded.raw_value, raw_row = excluded.raw_row,
+               mapping_version = excluded.mapping_version, last_seen = now(),
+               seen_count = ebis.quarantine.seen_count + 1, resolved_at = null",
+            &[
+                &source.name,
+                &kinds,
+                &tables,
+                &keys,
+                &fields,
+                &reasons,
+                &raw_values,
+                &raw_rows,
+                &versions,
+            ],
+        )
+        .await?;
+    Ok(n)
+}

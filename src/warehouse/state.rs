@@ -1,0 +1,159 @@
+//! Pipeline state in the warehouse: checkpoints, source status rows, coverage, and the
+//! per-source lock that keeps two `ebis run` processes from capturing one source.
+
+use super::{Warehouse, WarehouseError};
+use crate::config::SourceConfig;
+use ebis_source::Position;
+use tokio_postgres::Client;
+
+/// A stored checkpoint.
+#[derive(Clone, Debug)]
+pub struct StoredCheckpoint {
+    /// Where streaming resumes.
+    pub position: Position,
+    /// Snapshot progress, while one runs.
+    pub snapshot: Option<serde_json::Value>,
+    /// The capture mode it was written under.
+    pub mode: Option<String>,
+}
+
+impl Warehouse {
+    /// The checkpoint of a source, if it has one.
+    pub async fn checkpoint(
+        &self,
+        source: &str,
+    ) -> Result<Option<StoredCheckpoint>, WarehouseError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "select position, snapshot, mode from ebis.checkpoint where source = $1",
+                &[&source],
+            )
+            .await?;
+        row.map(|r| {
+            let position: serde_json::Value = r.get(0);
+            Ok(StoredCheckpoint {
+                position: serde_json::from_value(position).map_err(|e| {
+                    WarehouseError::Config(format!("checkpoint of {source} is unreadable: {e}"))
+                })?,
+                snapshot: r.get(1),
+                mode: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    /// Registers the sources of a config: a status row each, and the coverage table
+    /// (bureau → divisions) rebuilt from the enabled sources.
+    pub async fn register_sources(&self, sources: &[SourceConfig]) -> Result<(), WarehouseError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        for s in sources {
+            tx.execute(
+                "insert into ebis.source_status (source, bureau, division, dialect, mode)
+                 values ($1, $2, $3, $4, $5)
+                 on conflict (source) do update set bureau = excluded.bureau, division = excluded.division,
+                   dialect = excluded.dialect, mode = excluded.mode, updated_at = now()",
+                &[&s.name, &s.bureau.code(), &s.division, &s.dialect.name(), &s.capture.name()],
+            )
+            .await?;
+        }
+        let enabled: Vec<&SourceConfig> = sources.iter().filter(|s| s.enabled).collect();
+        let names: Vec<&str> = enabled.iter().map(|s| s.name.as_str()).collect();
+        tx.execute(
+            "delete from ebis.coverage where source <> all($1)",
+            &[&names],
+        )
+        .await?;
+        for s in &enabled {
+            tx.execute(
+                "delete from ebis.coverage where source = $1 and division <> all($2)",
+                &[&s.name, &s.covers],
+            )
+            .await?;
+            for d in &s.covers {
+                tx.execute(
+                    "insert into ebis.coverage (bureau, division, source) values ($1, $2, $3)
+                     on conflict do nothing",
+                    &[&s.bureau.code(), d, &s.name],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a source's state, and its last error when given (errors never carry values).
+    pub async fn set_state(
+        &self,
+        source: &str,
+        state: &str,
+        error: Option<&str>,
+    ) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "update ebis.source_status set state = $2,
+                   last_error = coalesce($3, last_error),
+                   last_error_at = case when $3 is null then last_error_at else now() end,
+                   updated_at = now()
+                 where source = $1",
+                &[&source, &state, &error],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Clears a source's last error (after it recovered).
+    pub async fn clear_error(&self, source: &str) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "update ebis.source_status set last_error = null, last_error_at = null where source = $1",
+                &[&source],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the run lock of a source on a connection of its own; `None` when another
+    /// process holds it. The lock lives as long as the returned client.
+    pub async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, WarehouseError> {
+        let client = self.dedicated().await?;
+        let got: bool = client
+            .query_one(
+                "select pg_try_advisory_lock(hashtext('ebis.source'), hashtext($1))",
+                &[&source],
+            )
+            .await?
+            .get(0);
+        Ok(got.then_some(SourceLock { client }))
+    }
+
+    /// True when some process holds the run lock of a source.
+    pub async fn source_locked(&self, source: &str) -> Result<bool, WarehouseError> {
+        let client = self.client().await?;
+        let held: bool = client
+            .query_one(
+                "select exists (select 1 from pg_locks where locktype = 'advisory'
+                   and classid = hashtext('ebis.source')::oid and objid = hashtext($1)::oid and granted)",
+                &[&source],
+            )
+            .await?
+            .get(0);
+        Ok(held)
+    }
+}
+
+/// A held source lock (released when dropped or when its connection breaks).
+pub struct SourceLock {
+    client: Client,
+}
+
+impl SourceLock {
+    /// False once the connection holding the lock is gone.
+    pub fn is_held(&self) -> bool {
+        !self.client.is_closed()
+    }
+}
