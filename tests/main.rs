@@ -4,5 +4,9 @@
 
 mod support;
 
+mod capture;
 mod check;
+mod faults;
+mod gaps;
 mod migrate;
+mod snapshot;

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
+pub mod harness;
+pub mod mysql;
 pub mod pg;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -94,6 +94,11 @@ pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, Sourc
     if let Some(pw) = password {
         builder = builder.pass(Some(pw));
     }
+    // Connect where the URL says: by default the driver would switch a loopback TCP
+    // connection to the server's Unix socket, bypassing tunnels and proxies.
+    if !url.contains("prefer_socket") {
+        builder = builder.prefer_socket(Some(false));
+    }
     Ok(Pool::new(builder))
 }
 
@@ -127,6 +132,7 @@ impl MysqlSource {
     }
 
     async fn conn(&self) -> Result<Conn, SourceError> {
+        tracing::trace!("get connection");
         match tokio::time::timeout(OP_TIMEOUT, self.pool.get_conn()).await {
             Ok(r) => r.map_err(|e| classify(e, None)),
             Err(_) => Err(SourceError::Unreachable("timed out connecting".to_owned())),
@@ -182,7 +188,9 @@ impl MysqlSource {
     ) -> Result<Batch, SourceError> {
         self.tables().await?;
         let mut conn = self.conn().await?;
+        tracing::trace!("got connection");
         let read_at = Self::utc_now(&mut conn).await?;
+        tracing::trace!("read clock");
         type Entry = (i64, String, String, String, NaiveDateTime);
         let q = format!(
             "SELECT seq, table_name, op, row_key, changed_at FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
