@@ -3,6 +3,8 @@
 //! The library holds everything the `ebis` binary runs; `main.rs` only parses the command
 //! line. See ARCHITECTURE.md for the flow: connector → mapping → warehouse → triggers → views.
 
+pub mod assets;
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod diagnostic;

@@ -68,6 +68,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure capture on real servers: load a table of --rows, time the first snapshot,
+    /// then stream --changes updates and report changes/s and lag. Creates and drops its
+    /// own databases.
+    Bench {
+        /// Rows in the source table.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Updates to stream.
+        #[arg(long, default_value_t = 100_000)]
+        changes: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 4)]
+        writers: u64,
+        /// Changes per warehouse transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// MySQL/MariaDB admin URL.
+        #[arg(
+            long,
+            env = "EBIS_TEST_MYSQL_URL",
+            default_value = "mysql://root@127.0.0.1:3306/"
+        )]
+        mysql_url: String,
+        /// PostgreSQL admin URL.
+        #[arg(
+            long,
+            env = "EBIS_TEST_PG_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        pg_url: String,
+        /// Keep the databases afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Show each source's mode, state, position, lag, rows, quarantine, gaps and last error.
     Status {
         /// Print JSON instead of a table.
@@ -148,21 +182,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("nothing to install for {} capture", cfg.capture.name());
                 return Ok(ExitCode::SUCCESS);
             }
-            let (url, password) = match std::env::var(ebis::setup::ADMIN_URL_ENV) {
-                Ok(u) if !u.trim().is_empty() => (u, None),
-                _ => (
-                    cfg.connection.url.clone(),
-                    cfg.connection
-                        .password()
-                        .map_err(anyhow::Error::msg)?
-                        .map(|s| s.expose().to_owned()),
-                ),
-            };
-            runtime()?.block_on(ebis_mysql::run_statements(
-                &url,
-                password.as_deref(),
-                &setup.statements,
-            ))?;
+            runtime()?
+                .block_on(ebis::setup::apply_setup(cfg, &setup.statements))
+                .map_err(anyhow::Error::msg)?;
             println!(
                 "installed change capture on {} ({} statements)",
                 cfg.name,
@@ -282,6 +304,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ExitCode::FAILURE
                 })
             })
+        }
+        Command::Bench {
+            rows,
+            changes,
+            writers,
+            batch_size,
+            mysql_url,
+            pg_url,
+            keep,
+        } => {
+            let opts = ebis::bench::BenchOptions {
+                mysql_url,
+                pg_url,
+                rows,
+                changes,
+                writers,
+                batch_size,
+                keep,
+            };
+            let report =
+                runtime()?.block_on(ebis::bench::run(&opts, |line| eprintln!("bench: {line}")))?;
+            print!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
             let config = load_optional_config(&cli.config)?;

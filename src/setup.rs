@@ -80,3 +80,24 @@ pub fn setup_script(cfg: &SourceConfig, mappings: &MappingSet) -> Result<SetupSc
     };
     Ok(SetupScript { statements, script })
 }
+
+/// Runs a setup's statements on the source: with the privileged URL in
+/// `EBIS_SOURCE_ADMIN_URL` when set, else with the source's own connection.
+pub async fn apply_setup(cfg: &SourceConfig, statements: &[String]) -> Result<(), String> {
+    let (url, password) = match std::env::var(ADMIN_URL_ENV) {
+        Ok(u) if !u.trim().is_empty() => (u, None),
+        _ => (
+            cfg.connection.url.clone(),
+            cfg.connection.password()?.map(|s| s.expose().to_owned()),
+        ),
+    };
+    match cfg.dialect {
+        Dialect::Mysql => ebis_mysql::run_statements(&url, password.as_deref(), statements)
+            .await
+            .map_err(|e| e.to_string()),
+        other => Err(format!(
+            "dialect {} has no setup in this build yet",
+            other.name()
+        )),
+    }
+}

@@ -173,3 +173,91 @@ async fn the_warehouse_unreachable_for_seconds_is_retried_until_it_returns() {
     let failed = task.await.expect("task").expect("pipeline");
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapped_column_dropped_at_the_source_stops_only_that_source() {
+    let env = Env::new(&[&AIC_CHANGELOG, &LTAX_TIMESTAMP]).await;
+    let run = env.start();
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(1);
+    aic.exec(&aic_insert(1, &mut rng)).await;
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    aic.exec("ALTER TABLE E_BASEINFO DROP COLUMN POSTALCODE")
+        .await;
+    aic.exec(&aic_insert(2, &mut rng)).await;
+    env.wait_count(
+        "select count(*) from ebis.source_status where source = 'aic_city' and state = 'failed'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let c = env.pg().await;
+    let error: String = c
+        .query_one(
+            "select last_error from ebis.source_status where source = 'aic_city'",
+            &[],
+        )
+        .await
+        .expect("status")
+        .get(0);
+    assert!(
+        error.contains("E_BASEINFO") && error.contains("POSTALCODE"),
+        "{error}"
+    );
+    // The other source keeps going.
+    let ltax = env.db("ltax_hbw");
+    ltax.exec(&format!(
+        "INSERT INTO WF_WZJYHU (WZXH, QYMC) VALUES (1, {})",
+        crate::support::mysql::gbk("乌海市无照经营户")
+    ))
+    .await;
+    env.wait_count(
+        "select count(*) from exchange.tax_unlicensed",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let failed = run.stop().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "aic_city");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_ebis_run_cleanly() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let mut child = ebis(&root())
+        .args([
+            "--config".as_ref(),
+            env.config_path().as_os_str(),
+            "run".as_ref(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    env.wait_count(
+        "select count(*) from ebis.source_status where state = 'streaming'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit {status:?}");
+    env.wait_count(
+        "select count(*) from ebis.source_status where state = 'stopped'",
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+}

@@ -1,0 +1,402 @@
+//! `ebis bench`: capture throughput on real servers, reported, never asserted.
+//!
+//! Creates throwaway databases, loads an AIC `E_BASEINFO` of N rows, installs changelog
+//! capture, then measures (1) the first snapshot in rows/s and (2) streaming: M updates
+//! from several writers, changes/s applied and replication lag sampled from the
+//! warehouse while they run. Prints machine load and peak memory with the figures.
+
+use crate::config::{ConnectionConfig, PipelineConfig};
+use crate::mapping::MappingSet;
+use crate::pipeline::{RunSettings, Shutdown, run_source};
+use crate::warehouse::{self, Warehouse};
+use anyhow::{Context, Result};
+use mysql_async::prelude::Queryable;
+use std::time::{Duration, Instant};
+
+/// What to measure and where.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// MySQL/MariaDB admin URL (a database is created there).
+    pub mysql_url: String,
+    /// PostgreSQL admin URL (a database is created there).
+    pub pg_url: String,
+    /// Rows in the table before capture starts.
+    pub rows: u64,
+    /// Updates made while streaming.
+    pub changes: u64,
+    /// Concurrent writers.
+    pub writers: u64,
+    /// Rows per warehouse transaction.
+    pub batch_size: usize,
+    /// Keep the databases afterwards.
+    pub keep: bool,
+}
+
+/// The measured figures.
+#[derive(Clone, Debug, Default)]
+pub struct BenchReport {
+    /// Rows loaded into the source (setup, not ebis).
+    pub rows: u64,
+    /// Seconds the first snapshot took.
+    pub snapshot_secs: f64,
+    /// Updates made.
+    pub changes: u64,
+    /// Seconds the writers took.
+    pub write_secs: f64,
+    /// Seconds from the first update until the warehouse had them all.
+    pub stream_secs: f64,
+    /// Lag samples (seconds) while streaming.
+    pub lags: Vec<f64>,
+    /// Seconds to apply the same number of updates queued while ebis was stopped.
+    pub catch_up_secs: f64,
+    /// Load average before and after.
+    pub load_before: String,
+    /// Load average after.
+    pub load_after: String,
+    /// Peak resident memory of this process, kB.
+    pub peak_rss_kb: u64,
+}
+
+impl BenchReport {
+    /// As text.
+    pub fn render(&self) -> String {
+        let mut lags = self.lags.clone();
+        lags.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            lags.get(((lags.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        format!(
+            "snapshot:  {} rows in {:.1} s = {:.0} rows/s\n\
+             streaming: {} updates written in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
+             lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
+             catch-up: {} updates queued while stopped, applied in {:.1} s = {:.0} changes/s\n\
+             load average before: {}  after: {}\n\
+             peak memory (ebis process): {} MB\n",
+            self.rows,
+            self.snapshot_secs,
+            self.rows as f64 / self.snapshot_secs.max(1e-9),
+            self.changes,
+            self.write_secs,
+            self.changes as f64 / self.write_secs.max(1e-9),
+            self.stream_secs,
+            self.changes as f64 / self.stream_secs.max(1e-9),
+            pct(0.5),
+            pct(0.95),
+            pct(1.0),
+            lags.len(),
+            self.changes,
+            self.catch_up_secs,
+            self.changes as f64 / self.catch_up_secs.max(1e-9),
+            self.load_before,
+            self.load_after,
+            self.peak_rss_kb / 1024
+        )
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
+    format!("{scheme}://{authority}/{db}{query}")
+}
+
+/// Runs the benchmark; `progress` receives one-line updates.
+pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchReport> {
+    let name = format!("ebis_bench_{}", std::process::id());
+    let mut report = BenchReport {
+        rows: opts.rows,
+        changes: opts.changes,
+        load_before: loadavg(),
+        ..BenchReport::default()
+    };
+    // Databases.
+    let admin = mysql_async::Pool::new(opts.mysql_url.as_str());
+    let mut c = admin
+        .get_conn()
+        .await
+        .context("connecting to MySQL/MariaDB")?;
+    c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        .await?;
+    drop(c);
+    let (pg, conn) = tokio_postgres::connect(&opts.pg_url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(conn);
+    pg.batch_execute(&format!("create database {name}")).await?;
+    let source_url = with_db(&opts.mysql_url, &name);
+    let result = measure(opts, &name, &source_url, &mut report, &progress).await;
+    if !opts.keep {
+        if let Ok(mut c) = admin.get_conn().await {
+            let _ = c.query_drop(format!("DROP DATABASE `{name}`")).await;
+        }
+        let _ = pg
+            .batch_execute(&format!("drop database {name} with (force)"))
+            .await;
+    } else {
+        progress(&format!(
+            "kept databases {name} (MySQL) and {name} (PostgreSQL)"
+        ));
+    }
+    let _ = admin.disconnect().await;
+    result?;
+    report.load_after = loadavg();
+    report.peak_rss_kb = peak_rss_kb();
+    Ok(report)
+}
+
+async fn measure(
+    opts: &BenchOptions,
+    name: &str,
+    source_url: &str,
+    report: &mut BenchReport,
+    progress: &impl Fn(&str),
+) -> Result<()> {
+    let pool = mysql_async::Pool::new(source_url);
+    let mut c = pool.get_conn().await?;
+    c.query_drop("SET NAMES utf8mb4").await?;
+    for s in crate::assets::schema_statements("aic") {
+        c.query_drop(s).await?;
+    }
+    // Load before capture exists, as a bureau's table would be.
+    let load_start = Instant::now();
+    let mut loaded = 0;
+    while loaded < opts.rows {
+        let n = (opts.rows - loaded).min(2000);
+        let values: Vec<String> = (loaded..loaded + n).map(row_values).collect();
+        c.query_drop(format!(
+            "INSERT INTO E_BASEINFO (PRIPID, REGNO, ENTNAME, ENTTYPE, INDUSTRYPHY, INDUSTRYCO, NAME, DOM, DOMDISTRICT, CBUITEM, ESTDATE, REGORG, REGSTATE) VALUES {}",
+            values.join(", ")
+        ))
+        .await?;
+        loaded += n;
+        if loaded % 100_000 == 0 || loaded == opts.rows {
+            progress(&format!(
+                "loaded {loaded} rows ({:.0} rows/s)",
+                loaded as f64 / load_start.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    drop(c);
+
+    let dir = std::env::temp_dir().join(name);
+    crate::assets::write_mappings(&dir)?;
+    let pg_url = with_db(&opts.pg_url, name);
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        format!(
+            "warehouse:\n  url: {pg_url}\npoll_interval: 100ms\nbatch_size: {}\nsources:\n  - name: aic_bench\n    bureau: aic\n    division: '150300'\n    dialect: mysql\n    connection:\n      url: {source_url}\n    capture:\n      mode: changelog\n    mappings: mappings/aic\n",
+            opts.batch_size
+        ),
+    )?;
+    let config =
+        PipelineConfig::load(&dir.join("pipeline.yaml")).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let cfg = config.sources[0].clone();
+    let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let setup = crate::setup::setup_script(&cfg, &mappings).map_err(anyhow::Error::msg)?;
+    ebis_mysql::run_statements(source_url, None, &setup.statements).await?;
+    let wh = Warehouse::new(
+        &ConnectionConfig {
+            url: pg_url,
+            password_env: None,
+        },
+        4,
+    )?;
+    warehouse::migrate(&wh).await?;
+    wh.register_sources(&config.sources).await?;
+
+    let (trigger, shutdown) = Shutdown::new();
+    let settings = RunSettings::from_config(&config);
+    let task = tokio::spawn(run_source(cfg, mappings, wh.clone(), settings, shutdown));
+    let client = wh.client().await?;
+    let snap_start = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let state: Option<String> = client
+            .query_opt(
+                "select state from ebis.source_status where source = 'aic_bench'",
+                &[],
+            )
+            .await?
+            .map(|r| r.get(0));
+        if state.as_deref() == Some("streaming") {
+            break;
+        }
+        if state.as_deref() == Some("failed") || task.is_finished() {
+            anyhow::bail!("the pipeline failed during the snapshot: see `ebis status`");
+        }
+    }
+    report.snapshot_secs = snap_start.elapsed().as_secs_f64();
+    progress(&format!(
+        "snapshot: {} rows in {:.1} s",
+        opts.rows, report.snapshot_secs
+    ));
+
+    // Streaming: writers update random rows; the warehouse must end with every update.
+    let stream_start = Instant::now();
+    let writers = spawn_writers(&pool, opts, 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let client = wh.client().await?;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut lags = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let lag: Option<f64> = match client
+                    .query_one(
+                        "select extract(epoch from now() - complete_up_to)::float8 from ebis.source_status where source = 'aic_bench'",
+                        &[],
+                    )
+                    .await
+                {
+                    Ok(r) => r.get(0),
+                    Err(_) => break,
+                };
+                if let Some(l) = lag {
+                    lags.push(l);
+                }
+            }
+            lags
+        })
+    };
+    for w in writers {
+        w.await??;
+    }
+    report.write_secs = stream_start.elapsed().as_secs_f64();
+    let target = max_seq(&pool).await?;
+    wait_applied(&client, target, &task).await?;
+    report.stream_secs = stream_start.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    report.lags = sampler.await.unwrap_or_default();
+    trigger.trigger();
+    let _ = task.await;
+    progress(&format!(
+        "streaming: all applied after {:.1} s",
+        report.stream_secs
+    ));
+
+    // Catch-up: the same number of updates queued while ebis is stopped.
+    for w in spawn_writers(&pool, opts, 1) {
+        w.await??;
+    }
+    let target = max_seq(&pool).await?;
+    let (trigger, shutdown) = Shutdown::new();
+    let cfg = config.sources[0].clone();
+    let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let catch_start = Instant::now();
+    let task = tokio::spawn(run_source(
+        cfg,
+        mappings,
+        wh.clone(),
+        RunSettings::from_config(&config),
+        shutdown,
+    ));
+    wait_applied(&client, target, &task).await?;
+    report.catch_up_secs = catch_start.elapsed().as_secs_f64();
+    trigger.trigger();
+    let _ = task.await;
+    let _ = pool.disconnect().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    progress("streaming done");
+    Ok(())
+}
+
+type Writer = tokio::task::JoinHandle<Result<(), mysql_async::Error>>;
+
+/// Writers that update random rows, `opts.changes` in all.
+fn spawn_writers(pool: &mysql_async::Pool, opts: &BenchOptions, round: u64) -> Vec<Writer> {
+    let per_writer = opts.changes / opts.writers.max(1);
+    (0..opts.writers.max(1))
+        .map(|w| {
+            let pool = pool.clone();
+            let rows = opts.rows.max(1);
+            tokio::spawn(async move {
+                let mut conn = pool.get_conn().await?;
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1) ^ (round << 32);
+                for i in 0..per_writer {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    conn.query_drop(format!(
+                        "UPDATE E_BASEINFO SET TEL = '{round}-{w}-{i}' WHERE PRIPID = {}",
+                        x % rows
+                    ))
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+async fn max_seq(pool: &mysql_async::Pool) -> Result<i64> {
+    let mut c = pool.get_conn().await?;
+    Ok(
+        c.query_first("SELECT COALESCE(MAX(seq), 0) FROM ebis_change")
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// Waits until the checkpoint covers sequence number `target`.
+async fn wait_applied<T>(
+    client: &deadpool_postgres::Object,
+    target: i64,
+    task: &tokio::task::JoinHandle<T>,
+) -> Result<()> {
+    loop {
+        let seq: Option<i64> = client
+            .query_opt(
+                "select (position->>'seq')::bigint from ebis.checkpoint where source = 'aic_bench'",
+                &[],
+            )
+            .await?
+            .and_then(|r| r.get(0));
+        if seq.unwrap_or(0) >= target {
+            return Ok(());
+        }
+        if task.is_finished() {
+            anyhow::bail!("the pipeline stopped while streaming: see `ebis status`");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn row_values(id: u64) -> String {
+    const WORDS: [&str; 10] = [
+        "宏达", "金泰", "鑫源", "恒通", "昇华", "犇腾", "喆誉", "瑞丰", "蒙西", "黄河",
+    ];
+    const TRADES: [&str; 8] = [
+        "商贸", "煤焦", "化工", "建材", "运输", "餐饮", "物资", "机电",
+    ];
+    let district = ["150302", "150303", "150304"][(id % 3) as usize];
+    format!(
+        "({id}, '{district}{id:09}', '乌海市{}{}有限公司{}', '1100', 'F', '5211', '王镕', '乌海市新华街{}号', '{district}', '日用百货', '2006-03-01', '{district}', '1')",
+        WORDS[(id % 10) as usize],
+        TRADES[(id / 10 % 8) as usize],
+        id,
+        id % 300
+    )
+}
