@@ -17,22 +17,7 @@ pub fn with_db(url: &str, db: &str) -> String {
 
 /// The statements of a reference bureau schema (`sql/demo/mysql/<bureau>.sql`).
 pub fn bureau_schema(bureau: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(super::root().join(format!("sql/demo/mysql/{bureau}.sql")))
-        .expect("schema");
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("--") {
-            continue;
-        }
-        cur.push_str(line);
-        cur.push('\n');
-        if line.trim_end().ends_with(';') {
-            out.push(cur.trim().trim_end_matches(';').to_owned());
-            cur.clear();
-        }
-    }
-    out
+    ebis::assets::schema_statements(bureau)
 }
 
 /// A database created for one test and dropped afterwards.
