@@ -4,10 +4,15 @@
 #
 #     eval "$(bash scripts/services.sh)"
 #
+# With --install-only it only installs missing server packages (what `ebis demo` needs).
+#
 # Installs the Debian packages when the server binaries are missing, starts a stopped
 # server, and waits until each answers. Variables already set are kept. Progress goes to
 # stderr; only the export lines go to stdout.
 set -euo pipefail
+
+install_only=false
+[ "${1:-}" = "--install-only" ] && install_only=true
 
 say() { printf 'services: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -20,6 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
+
+# `ebis demo` starts private servers from these binaries: nothing more to do.
+$install_only && exit 0
 
 # --- PostgreSQL -------------------------------------------------------------------------
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

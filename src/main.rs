@@ -68,6 +68,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The whole job in one command: private PostgreSQL and MariaDB servers (from the
+    /// machine's own binaries, in target/ebis-demo), the four bureaus' databases filled by
+    /// the simulator, capture installed, snapshot, then the pipeline live with a panel while
+    /// the simulator keeps changing data; a summary at the end.
+    Demo {
+        /// Enterprises to simulate.
+        #[arg(long, default_value_t = 2000)]
+        enterprises: usize,
+        /// Simulator events per second while live.
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+        /// Seed of the simulation (same seed, same world).
+        #[arg(long, default_value_t = 2006)]
+        seed: u64,
+        /// Live phase length, e.g. 60s, 5m.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        duration: std::time::Duration,
+        /// Leave the servers running at the end.
+        #[arg(long)]
+        keep: bool,
+        /// Use this PostgreSQL server (admin URL) instead of a private one.
+        #[arg(long, value_name = "URL")]
+        warehouse: Option<String>,
+        /// Use this MySQL/MariaDB server (admin URL) instead of a private one.
+        #[arg(long, value_name = "URL")]
+        source_url: Option<String>,
+        /// Folder for the servers, config, mappings and ground truth.
+        #[arg(long, default_value = "target/ebis-demo")]
+        dir: PathBuf,
+    },
     /// Measure capture on real servers: load a table of --rows, time the first snapshot,
     /// then stream --changes updates and report changes/s and lag. Creates and drops its
     /// own databases.
@@ -305,6 +335,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })
             })
         }
+        Command::Demo {
+            enterprises,
+            rate,
+            seed,
+            duration,
+            keep,
+            warehouse,
+            source_url,
+            dir,
+        } => {
+            let opts = ebis::demo::DemoOptions {
+                enterprises,
+                rate,
+                seed,
+                duration,
+                keep,
+                warehouse,
+                source_url,
+                dir,
+            };
+            runtime()?.block_on(async {
+                let (trigger, shutdown) = Shutdown::new();
+                on_signals(trigger);
+                let summary = ebis::demo::run(&opts, shutdown).await?;
+                print!("{}", summary.render());
+                Ok(if summary.verify.iter().all(|r| r.agrees()) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            })
+        }
         Command::Bench {
             rows,
             changes,
@@ -423,6 +485,10 @@ fn on_signals(trigger: ShutdownTrigger) {
         tracing::info!("shutting down after the current batches");
         trigger.trigger();
     });
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 5m)"))
 }
 
 /// The config when the file exists; `None` when it is the default and absent (commands

@@ -84,7 +84,7 @@ pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, Sourc
     let opts = mysql_async::Opts::from_url(url)
         .map_err(|e| SourceError::Query(format!("bad MySQL URL: {e}")))?;
     let mut builder = OptsBuilder::from_opts(opts)
-        .init(vec!["SET NAMES utf8mb4", "SET time_zone = '+00:00'"])
+        .setup(vec!["SET NAMES utf8mb4", "SET time_zone = '+00:00'"])
         .stmt_cache_size(64)
         .pool_opts(
             PoolOpts::default()

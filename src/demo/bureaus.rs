@@ -1,0 +1,170 @@
+//! The four bureau databases of the demo: created, loaded with the simulated world in one
+//! go, then changed row by row with each bureau's own SQL as the world changes.
+//!
+//! Local tax writes over a latin1 connection, so its GBK bytes land in its latin1 columns
+//! untouched — as the era's applications did.
+
+use super::native::{NativeRow, Rows, table};
+use crate::indicators::Bureau;
+use anyhow::{Context, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Pool, Value as My};
+
+/// Database name of a bureau in the demo.
+pub fn database(bureau: Bureau) -> String {
+    format!("ebis_demo_{}", bureau.code())
+}
+
+/// Connections to the four bureau databases.
+pub struct Bureaus {
+    pools: Vec<(Bureau, Pool)>,
+    /// URL of each database (for the pipeline config).
+    pub urls: Vec<(Bureau, String)>,
+}
+
+fn with_db(admin: &str, db: &str) -> String {
+    let (scheme, rest) = admin.split_once("://").unwrap_or(("mysql", admin));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/{db}")
+}
+
+impl Bureaus {
+    /// (Re)creates the four databases with the reference schemas.
+    pub async fn create(admin_url: &str) -> Result<Bureaus> {
+        let admin = Pool::new(admin_url);
+        let mut c = admin.get_conn().await.context("connecting to MariaDB")?;
+        let mut pools = Vec::new();
+        let mut urls = Vec::new();
+        for b in Bureau::ALL {
+            let db = database(b);
+            c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
+                .await?;
+            c.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
+                .await?;
+            let url = with_db(admin_url, &db);
+            let names = if b == Bureau::Ltax {
+                "SET NAMES latin1"
+            } else {
+                "SET NAMES utf8mb4"
+            };
+            let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url)?)
+                .setup(vec![names])
+                .prefer_socket(Some(false));
+            let pool = Pool::new(opts);
+            let mut bc = pool.get_conn().await?;
+            for s in crate::assets::schema_statements(b.code()) {
+                bc.query_drop(s).await?;
+            }
+            pools.push((b, pool));
+            urls.push((b, url));
+        }
+        drop(c);
+        let _ = admin.disconnect().await;
+        Ok(Bureaus { pools, urls })
+    }
+
+    fn pool(&self, b: Bureau) -> &Pool {
+        self.pools
+            .iter()
+            .find(|(x, _)| *x == b)
+            .map(|(_, p)| p)
+            .unwrap_or(&self.pools[0].1)
+    }
+
+    /// URL of a bureau's database.
+    pub fn url(&self, b: Bureau) -> &str {
+        self.urls
+            .iter()
+            .find(|(x, _)| *x == b)
+            .map(|(_, u)| u.as_str())
+            .unwrap_or("")
+    }
+
+    /// Bulk-inserts rows (the initial load, before capture is installed).
+    pub async fn load(&self, rows: &Rows) -> Result<u64> {
+        let mut n = 0;
+        for (name, list) in rows {
+            let t = table(name);
+            let mut c = self.pool(t.bureau).get_conn().await?;
+            for chunk in list.chunks(500) {
+                let cols = columns(&chunk[0]);
+                let values: Vec<String> = chunk.iter().map(literal_row).collect();
+                c.query_drop(format!(
+                    "INSERT INTO {name} ({cols}) VALUES {}",
+                    values.join(", ")
+                ))
+                .await
+                .with_context(|| format!("loading {name}"))?;
+                n += chunk.len() as u64;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Applies a change: upserts and deletes, each as its own statement, as the bureau's
+    /// application would.
+    pub async fn apply(&self, upserts: &Rows, deletes: &[(&'static str, My)]) -> Result<u64> {
+        let mut n = 0;
+        for (name, list) in upserts {
+            let t = table(name);
+            let mut c = self.pool(t.bureau).get_conn().await?;
+            for r in list {
+                let updates: Vec<String> = r[1..]
+                    .iter()
+                    .map(|(col, _)| format!("{col} = VALUES({col})"))
+                    .collect();
+                c.query_drop(format!(
+                    "INSERT INTO {name} ({}) VALUES {} ON DUPLICATE KEY UPDATE {}",
+                    columns(r),
+                    literal_row(r),
+                    updates.join(", ")
+                ))
+                .await
+                .with_context(|| format!("writing {name}"))?;
+                n += 1;
+            }
+        }
+        for (name, key) in deletes {
+            let t = table(name);
+            let mut c = self.pool(t.bureau).get_conn().await?;
+            c.query_drop(format!(
+                "DELETE FROM {name} WHERE {} = {}",
+                t.key,
+                key.as_sql(false)
+            ))
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Rows per table of a bureau (for the summary).
+    pub async fn count(&self, name: &str) -> Result<u64> {
+        let t = table(name);
+        let mut c = self.pool(t.bureau).get_conn().await?;
+        Ok(c.query_first(format!("SELECT COUNT(*) FROM {name}"))
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Closes the connections.
+    pub async fn close(self) {
+        for (_, p) in self.pools {
+            let _ = p.disconnect().await;
+        }
+    }
+}
+
+fn columns(r: &NativeRow) -> String {
+    r.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+}
+
+fn literal_row(r: &NativeRow) -> String {
+    format!(
+        "({})",
+        r.iter()
+            .map(|(_, v)| v.as_sql(false))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}

@@ -1,0 +1,595 @@
+//! `ebis demo`: the whole job in one command on data that looks like the real thing.
+//!
+//! Private PostgreSQL and MariaDB servers (or given ones), the four bureaus' native
+//! databases filled by the simulator, change capture installed, the first snapshot, then
+//! the pipeline live while the simulator keeps changing data — with a live panel — and a
+//! summary: throughput, lag, source-vs-warehouse check, the ground-truth file, and how to
+//! connect.
+
+pub mod bureaus;
+mod live;
+pub mod native;
+pub mod people;
+pub mod rng;
+pub mod servers;
+pub mod truth;
+pub mod world;
+
+use crate::config::{ConnectionConfig, PipelineConfig};
+use crate::indicators::Bureau;
+use crate::pipeline::{self, Shutdown};
+use crate::warehouse::{self, Warehouse};
+use anyhow::{Context, Result};
+use bureaus::Bureaus;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the demo does.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Enterprises in the initial load.
+    pub enterprises: usize,
+    /// Simulator events per second while live.
+    pub rate: f64,
+    /// Seed of the simulation.
+    pub seed: u64,
+    /// How long the live phase lasts.
+    pub duration: Duration,
+    /// Leave the servers running.
+    pub keep: bool,
+    /// Use this PostgreSQL (admin URL) instead of a private server.
+    pub warehouse: Option<String>,
+    /// Use this MySQL/MariaDB (admin URL) instead of a private server.
+    pub source_url: Option<String>,
+    /// The folder for servers, config, mappings and the ground truth.
+    pub dir: PathBuf,
+}
+
+/// What the demo measured.
+#[derive(Clone, Debug, Default)]
+pub struct DemoSummary {
+    /// Seconds of set-up (servers, load, capture), before the pipeline starts.
+    pub setup_secs: f64,
+    /// Seconds from pipeline start until every source streams.
+    pub snapshot_secs: f64,
+    /// Rows in the bureaus' databases after the load.
+    pub rows_loaded: u64,
+    /// Simulator events while live.
+    pub events: u64,
+    /// Rows the simulator wrote while live.
+    pub rows_written: u64,
+    /// Seconds live.
+    pub live_secs: f64,
+    /// Rows applied to the warehouse by all sources.
+    pub rows_applied: i64,
+    /// Lag samples (max over sources, each second).
+    pub lags: Vec<f64>,
+    /// Seconds after the simulator stopped until the warehouse equalled the sources.
+    pub catch_up_secs: f64,
+    /// Source-vs-warehouse comparison at the end.
+    pub verify: Vec<crate::verify::KindReport>,
+    /// Path of the ground truth.
+    pub truth_path: PathBuf,
+    /// Findings in the ground truth, per rule.
+    pub truth_per_rule: Vec<(&'static str, usize)>,
+    /// Warehouse URL (database ebis_demo).
+    pub warehouse_url: String,
+    /// Bureau database URLs.
+    pub source_urls: Vec<(Bureau, String)>,
+    /// How to stop kept servers.
+    pub stop_hint: Option<String>,
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/{db}")
+}
+
+/// Runs the demo; `shutdown` ends the live phase early (Ctrl-C).
+pub async fn run(opts: &DemoOptions, shutdown: Shutdown) -> Result<DemoSummary> {
+    let t0 = Instant::now();
+    let say = |s: &str| eprintln!("demo: {s}");
+    std::fs::create_dir_all(&opts.dir)?;
+    let mut servers = None;
+    if opts.warehouse.is_none() || opts.source_url.is_none() {
+        let mut s = servers::PrivateServers::start(&opts.dir.join("servers"), &say)?;
+        s.wait_ready().await?;
+        say(&format!(
+            "private servers up: PostgreSQL :{}, MariaDB :{}",
+            s.pg_port, s.mysql_port
+        ));
+        servers = Some(s);
+    }
+    let pg_admin = opts
+        .warehouse
+        .clone()
+        .or_else(|| servers.as_ref().map(|s| s.pg_url()))
+        .unwrap_or_default();
+    let my_admin = opts
+        .source_url
+        .clone()
+        .or_else(|| servers.as_ref().map(|s| s.mysql_url()))
+        .unwrap_or_default();
+    let result = run_on(opts, &pg_admin, &my_admin, shutdown, t0).await;
+    match servers {
+        Some(s) if opts.keep => {
+            let hint = s.stop_hint();
+            s.keep();
+            result.map(|mut r| {
+                r.stop_hint = Some(hint);
+                r
+            })
+        }
+        Some(s) => {
+            s.stop();
+            result
+        }
+        None => result,
+    }
+}
+
+async fn run_on(
+    opts: &DemoOptions,
+    pg_admin: &str,
+    my_admin: &str,
+    shutdown: Shutdown,
+    t0: Instant,
+) -> Result<DemoSummary> {
+    let say = |s: &str| eprintln!("demo: {s}");
+    let mut summary = DemoSummary::default();
+
+    say(&format!(
+        "simulating {} enterprises (seed {})",
+        opts.enterprises, opts.seed
+    ));
+    let world = world::World::generate(world::Options::new(opts.enterprises, opts.seed));
+    let bureaus = Bureaus::create(my_admin).await?;
+    summary.rows_loaded = bureaus.load(&native::all_rows(&world)).await?;
+    say(&format!(
+        "loaded {} rows into the bureaus' databases",
+        summary.rows_loaded
+    ));
+
+    let (pg, conn) = tokio_postgres::connect(pg_admin, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the warehouse server")?;
+    tokio::spawn(conn);
+    pg.batch_execute("drop database if exists ebis_demo with (force)")
+        .await?;
+    pg.batch_execute("create database ebis_demo").await?;
+    let wh_url = with_db(pg_admin, "ebis_demo");
+    summary.warehouse_url = wh_url.clone();
+    summary.source_urls = bureaus.urls.clone();
+
+    crate::assets::write_mappings(&opts.dir)?;
+    let config_path = opts.dir.join("pipeline.yaml");
+    std::fs::write(&config_path, config_yaml(&wh_url, &bureaus))?;
+    let config = PipelineConfig::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
+    for s in &config.sources {
+        let m = crate::mapping::MappingSet::load_dir(&s.mappings_dir, Some(s.bureau))
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let setup = crate::setup::setup_script(s, &m).map_err(anyhow::Error::msg)?;
+        crate::setup::apply_setup(s, &setup.statements)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
+    let wh = Warehouse::new(
+        &ConnectionConfig {
+            url: wh_url.clone(),
+            password_env: None,
+        },
+        12,
+    )?;
+    warehouse::migrate(&wh).await?;
+    summary.setup_secs = t0.elapsed().as_secs_f64();
+    say(&format!(
+        "set-up took {:.1} s; starting the pipeline",
+        summary.setup_secs
+    ));
+
+    // The pipeline.
+    let (pipe_trigger, pipe_shutdown) = Shutdown::new();
+    let pipe = {
+        let config = config.clone();
+        let wh = wh.clone();
+        tokio::spawn(async move { pipeline::run_sources(&config, &wh, pipe_shutdown).await })
+    };
+    // The simulator.
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
+    let sim = {
+        let (stop, events, written, rate) =
+            (stop.clone(), events.clone(), written.clone(), opts.rate);
+        let mut world = world;
+        tokio::spawn(async move {
+            let mut due = 0.0f64;
+            let tick = Duration::from_millis(100);
+            while !stop.load(Ordering::Relaxed) {
+                due += rate * tick.as_secs_f64();
+                while due >= 1.0 {
+                    due -= 1.0;
+                    let (up, del) = world.event();
+                    match bureaus.apply(&up, &del).await {
+                        Ok(n) => {
+                            written.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "simulator write failed"),
+                    }
+                    events.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(tick).await;
+            }
+            (world, bureaus)
+        })
+    };
+
+    // The live panel.
+    let live_start = Instant::now();
+    let mut panel = Panel::new();
+    let mut streaming_at: Option<f64> = None;
+    while live_start.elapsed() < opts.duration && !shutdown.requested() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status = wh.status().await.unwrap_or_default();
+        if streaming_at.is_none()
+            && !status.is_empty()
+            && status.iter().all(|s| s.state == "streaming")
+        {
+            streaming_at = Some(live_start.elapsed().as_secs_f64());
+        }
+        if let Some(max) = status.iter().filter_map(|s| s.lag_seconds).reduce(f64::max)
+            && streaming_at.is_some()
+        {
+            summary.lags.push(max);
+        }
+        panel.draw(
+            &status,
+            live_start.elapsed(),
+            opts.duration,
+            events.load(Ordering::Relaxed),
+        );
+    }
+    panel.done();
+    stop.store(true, Ordering::Relaxed);
+    let (world, bureaus) = sim.await?;
+    summary.live_secs = live_start.elapsed().as_secs_f64();
+    summary.snapshot_secs = streaming_at.unwrap_or(summary.live_secs);
+    summary.events = events.load(Ordering::Relaxed);
+    summary.rows_written = written.load(Ordering::Relaxed);
+
+    // Catch up, then compare sources and warehouse.
+    say("simulator stopped; waiting for the warehouse to catch up");
+    let catch_start = Instant::now();
+    loop {
+        let mut reports = Vec::new();
+        let mut failed = false;
+        for s in &config.sources {
+            let m = crate::mapping::MappingSet::load_dir(&s.mappings_dir, Some(s.bureau))
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
+            match crate::verify::verify_source(s, &m, &wh, 5000).await {
+                Ok(r) => reports.extend(r),
+                Err(_) => failed = true,
+            }
+        }
+        let agrees = !failed && reports.iter().all(|r| r.agrees());
+        summary.verify = reports;
+        if agrees || catch_start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    summary.catch_up_secs = catch_start.elapsed().as_secs_f64();
+    pipe_trigger.trigger();
+    let failed = pipe.await??;
+    for (name, e) in &failed {
+        say(&format!("source {name} stopped: {e}"));
+    }
+    summary.rows_applied = wh.status().await?.iter().map(|s| s.rows_applied).sum();
+
+    // Ground truth.
+    let truth = truth::ground_truth(&world, &truth::Thresholds::default());
+    summary.truth_path = opts.dir.join("ground_truth.csv");
+    std::fs::write(&summary.truth_path, truth::to_csv(&truth))?;
+    summary.truth_per_rule = crate::rules::Rule::ALL
+        .iter()
+        .map(|r| {
+            (
+                r.name(),
+                truth.iter().filter(|t| t.rule == r.name()).count(),
+            )
+        })
+        .collect();
+    bureaus.close().await;
+    Ok(summary)
+}
+
+fn config_yaml(wh_url: &str, bureaus: &Bureaus) -> String {
+    let source = |name: &str, b: Bureau, division: &str, covers: &str, capture: &str| {
+        format!(
+            "  - name: {name}\n    bureau: {}\n    division: '{division}'\n    covers: [{covers}]\n    dialect: mysql\n    connection:\n      url: {}\n    capture:\n{capture}    mappings: mappings/{}\n",
+            b.code(),
+            bureaus.url(b),
+            b.code()
+        )
+    };
+    let all = "'150302', '150303', '150304'";
+    let changelog = "      mode: changelog\n      gap_timeout: 2m\n";
+    format!(
+        "# Written by `ebis demo`. The four bureaus of 乌海市; local tax is connected for 海勃湾区 only.\nwarehouse:\n  url: {wh_url}\npoll_interval: 250ms\nbatch_size: 1000\nsources:\n{}{}{}{}",
+        source("aic_city", Bureau::Aic, "150300", all, changelog),
+        source("ntax_city", Bureau::Ntax, "150300", all, changelog),
+        source(
+            "ltax_haibowan",
+            Bureau::Ltax,
+            "150302",
+            "'150302'",
+            "      mode: timestamp\n      overlap: 2s\n      key_scan_every: 5s\n"
+        ),
+        source("qts_city", Bureau::Qts, "150300", all, changelog),
+    )
+}
+
+/// The live panel: redrawn in place on a terminal, a line every 5 s otherwise.
+struct Panel {
+    tty: bool,
+    lines: usize,
+    last: Vec<(String, i64, Instant)>,
+    rates: Vec<(String, f64)>,
+    ticks: u64,
+}
+
+impl Panel {
+    fn new() -> Panel {
+        Panel {
+            tty: std::io::stdout().is_terminal(),
+            lines: 0,
+            last: Vec::new(),
+            rates: Vec::new(),
+            ticks: 0,
+        }
+    }
+
+    fn draw(
+        &mut self,
+        status: &[crate::status::SourceStatus],
+        elapsed: Duration,
+        total: Duration,
+        events: u64,
+    ) {
+        self.ticks += 1;
+        let now = Instant::now();
+        for s in status {
+            let rate = match self.last.iter().find(|(n, _, _)| *n == s.source) {
+                Some((_, rows, at)) => {
+                    (s.rows_applied - rows) as f64
+                        / now.duration_since(*at).as_secs_f64().max(0.001)
+                }
+                None => 0.0,
+            };
+            match self.rates.iter_mut().find(|(n, _)| *n == s.source) {
+                Some((_, r)) => *r = 0.5 * *r + 0.5 * rate,
+                None => self.rates.push((s.source.clone(), rate)),
+            }
+        }
+        self.last = status
+            .iter()
+            .map(|s| (s.source.clone(), s.rows_applied, now))
+            .collect();
+        let mut text = format!(
+            "ebis demo — live {:>3}/{} s, simulator {} events   (Ctrl-C ends early)\n{:<15} {:<12} {:>10} {:>10} {:>7} {:>10} {:>5}\n",
+            elapsed.as_secs(),
+            total.as_secs(),
+            events,
+            "SOURCE",
+            "STATE",
+            "ROWS",
+            "CHANGES/S",
+            "LAG",
+            "QUARANTINE",
+            "GAPS"
+        );
+        for s in status {
+            let rate = self
+                .rates
+                .iter()
+                .find(|(n, _)| *n == s.source)
+                .map(|(_, r)| *r)
+                .unwrap_or(0.0);
+            text.push_str(&format!(
+                "{:<15} {:<12} {:>10} {:>10.0} {:>7} {:>10} {:>5}\n",
+                s.source,
+                s.state,
+                s.rows_applied,
+                rate,
+                s.lag_seconds
+                    .map(crate::status::human_seconds)
+                    .unwrap_or_else(|| "-".to_owned()),
+                s.quarantined_open,
+                s.open_gaps
+            ));
+        }
+        let mut out = std::io::stdout().lock();
+        if self.tty {
+            if self.lines > 0 {
+                let _ = write!(out, "\x1b[{}A", self.lines);
+            }
+            for line in text.lines() {
+                let _ = writeln!(out, "\x1b[2K{line}");
+            }
+            self.lines = text.lines().count();
+        } else if self.ticks % 5 == 1 {
+            let _ = write!(out, "{text}");
+        }
+        let _ = out.flush();
+    }
+
+    fn done(&mut self) {
+        let _ = std::io::stdout().flush();
+    }
+}
+
+impl DemoSummary {
+    /// The summary as text.
+    pub fn render(&self) -> String {
+        let mut lags = self.lags.clone();
+        lags.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            lags.get(((lags.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let agree = self.verify.iter().filter(|r| r.agrees()).count();
+        let mut out = format!(
+            "\n== ebis demo summary ==\n\
+             set-up (servers, load, capture): {:.1} s; {} rows loaded into the bureaus' databases\n\
+             first snapshot of all sources done after {:.1} s\n\
+             live {:.0} s: {} simulator events ({:.0}/s) wrote {} rows; warehouse applied {} rows in all\n\
+             lag while live (worst source, per second): median {:.1} s, p95 {:.1} s, max {:.1} s\n\
+             after the simulator stopped, the warehouse equalled the sources in {:.1} s: {}/{} record kinds agree\n",
+            self.setup_secs,
+            self.rows_loaded,
+            self.snapshot_secs,
+            self.live_secs,
+            self.events,
+            self.events as f64 / self.live_secs.max(0.001),
+            self.rows_written,
+            self.rows_applied,
+            pct(0.5),
+            pct(0.95),
+            pct(1.0),
+            self.catch_up_secs,
+            agree,
+            self.verify.len()
+        );
+        if agree < self.verify.len() {
+            out.push_str(&crate::verify::render(&self.verify));
+        }
+        out.push_str(&format!(
+            "ground truth: {} ({} findings expected:",
+            self.truth_path.display(),
+            self.truth_per_rule.iter().map(|(_, n)| n).sum::<usize>()
+        ));
+        for (rule, n) in &self.truth_per_rule {
+            out.push_str(&format!(" {rule} {n};"));
+        }
+        out.push_str(")\n");
+        out.push_str(&format!("warehouse:  psql '{}'\n", self.warehouse_url));
+        for (b, url) in &self.source_urls {
+            let rest = url.trim_start_matches("mysql://");
+            let (user, hostdb) = rest.split_once('@').unwrap_or(("root", rest));
+            let (hostport, db) = hostdb.split_once('/').unwrap_or((hostdb, ""));
+            let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+            out.push_str(&format!(
+                "{:<11} mariadb -h {host} -P {port} -u {user} {db}\n",
+                format!("{}:", b.code())
+            ));
+        }
+        match &self.stop_hint {
+            Some(h) => out.push_str(&format!("servers kept running; stop them with:\n  {h}\n")),
+            None => out.push_str("servers stopped (use --keep to leave them running)\n"),
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::world::{Options, World};
+    use super::*;
+    use crate::identifiers::{is_id_card, is_org_code, is_reg_no};
+
+    fn world(seed: u64) -> World {
+        World::generate(Options::new(300, seed))
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_world_rows_and_truth() {
+        let (a, b, c) = (world(7), world(7), world(8));
+        assert_eq!(native::all_rows(&a), native::all_rows(&b));
+        let t = truth::Thresholds::default();
+        assert_eq!(truth::ground_truth(&a, &t), truth::ground_truth(&b, &t));
+        assert_ne!(native::all_rows(&a), native::all_rows(&c));
+        // Live events are deterministic too, and keep every injection true.
+        let (mut a, mut b) = (a, b);
+        for _ in 0..500 {
+            assert_eq!(a.event(), b.event());
+        }
+        let truth = truth::ground_truth(&a, &t);
+        for e in &a.enterprises {
+            for rule in &e.injected {
+                assert!(
+                    truth
+                        .iter()
+                        .any(|x| x.rule == rule.name() && x.reg_no == e.reg_no)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_injected_discrepancy_is_in_the_truth_and_clean_records_are_valid() {
+        let w = World::generate(Options {
+            discrepancy_rate: 0.05,
+            ..Options::new(600, 11)
+        });
+        let truth = truth::ground_truth(&w, &truth::Thresholds::default());
+        let mut injected = 0;
+        for e in &w.enterprises {
+            for rule in &e.injected {
+                injected += 1;
+                assert!(
+                    truth
+                        .iter()
+                        .any(|t| t.rule == rule.name() && t.reg_no == e.reg_no && t.injected),
+                    "{} injected into {} is not in the truth",
+                    rule.name(),
+                    e.reg_no
+                );
+            }
+            assert!(is_reg_no(&e.reg_no));
+            if !e.injected.contains(&crate::rules::Rule::InvalidIdentifier) {
+                assert!(is_id_card(&e.aic_rep_id));
+            }
+            if let Some(q) = &e.qts {
+                assert!(is_org_code(&q.org_code));
+            }
+        }
+        assert!(injected > 100, "{injected}");
+        for rule in crate::rules::Rule::ALL {
+            assert!(
+                truth.iter().any(|t| t.rule == rule.name()),
+                "no {} at all",
+                rule.name()
+            );
+        }
+    }
+
+    #[test]
+    fn noise_alone_makes_no_finding() {
+        let w = World::generate(Options {
+            discrepancy_rate: 0.0,
+            noise_rate: 0.5,
+            ..Options::new(500, 3)
+        });
+        let truth = truth::ground_truth(&w, &truth::Thresholds::default());
+        let findings: Vec<_> = truth
+            .iter()
+            .filter(|t| t.rule != "unlicensed_business")
+            .collect();
+        assert!(findings.is_empty(), "{findings:#?}");
+        assert!(
+            w.enterprises.iter().any(|e| e.parent.is_some()),
+            "branches named like their parent exist"
+        );
+        assert!(
+            w.enterprises
+                .iter()
+                .any(|e| e.amendments.iter().any(|a| a.item == "名称")),
+            "renames every bureau followed exist"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! `ebis demo` as a newcomer runs it: private servers from the machine's binaries, the
+//! simulated bureaus, the live pipeline, and a summary that says the warehouse equals
+//! the sources; the ground truth is written.
+
+use crate::support::{TempDir, ebis, root, run};
+
+#[test]
+fn a_short_demo_on_private_servers_ends_with_the_warehouse_equal_to_the_sources() {
+    let dir = TempDir::new("ebis_demo");
+    let out = run(ebis(&root())
+        .args([
+            "demo",
+            "--enterprises",
+            "150",
+            "--rate",
+            "30",
+            "--duration",
+            "4s",
+            "--seed",
+            "9",
+            "--dir",
+        ])
+        .arg(dir.path()));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("22/22 record kinds agree"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("warehouse:  psql 'postgres://postgres@127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("servers stopped"), "{}", out.stdout);
+    let truth =
+        std::fs::read_to_string(dir.path().join("ground_truth.csv")).expect("ground truth written");
+    let mut lines = truth.lines();
+    assert_eq!(lines.next(), Some("rule,org_code,reg_no,name,injected"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 5, "{truth}");
+    assert!(rows.iter().any(|r| r.starts_with("unlicensed_business,")));
+    // The config and mappings it ran with are left for the user to read.
+    assert!(dir.path().join("pipeline.yaml").exists());
+    assert!(
+        dir.path()
+            .join("mappings/ltax/tax_registration.yaml")
+            .exists()
+    );
+    let check = run(ebis(dir.path()).arg("check"));
+    assert_eq!(check.code, 0, "{}", check.stderr);
+}
