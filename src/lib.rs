@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod diagnostic;

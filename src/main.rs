@@ -58,6 +58,32 @@ enum Command {
         #[arg(long)]
         table: Option<String>,
     },
+    /// Run the consistency comparison now and print a per-rule summary; optionally export
+    /// per-bureau work lists, or score the findings against a simulator's ground truth.
+    Compare {
+        /// Write one work list per bureau into this folder.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// Work list format: xlsx or csv.
+        #[arg(long, default_value = "xlsx")]
+        format: String,
+        /// Only this bureau's work list (aic, ntax, ltax, qts).
+        #[arg(long)]
+        bureau: Option<String>,
+        /// Only this division.
+        #[arg(long)]
+        division: Option<String>,
+        /// Evaluate the rules as of this date (YYYY-MM-DD), stored for later runs; `today`
+        /// clears it.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Score the open findings against a ground-truth CSV (from `ebis demo`).
+        #[arg(long, value_name = "FILE")]
+        truth: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare sources with the warehouse: per record kind, rows at the source, rows in the
     /// warehouse, missing, extra, different (by content hash), rejected. Exit 1 on any
     /// difference.
@@ -229,7 +255,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 warehouse::migrate(&wh).await?;
                 let (trigger, shutdown) = Shutdown::new();
                 on_signals(trigger);
+                let schedule = config.compare_every.map(|every| {
+                    tokio::spawn(ebis::compare::run_on_schedule(
+                        wh.clone(),
+                        every,
+                        shutdown.clone(),
+                    ))
+                });
                 let failed = pipeline::run_sources(&config, &wh, shutdown).await?;
+                if let Some(s) = schedule {
+                    let _ = s.await;
+                }
                 if failed.is_empty() {
                     Ok(ExitCode::SUCCESS)
                 } else {
@@ -307,6 +343,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "snapshot of {}: {} rows changed, {} marked deleted, {} quarantined",
                     cfg.name, applied.upserted, applied.deleted, applied.quarantined
                 );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Compare {
+            export,
+            format,
+            bureau,
+            division,
+            as_of,
+            truth,
+            json,
+        } => {
+            let config = load_optional_config(&cli.config)?;
+            let format = match format.as_str() {
+                "xlsx" => ebis::compare::ExportFormat::Xlsx,
+                "csv" => ebis::compare::ExportFormat::Csv,
+                other => bail!("--format {other}: expected xlsx or csv"),
+            };
+            let bureau =
+                match bureau.as_deref() {
+                    None => None,
+                    Some(b) => Some(ebis::indicators::Bureau::from_code(b).with_context(|| {
+                        format!("--bureau {b}: expected aic, ntax, ltax or qts")
+                    })?),
+                };
+            let as_of = match as_of.as_deref() {
+                None => None,
+                Some("today") => Some(None),
+                Some(d) => Some(Some(
+                    chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                        .with_context(|| format!("--as-of {d}: expected YYYY-MM-DD"))?,
+                )),
+            };
+            runtime()?.block_on(async {
+                let wh = warehouse_of(config.as_ref(), 2)?;
+                warehouse::migrate(&wh).await?;
+                if let Some(a) = as_of {
+                    wh.set_as_of(a).await?;
+                }
+                let run = wh.compare().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&run)?);
+                } else {
+                    print!("{}", run.render());
+                }
+                if let Some(dir) = export {
+                    for (path, n) in ebis::compare::export_worklists(
+                        &wh,
+                        &dir,
+                        format,
+                        bureau,
+                        division.as_deref(),
+                    )
+                    .await?
+                    {
+                        println!("wrote {} ({n} findings)", path.display());
+                    }
+                }
+                if let Some(path) = truth {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let scores = ebis::compare::score_against_truth(&wh, &text).await?;
+                    print!("{}", ebis::compare::render_scores(&scores));
+                }
                 Ok(ExitCode::SUCCESS)
             })
         }

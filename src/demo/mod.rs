@@ -75,6 +75,10 @@ pub struct DemoSummary {
     pub truth_path: PathBuf,
     /// Findings in the ground truth, per rule.
     pub truth_per_rule: Vec<(&'static str, usize)>,
+    /// The comparison run at the end, as of the simulation's date.
+    pub compare: Option<crate::compare::RunSummary>,
+    /// Precision and recall of its findings against the ground truth.
+    pub scores: Vec<crate::compare::RuleScore>,
     /// Warehouse URL (database ebis_demo).
     pub warehouse_url: String,
     /// Bureau database URLs.
@@ -303,6 +307,12 @@ async fn run_on(
             )
         })
         .collect();
+
+    // The consistency comparison, as of the simulated "today", scored against the truth.
+    say("running the consistency comparison");
+    wh.set_as_of(Some(world.options.as_of)).await?;
+    summary.compare = Some(wh.compare().await?);
+    summary.scores = crate::compare::score_against_truth(&wh, &truth::to_csv(&truth)).await?;
     bureaus.close().await;
     Ok(summary)
 }
@@ -469,14 +479,17 @@ impl DemoSummary {
             out.push_str(&crate::verify::render(&self.verify));
         }
         out.push_str(&format!(
-            "ground truth: {} ({} findings expected:",
+            "ground truth: {} ({} findings expected)\n",
             self.truth_path.display(),
             self.truth_per_rule.iter().map(|(_, n)| n).sum::<usize>()
         ));
-        for (rule, n) in &self.truth_per_rule {
-            out.push_str(&format!(" {rule} {n};"));
+        if let Some(c) = &self.compare {
+            out.push_str(&format!(
+                "consistency comparison as of {} took {:.2} s; its findings against the ground truth:\n",
+                c.as_of, c.seconds
+            ));
+            out.push_str(&crate::compare::render_scores(&self.scores));
         }
-        out.push_str(")\n");
         out.push_str(&format!("warehouse:  psql '{}'\n", self.warehouse_url));
         for (b, url) in &self.source_urls {
             let rest = url.trim_start_matches("mysql://");

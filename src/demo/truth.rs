@@ -53,12 +53,12 @@ pub struct Truth {
     pub injected: bool,
 }
 
-/// Name/address normalization, as the warehouse does it: NFKC (widths, brackets, the
-/// ideographic space), no white space at all, upper case.
+/// Name/address normalization, exactly as the warehouse's `core.norm_text`: NFKC (widths,
+/// brackets, the ideographic space), no ASCII white space, ASCII upper case.
 pub fn normalized(s: &str) -> String {
     s.nfkc()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_uppercase)
+        .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C'))
+        .map(|c| c.to_ascii_uppercase())
         .collect()
 }
 
@@ -198,12 +198,17 @@ pub fn ground_truth(world: &World, t: &Thresholds) -> Vec<Truth> {
             add(Rule::InvalidIdentifier);
         }
     }
-    // 12. unlicensed_business: every report.
+    // 12. unlicensed_business: every report (two reports may look alike: keep both).
+    let mut out: Vec<Truth> = out.into_iter().collect();
     for u in &world.unlicensed {
-        let matched = u
-            .matches
-            .and_then(|id| world.enterprises.iter().find(|e| e.pripid == id));
-        out.insert(Truth {
+        // Matched against the registry as it is now (names change after a report).
+        let key = normalized(&u.name);
+        let matched = world
+            .enterprises
+            .iter()
+            .filter(|e| normalized(&e.name) == key)
+            .min_by(|a, b| a.reg_no.cmp(&b.reg_no));
+        out.push(Truth {
             rule: Rule::UnlicensedBusiness.name(),
             org_code: String::new(),
             reg_no: matched.map(|e| e.reg_no.clone()).unwrap_or_default(),
@@ -211,7 +216,8 @@ pub fn ground_truth(world: &World, t: &Thresholds) -> Vec<Truth> {
             injected: true,
         });
     }
-    out.into_iter().collect()
+    out.sort();
+    out
 }
 
 fn invalid_identifier(e: &Enterprise) -> bool {

@@ -32,6 +32,10 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0001_ebis_state.sql"),
     migration!("0002_exchange.sql"),
     migration!("0003_capture_state.sql"),
+    migration!("0004_identifiers.sql"),
+    migration!("0005_enterprise_base.sql"),
+    migration!("0006_compare.sql"),
+    migration!("0007_roles.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

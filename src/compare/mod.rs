@@ -1,0 +1,162 @@
+//! The consistency comparison from the application's side: run it (`compare.refresh()` in
+//! the warehouse does the work), summarize a run per rule, export work lists, and score
+//! findings against a simulator's ground truth.
+
+mod export;
+mod score;
+
+pub use export::{ExportFormat, export_worklists};
+pub use score::{RuleScore, render_scores, score_against_truth};
+
+use crate::rules::Rule;
+use crate::warehouse::{Warehouse, WarehouseError};
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// One rule's state after a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleSummary {
+    /// Rule name.
+    pub rule: &'static str,
+    /// Chinese label.
+    pub label: &'static str,
+    /// Open findings.
+    pub open: i64,
+    /// First seen in this run.
+    pub new: i64,
+    /// Resolved in this run.
+    pub resolved: i64,
+}
+
+/// A comparison run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run: i64,
+    /// The as-of date it used.
+    pub as_of: NaiveDate,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Per rule.
+    pub rules: Vec<RuleSummary>,
+}
+
+impl Warehouse {
+    /// Runs the comparison once and summarizes it.
+    pub async fn compare(&self) -> Result<RunSummary, WarehouseError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let run: i64 = tx.query_one("select compare.refresh()", &[]).await?.get(0);
+        tx.commit().await?;
+        let meta = client
+            .query_one(
+                "select as_of, extract(epoch from finished_at - started_at)::float8 from compare.run where id = $1",
+                &[&run],
+            )
+            .await?;
+        let rows = client
+            .query(
+                "select rule,
+                        count(*) filter (where resolved_at is null),
+                        count(*) filter (where resolved_at is null and first_run = $1),
+                        count(*) filter (where resolved_at is not null and last_run < $1
+                                         and resolved_at >= (select started_at from compare.run where id = $1))
+                 from compare.finding group by rule",
+                &[&run],
+            )
+            .await?;
+        let rules = Rule::ALL
+            .iter()
+            .map(|r| {
+                let row = rows.iter().find(|x| x.get::<_, String>(0) == r.name());
+                RuleSummary {
+                    rule: r.name(),
+                    label: r.label(),
+                    open: row.map(|x| x.get(1)).unwrap_or(0),
+                    new: row.map(|x| x.get(2)).unwrap_or(0),
+                    resolved: row.map(|x| x.get(3)).unwrap_or(0),
+                }
+            })
+            .collect();
+        Ok(RunSummary {
+            run,
+            as_of: meta.get(0),
+            seconds: meta.get(1),
+            rules,
+        })
+    }
+
+    /// Sets the date the rules are evaluated at (`None`: today).
+    pub async fn set_as_of(&self, as_of: Option<NaiveDate>) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        let value = as_of.map(|d| d.to_string()).unwrap_or_default();
+        client
+            .execute(
+                "update compare.setting set value = $1 where key = 'as_of'",
+                &[&value],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl RunSummary {
+    /// As a text table.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "comparison run {} as of {} took {:.2} s\n{:<32} {:<28} {:>6} {:>6} {:>9}\n",
+            self.run, self.as_of, self.seconds, "RULE", "", "OPEN", "NEW", "RESOLVED"
+        );
+        for r in &self.rules {
+            out.push_str(&format!(
+                "{:<32} {:<28} {:>6} {:>6} {:>9}\n",
+                r.rule,
+                pad_cjk(r.label, 28),
+                r.open,
+                r.new,
+                r.resolved
+            ));
+        }
+        let total: i64 = self.rules.iter().map(|r| r.open).sum();
+        out.push_str(&format!("{:<32} {:<28} {:>6}\n", "total", "", total));
+        out
+    }
+}
+
+/// Pads text with wide (CJK) characters to a display width.
+fn pad_cjk(s: &str, width: usize) -> String {
+    let w: usize = s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum();
+    if w >= width {
+        s.to_owned()
+    } else {
+        format!("{s}{}", " ".repeat(width - w))
+    }
+}
+
+/// Runs the comparison every `every` until shutdown (the `compare.every` of `ebis run`).
+/// A failed run is logged and retried at the next tick.
+pub async fn run_on_schedule(
+    wh: Warehouse,
+    every: std::time::Duration,
+    mut shutdown: crate::pipeline::Shutdown,
+) {
+    loop {
+        if shutdown.sleep(every).await {
+            return;
+        }
+        match wh.compare().await {
+            Ok(run) => {
+                let open: i64 = run.rules.iter().map(|r| r.open).sum();
+                let new: i64 = run.rules.iter().map(|r| r.new).sum();
+                tracing::info!(
+                    run = run.run,
+                    open,
+                    new,
+                    seconds = run.seconds,
+                    "comparison run"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "comparison run failed"),
+        }
+    }
+}
