@@ -400,3 +400,153 @@ fn row_values(id: u64) -> String {
         id % 300
     )
 }
+
+/// What the comparison benchmark measured.
+#[derive(Clone, Debug, Default)]
+pub struct CompareBenchReport {
+    /// Enterprises simulated.
+    pub enterprises: usize,
+    /// Native rows loaded into the bureau databases.
+    pub rows: u64,
+    /// Seconds to load them (setup, not ebis).
+    pub load_secs: f64,
+    /// Seconds for the first snapshot of all four sources, base maintenance included.
+    pub snapshot_secs: f64,
+    /// Rows in the warehouse's enterprise base.
+    pub base_rows: i64,
+    /// Seconds of the first comparison run (all findings new).
+    pub first_run_secs: f64,
+    /// Seconds of a second run (findings touched).
+    pub second_run_secs: f64,
+    /// Open findings.
+    pub findings: i64,
+    /// Precision/recall against the simulator's truth.
+    pub scores: Vec<crate::compare::RuleScore>,
+    /// Load average before and after.
+    pub load: (String, String),
+}
+
+impl CompareBenchReport {
+    /// As text.
+    pub fn render(&self) -> String {
+        format!(
+            "enterprises: {}; {} native rows loaded in {:.1} s\n\
+             first snapshot of the 4 sources (with the enterprise base): {:.1} s = {:.0} rows/s; base: {} enterprises\n\
+             comparison run: first {:.2} s (all findings new), second {:.2} s; {} open findings\n{}\
+             load average before: {}  after: {}\n",
+            self.enterprises,
+            self.rows,
+            self.load_secs,
+            self.snapshot_secs,
+            self.rows as f64 / self.snapshot_secs.max(1e-9),
+            self.base_rows,
+            self.first_run_secs,
+            self.second_run_secs,
+            self.findings,
+            crate::compare::render_scores(&self.scores),
+            self.load.0,
+            self.load.1
+        )
+    }
+}
+
+/// Measures the consistency comparison on a simulated city of `enterprises`: loads the
+/// bureau databases, captures them into a fresh warehouse, then times comparison runs.
+pub async fn compare_bench(
+    mysql_url: &str,
+    pg_url: &str,
+    enterprises: usize,
+    keep: bool,
+    progress: impl Fn(&str),
+) -> Result<CompareBenchReport> {
+    use crate::demo::{bureaus::Bureaus, truth, world};
+    let mut report = CompareBenchReport {
+        enterprises,
+        load: (loadavg(), String::new()),
+        ..CompareBenchReport::default()
+    };
+    let name = format!("ebis_bench_{}", std::process::id());
+    let world = world::World::generate(world::Options::new(enterprises, 2006));
+    let load_start = Instant::now();
+    let bureaus = Bureaus::create(mysql_url, &name).await?;
+    report.rows = bureaus.load_world(&world).await?;
+    report.load_secs = load_start.elapsed().as_secs_f64();
+    progress(&format!(
+        "loaded {} rows in {:.1} s",
+        report.rows, report.load_secs
+    ));
+
+    let (pg, conn) = tokio_postgres::connect(pg_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    pg.batch_execute(&format!("create database {name}")).await?;
+    let wh_url = with_db(pg_url, &name);
+    let dir = std::env::temp_dir().join(&name);
+    crate::assets::write_mappings(&dir)?;
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        crate::demo::config_yaml(&wh_url, &bureaus),
+    )?;
+    let config =
+        PipelineConfig::load(&dir.join("pipeline.yaml")).map_err(|d| anyhow::anyhow!("{d}"))?;
+    crate::setup::install_all(&config)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let wh = Warehouse::new(
+        &ConnectionConfig {
+            url: wh_url,
+            password_env: None,
+        },
+        8,
+    )?;
+    warehouse::migrate(&wh).await?;
+
+    let (trigger, shutdown) = Shutdown::new();
+    let snap_start = Instant::now();
+    let pipe = {
+        let (config, wh) = (config.clone(), wh.clone());
+        tokio::spawn(async move { crate::pipeline::run_sources(&config, &wh, shutdown).await })
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = wh.status().await?;
+        if status.len() == 4 && status.iter().all(|s| s.state == "streaming") {
+            break;
+        }
+        if let Some(f) = status.iter().find(|s| s.state == "failed") {
+            anyhow::bail!("source {} failed: {:?}", f.source, f.last_error);
+        }
+    }
+    report.snapshot_secs = snap_start.elapsed().as_secs_f64();
+    trigger.trigger();
+    let _ = pipe.await;
+    let client = wh.client().await?;
+    report.base_rows = client
+        .query_one("select count(*) from core.enterprise", &[])
+        .await?
+        .get(0);
+    progress(&format!("snapshot done in {:.1} s", report.snapshot_secs));
+
+    wh.set_as_of(Some(world.options.as_of)).await?;
+    let first = wh.compare().await?;
+    report.first_run_secs = first.seconds;
+    let second = wh.compare().await?;
+    report.second_run_secs = second.seconds;
+    report.findings = second.rules.iter().map(|r| r.open).sum();
+    let t = truth::ground_truth(&world, &truth::Thresholds::default());
+    report.scores = crate::compare::score_against_truth(&wh, &truth::to_csv(&t)).await?;
+    report.load.1 = loadavg();
+    drop(client);
+    drop(wh);
+    if keep {
+        progress(&format!(
+            "kept databases {name}_* (MySQL) and {name} (PostgreSQL)"
+        ));
+    } else {
+        bureaus.drop_all(mysql_url).await?;
+        let _ = pg
+            .batch_execute(&format!("drop database {name} with (force)"))
+            .await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(report)
+}

@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod identifiers;
 pub mod indicators;
 pub mod mapping;
+pub mod metrics;
 pub mod pipeline;
 pub mod rules;
 pub mod secret;

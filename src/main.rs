@@ -26,6 +26,58 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum BenchKind {
+    /// Load a table of --rows, time the first snapshot, stream --changes updates (changes/s
+    /// and lag), then the catch-up of a queued backlog.
+    Capture {
+        /// Rows in the source table.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Updates to stream.
+        #[arg(long, default_value_t = 100_000)]
+        changes: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 4)]
+        writers: u64,
+        /// Changes per warehouse transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        #[command(flatten)]
+        servers: BenchServers,
+    },
+    /// Simulate --enterprises, capture the four bureaus into a fresh warehouse, and time
+    /// comparison runs (with precision/recall against the simulator's truth).
+    Compare {
+        /// Enterprises to simulate.
+        #[arg(long, default_value_t = 100_000)]
+        enterprises: usize,
+        #[command(flatten)]
+        servers: BenchServers,
+    },
+}
+
+#[derive(clap::Args)]
+struct BenchServers {
+    /// MySQL/MariaDB admin URL.
+    #[arg(
+        long,
+        env = "EBIS_TEST_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306/"
+    )]
+    mysql_url: String,
+    /// PostgreSQL admin URL.
+    #[arg(
+        long,
+        env = "EBIS_TEST_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    /// Keep the databases afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Apply pending warehouse migrations (the warehouse URL comes from EBIS_WAREHOUSE_URL
     /// or the config).
@@ -108,6 +160,12 @@ enum Command {
         /// Seed of the simulation (same seed, same world).
         #[arg(long, default_value_t = 2006)]
         seed: u64,
+        /// Probability, per enterprise and rule, of an injected discrepancy.
+        #[arg(long, default_value_t = 0.02)]
+        discrepancy_rate: f64,
+        /// Probability of each kind of harmless noise (width, spaces, brackets).
+        #[arg(long, default_value_t = 0.15)]
+        noise_rate: f64,
         /// Live phase length, e.g. 60s, 5m.
         #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
         duration: std::time::Duration,
@@ -124,39 +182,11 @@ enum Command {
         #[arg(long, default_value = "target/ebis-demo")]
         dir: PathBuf,
     },
-    /// Measure capture on real servers: load a table of --rows, time the first snapshot,
-    /// then stream --changes updates and report changes/s and lag. Creates and drops its
-    /// own databases.
+    /// Measure on real servers, in throwaway databases: `capture` (snapshot rows/s,
+    /// streaming changes/s and lag) or `compare` (a full comparison run on a simulated city).
     Bench {
-        /// Rows in the source table.
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: u64,
-        /// Updates to stream.
-        #[arg(long, default_value_t = 100_000)]
-        changes: u64,
-        /// Concurrent writers.
-        #[arg(long, default_value_t = 4)]
-        writers: u64,
-        /// Changes per warehouse transaction.
-        #[arg(long, default_value_t = 1000)]
-        batch_size: usize,
-        /// MySQL/MariaDB admin URL.
-        #[arg(
-            long,
-            env = "EBIS_TEST_MYSQL_URL",
-            default_value = "mysql://root@127.0.0.1:3306/"
-        )]
-        mysql_url: String,
-        /// PostgreSQL admin URL.
-        #[arg(
-            long,
-            env = "EBIS_TEST_PG_URL",
-            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-        )]
-        pg_url: String,
-        /// Keep the databases afterwards.
-        #[arg(long)]
-        keep: bool,
+        #[command(subcommand)]
+        what: BenchKind,
     },
     /// Show each source's mode, state, position, lag, rows, quarantine, gaps and last error.
     Status {
@@ -255,6 +285,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 warehouse::migrate(&wh).await?;
                 let (trigger, shutdown) = Shutdown::new();
                 on_signals(trigger);
+                if let Some(listen) = config.metrics_listen.clone() {
+                    let wh = wh.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = ebis::metrics::serve(&listen, wh).await {
+                            tracing::error!(error = %e, listen = %listen, "metrics endpoint stopped");
+                        }
+                    });
+                }
                 let schedule = config.compare_every.map(|every| {
                     tokio::spawn(ebis::compare::run_on_schedule(
                         wh.clone(),
@@ -439,6 +477,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             enterprises,
             rate,
             seed,
+            discrepancy_rate,
+            noise_rate,
             duration,
             keep,
             warehouse,
@@ -449,6 +489,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 enterprises,
                 rate,
                 seed,
+                discrepancy_rate,
+                noise_rate,
                 duration,
                 keep,
                 warehouse,
@@ -467,29 +509,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })
             })
         }
-        Command::Bench {
-            rows,
-            changes,
-            writers,
-            batch_size,
-            mysql_url,
-            pg_url,
-            keep,
-        } => {
-            let opts = ebis::bench::BenchOptions {
-                mysql_url,
-                pg_url,
+        Command::Bench { what } => match what {
+            BenchKind::Capture {
                 rows,
                 changes,
                 writers,
                 batch_size,
-                keep,
-            };
-            let report =
-                runtime()?.block_on(ebis::bench::run(&opts, |line| eprintln!("bench: {line}")))?;
-            print!("{}", report.render());
-            Ok(ExitCode::SUCCESS)
-        }
+                servers,
+            } => {
+                let opts = ebis::bench::BenchOptions {
+                    mysql_url: servers.mysql_url,
+                    pg_url: servers.pg_url,
+                    rows,
+                    changes,
+                    writers,
+                    batch_size,
+                    keep: servers.keep,
+                };
+                let report = runtime()?
+                    .block_on(ebis::bench::run(&opts, |line| eprintln!("bench: {line}")))?;
+                print!("{}", report.render());
+                Ok(ExitCode::SUCCESS)
+            }
+            BenchKind::Compare {
+                enterprises,
+                servers,
+            } => {
+                let report = runtime()?.block_on(ebis::bench::compare_bench(
+                    &servers.mysql_url,
+                    &servers.pg_url,
+                    enterprises,
+                    servers.keep,
+                    |line| eprintln!("bench: {line}"),
+                ))?;
+                print!("{}", report.render());
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Status { json } => {
             let config = load_optional_config(&cli.config)?;
             runtime()?.block_on(async {

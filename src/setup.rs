@@ -101,3 +101,14 @@ pub async fn apply_setup(cfg: &SourceConfig, statements: &[String]) -> Result<()
         )),
     }
 }
+
+/// Installs capture on every enabled source of a config (what the demo, the benchmark and
+/// the tests do once, as a DBA would with `setup-source --apply`).
+pub async fn install_all(config: &crate::config::PipelineConfig) -> Result<(), String> {
+    for s in config.sources.iter().filter(|s| s.enabled) {
+        let m = MappingSet::load_dir(&s.mappings_dir, Some(s.bureau)).map_err(|d| d.to_string())?;
+        let setup = setup_script(s, &m)?;
+        apply_setup(s, &setup.statements).await?;
+    }
+    Ok(())
+}

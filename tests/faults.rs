@@ -261,3 +261,61 @@ async fn sigterm_stops_ebis_run_cleanly() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebis_run_serves_metrics_and_health() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut config = std::fs::read_to_string(env.config_path()).expect("config");
+    config.push_str(&format!("metrics:\n  listen: 127.0.0.1:{port}\n"));
+    std::fs::write(env.config_path(), config).expect("config");
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(3);
+    aic.exec(&aic_insert(1, &mut rng)).await;
+    let mut child = ebis(&root())
+        .args([
+            "--config".as_ref(),
+            env.config_path().as_os_str(),
+            "run".as_ref(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let metrics = get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("ebis_rows_applied_total{source=\"aic_city\"} "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ebis_source_state{source=\"aic_city\",state=\"streaming\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE ebis_replication_lag_seconds gauge"),
+        "{metrics}"
+    );
+    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
+    assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    child.kill().expect("kill");
+    let _ = child.wait();
+}

@@ -6,6 +6,7 @@ mod support;
 
 mod capture;
 mod check;
+mod compare;
 mod demo;
 mod faults;
 mod gaps;

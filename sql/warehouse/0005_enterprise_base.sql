@@ -43,7 +43,7 @@ create table core.identifier (
 create index identifier_reg_no on core.identifier (reg_no);
 create index identifier_org_code on core.identifier (org_code);
 create index identifier_taxpayer_id on core.identifier (taxpayer_id);
-create index identifier_enterprise on core.identifier (enterprise_key);
+create index identifier_enterprise on core.identifier (enterprise_key, record_kind);
 comment on table core.identifier is '标识符对照：组织机构代码 ↔ 注册号 ↔ 纳税人识别号（按部门），每条交换记录一行';
 comment on column core.identifier.record_kind is '记录类型（交换表）';
 comment on column core.identifier.source is '来源名称';
@@ -105,8 +105,19 @@ create table core.enterprise (
     ltax_abnormal_since date,
     ltax_status text check (ltax_status in ('active', 'deregistered', 'abnormal')),
     ltax_seen_at timestamptz,
+    name_norm text,
+    legal_rep_norm text,
+    address_norm text,
+    qts_name_norm text,
+    ntax_name_norm text,
+    ntax_legal_rep_norm text,
+    ntax_address_norm text,
+    ltax_name_norm text,
+    ltax_legal_rep_norm text,
+    ltax_address_norm text,
     updated_at timestamptz not null default now()
 );
+create index enterprise_name_norm on core.enterprise (name_norm);
 create index enterprise_reg_no on core.enterprise (reg_no);
 create index enterprise_division on core.enterprise (division);
 comment on table core.enterprise is '企业基础信息库：一户一档，以工商登记为基础，其余部门信息补充并比对';
@@ -147,6 +158,16 @@ comment on column core.enterprise.ltax_deregistered_on is '注销日期（地税
 comment on column core.enterprise.ltax_abnormal_since is '非正常户认定日期（地税，未解除）';
 comment on column core.enterprise.ltax_status is '地税状态（active 正常, deregistered 注销, abnormal 非正常）';
 comment on column core.enterprise.ltax_seen_at is '地税记录最近变更时间';
+comment on column core.enterprise.name_norm is '名称（规范化，比对用）';
+comment on column core.enterprise.legal_rep_norm is '法定代表人（规范化，比对用）';
+comment on column core.enterprise.address_norm is '住所（规范化，比对用）';
+comment on column core.enterprise.qts_name_norm is '机构名称（质监，规范化）';
+comment on column core.enterprise.ntax_name_norm is '纳税人名称（国税，规范化）';
+comment on column core.enterprise.ntax_legal_rep_norm is '法定代表人（国税，规范化）';
+comment on column core.enterprise.ntax_address_norm is '注册地址（国税，规范化）';
+comment on column core.enterprise.ltax_name_norm is '纳税人名称（地税，规范化）';
+comment on column core.enterprise.ltax_legal_rep_norm is '法定代表人（地税，规范化）';
+comment on column core.enterprise.ltax_address_norm is '注册地址（地税，规范化）';
 comment on column core.enterprise.updated_at is '更新时间';
 
 -- When a record was last true at its source (commit time when known, else apply time).
@@ -155,14 +176,18 @@ language sql immutable parallel safe as $$ select coalesce(commit_time, applied_
 
 -- The org code QTS issued for a registration number (the smallest valid one, if several).
 create function core.issued_code(r text) returns text
-language sql stable parallel safe as $$
+language sql stable parallel safe set enable_seqscan = off set jit = off as $$
     select min(q.org_code) from exchange.qts_code_issuance q
     where q.reg_no = r and q.deleted_at is null and core.is_org_code(q.org_code)
 $$;
 
 -- Recomputes the enterprises with these keys from the identifiers and exchange tables.
+-- (Maintenance functions run with enable_seqscan off: they only look up keys, and while
+-- a first snapshot fills empty tables the statistics would otherwise say "tiny table,
+-- scan it", which grows quadratic with the table. And with jit off: their plans look
+-- expensive on paper, and compiling them took longer than running them.)
 create function core.refresh_enterprises(keys text[]) returns void
-language plpgsql as $$
+language plpgsql set enable_seqscan = off set jit = off as $$
 begin
     delete from core.enterprise where enterprise_key = any(keys);
     insert into core.enterprise
@@ -198,6 +223,12 @@ begin
            case when lt.source is null then null when ltd.present then 'deregistered'
                 when lta.since is not null then 'abnormal' else 'active' end,
            greatest(core.seen(lt.source_commit_time, lt.applied_at), ltd.seen, lta.seen),
+           core.norm_text(coalesce(aic.name, qts.org_name, nt.taxpayer_name, lt.taxpayer_name)),
+           core.norm_text(coalesce(aic.legal_rep, nt.legal_rep, lt.legal_rep)),
+           core.norm_text(coalesce(aic.address, nt.address, lt.address)),
+           core.norm_text(qts.org_name),
+           core.norm_text(nt.taxpayer_name), core.norm_text(nt.legal_rep), core.norm_text(nt.address),
+           core.norm_text(lt.taxpayer_name), core.norm_text(lt.legal_rep), core.norm_text(lt.address),
            now()
     from (select distinct unnest(keys) as key) k
     left join lateral (
@@ -261,7 +292,7 @@ end $$;
 -- with changed records (one step of expansion: a record joined through the other
 -- identifier is included), then refreshes the enterprises they belonged to and belong to.
 create function core.resolve(p_reg text[], p_org text[], p_tax text[]) returns void
-language plpgsql as $$
+language plpgsql set enable_seqscan = off set jit = off as $$
 declare
     r text[] := array(select distinct x from unnest(p_reg) x where x is not null);
     o text[] := array(select distinct x from unnest(p_org) x where x is not null);
@@ -269,14 +300,14 @@ declare
     old_keys text[];
     new_keys text[];
 begin
-    r := r || array(select i.reg_no from core.identifier i where (i.org_code = any(o) or i.taxpayer_id = any(t)) and i.reg_no is not null)
-           || array(select q.reg_no from exchange.qts_code_issuance q where q.org_code = any(o) and q.reg_no is not null)
-           || array(select x.reg_no from exchange.tax_registration x where (x.org_code = any(o) or x.taxpayer_id = any(t)) and x.reg_no is not null);
-    o := o || array(select i.org_code from core.identifier i where (i.reg_no = any(r) or i.taxpayer_id = any(t)) and i.org_code is not null)
-           || array(select q.org_code from exchange.qts_code_issuance q where q.reg_no = any(r) and q.org_code is not null)
-           || array(select x.org_code from exchange.tax_registration x where x.reg_no = any(r) and x.org_code is not null);
-    r := array(select distinct x from unnest(r) x);
-    o := array(select distinct x from unnest(o) x);
+    r := r || array(select i.reg_no from core.identifier i where (i.org_code = any(o) or i.taxpayer_id = any(t)))
+           || array(select q.reg_no from exchange.qts_code_issuance q where q.org_code = any(o))
+           || array(select x.reg_no from exchange.tax_registration x where (x.org_code = any(o) or x.taxpayer_id = any(t)));
+    o := o || array(select i.org_code from core.identifier i where (i.reg_no = any(r) or i.taxpayer_id = any(t)))
+           || array(select q.org_code from exchange.qts_code_issuance q where q.reg_no = any(r))
+           || array(select x.org_code from exchange.tax_registration x where x.reg_no = any(r));
+    r := array(select distinct x from unnest(r) x where x is not null);
+    o := array(select distinct x from unnest(o) x where x is not null);
     with gone as (
         delete from core.identifier i
         where i.reg_no = any(r) or i.org_code = any(o) or i.taxpayer_id = any(t)
@@ -325,7 +356,7 @@ end $$;
 -- The trigger: collects the identifiers of the changed rows (old and new) and refreshes
 -- what depends on them.
 create function core.on_exchange_change() returns trigger
-language plpgsql as $$
+language plpgsql set enable_seqscan = off set jit = off as $$
 declare
     r text[] := '{}';
     o text[] := '{}';

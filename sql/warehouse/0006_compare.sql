@@ -43,6 +43,21 @@ from ebis.coverage c join ebis.source_status s on s.source = c.source
 group by c.bureau, c.division;
 comment on view compare.completeness is '各部门各区划的数据完整至时间（比对只采信此前的数据）';
 
+-- The settings as one row, so a view reads them once.
+create view compare.params as
+select compare.as_of() as as_of,
+       compare.days('tax_registration_days') as tax_registration_days,
+       compare.days('aic_closed_grace_days') as aic_closed_grace_days,
+       compare.days('tax_closed_grace_days') as tax_closed_grace_days,
+       compare.days('org_code_days') as org_code_days,
+       compare.days('revocation_request_days') as revocation_request_days;
+
+-- Which bureaus cover each division.
+create view compare.division_coverage as
+select division, bool_or(bureau = 'aic') as aic, bool_or(bureau = 'qts') as qts,
+       bool_or(bureau = 'ntax') as ntax, bool_or(bureau = 'ltax') as ltax
+from ebis.coverage group by division;
+
 create function compare.covers(b text, d text) returns boolean
 language sql stable as $$ select exists (select 1 from ebis.coverage c where c.bureau = b and c.division = d) $$;
 
@@ -97,18 +112,18 @@ $$;
 -- bureau that covers the division.
 create view compare.registered_not_tax_registered
     (rule, subject, enterprise_key, org_code, reg_no, enterprise_name, division, bureaus, detail, since, evidence_at, involved) as
-select 'registered_not_tax_registered'::text as rule, e.enterprise_key as subject, e.enterprise_key,
-       e.org_code, e.reg_no, e.name as enterprise_name, e.division, m.missing as bureaus,
-       jsonb_build_object('missing_at', m.missing, 'established_on', e.established_on) as detail,
-       e.established_on + compare.days('tax_registration_days') as since,
-       e.aic_seen_at as evidence_at, array['aic'] || m.missing as involved
+select 'registered_not_tax_registered'::text, e.enterprise_key, e.enterprise_key, e.org_code, e.reg_no,
+       e.name, e.division, m.missing,
+       jsonb_build_object('missing_at', m.missing, 'established_on', e.established_on),
+       e.established_on + p.tax_registration_days, e.aic_seen_at, array['aic'] || m.missing
 from core.enterprise e
+cross join compare.params p
+left join compare.division_coverage c on c.division = e.division
 cross join lateral (select array_remove(array[
-    case when e.ntax_taxpayer_id is null and e.ntax_registered_on is null and e.ntax_status is null
-              and compare.covers('ntax', e.division) then 'ntax' end,
-    case when e.ltax_status is null and compare.covers('ltax', e.division) then 'ltax' end], null) as missing) m
+    case when e.ntax_status is null and c.ntax then 'ntax' end,
+    case when e.ltax_status is null and c.ltax then 'ltax' end], null) as missing) m
 where e.aic_status = 'active'
-  and e.established_on + compare.days('tax_registration_days') < compare.as_of()
+  and e.established_on + p.tax_registration_days < p.as_of
   and cardinality(m.missing) > 0
   and compare.settled(array['aic'] || m.missing, e.division, e.aic_seen_at);
 
@@ -119,14 +134,14 @@ select 'aic_closed_tax_active'::text, e.enterprise_key, e.enterprise_key, e.org_
        e.division, a.active,
        jsonb_build_object('aic', e.aic_status, 'aic_closed_on', e.aic_closed_on,
                           'ntax', e.ntax_status, 'ltax', e.ltax_status),
-       e.aic_closed_on + compare.days('aic_closed_grace_days'),
-       e.aic_seen_at, array['aic'] || a.active
+       e.aic_closed_on + p.aic_closed_grace_days, e.aic_seen_at, array['aic'] || a.active
 from core.enterprise e
+cross join compare.params p
 cross join lateral (select array_remove(array[
     case when e.ntax_status = 'active' then 'ntax' end,
     case when e.ltax_status = 'active' then 'ltax' end], null) as active) a
 where e.aic_status in ('deregistered', 'revoked')
-  and e.aic_closed_on + compare.days('aic_closed_grace_days') < compare.as_of()
+  and e.aic_closed_on + p.aic_closed_grace_days < p.as_of
   and cardinality(a.active) > 0
   and compare.settled(array['aic'] || a.active, e.division, e.aic_seen_at);
 
@@ -135,15 +150,17 @@ create view compare.tax_closed_aic_active
     (rule, subject, enterprise_key, org_code, reg_no, enterprise_name, division, bureaus, detail, since, evidence_at, involved) as
 select 'tax_closed_aic_active'::text, e.enterprise_key, e.enterprise_key, e.org_code, e.reg_no, e.name,
        e.division, array['aic']::text[],
-       jsonb_build_object('aic', e.aic_status, 'ntax_deregistered_on', e.ntax_deregistered_on,
-                          'ltax_deregistered_on', e.ltax_deregistered_on),
-       least(e.ntax_deregistered_on, e.ltax_deregistered_on) + compare.days('tax_closed_grace_days'),
+       jsonb_strip_nulls(jsonb_build_object('aic', e.aic_status, 'ntax_deregistered_on', e.ntax_deregistered_on,
+                                            'ltax_deregistered_on', e.ltax_deregistered_on)),
+       least(e.ntax_deregistered_on, e.ltax_deregistered_on) + p.tax_closed_grace_days,
        compare.greatest_seen(e, c.closed), array['aic'] || c.closed
 from core.enterprise e
+cross join compare.params p
 cross join lateral (select array_remove(array[
-    case when e.ntax_deregistered_on + compare.days('tax_closed_grace_days') < compare.as_of() then 'ntax' end,
-    case when e.ltax_deregistered_on + compare.days('tax_closed_grace_days') < compare.as_of() then 'ltax' end], null) as closed) c
-where e.aic_status = 'active' and cardinality(c.closed) > 0
+    case when e.ntax_deregistered_on + p.tax_closed_grace_days < p.as_of then 'ntax' end,
+    case when e.ltax_deregistered_on + p.tax_closed_grace_days < p.as_of then 'ltax' end], null) as closed) c
+where e.aic_status = 'active' and (e.ntax_deregistered_on is not null or e.ltax_deregistered_on is not null)
+  and cardinality(c.closed) > 0
   and compare.settled(array['aic'] || c.closed, e.division, compare.greatest_seen(e, c.closed));
 
 -- 4 Names that differ between AIC and another bureau after normalization.
@@ -158,10 +175,11 @@ select 'name_mismatch'::text, e.enterprise_key, e.enterprise_key, e.org_code, e.
        null::date, compare.greatest_seen(e, array['aic'] || d.bureaus), array['aic'] || d.bureaus
 from core.enterprise e
 cross join lateral (select array_remove(array[
-    case when e.qts_name is not null and core.norm_text(e.qts_name) <> core.norm_text(e.name) then 'qts' end,
-    case when e.ntax_name is not null and core.norm_text(e.ntax_name) <> core.norm_text(e.name) then 'ntax' end,
-    case when e.ltax_name is not null and core.norm_text(e.ltax_name) <> core.norm_text(e.name) then 'ltax' end], null) as bureaus) d
-where e.aic_status is not null and cardinality(d.bureaus) > 0
+    case when e.qts_name_norm <> e.name_norm then 'qts' end,
+    case when e.ntax_name_norm <> e.name_norm then 'ntax' end,
+    case when e.ltax_name_norm <> e.name_norm then 'ltax' end], null) as bureaus) d
+where e.aic_status is not null
+  and (e.qts_name_norm <> e.name_norm or e.ntax_name_norm <> e.name_norm or e.ltax_name_norm <> e.name_norm)
   and compare.settled(array['aic'] || d.bureaus, e.division, compare.greatest_seen(e, array['aic'] || d.bureaus));
 
 -- 5 Legal representative differs between AIC and tax.
@@ -175,9 +193,10 @@ select 'legal_rep_mismatch'::text, e.enterprise_key, e.enterprise_key, e.org_cod
        null::date, compare.greatest_seen(e, array['aic'] || d.bureaus), array['aic'] || d.bureaus
 from core.enterprise e
 cross join lateral (select array_remove(array[
-    case when e.ntax_legal_rep is not null and core.norm_text(e.ntax_legal_rep) <> core.norm_text(e.legal_rep) then 'ntax' end,
-    case when e.ltax_legal_rep is not null and core.norm_text(e.ltax_legal_rep) <> core.norm_text(e.legal_rep) then 'ltax' end], null) as bureaus) d
-where e.aic_status is not null and e.legal_rep is not null and cardinality(d.bureaus) > 0
+    case when e.ntax_legal_rep_norm <> e.legal_rep_norm then 'ntax' end,
+    case when e.ltax_legal_rep_norm <> e.legal_rep_norm then 'ltax' end], null) as bureaus) d
+where e.aic_status is not null
+  and (e.ntax_legal_rep_norm <> e.legal_rep_norm or e.ltax_legal_rep_norm <> e.legal_rep_norm)
   and compare.settled(array['aic'] || d.bureaus, e.division, compare.greatest_seen(e, array['aic'] || d.bureaus));
 
 -- 6 Address differs between AIC and tax after normalization.
@@ -191,9 +210,10 @@ select 'address_mismatch'::text, e.enterprise_key, e.enterprise_key, e.org_code,
        null::date, compare.greatest_seen(e, array['aic'] || d.bureaus), array['aic'] || d.bureaus
 from core.enterprise e
 cross join lateral (select array_remove(array[
-    case when e.ntax_address is not null and core.norm_text(e.ntax_address) <> core.norm_text(e.address) then 'ntax' end,
-    case when e.ltax_address is not null and core.norm_text(e.ltax_address) <> core.norm_text(e.address) then 'ltax' end], null) as bureaus) d
-where e.aic_status is not null and e.address is not null and cardinality(d.bureaus) > 0
+    case when e.ntax_address_norm <> e.address_norm then 'ntax' end,
+    case when e.ltax_address_norm <> e.address_norm then 'ltax' end], null) as bureaus) d
+where e.aic_status is not null
+  and (e.ntax_address_norm <> e.address_norm or e.ltax_address_norm <> e.address_norm)
   and compare.settled(array['aic'] || d.bureaus, e.division, compare.greatest_seen(e, array['aic'] || d.bureaus));
 
 -- 7 The org code tax holds for an enterprise differs from the one QTS issued; or one
@@ -226,11 +246,11 @@ create view compare.no_org_code
 select 'no_org_code'::text, e.enterprise_key, e.enterprise_key, e.org_code, e.reg_no, e.name,
        e.division, array['qts']::text[],
        jsonb_build_object('established_on', e.established_on),
-       e.established_on + compare.days('org_code_days'),
-       e.aic_seen_at, array['aic', 'qts']
+       e.established_on + p.org_code_days, e.aic_seen_at, array['aic', 'qts']
 from core.enterprise e
+cross join compare.params p
 where e.aic_status = 'active' and e.org_code is null
-  and e.established_on + compare.days('org_code_days') < compare.as_of()
+  and e.established_on + p.org_code_days < p.as_of
   and compare.settled(array['aic', 'qts'], e.division, e.aic_seen_at);
 
 -- 9 QTS voided the org code, AIC or tax still active.
@@ -238,7 +258,8 @@ create view compare.org_code_voided_active
     (rule, subject, enterprise_key, org_code, reg_no, enterprise_name, division, bureaus, detail, since, evidence_at, involved) as
 select 'org_code_voided_active'::text, e.enterprise_key, e.enterprise_key, e.org_code, e.reg_no, e.name,
        e.division, a.active,
-       jsonb_build_object('voided_on', e.qts_voided_on, 'aic', e.aic_status, 'ntax', e.ntax_status, 'ltax', e.ltax_status),
+       jsonb_strip_nulls(jsonb_build_object('voided_on', e.qts_voided_on, 'aic', e.aic_status,
+                                            'ntax', e.ntax_status, 'ltax', e.ltax_status)),
        e.qts_voided_on, e.qts_seen_at, array['qts'] || a.active
 from core.enterprise e
 cross join lateral (select array_remove(array[
@@ -261,7 +282,7 @@ from core.enterprise e
 cross join lateral (select array_remove(array[
     case when e.ntax_abnormal_since is not null then 'ntax' end,
     case when e.ltax_abnormal_since is not null then 'ltax' end], null) as bureaus) a
-where e.aic_status = 'active' and cardinality(a.bureaus) > 0
+where e.aic_status = 'active' and (e.ntax_abnormal_since is not null or e.ltax_abnormal_since is not null)
   and compare.settled(array['aic'] || a.bureaus, e.division, compare.greatest_seen(e, a.bureaus));
 
 -- 11 Tax asked AIC to revoke the licence; AIC has not after N days.
@@ -270,16 +291,16 @@ create view compare.revocation_request_pending
 select 'revocation_request_pending'::text, e.enterprise_key, e.enterprise_key, e.org_code, e.reg_no, e.name,
        e.division, array['aic']::text[],
        jsonb_build_object('requested_by', r.bureaus, 'requested_on', r.first_on),
-       r.first_on + compare.days('revocation_request_days'), r.seen, array['aic'] || r.bureaus
-from core.enterprise e
-join lateral (
-    select array_agg(distinct q.bureau order by q.bureau) as bureaus, min(q.requested_on) as first_on,
+       r.first_on + p.revocation_request_days, r.seen, array['aic'] || r.bureaus
+from (
+    select q.reg_no, array_agg(distinct q.bureau order by q.bureau) as bureaus, min(q.requested_on) as first_on,
            max(core.seen(q.source_commit_time, q.applied_at)) as seen
-    from exchange.tax_revocation_request q
-    where q.reg_no = e.reg_no and q.deleted_at is null
-      and q.requested_on + compare.days('revocation_request_days') < compare.as_of()) r on r.bureaus is not null
-where e.aic_status = 'active'
-  and compare.settled(array['aic'] || r.bureaus, e.division, r.seen);
+    from exchange.tax_revocation_request q cross join compare.params p
+    where q.deleted_at is null and q.requested_on + p.revocation_request_days < p.as_of
+    group by q.reg_no) r
+cross join compare.params p
+join core.enterprise e on e.reg_no = r.reg_no and e.aic_status = 'active'
+where compare.settled(array['aic'] || r.bureaus, e.division, r.seen);
 
 -- 12 Unlicensed businesses reported by tax: each report, matched or not against the AIC
 -- registry by normalized name (and whether the address matches too).
@@ -289,13 +310,18 @@ select 'unlicensed_business'::text, 'U:' || u.source || '/' || u.source_key, m.e
        m.reg_no, u.name, coalesce(m.division, u.division), array['aic']::text[],
        jsonb_build_object('reported_by', u.bureau, 'name', u.name, 'address', u.address,
                           'matched', m.reg_no is not null, 'matched_reg_no', m.reg_no,
-                          'address_matches', m.reg_no is not null and core.norm_text(u.address) = core.norm_text(m.address)),
+                          'address_matches', m.reg_no is not null and core.norm_text(u.address) = m.address_norm),
        u.applied_at::date, core.seen(u.source_commit_time, u.applied_at), array['aic', u.bureau]
 from exchange.tax_unlicensed u
+cross join lateral (select core.norm_text(u.name) as name_norm) n
 left join lateral (
-    select e.* from core.enterprise e
-    where e.aic_status is not null and core.norm_text(e.name) = core.norm_text(u.name)
-    order by e.reg_no limit 1) m on true
+    -- The registered enterprise of that name with the smallest reg_no (an aggregate, so
+    -- the name index is used whatever the statistics say).
+    select (array_agg(e order by e.reg_no))[1] as e
+    from core.enterprise e
+    where e.name_norm = n.name_norm and e.aic_status is not null) best on true
+left join lateral (select (best.e).enterprise_key, (best.e).org_code, (best.e).reg_no, (best.e).division,
+                          (best.e).address_norm) m on true
 where u.deleted_at is null
   and compare.settled_everywhere(array['aic'], core.seen(u.source_commit_time, u.applied_at));
 
@@ -308,20 +334,22 @@ select 'ntax_ltax_mismatch'::text, e.enterprise_key, e.enterprise_key, e.org_cod
        jsonb_build_object('ntax', compare.visible_taxpayer_id(e.ntax_taxpayer_id),
                           'ltax', compare.visible_taxpayer_id(e.ltax_taxpayer_id),
                           'ntax_registered_on', e.ntax_registered_on, 'ltax_registered_on', e.ltax_registered_on),
-       coalesce(e.ntax_registered_on, e.ltax_registered_on) + compare.days('tax_registration_days'),
+       coalesce(e.ntax_registered_on, e.ltax_registered_on) + p.tax_registration_days,
        compare.greatest_seen(e, array['ntax', 'ltax']), array['ntax', 'ltax']
 from core.enterprise e
+cross join compare.params p
+join compare.division_coverage c on c.division = e.division and c.ntax and c.ltax
 cross join lateral (select case
     when e.ntax_status is not null and e.ltax_status is null
-         and e.ntax_registered_on + compare.days('tax_registration_days') < compare.as_of() then array['ltax']
+         and e.ntax_registered_on + p.tax_registration_days < p.as_of then array['ltax']
     when e.ltax_status is not null and e.ntax_status is null
-         and e.ltax_registered_on + compare.days('tax_registration_days') < compare.as_of() then array['ntax']
+         and e.ltax_registered_on + p.tax_registration_days < p.as_of then array['ntax']
     when e.ntax_status is not null and e.ltax_status is not null
+         and e.ntax_taxpayer_id <> e.ltax_taxpayer_id
          and core.is_taxpayer_id(e.ntax_taxpayer_id) and core.is_taxpayer_id(e.ltax_taxpayer_id)
-         and e.ntax_taxpayer_id <> e.ltax_taxpayer_id then array['ntax', 'ltax']
+         then array['ntax', 'ltax']
     end as bureaus) x
-where x.bureaus is not null
-  and compare.covers('ntax', e.division) and compare.covers('ltax', e.division)
+where (e.ntax_status is not null or e.ltax_status is not null) and x.bureaus is not null
   and compare.settled(array['ntax', 'ltax'], e.division, compare.greatest_seen(e, array['ntax', 'ltax']));
 
 -- 14 An identifier that fails its check: org code, registration number, taxpayer id, or
@@ -329,12 +357,14 @@ where x.bureaus is not null
 create view compare.invalid_identifier
     (rule, subject, enterprise_key, org_code, reg_no, enterprise_name, division, bureaus, detail, since, evidence_at, involved) as
 with bad as (
-    select i.enterprise_key, i.bureau, f.field, f.value
+    select i.enterprise_key, i.bureau, f.field,
+           case when f.field = 'taxpayer_id' then compare.visible_taxpayer_id(f.value) else f.value end as value
     from core.identifier i
     cross join lateral (values ('reg_no', i.reg_no, i.reg_no_valid),
                                ('org_code', i.org_code, i.org_code_valid),
-                               ('taxpayer_id', compare.visible_taxpayer_id(i.taxpayer_id), i.taxpayer_id_valid)) f(field, value, valid)
-    where f.value is not null and not f.valid
+                               ('taxpayer_id', i.taxpayer_id, i.taxpayer_id_valid)) f(field, value, valid)
+    where (i.reg_no_valid is false or i.org_code_valid is false or i.taxpayer_id_valid is false)
+      and f.value is not null and not f.valid
     union all
     select e.enterprise_key, 'aic', 'legal_rep_id_no', compare.visible_id(e.legal_rep_id_no)
     from core.enterprise e

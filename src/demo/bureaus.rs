@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value as My};
 
-/// Database name of a bureau in the demo.
-pub fn database(bureau: Bureau) -> String {
-    format!("ebis_demo_{}", bureau.code())
+/// Database name of a bureau: `<prefix>_<bureau>` (the demo uses `ebis_demo`).
+pub fn database(prefix: &str, bureau: Bureau) -> String {
+    format!("{prefix}_{}", bureau.code())
 }
 
 /// Connections to the four bureau databases.
@@ -29,14 +29,14 @@ fn with_db(admin: &str, db: &str) -> String {
 }
 
 impl Bureaus {
-    /// (Re)creates the four databases with the reference schemas.
-    pub async fn create(admin_url: &str) -> Result<Bureaus> {
+    /// (Re)creates the four databases `<prefix>_<bureau>` with the reference schemas.
+    pub async fn create(admin_url: &str, prefix: &str) -> Result<Bureaus> {
         let admin = Pool::new(admin_url);
         let mut c = admin.get_conn().await.context("connecting to MariaDB")?;
         let mut pools = Vec::new();
         let mut urls = Vec::new();
         for b in Bureau::ALL {
-            let db = database(b);
+            let db = database(prefix, b);
             c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
                 .await?;
             c.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
@@ -101,6 +101,18 @@ impl Bureaus {
         Ok(n)
     }
 
+    /// Loads a whole simulated world, a slice of enterprises at a time (bounded memory).
+    pub async fn load_world(&self, world: &super::world::World) -> Result<u64> {
+        let mut n = 0;
+        for slice in world.enterprises.chunks(5000) {
+            n += self.load(&super::native::rows_of(slice)).await?;
+        }
+        n += self
+            .load(&super::native::unlicensed_rows_all(world))
+            .await?;
+        Ok(n)
+    }
+
     /// Applies a change: upserts and deletes, each as its own statement, as the bureau's
     /// application would.
     pub async fn apply(&self, upserts: &Rows, deletes: &[(&'static str, My)]) -> Result<u64> {
@@ -152,6 +164,25 @@ impl Bureaus {
         for (_, p) in self.pools {
             let _ = p.disconnect().await;
         }
+    }
+
+    /// Drops the four databases.
+    pub async fn drop_all(self, admin_url: &str) -> Result<()> {
+        let names: Vec<String> = self
+            .urls
+            .iter()
+            .map(|(_, u)| u.rsplit('/').next().unwrap_or("").to_owned())
+            .collect();
+        self.close().await;
+        let admin = Pool::new(admin_url);
+        let mut c = admin.get_conn().await?;
+        for n in names {
+            c.query_drop(format!("DROP DATABASE IF EXISTS `{n}`"))
+                .await?;
+        }
+        drop(c);
+        let _ = admin.disconnect().await;
+        Ok(())
     }
 }
 

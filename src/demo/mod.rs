@@ -7,8 +7,11 @@
 //! connect.
 
 pub mod bureaus;
+mod inject;
+mod lifecycle;
 mod live;
 pub mod native;
+mod panel;
 pub mod people;
 pub mod rng;
 pub mod servers;
@@ -21,7 +24,6 @@ use crate::pipeline::{self, Shutdown};
 use crate::warehouse::{self, Warehouse};
 use anyhow::{Context, Result};
 use bureaus::Bureaus;
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +38,10 @@ pub struct DemoOptions {
     pub rate: f64,
     /// Seed of the simulation.
     pub seed: u64,
+    /// Probability, per enterprise and rule, of an injected discrepancy.
+    pub discrepancy_rate: f64,
+    /// Probability of each kind of harmless noise.
+    pub noise_rate: f64,
     /// How long the live phase lasts.
     pub duration: Duration,
     /// Leave the servers running.
@@ -150,9 +156,13 @@ async fn run_on(
         "simulating {} enterprises (seed {})",
         opts.enterprises, opts.seed
     ));
-    let world = world::World::generate(world::Options::new(opts.enterprises, opts.seed));
-    let bureaus = Bureaus::create(my_admin).await?;
-    summary.rows_loaded = bureaus.load(&native::all_rows(&world)).await?;
+    let world = world::World::generate(world::Options {
+        discrepancy_rate: opts.discrepancy_rate,
+        noise_rate: opts.noise_rate,
+        ..world::Options::new(opts.enterprises, opts.seed)
+    });
+    let bureaus = Bureaus::create(my_admin, "ebis_demo").await?;
+    summary.rows_loaded = bureaus.load_world(&world).await?;
     say(&format!(
         "loaded {} rows into the bureaus' databases",
         summary.rows_loaded
@@ -173,14 +183,9 @@ async fn run_on(
     let config_path = opts.dir.join("pipeline.yaml");
     std::fs::write(&config_path, config_yaml(&wh_url, &bureaus))?;
     let config = PipelineConfig::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
-    for s in &config.sources {
-        let m = crate::mapping::MappingSet::load_dir(&s.mappings_dir, Some(s.bureau))
-            .map_err(|d| anyhow::anyhow!("{d}"))?;
-        let setup = crate::setup::setup_script(s, &m).map_err(anyhow::Error::msg)?;
-        crate::setup::apply_setup(s, &setup.statements)
-            .await
-            .map_err(anyhow::Error::msg)?;
-    }
+    crate::setup::install_all(&config)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let wh = Warehouse::new(
         &ConnectionConfig {
             url: wh_url.clone(),
@@ -234,7 +239,7 @@ async fn run_on(
 
     // The live panel.
     let live_start = Instant::now();
-    let mut panel = Panel::new();
+    let mut panel = panel::Panel::new();
     let mut streaming_at: Option<f64> = None;
     while live_start.elapsed() < opts.duration && !shutdown.requested() {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -317,7 +322,8 @@ async fn run_on(
     Ok(summary)
 }
 
-fn config_yaml(wh_url: &str, bureaus: &Bureaus) -> String {
+/// The demo's pipeline config: the four bureaus, local tax connected for 海勃湾区 only.
+pub fn config_yaml(wh_url: &str, bureaus: &Bureaus) -> String {
     let source = |name: &str, b: Bureau, division: &str, covers: &str, capture: &str| {
         format!(
             "  - name: {name}\n    bureau: {}\n    division: '{division}'\n    covers: [{covers}]\n    dialect: mysql\n    connection:\n      url: {}\n    capture:\n{capture}    mappings: mappings/{}\n",
@@ -341,172 +347,6 @@ fn config_yaml(wh_url: &str, bureaus: &Bureaus) -> String {
         ),
         source("qts_city", Bureau::Qts, "150300", all, changelog),
     )
-}
-
-/// The live panel: redrawn in place on a terminal, a line every 5 s otherwise.
-struct Panel {
-    tty: bool,
-    lines: usize,
-    last: Vec<(String, i64, Instant)>,
-    rates: Vec<(String, f64)>,
-    ticks: u64,
-}
-
-impl Panel {
-    fn new() -> Panel {
-        Panel {
-            tty: std::io::stdout().is_terminal(),
-            lines: 0,
-            last: Vec::new(),
-            rates: Vec::new(),
-            ticks: 0,
-        }
-    }
-
-    fn draw(
-        &mut self,
-        status: &[crate::status::SourceStatus],
-        elapsed: Duration,
-        total: Duration,
-        events: u64,
-    ) {
-        self.ticks += 1;
-        let now = Instant::now();
-        for s in status {
-            let rate = match self.last.iter().find(|(n, _, _)| *n == s.source) {
-                Some((_, rows, at)) => {
-                    (s.rows_applied - rows) as f64
-                        / now.duration_since(*at).as_secs_f64().max(0.001)
-                }
-                None => 0.0,
-            };
-            match self.rates.iter_mut().find(|(n, _)| *n == s.source) {
-                Some((_, r)) => *r = 0.5 * *r + 0.5 * rate,
-                None => self.rates.push((s.source.clone(), rate)),
-            }
-        }
-        self.last = status
-            .iter()
-            .map(|s| (s.source.clone(), s.rows_applied, now))
-            .collect();
-        let mut text = format!(
-            "ebis demo — live {:>3}/{} s, simulator {} events   (Ctrl-C ends early)\n{:<15} {:<12} {:>10} {:>10} {:>7} {:>10} {:>5}\n",
-            elapsed.as_secs(),
-            total.as_secs(),
-            events,
-            "SOURCE",
-            "STATE",
-            "ROWS",
-            "CHANGES/S",
-            "LAG",
-            "QUARANTINE",
-            "GAPS"
-        );
-        for s in status {
-            let rate = self
-                .rates
-                .iter()
-                .find(|(n, _)| *n == s.source)
-                .map(|(_, r)| *r)
-                .unwrap_or(0.0);
-            text.push_str(&format!(
-                "{:<15} {:<12} {:>10} {:>10.0} {:>7} {:>10} {:>5}\n",
-                s.source,
-                s.state,
-                s.rows_applied,
-                rate,
-                s.lag_seconds
-                    .map(crate::status::human_seconds)
-                    .unwrap_or_else(|| "-".to_owned()),
-                s.quarantined_open,
-                s.open_gaps
-            ));
-        }
-        let mut out = std::io::stdout().lock();
-        if self.tty {
-            if self.lines > 0 {
-                let _ = write!(out, "\x1b[{}A", self.lines);
-            }
-            for line in text.lines() {
-                let _ = writeln!(out, "\x1b[2K{line}");
-            }
-            self.lines = text.lines().count();
-        } else if self.ticks % 5 == 1 {
-            let _ = write!(out, "{text}");
-        }
-        let _ = out.flush();
-    }
-
-    fn done(&mut self) {
-        let _ = std::io::stdout().flush();
-    }
-}
-
-impl DemoSummary {
-    /// The summary as text.
-    pub fn render(&self) -> String {
-        let mut lags = self.lags.clone();
-        lags.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            lags.get(((lags.len().max(1) - 1) as f64 * p).round() as usize)
-                .copied()
-                .unwrap_or(0.0)
-        };
-        let agree = self.verify.iter().filter(|r| r.agrees()).count();
-        let mut out = format!(
-            "\n== ebis demo summary ==\n\
-             set-up (servers, load, capture): {:.1} s; {} rows loaded into the bureaus' databases\n\
-             first snapshot of all sources done after {:.1} s\n\
-             live {:.0} s: {} simulator events ({:.0}/s) wrote {} rows; warehouse applied {} rows in all\n\
-             lag while live (worst source, per second): median {:.1} s, p95 {:.1} s, max {:.1} s\n\
-             after the simulator stopped, the warehouse equalled the sources in {:.1} s: {}/{} record kinds agree\n",
-            self.setup_secs,
-            self.rows_loaded,
-            self.snapshot_secs,
-            self.live_secs,
-            self.events,
-            self.events as f64 / self.live_secs.max(0.001),
-            self.rows_written,
-            self.rows_applied,
-            pct(0.5),
-            pct(0.95),
-            pct(1.0),
-            self.catch_up_secs,
-            agree,
-            self.verify.len()
-        );
-        if agree < self.verify.len() {
-            out.push_str(&crate::verify::render(&self.verify));
-        }
-        out.push_str(&format!(
-            "ground truth: {} ({} findings expected)\n",
-            self.truth_path.display(),
-            self.truth_per_rule.iter().map(|(_, n)| n).sum::<usize>()
-        ));
-        if let Some(c) = &self.compare {
-            out.push_str(&format!(
-                "consistency comparison as of {} took {:.2} s; its findings against the ground truth:\n",
-                c.as_of, c.seconds
-            ));
-            out.push_str(&crate::compare::render_scores(&self.scores));
-        }
-        out.push_str(&format!("warehouse:  psql '{}'\n", self.warehouse_url));
-        for (b, url) in &self.source_urls {
-            let rest = url.trim_start_matches("mysql://");
-            let (user, hostdb) = rest.split_once('@').unwrap_or(("root", rest));
-            let (hostport, db) = hostdb.split_once('/').unwrap_or((hostdb, ""));
-            let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-            out.push_str(&format!(
-                "{:<11} mariadb -h {host} -P {port} -u {user} {db}\n",
-                format!("{}:", b.code())
-            ));
-        }
-        match &self.stop_hint {
-            Some(h) => out.push_str(&format!("servers kept running; stop them with:\n  {h}\n")),
-            None => out.push_str("servers stopped (use --keep to leave them running)\n"),
-        }
-        out
-    }
 }
 
 #[cfg(test)]

@@ -367,6 +367,28 @@ pub fn unlicensed_rows(u: &Unlicensed) -> Rows {
     rows
 }
 
+/// The native rows of some enterprises (to load a large world a slice at a time).
+pub fn rows_of(enterprises: &[Enterprise]) -> Rows {
+    let mut all = Rows::new();
+    for e in enterprises {
+        for (t, rows) in enterprise_rows(e) {
+            all.entry(t).or_default().extend(rows);
+        }
+    }
+    all
+}
+
+/// The rows of the unlicensed-business reports.
+pub fn unlicensed_rows_all(world: &World) -> Rows {
+    let mut all = Rows::new();
+    for u in &world.unlicensed {
+        for (t, rows) in unlicensed_rows(u) {
+            all.entry(t).or_default().extend(rows);
+        }
+    }
+    all
+}
+
 /// Every native row of the world.
 pub fn all_rows(world: &World) -> Rows {
     let mut all = Rows::new();

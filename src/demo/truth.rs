@@ -200,14 +200,18 @@ pub fn ground_truth(world: &World, t: &Thresholds) -> Vec<Truth> {
     }
     // 12. unlicensed_business: every report (two reports may look alike: keep both).
     let mut out: Vec<Truth> = out.into_iter().collect();
+    // Matched against the registry as it is now (names change after a report): the
+    // enterprise of that normalized name with the smallest registration number.
+    let mut by_name: std::collections::HashMap<String, &Enterprise> =
+        std::collections::HashMap::new();
+    for e in &world.enterprises {
+        let slot = by_name.entry(normalized(&e.name)).or_insert(e);
+        if e.reg_no < slot.reg_no {
+            *slot = e;
+        }
+    }
     for u in &world.unlicensed {
-        // Matched against the registry as it is now (names change after a report).
-        let key = normalized(&u.name);
-        let matched = world
-            .enterprises
-            .iter()
-            .filter(|e| normalized(&e.name) == key)
-            .min_by(|a, b| a.reg_no.cmp(&b.reg_no));
+        let matched = by_name.get(&normalized(&u.name)).copied();
         out.push(Truth {
             rule: Rule::UnlicensedBusiness.name(),
             org_code: String::new(),

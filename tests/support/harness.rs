@@ -100,14 +100,9 @@ impl Env {
             specs: specs.to_vec(),
         };
         // Install change capture where the mode needs it (what a DBA does once).
-        let config = env.config();
-        for (s, db) in config.sources.iter().zip(&env.dbs) {
-            let m = MappingSet::load_dir(&s.mappings_dir, Some(s.bureau)).expect("mappings");
-            let setup = ebis::setup::setup_script(s, &m).expect("setup script");
-            ebis_mysql::run_statements(&db.url, None, &setup.statements)
-                .await
-                .expect("install capture");
-        }
+        ebis::setup::install_all(&env.config())
+            .await
+            .expect("install capture");
         env
     }
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod city;
 pub mod harness;
 pub mod mysql;
 pub mod pg;

@@ -1,0 +1,120 @@
+//! `/metrics` (Prometheus text format) and `/healthz` for `ebis run`, when
+//! `metrics.listen` is set. Figures are read from the warehouse at each scrape — the same
+//! ones `ebis status` shows — so they agree whichever process serves them.
+//!
+//! Labels are bounded: the source name and its state; never keys or values.
+
+use crate::warehouse::Warehouse;
+use std::fmt::Write as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Metric names, in one place.
+pub mod names {
+    /// Rows applied since the source first ran.
+    pub const ROWS_APPLIED: &str = "ebis_rows_applied_total";
+    /// Seconds since the source's complete-up-to time.
+    pub const LAG: &str = "ebis_replication_lag_seconds";
+    /// Rejected rows not yet resolved.
+    pub const QUARANTINED: &str = "ebis_quarantined_rows";
+    /// Open changelog gaps.
+    pub const GAPS: &str = "ebis_open_gaps";
+    /// 1 for the source's current state.
+    pub const STATE: &str = "ebis_source_state";
+}
+
+/// The metrics page.
+pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::WarehouseError> {
+    let rows = wh.status().await?;
+    let mut out = String::new();
+    let help = [
+        (
+            names::ROWS_APPLIED,
+            "counter",
+            "Rows applied to the warehouse.",
+        ),
+        (
+            names::LAG,
+            "gauge",
+            "Seconds since every change of the source was applied.",
+        ),
+        (
+            names::QUARANTINED,
+            "gauge",
+            "Rejected rows not yet resolved.",
+        ),
+        (
+            names::GAPS,
+            "gauge",
+            "Changelog sequence gaps still awaited.",
+        ),
+        (
+            names::STATE,
+            "gauge",
+            "The source's state (1 for the current one).",
+        ),
+    ];
+    for (name, kind, text) in help {
+        let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+        for r in &rows {
+            let value = match name {
+                n if n == names::ROWS_APPLIED => Some(r.rows_applied as f64),
+                n if n == names::LAG => r.lag_seconds,
+                n if n == names::QUARANTINED => Some(r.quarantined_open as f64),
+                n if n == names::GAPS => Some(f64::from(r.open_gaps)),
+                _ => None,
+            };
+            if name == names::STATE {
+                let _ = writeln!(
+                    out,
+                    "{name}{{source=\"{}\",state=\"{}\"}} 1",
+                    r.source, r.state
+                );
+            } else if let Some(v) = value {
+                let _ = writeln!(out, "{name}{{source=\"{}\"}} {v}", r.source);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Serves `/metrics` and `/healthz` until the listener fails.
+pub async fn serve(listen: &str, wh: Warehouse) -> std::io::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    tracing::info!(listen, "serving /metrics and /healthz");
+    loop {
+        let (mut socket, _) = listener.accept().await?;
+        let wh = wh.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/metrics" => match render(&wh).await {
+                    Ok(b) => ("200 OK", b),
+                    Err(e) => ("503 Service Unavailable", format!("warehouse: {e}\n")),
+                },
+                "/healthz" => match wh.status().await {
+                    Ok(rows) if rows.iter().all(|r| r.state != "failed") => {
+                        ("200 OK", "ok\n".to_owned())
+                    }
+                    Ok(rows) => (
+                        "503 Service Unavailable",
+                        rows.iter()
+                            .filter(|r| r.state == "failed")
+                            .map(|r| format!("source {} failed\n", r.source))
+                            .collect(),
+                    ),
+                    Err(e) => ("503 Service Unavailable", format!("warehouse: {e}\n")),
+                },
+                _ => ("404 Not Found", "not found\n".to_owned()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        });
+    }
+}

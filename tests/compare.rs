@@ -1,0 +1,562 @@
+//! The consistency comparison end to end: bureau source tables → pipeline → enterprise
+//! base → rule views → findings. Never by writing into the warehouse directly.
+
+use crate::support::city::City;
+use crate::support::pg::{PgDb, with_db};
+use chrono::Days;
+use ebis::demo::people::widened;
+use ebis::demo::world::{AicState, Options, World};
+use ebis::indicators::Bureau;
+use ebis::rules::Rule;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn quiet(seed: u64) -> World {
+    World::empty(Options {
+        discrepancy_rate: 0.0,
+        noise_rate: 0.0,
+        ..Options::new(0, seed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
+    let mut w = quiet(42);
+    let as_of = w.options.as_of;
+    let old = as_of - Days::new(400);
+    // (enterprise index, rules it must have, what it is)
+    let mut expect: Vec<(usize, BTreeSet<&'static str>, String)> = Vec::new();
+
+    for rule in Rule::ALL {
+        if rule == Rule::UnlicensedBusiness {
+            continue;
+        }
+        let district = if rule == Rule::NtaxLtaxMismatch {
+            "150302"
+        } else {
+            "150303"
+        };
+        let mut done = false;
+        for _ in 0..40 {
+            let i = w.establish_in(old, district);
+            if w.inject(i, rule) {
+                expect.push((
+                    i,
+                    BTreeSet::from([rule.name()]),
+                    format!("positive {}", rule.name()),
+                ));
+                done = true;
+                break;
+            }
+            expect.push((i, BTreeSet::new(), "a clean enterprise".into()));
+        }
+        assert!(done, "could not build a positive for {}", rule.name());
+    }
+    // An invalid ID-card number at AIC (for the masking checks below).
+    let bad_id = w.establish_in(old, "150303");
+    {
+        let e = &mut w.enterprises[bad_id];
+        let last = if e.aic_rep_id.ends_with('1') {
+            '2'
+        } else {
+            '1'
+        };
+        e.aic_rep_id = format!("{}{last}", &e.aic_rep_id[..17]);
+        e.injected.push(Rule::InvalidIdentifier);
+    }
+    expect.push((
+        bad_id,
+        BTreeSet::from(["invalid_identifier"]),
+        "bad AIC ID-card number".into(),
+    ));
+
+    // Negatives: legitimate states and harmless noise.
+    let negative = |w: &mut World, what: &str, district: &str, f: &dyn Fn(&mut World, usize)| {
+        let i = w.establish_in(old, district);
+        f(w, i);
+        (i, BTreeSet::new(), what.to_owned())
+    };
+    let recent = w.establish_in(as_of - Days::new(10), "150302");
+    {
+        let e = &mut w.enterprises[recent];
+        e.qts = None;
+        e.ntax = None;
+        e.ltax = None;
+    }
+    expect.push((
+        recent,
+        BTreeSet::new(),
+        "established 10 days ago, not yet at QTS or tax".into(),
+    ));
+    expect.push(negative(
+        &mut w,
+        "150303: local tax not connected there",
+        "150303",
+        &|_, _| {},
+    ));
+    expect.push(negative(
+        &mut w,
+        "150302: at both tax bureaus",
+        "150302",
+        &|_, _| {},
+    ));
+    expect.push(negative(
+        &mut w,
+        "AIC closed 5 days ago, tax still active (grace)",
+        "150303",
+        &|w, i| {
+            w.enterprises[i].aic = AicState::Deregistered(as_of - Days::new(5), "决议解散".into());
+        },
+    ));
+    expect.push(negative(
+        &mut w,
+        "tax deregistered 10 days ago (grace)",
+        "150303",
+        &|w, i| {
+            if let Some(t) = w.enterprises[i].ntax.as_mut() {
+                t.dereg = Some((9_999_001, as_of - Days::new(10), "迁出".into()));
+            }
+        },
+    ));
+    expect.push(negative(
+        &mut w,
+        "width, bracket and space noise",
+        "150302",
+        &|w, i| {
+            let e = &mut w.enterprises[i];
+            e.name = format!("乌海市（海勃湾）{}", e.name.trim_start_matches("乌海市"));
+            let (name, address, rep) = (e.name.clone(), e.address.clone(), e.rep.name.clone());
+            if let Some(t) = e.ntax.as_mut() {
+                t.name = widened(&name.replace('（', "(").replace('）', ")"));
+                t.address = format!("  {}\u{3000}", widened(&address));
+                t.rep = format!("{} ", rep);
+            }
+            if let Some(t) = e.ltax.as_mut() {
+                t.name = name.replace("有限", "有限 ");
+            }
+            if let Some(q) = e.qts.as_mut() {
+                q.name = name.replace('（', "(").replace('）', ")");
+            }
+        },
+    ));
+    expect.push(negative(
+        &mut w,
+        "a rename every bureau followed",
+        "150302",
+        &|w, i| w.rename_followed(i),
+    ));
+    expect.push(negative(
+        &mut w,
+        "a move every bureau followed",
+        "150302",
+        &|w, i| w.move_followed(i),
+    ));
+    expect.push(negative(
+        &mut w,
+        "a proper deregistration",
+        "150303",
+        &|w, i| w.deregister(i),
+    ));
+    expect.push(negative(
+        &mut w,
+        "a proper revocation",
+        "150302",
+        &|w, i| w.revoke(i),
+    ));
+    expect.push(negative(
+        &mut w,
+        "an abnormal episode that was lifted",
+        "150303",
+        &|w, i| w.abnormal_lifted(i),
+    ));
+    expect.push(negative(
+        &mut w,
+        "a revocation request 20 days old",
+        "150303",
+        &|w, i| {
+            if let Some(t) = w.enterprises[i].ntax.as_mut() {
+                t.requests
+                    .push((9_999_002, as_of - Days::new(20), "逾期未申报".into()));
+            }
+        },
+    ));
+    let parent = w.establish_in(old, "150302");
+    // The report below names it: that report's finding carries its registration number.
+    expect.push((
+        parent,
+        BTreeSet::from(["unlicensed_business"]),
+        "a parent company named in a report".into(),
+    ));
+    expect.push(negative(
+        &mut w,
+        "a branch named like its parent",
+        "150303",
+        &|w, i| {
+            let name = format!("{}海南分公司", w.enterprises[parent].name);
+            let e = &mut w.enterprises[i];
+            e.name = name.clone();
+            e.enttype = "2100";
+            if let Some(q) = e.qts.as_mut() {
+                q.name = name.clone();
+            }
+            if let Some(t) = e.ntax.as_mut() {
+                t.name = name.clone();
+            }
+        },
+    ));
+    // Unlicensed-business reports: one names a registered enterprise (width noise), one not.
+    let named = w.enterprises[parent].name.clone();
+    let named_address = w.enterprises[parent].address.clone();
+    w.report_named(Bureau::Ntax, &widened(&named), &named_address);
+    w.report_named(
+        Bureau::Ltax,
+        "乌海市海勃湾区老王烧烤店",
+        "内蒙古乌海市海勃湾区滨河路8号",
+    );
+
+    let reg_of: Vec<String> = expect
+        .iter()
+        .map(|(i, _, _)| w.enterprises[*i].reg_no.clone())
+        .collect();
+    let mut city = City::new(w).await;
+    city.start(&[]);
+    city.wait_caught_up().await;
+    let found = city.compare().await;
+
+    let mut by_reg: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (rule, reg) in &found {
+        by_reg
+            .entry(reg.as_str())
+            .or_default()
+            .insert(rule.as_str());
+    }
+    let mut failures = Vec::new();
+    for ((_, want, what), reg) in expect.iter().zip(&reg_of) {
+        let got = by_reg.get(reg.as_str()).cloned().unwrap_or_default();
+        if &got != want {
+            failures.push(format!("{what} ({reg}): want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for rule in Rule::ALL {
+        assert!(
+            found.iter().any(|(r, _)| r == rule.name()),
+            "{} found nothing",
+            rule.name()
+        );
+    }
+
+    // Unlicensed reports: both are findings; only the first matches the registry.
+    let pg = city.pg.client().await;
+    let reports: Vec<(bool, String)> = pg
+        .query(
+            "select (detail->>'matched')::bool, detail->>'reported_by' from compare.finding
+             where rule = 'unlicensed_business' order by 1",
+            &[],
+        )
+        .await
+        .expect("reports")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        reports,
+        [(false, "ltax".to_owned()), (true, "ntax".to_owned())]
+    );
+
+    // Fixing the data at the source resolves the finding on the next run.
+    let (name_case, _, _) = expect
+        .iter()
+        .find(|(_, w, _)| w.contains("name_mismatch"))
+        .expect("name case");
+    let name_reg = city.world.enterprises[*name_case].reg_no.clone();
+    city.change(*name_case, |w, i| {
+        let name = w.enterprises[i].name.clone();
+        let e = &mut w.enterprises[i];
+        for t in [e.ntax.as_mut(), e.ltax.as_mut()].into_iter().flatten() {
+            t.name = name.clone();
+        }
+        if let Some(q) = e.qts.as_mut() {
+            q.name = name.clone();
+        }
+    })
+    .await;
+    city.wait_caught_up().await;
+    let after = city.compare().await;
+    assert!(
+        !after.contains(&("name_mismatch".to_owned(), name_reg.clone())),
+        "still open"
+    );
+    let resolved: Option<chrono::DateTime<chrono::Utc>> = pg
+        .query_one(
+            "select resolved_at from compare.finding where rule = 'name_mismatch' and reg_no = $1",
+            &[&name_reg],
+        )
+        .await
+        .expect("finding kept with its history")
+        .get(0);
+    assert!(resolved.is_some());
+    assert_eq!(after.len(), found.len() - 1, "nothing else changed");
+
+    // Work lists: the AIC workbook, read back.
+    let out = crate::support::TempDir::new("ebis_export");
+    let files = ebis::compare::export_worklists(
+        &city.wh,
+        out.path(),
+        ebis::compare::ExportFormat::Xlsx,
+        Some(Bureau::Aic),
+        None,
+    )
+    .await
+    .expect("export");
+    assert_eq!(files.len(), 1);
+    let (path, rows) = &files[0];
+    assert!(
+        path.to_string_lossy().ends_with("aic_工商局.xlsx"),
+        "{}",
+        path.display()
+    );
+    let aic_open: i64 = pg
+        .query_one(
+            "select count(*) from compare.worklist where bureau = 'aic'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(*rows as i64, aic_open);
+    use calamine::{DataType, Reader, Xlsx, open_workbook};
+    let mut book: Xlsx<_> = open_workbook(path).expect("open xlsx");
+    let sheets = book.sheet_names().to_vec();
+    assert_eq!(sheets[0], "汇总");
+    assert!(
+        sheets.iter().any(|s| s == "税务已注销、工商仍在营"),
+        "{sheets:?}"
+    );
+    let sheet = book
+        .worksheet_range("税务已注销、工商仍在营")
+        .expect("sheet");
+    let header: Vec<String> = sheet
+        .rows()
+        .next()
+        .expect("header")
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(header[..4], ["规则", "组织机构代码", "注册号", "企业名称"]);
+    let data: Vec<Vec<String>> = sheet
+        .rows()
+        .skip(1)
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    let (closed_case, _, _) = expect
+        .iter()
+        .find(|(_, w, _)| w.contains("tax_closed_aic_active"))
+        .expect("case");
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0][2], city.world.enterprises[*closed_case].reg_no);
+    assert_eq!(data[0][3], city.world.enterprises[*closed_case].name);
+    let summary = book.worksheet_range("汇总").expect("summary");
+    let total: f64 = summary
+        .rows()
+        .find(|r| r.first().is_some_and(|c| *c == "合计"))
+        .and_then(|r| r.get(2).and_then(|c| c.get_float()))
+        .expect("total row");
+    assert_eq!(total as i64, aic_open);
+
+    // The same as CSV, for local tax only (a UTF-8 BOM, Chinese headers, one line a finding).
+    let csv = ebis::compare::export_worklists(
+        &city.wh,
+        out.path(),
+        ebis::compare::ExportFormat::Csv,
+        Some(Bureau::Ltax),
+        None,
+    )
+    .await
+    .expect("csv export");
+    let text = std::fs::read_to_string(&csv[0].0).expect("csv");
+    assert!(
+        text.starts_with("\u{feff}规则,组织机构代码,注册号,企业名称"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), csv[0].1 + 1);
+    assert!(csv[0].1 > 0, "local tax has findings to act on");
+
+    // An analyst reads the views but never a whole ID-card number.
+    let login = crate::support::unique_name("ebis_t_analyst");
+    pg.batch_execute(&format!(
+        "create role {login} login; grant ebis_analyst to {login}"
+    ))
+    .await
+    .expect("role");
+    let url =
+        with_db(&city.pg.url, &city.pg.name).replacen("://postgres@", &format!("://{login}@"), 1);
+    let analyst = crate::support::pg::connect(&url).await;
+    let full_id = city.world.enterprises[bad_id].aic_rep_id.clone();
+    let shown: String = analyst
+        .query_one(
+            "select detail->'invalid'->0->>'value' from compare.invalid_identifier where reg_no = $1",
+            &[&city.world.enterprises[bad_id].reg_no],
+        )
+        .await
+        .expect("analyst reads compare views")
+        .get(0);
+    assert_eq!(
+        shown,
+        format!("{}********{}", &full_id[..6], &full_id[14..])
+    );
+    let base: String = analyst
+        .query_one(
+            "select legal_rep_id_no from core.enterprise_view where reg_no = $1",
+            &[&city.world.enterprises[bad_id].reg_no],
+        )
+        .await
+        .expect("enterprise view")
+        .get(0);
+    assert!(base.contains("********") && base != full_id);
+    let denied = analyst
+        .query(
+            "select legal_rep_id_no from exchange.aic_establishment limit 1",
+            &[],
+        )
+        .await;
+    assert!(
+        denied.is_err(),
+        "analysts may not read ID-card numbers from the exchange tables"
+    );
+    let raw = analyst
+        .query("select raw_row from exchange.tax_registration limit 1", &[])
+        .await;
+    assert!(raw.is_err(), "nor raw source rows");
+    let names: i64 = analyst
+        .query_one(
+            "select count(*) from exchange.aic_establishment where name is not null",
+            &[],
+        )
+        .await
+        .expect("other columns are readable")
+        .get(0);
+    assert!(names > 0);
+    // The owner sees the number whole.
+    let owner: String = pg
+        .query_one(
+            "select detail->'invalid'->0->>'value' from compare.invalid_identifier where reg_no = $1",
+            &[&city.world.enterprises[bad_id].reg_no],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, full_id);
+    drop(analyst);
+    let _ = pg
+        .batch_execute(&format!("drop owned by {login}; drop role {login}"))
+        .await;
+    city.drop_sources().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_source_makes_no_finding_until_it_has_caught_up() {
+    let mut w = quiet(7);
+    let old = w.options.as_of - Days::new(400);
+    for _ in 0..3 {
+        w.establish_in(old, "150303");
+    }
+    let mut city = City::new(w).await;
+    city.start(&[]);
+    city.wait_caught_up().await;
+    assert!(city.compare().await.is_empty());
+
+    // National tax falls behind; meanwhile an old enterprise is registered at AIC and,
+    // correctly, at national tax too — but that registration is still in flight.
+    city.stop("ntax_city").await;
+    let i = city.world.establish_in(old, "150303");
+    let reg = city.world.enterprises[i].reg_no.clone();
+    assert!(city.world.enterprises[i].ntax.is_some());
+    let rows = ebis::demo::native::enterprise_rows(&city.world.enterprises[i]);
+    city.write(&rows, &[]).await;
+    city.wait_caught_up().await;
+    let pg = city.pg.client().await;
+    let ntax_seen: Option<String> = pg
+        .query_one(
+            "select ntax_status from core.enterprise where reg_no = $1",
+            &[&reg],
+        )
+        .await
+        .expect("the base has the AIC side")
+        .get(0);
+    assert_eq!(
+        ntax_seen, None,
+        "the warehouse has not seen the tax registration yet"
+    );
+    let found = city.compare().await;
+    assert!(
+        !found.contains(&("registered_not_tax_registered".to_owned(), reg.clone())),
+        "a registration in flight must not be reported missing: {found:?}"
+    );
+    // Once national tax catches up there is nothing to report either.
+    city.start(&["ntax_city"]);
+    city.wait_caught_up().await;
+    assert!(city.compare().await.is_empty());
+    let ntax_now: Option<String> = pg
+        .query_one(
+            "select ntax_status from core.enterprise where reg_no = $1",
+            &[&reg],
+        )
+        .await
+        .expect("base")
+        .get(0);
+    assert_eq!(ntax_now.as_deref(), Some("active"));
+    city.drop_sources().await;
+}
+
+#[tokio::test]
+async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
+    let db = PgDb::create().await;
+    let wh = ebis::warehouse::Warehouse::new(
+        &ebis::config::ConnectionConfig {
+            url: db.url.clone(),
+            password_env: None,
+        },
+        1,
+    )
+    .expect("warehouse");
+    ebis::warehouse::migrate(&wh).await.expect("migrate");
+    let c = db.client().await;
+    let text = std::fs::read_to_string(crate::support::root().join("testdata/identifiers.csv"))
+        .expect("vectors");
+    let mut n = 0;
+    for line in text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let cols: Vec<&str> = line.split(',').collect();
+        let function = match cols[0] {
+            "org_code" => "core.is_org_code",
+            "reg_no" => "core.is_reg_no",
+            "uscc" => "core.is_uscc",
+            "id_card" => "core.is_id_card",
+            "taxpayer_id" => "core.is_taxpayer_id",
+            other => panic!("unknown kind {other}"),
+        };
+        let got: bool = c
+            .query_one(&format!("select {function}($1)"), &[&cols[1]])
+            .await
+            .expect("call")
+            .get(0);
+        assert_eq!(got, cols[2] == "true", "{function}({})", cols[1]);
+        n += 1;
+    }
+    assert!(n > 30);
+    let upgraded: String = c
+        .query_one("select core.id_card_18('110105491231002')", &[])
+        .await
+        .expect("18")
+        .get(0);
+    assert_eq!(upgraded, "11010519491231002X");
+    let same: bool = c
+        .query_one("select core.norm_text('乌海市（海勃湾） 宏达\u{3000}商贸') = core.norm_text('乌海市(海勃湾)宏达商贸')", &[])
+        .await
+        .expect("norm")
+        .get(0);
+    assert!(same);
+}
