@@ -354,33 +354,60 @@ begin
 end $$;
 
 -- The trigger: collects the identifiers of the changed rows (old and new) and refreshes
--- what depends on them.
+-- what depends on them. Its argument lists the columns the base reads from that table:
+-- an update that changes none of them (a new phone number) costs nothing more, one that
+-- changes only descriptive ones refreshes the enterprise without re-resolving links.
 create function core.on_exchange_change() returns trigger
 language plpgsql set enable_seqscan = off set jit = off as $$
 declare
-    r text[] := '{}';
-    o text[] := '{}';
-    t text[] := '{}';
+    relevant text[] := string_to_array(tg_argv[0], ',');
+    identity constant text[] := array['reg_no', 'org_code', 'taxpayer_id', 'deleted_at'];
+    resolving boolean := tg_table_name in ('aic_establishment', 'qts_code_issuance', 'tax_registration');
     rows jsonb[];
+    refresh jsonb[];
+    r text[];
+    o text[];
+    t text[];
 begin
     -- One source at a time maintains the base: a transaction that reaches this point waits
     -- for the others to commit, then sees their rows (statements in read committed take
     -- fresh snapshots), so no link is computed from a half-visible picture.
     perform pg_advisory_xact_lock(hashtext('ebis.core'));
-    if tg_op in ('INSERT', 'UPDATE') then
+    if tg_op = 'INSERT' then
         rows := array(select to_jsonb(n) - 'raw_row' from new_rows n);
-    end if;
-    if tg_op in ('UPDATE', 'DELETE') then
-        rows := coalesce(rows, '{}') || array(select to_jsonb(d) - 'raw_row' from old_rows d);
+    elsif tg_op = 'DELETE' then
+        rows := array(select to_jsonb(d) - 'raw_row' from old_rows d);
+    else
+        with pairs as (
+            select to_jsonb(n) - 'raw_row' as nj, to_jsonb(d) - 'raw_row' as oj
+            from new_rows n join old_rows d on d.source = n.source and d.source_key = n.source_key
+        ), changed as (
+            select nj, oj,
+                   exists (select 1 from unnest(identity) c where nj -> c is distinct from oj -> c) as moved
+            from pairs
+            where exists (select 1 from unnest(relevant) c where nj -> c is distinct from oj -> c)
+        )
+        select array(select x from changed, lateral (values (nj), (oj)) v(x) where moved or not resolving),
+               array(select nj from changed where not moved and resolving)
+          into rows, refresh
+          from (select 1) one;
     end if;
     select coalesce(array_agg(j->>'reg_no') filter (where j ? 'reg_no'), '{}'),
            coalesce(array_agg(j->>'org_code') filter (where j ? 'org_code'), '{}'),
            coalesce(array_agg(j->>'taxpayer_id') filter (where j ? 'taxpayer_id'), '{}')
       into r, o, t
       from unnest(rows) j;
-    if tg_table_name in ('aic_establishment', 'qts_code_issuance', 'tax_registration') then
-        perform core.resolve(r, o, t);
-    else
+    if resolving then
+        if cardinality(rows) > 0 then
+            perform core.resolve(r, o, t);
+        end if;
+        if cardinality(refresh) > 0 then
+            perform core.refresh_enterprises(array(
+                select distinct i.enterprise_key from core.identifier i
+                join unnest(refresh) j on i.record_kind = tg_table_name
+                     and i.source = j->>'source' and i.source_key = j->>'source_key'));
+        end if;
+    elsif cardinality(rows) > 0 then
         perform core.refresh_enterprises(array(
             select distinct i.enterprise_key from core.identifier i
             where (i.record_kind = 'aic_establishment' and i.reg_no = any(r))
@@ -392,20 +419,26 @@ end $$;
 
 do $$
 declare
-    t text;
+    t record;
 begin
-    foreach t in array array['aic_establishment', 'aic_deregistration', 'aic_revocation',
-                             'qts_code_issuance', 'qts_code_voided',
-                             'tax_registration', 'tax_deregistration', 'tax_abnormal'] loop
+    for t in select * from (values
+        ('aic_establishment', 'reg_no,name,legal_rep,legal_rep_id_no,address,enterprise_type,industry_code,division,established_on,deleted_at'),
+        ('aic_deregistration', 'reg_no,deregistered_on,deleted_at'),
+        ('aic_revocation', 'reg_no,revoked_on,deleted_at'),
+        ('qts_code_issuance', 'reg_no,org_code,org_name,issued_on,division,deleted_at'),
+        ('qts_code_voided', 'org_code,voided_on,deleted_at'),
+        ('tax_registration', 'org_code,reg_no,taxpayer_id,taxpayer_name,legal_rep,address,registered_on,division,deleted_at'),
+        ('tax_deregistration', 'taxpayer_id,deregistered_on,deleted_at'),
+        ('tax_abnormal', 'taxpayer_id,identified_on,lifted_on,deleted_at')) v(name, cols) loop
         execute format('create trigger core_on_insert after insert on exchange.%I
                           referencing new table as new_rows
-                          for each statement execute function core.on_exchange_change()', t);
+                          for each statement execute function core.on_exchange_change(%L)', t.name, t.cols);
         execute format('create trigger core_on_update after update on exchange.%I
                           referencing old table as old_rows new table as new_rows
-                          for each statement execute function core.on_exchange_change()', t);
+                          for each statement execute function core.on_exchange_change(%L)', t.name, t.cols);
         execute format('create trigger core_on_delete after delete on exchange.%I
                           referencing old table as old_rows
-                          for each statement execute function core.on_exchange_change()', t);
+                          for each statement execute function core.on_exchange_change(%L)', t.name, t.cols);
     end loop;
 end $$;
 
