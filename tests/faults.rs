@@ -292,6 +292,13 @@ async fn ebis_run_serves_metrics_and_health() {
         Duration::from_secs(30),
     )
     .await;
+    // The first batch can land while the source is still snapshotting.
+    env.wait_count(
+        "select count(*) from ebis.source_status where state = 'streaming'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
     let get = |path: &str| -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");

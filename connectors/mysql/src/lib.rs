@@ -159,6 +159,17 @@ impl MysqlSource {
         Ok(self.tables.as_deref().unwrap_or(&[]))
     }
 
+    /// The index of a planned table and a connection to read it.
+    async fn locate(&mut self, table: &str) -> Result<(usize, Conn), SourceError> {
+        self.tables().await?;
+        let i = self
+            .table_index(table)
+            .ok_or_else(|| SourceError::MissingTable {
+                table: table.to_owned(),
+            })?;
+        Ok((i, self.conn().await?))
+    }
+
     fn table_index(&self, name: &str) -> Option<usize> {
         self.tables
             .as_ref()?
@@ -462,13 +473,7 @@ impl Source for MysqlSource {
         limit: usize,
         version: i64,
     ) -> Result<Vec<Change>, SourceError> {
-        self.tables().await?;
-        let i = self
-            .table_index(table)
-            .ok_or_else(|| SourceError::MissingTable {
-                table: table.to_owned(),
-            })?;
-        let mut conn = self.conn().await?;
+        let (i, mut conn) = self.locate(table).await?;
         let t = &self.tables.as_deref().unwrap_or(&[])[i];
         let rows = t.chunk(&mut conn, after, limit).await?;
         let timestamp = matches!(self.capture, Capture::Timestamp { .. });
@@ -505,13 +510,7 @@ impl Source for MysqlSource {
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>, SourceError> {
-        self.tables().await?;
-        let i = self
-            .table_index(table)
-            .ok_or_else(|| SourceError::MissingTable {
-                table: table.to_owned(),
-            })?;
-        let mut conn = self.conn().await?;
+        let (i, mut conn) = self.locate(table).await?;
         self.tables.as_deref().unwrap_or(&[])[i]
             .keys(&mut conn, after, limit)
             .await
@@ -521,13 +520,7 @@ impl Source for MysqlSource {
 impl MysqlSource {
     /// Number of rows of a table (for snapshot progress).
     pub async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
-        self.tables().await?;
-        let i = self
-            .table_index(table)
-            .ok_or_else(|| SourceError::MissingTable {
-                table: table.to_owned(),
-            })?;
-        let mut conn = self.conn().await?;
+        let (i, mut conn) = self.locate(table).await?;
         self.tables.as_deref().unwrap_or(&[])[i]
             .count(&mut conn)
             .await

@@ -131,6 +131,17 @@ impl Table {
         }
     }
 
+    /// `WHERE <key> > (?, …)` and its parameters, or nothing.
+    fn after_clause(&self, after: Option<&[Value]>) -> (String, Vec<My>) {
+        match after {
+            Some(k) => (
+                format!("WHERE {}", self.after_key()),
+                k.iter().map(param).collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        }
+    }
+
     async fn rows(
         &self,
         conn: &mut Conn,
@@ -178,13 +189,7 @@ impl Table {
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<Row>, SourceError> {
-        let (cond, params) = match after {
-            Some(k) => (
-                format!("WHERE {}", self.after_key()),
-                k.iter().map(param).collect(),
-            ),
-            None => (String::new(), Vec::new()),
-        };
+        let (cond, params) = self.after_clause(after);
         let sql = format!(
             "SELECT {} FROM {} {cond} ORDER BY {} LIMIT {limit}",
             self.select,
@@ -201,13 +206,7 @@ impl Table {
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>, SourceError> {
-        let (cond, params): (String, Vec<My>) = match after {
-            Some(k) => (
-                format!("WHERE {}", self.after_key()),
-                k.iter().map(param).collect(),
-            ),
-            None => (String::new(), Vec::new()),
-        };
+        let (cond, params) = self.after_clause(after);
         let sql = format!(
             "SELECT {0} FROM {1} {cond} ORDER BY {0} LIMIT {limit}",
             self.order_by(),
