@@ -1,0 +1,101 @@
+//! Commands for DBAs and analysts: `check` (config and mappings, offline) and `compare`
+//! (a comparison run, work-list export, scoring against ground truth).
+
+use super::context::{load_optional_config, runtime, warehouse_of};
+use anyhow::{Context, Result, bail};
+use ebis::compare::ExportFormat;
+use ebis::indicators::Bureau;
+use ebis::warehouse;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The options of `ebis compare`, as given.
+pub struct CompareArgs {
+    pub export: Option<PathBuf>,
+    pub format: String,
+    pub bureau: Option<String>,
+    pub division: Option<String>,
+    pub as_of: Option<String>,
+    pub truth: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
+    let config = load_optional_config(config_path)?;
+    let format = match args.format.as_str() {
+        "xlsx" => ExportFormat::Xlsx,
+        "csv" => ExportFormat::Csv,
+        other => bail!("--format {other}: expected xlsx or csv"),
+    };
+    let bureau = match args.bureau.as_deref() {
+        None => None,
+        Some(b) => Some(
+            Bureau::from_code(b)
+                .with_context(|| format!("--bureau {b}: expected aic, ntax, ltax or qts"))?,
+        ),
+    };
+    let as_of = match args.as_of.as_deref() {
+        None => None,
+        Some("today") => Some(None),
+        Some(d) => Some(Some(
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .with_context(|| format!("--as-of {d}: expected YYYY-MM-DD"))?,
+        )),
+    };
+    runtime()?.block_on(async {
+        let wh = warehouse_of(config.as_ref(), 2)?;
+        warehouse::migrate(&wh).await?;
+        if let Some(a) = as_of {
+            wh.set_as_of(a).await?;
+        }
+        let run = wh.compare().await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&run)?);
+        } else {
+            print!("{}", run.render());
+        }
+        if let Some(dir) = &args.export {
+            for (path, n) in
+                ebis::compare::export_worklists(&wh, dir, format, bureau, args.division.as_deref())
+                    .await?
+            {
+                println!("wrote {} ({n} findings)", path.display());
+            }
+        }
+        if let Some(path) = &args.truth {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let scores = ebis::compare::score_against_truth(&wh, &text).await?;
+            print!("{}", ebis::compare::render_scores(&scores));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn check(config_path: &Path, paths: &[PathBuf]) -> ExitCode {
+    let report = if paths.is_empty() {
+        ebis::check::check_config(config_path)
+    } else {
+        ebis::check::check_paths(paths)
+    };
+    for note in &report.notes {
+        eprintln!("{note}");
+    }
+    for d in &report.errors.0 {
+        eprintln!("{d}");
+    }
+    if report.errors.is_empty() {
+        println!(
+            "ok: {} mapping file(s) checked, no errors",
+            report.mappings_ok
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} error(s); {} mapping file(s) without errors",
+            report.errors.0.len(),
+            report.mappings_ok
+        );
+        ExitCode::FAILURE
+    }
+}

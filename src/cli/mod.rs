@@ -1,0 +1,264 @@
+//! The command line's shape (clap definitions) and the dispatch from a parsed command to
+//! the function that runs it. Each command lives in a child module by concern; none of
+//! them holds logic that belongs in the library.
+
+mod analysis;
+mod capture;
+mod context;
+mod tools;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Change-data-capture from the bureaus' databases into one PostgreSQL warehouse.
+#[derive(Parser)]
+#[command(name = "ebis", version, about, long_about = None)]
+pub struct Cli {
+    /// The pipeline configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "pipeline.yaml",
+        value_name = "FILE"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum BenchKind {
+    /// Load a table of --rows, time the first snapshot, stream --changes updates (changes/s
+    /// and lag), then the catch-up of a queued backlog.
+    Capture {
+        /// Rows in the source table.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Updates to stream.
+        #[arg(long, default_value_t = 100_000)]
+        changes: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 4)]
+        writers: u64,
+        /// Changes per warehouse transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        #[command(flatten)]
+        servers: BenchServers,
+    },
+    /// Simulate --enterprises, capture the four bureaus into a fresh warehouse, and time
+    /// comparison runs (with precision/recall against the simulator's truth).
+    Compare {
+        /// Enterprises to simulate.
+        #[arg(long, default_value_t = 100_000)]
+        enterprises: usize,
+        #[command(flatten)]
+        servers: BenchServers,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct BenchServers {
+    /// MySQL/MariaDB admin URL.
+    #[arg(
+        long,
+        env = "EBIS_TEST_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306/"
+    )]
+    mysql_url: String,
+    /// PostgreSQL admin URL.
+    #[arg(
+        long,
+        env = "EBIS_TEST_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    /// Keep the databases afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Apply pending warehouse migrations (the warehouse URL comes from EBIS_WAREHOUSE_URL
+    /// or the config).
+    Migrate,
+    /// Check the config and every mapping it uses (offline); or only the mapping files and
+    /// folders given. Prints file:line:column errors; exits 1 on any.
+    Check {
+        /// Mapping files or folders to check instead of the config.
+        paths: Vec<PathBuf>,
+    },
+    /// Print (or apply) what a bureau DBA installs so ebis can capture a source: the change
+    /// table and triggers for exactly the tables its mappings read.
+    SetupSource {
+        /// The source, as named in the config.
+        source: String,
+        /// Run the statements, with the privileged URL in EBIS_SOURCE_ADMIN_URL (or the
+        /// source's own connection when that is unset).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Run every enabled source: snapshot, then stream changes into the warehouse until
+    /// Ctrl-C or SIGTERM. Applies pending warehouse migrations first.
+    Run,
+    /// Re-read a source's tables (all, or one) into the warehouse with a progress bar,
+    /// without moving its checkpoint; rows gone from the source are marked deleted.
+    Snapshot {
+        /// The source.
+        source: String,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Run the consistency comparison now and print a per-rule summary; optionally export
+    /// per-bureau work lists, or score the findings against a simulator's ground truth.
+    Compare {
+        /// Write one work list per bureau into this folder.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// Work list format: xlsx or csv.
+        #[arg(long, default_value = "xlsx")]
+        format: String,
+        /// Only this bureau's work list (aic, ntax, ltax, qts).
+        #[arg(long)]
+        bureau: Option<String>,
+        /// Only this division.
+        #[arg(long)]
+        division: Option<String>,
+        /// Evaluate the rules as of this date (YYYY-MM-DD), stored for later runs; `today`
+        /// clears it.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Score the open findings against a ground-truth CSV (from `ebis demo`).
+        #[arg(long, value_name = "FILE")]
+        truth: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare sources with the warehouse: per record kind, rows at the source, rows in the
+    /// warehouse, missing, extra, different (by content hash), rejected. Exit 1 on any
+    /// difference.
+    Verify {
+        /// Only this source.
+        source: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole job in one command: private PostgreSQL and MariaDB servers (from the
+    /// machine's own binaries, in target/ebis-demo), the four bureaus' databases filled by
+    /// the simulator, capture installed, snapshot, then the pipeline live with a panel while
+    /// the simulator keeps changing data; a summary at the end.
+    Demo {
+        /// Enterprises to simulate.
+        #[arg(long, default_value_t = 2000)]
+        enterprises: usize,
+        /// Simulator events per second while live.
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+        /// Seed of the simulation (same seed, same world).
+        #[arg(long, default_value_t = 2006)]
+        seed: u64,
+        /// Probability, per enterprise and rule, of an injected discrepancy.
+        #[arg(long, default_value_t = 0.02)]
+        discrepancy_rate: f64,
+        /// Probability of each kind of harmless noise (width, spaces, brackets).
+        #[arg(long, default_value_t = 0.15)]
+        noise_rate: f64,
+        /// Live phase length, e.g. 60s, 5m.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        duration: std::time::Duration,
+        /// Leave the servers running at the end.
+        #[arg(long)]
+        keep: bool,
+        /// Use this PostgreSQL server (admin URL) instead of a private one.
+        #[arg(long, value_name = "URL")]
+        warehouse: Option<String>,
+        /// Use this MySQL/MariaDB server (admin URL) instead of a private one.
+        #[arg(long, value_name = "URL")]
+        source_url: Option<String>,
+        /// Folder for the servers, config, mappings and ground truth.
+        #[arg(long, default_value = "target/ebis-demo")]
+        dir: PathBuf,
+    },
+    /// Measure on real servers, in throwaway databases: `capture` (snapshot rows/s,
+    /// streaming changes/s and lag) or `compare` (a full comparison run on a simulated city).
+    Bench {
+        #[command(subcommand)]
+        what: BenchKind,
+    },
+    /// Show each source's mode, state, position, lag, rows, quarantine, gaps and last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let config = cli.config;
+    match cli.command {
+        Command::Migrate => capture::migrate(&config),
+        Command::SetupSource { source, apply } => capture::setup_source(&config, &source, apply),
+        Command::Run => capture::run(&config),
+        Command::Snapshot { source, table } => {
+            capture::snapshot(&config, &source, table.as_deref())
+        }
+        Command::Status { json } => capture::status(&config, json),
+        Command::Verify { source, json } => capture::verify(&config, source.as_deref(), json),
+        Command::Compare {
+            export,
+            format,
+            bureau,
+            division,
+            as_of,
+            truth,
+            json,
+        } => analysis::compare(
+            &config,
+            analysis::CompareArgs {
+                export,
+                format,
+                bureau,
+                division,
+                as_of,
+                truth,
+                json,
+            },
+        ),
+        Command::Check { paths } => Ok(analysis::check(&config, &paths)),
+        Command::Demo {
+            enterprises,
+            rate,
+            seed,
+            discrepancy_rate,
+            noise_rate,
+            duration,
+            keep,
+            warehouse,
+            source_url,
+            dir,
+        } => tools::demo(ebis::demo::DemoOptions {
+            enterprises,
+            rate,
+            seed,
+            discrepancy_rate,
+            noise_rate,
+            duration,
+            keep,
+            warehouse,
+            source_url,
+            dir,
+        }),
+        Command::Bench { what } => tools::bench(what),
+    }
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    ebis::config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 5m)"))
+}
