@@ -1,25 +1,19 @@
-//! The pipeline configuration (`pipeline.yaml`): parsed, then validated into a value the
-//! rest of the program can trust.
-//!
-//! Validation is complete before anything runs: every problem is reported with its
-//! `file:line:column` and key. Passwords are never in this file — a source names the
-//! environment variable that holds its password, and a URL with a password is refused.
-//! This module reads files and the environment only; it opens no connection.
+//! The shape of `pipeline.yaml` as written (serde, unknown keys refused, spans kept) and
+//! its validation into a [`PipelineConfig`]: every problem found, each with its
+//! `file:line:column` and key, before any is reported. No I/O beyond what the caller read.
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use super::{CaptureMode, ConnectionConfig, Dialect, PipelineConfig, SourceConfig, parse_duration};
+use crate::diagnostic::Diagnostics;
 use crate::indicators::Bureau;
-use crate::secret::{Secret, redact_url, url_has_password};
-use crate::yaml::{self, Spanned, at};
+use crate::secret::url_has_password;
+use crate::yaml::{Spanned, at};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// The environment variable that overrides the configured warehouse URL.
-pub const WAREHOUSE_URL_ENV: &str = "EBIS_WAREHOUSE_URL";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub(super) struct RawConfig {
     warehouse: Option<RawConnection>,
     poll_interval: Option<Spanned<String>>,
     batch_size: Option<Spanned<u64>>,
@@ -70,168 +64,6 @@ struct RawCapture {
     overlap: Option<Spanned<String>>,
     key_scan_every: Option<Spanned<String>>,
     modified_column: Option<Spanned<String>>,
-}
-
-/// The validated pipeline configuration.
-#[derive(Clone, Debug)]
-pub struct PipelineConfig {
-    /// The file it was read from.
-    pub path: PathBuf,
-    /// The warehouse connection, when configured (see [`resolve_warehouse`]).
-    pub warehouse: Option<ConnectionConfig>,
-    /// How long a source waits between polls when it is caught up.
-    pub poll_interval: Duration,
-    /// Most changes read and applied in one warehouse transaction.
-    pub batch_size: usize,
-    /// How often `ebis run` refreshes the consistency findings; `None`: only on demand.
-    pub compare_every: Option<Duration>,
-    /// Where to serve `/metrics` and `/healthz`; `None`: not served.
-    pub metrics_listen: Option<String>,
-    /// The sources, in file order.
-    pub sources: Vec<SourceConfig>,
-}
-
-/// A database connection: a URL without password, and where the password is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectionConfig {
-    /// The URL (never carries a password).
-    pub url: String,
-    /// The environment variable holding the password, if the account has one.
-    pub password_env: Option<String>,
-}
-
-impl ConnectionConfig {
-    /// The password, read from the environment now.
-    pub fn password(&self) -> Result<Option<Secret>, String> {
-        match &self.password_env {
-            None => Ok(None),
-            Some(var) => Secret::from_env(var)
-                .map(Some)
-                .ok_or_else(|| format!("environment variable {var} (the password) is not set")),
-        }
-    }
-
-    /// The URL as it may be shown.
-    pub fn display_url(&self) -> String {
-        redact_url(&self.url)
-    }
-}
-
-/// The database product of a source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    /// MySQL or MariaDB (and MySQL-compatible products).
-    Mysql,
-    /// Microsoft SQL Server.
-    Sqlserver,
-    /// Oracle.
-    Oracle,
-    /// PostgreSQL and derivatives.
-    Postgres,
-}
-
-impl Dialect {
-    const NAMES: [(&'static str, Dialect); 4] = [
-        ("mysql", Dialect::Mysql),
-        ("sqlserver", Dialect::Sqlserver),
-        ("oracle", Dialect::Oracle),
-        ("postgres", Dialect::Postgres),
-    ];
-
-    /// The name used in the config.
-    pub fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, d)| *d == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
-    }
-}
-
-/// How a source's changes are captured.
-#[derive(Clone, Debug, PartialEq)]
-pub enum CaptureMode {
-    /// A change table filled by triggers; gaps are awaited up to `gap_timeout`.
-    Changelog {
-        /// How long a skipped sequence number is awaited before it is given up.
-        gap_timeout: Duration,
-    },
-    /// A last-modified column, re-read with an overlap; deletes found by key comparison.
-    Timestamp {
-        /// How far back each poll re-reads, for transactions that commit late.
-        overlap: Duration,
-        /// How often all keys are compared with the warehouse to find deletes.
-        key_scan_every: Duration,
-        /// The last-modified column when a mapping does not name its own.
-        modified_column: Option<String>,
-    },
-}
-
-impl CaptureMode {
-    /// `changelog` or `timestamp`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CaptureMode::Changelog { .. } => "changelog",
-            CaptureMode::Timestamp { .. } => "timestamp",
-        }
-    }
-}
-
-/// One bureau database.
-#[derive(Clone, Debug)]
-pub struct SourceConfig {
-    /// Unique name; also the warehouse's `source` column.
-    pub name: String,
-    /// The bureau it belongs to.
-    pub bureau: Bureau,
-    /// The administrative division its records are tagged with.
-    pub division: String,
-    /// The divisions whose records it holds (coverage); defaults to `[division]`.
-    pub covers: Vec<String>,
-    /// Database product.
-    pub dialect: Dialect,
-    /// Connection.
-    pub connection: ConnectionConfig,
-    /// Capture mode.
-    pub capture: CaptureMode,
-    /// The folder of its mappings.
-    pub mappings_dir: PathBuf,
-    /// False: configured but not run.
-    pub enabled: bool,
-    /// Where `mappings:` was written, for diagnostics about the folder.
-    pub mappings_place: (u64, u64),
-}
-
-impl PipelineConfig {
-    /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<PipelineConfig, Diagnostics> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Diagnostic::file(path, format!("cannot read the config: {e}")))?;
-        let raw: RawConfig = yaml::parse(path, &text)?;
-        validate(path, raw)
-    }
-
-    /// A source by name.
-    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
-        self.sources.iter().find(|s| s.name == name)
-    }
-}
-
-/// The warehouse connection to use: `EBIS_WAREHOUSE_URL` when set, else the config's.
-pub fn resolve_warehouse(config: Option<&PipelineConfig>) -> Result<ConnectionConfig, String> {
-    if let Ok(url) = std::env::var(WAREHOUSE_URL_ENV)
-        && !url.trim().is_empty()
-    {
-        let password_env = config
-            .and_then(|c| c.warehouse.as_ref())
-            .and_then(|w| w.password_env.clone());
-        return Ok(ConnectionConfig { url, password_env });
-    }
-    config.and_then(|c| c.warehouse.clone()).ok_or_else(|| {
-        format!(
-            "no warehouse: set {WAREHOUSE_URL_ENV} or add `warehouse: {{url: …}}` to the config"
-        )
-    })
 }
 
 struct Checker<'a> {
@@ -303,7 +135,7 @@ impl Checker<'_> {
     }
 }
 
-fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Diagnostics> {
+pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Diagnostics> {
     let mut c = Checker {
         path,
         found: Diagnostics::default(),
@@ -487,23 +319,6 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
     }
 }
 
-/// Parses `500ms`, `5s`, `10m`, `1h`, `2d`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" | "min" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
-
 fn is_source_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
@@ -519,104 +334,4 @@ fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_text(text: &str) -> Result<PipelineConfig, Diagnostics> {
-        let dir = std::env::temp_dir().join(format!("ebis-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("mappings/aic")).expect("dir");
-        let path = dir.join(format!("p{}.yaml", text.len()));
-        std::fs::write(&path, text).expect("write");
-        PipelineConfig::load(&path)
-    }
-
-    const GOOD: &str = "\
-warehouse:
-  url: postgres://ebis@127.0.0.1:5432/ebis
-poll_interval: 500ms
-batch_size: 2000
-compare:
-  every: 15m
-sources:
-  - name: aic_city
-    bureau: aic
-    division: 150300
-    covers: [150302, 150303]
-    dialect: mysql
-    connection:
-      url: mysql://ebis@127.0.0.1:3306/aic
-      password_env: EBIS_AIC_PASSWORD
-    capture:
-      mode: changelog
-      gap_timeout: 2m
-    mappings: mappings/aic
-";
-
-    #[test]
-    fn a_good_config_validates() {
-        let cfg = load_text(GOOD).expect("valid");
-        assert_eq!(cfg.poll_interval, Duration::from_millis(500));
-        assert_eq!(cfg.batch_size, 2000);
-        assert_eq!(cfg.compare_every, Some(Duration::from_secs(900)));
-        let s = &cfg.sources[0];
-        assert_eq!(s.division, "150300");
-        assert_eq!(s.covers, ["150302", "150303"]);
-        assert_eq!(
-            s.capture,
-            CaptureMode::Changelog {
-                gap_timeout: Duration::from_secs(120)
-            }
-        );
-        assert!(s.enabled);
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_place() {
-        let bad = GOOD
-            .replace("bureau: aic", "bureau: tax")
-            .replace("division: 150300", "division: 1503")
-            .replace("mode: changelog", "mode: binlog")
-            .replace("postgres://ebis@", "postgres://ebis:secret@");
-        let err = load_text(&bad).expect_err("invalid");
-        let text = err.to_string();
-        assert!(
-            text.contains(":2:8: error: `warehouse.url` contains a password"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("secret"),
-            "the password must not be echoed: {text}"
-        );
-        assert!(
-            text.contains(":9:13: error: `bureau`: unknown bureau `tax`"),
-            "{text}"
-        );
-        assert!(text.contains(":10:15: error: `division`: `1503`"), "{text}");
-        assert!(
-            text.contains(":17:13: error: `capture.mode`: unknown mode `binlog`"),
-            "{text}"
-        );
-        assert_eq!(err.0.len(), 4, "{text}");
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let err = load_text(&GOOD.replace("batch_size", "batchsize")).expect_err("invalid");
-        assert_eq!(err.0.len(), 1);
-        assert_eq!(err.0[0].line, 4);
-        assert!(err.0[0].message.contains("unknown field `batchsize`"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("5 weeks"), None);
-    }
 }
