@@ -21,6 +21,8 @@ pub mod names {
     pub const GAPS: &str = "ebis_open_gaps";
     /// 1 for the source's current state.
     pub const STATE: &str = "ebis_source_state";
+    /// Change-table rows purged at the source.
+    pub const PURGED: &str = "ebis_change_rows_purged_total";
 }
 
 /// The metrics page.
@@ -53,6 +55,11 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
             "gauge",
             "The source's state (1 for the current one).",
         ),
+        (
+            names::PURGED,
+            "counter",
+            "Change-table rows ebis purged at the source after the warehouse stored them.",
+        ),
     ];
     for (name, kind, text) in help {
         let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
@@ -62,6 +69,7 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
                 n if n == names::LAG => r.lag_seconds,
                 n if n == names::QUARANTINED => Some(r.quarantined_open as f64),
                 n if n == names::GAPS => Some(f64::from(r.open_gaps)),
+                n if n == names::PURGED => Some(r.changes_purged as f64),
                 _ => None,
             };
             if name == names::STATE {
@@ -86,9 +94,8 @@ pub async fn serve(listen: &str, wh: Warehouse) -> std::io::Result<()> {
         let (mut socket, _) = listener.accept().await?;
         let wh = wh.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = socket.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
+            let head = read_head(&mut socket).await;
+            let request = String::from_utf8_lossy(&head);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
                 "/metrics" => match render(&wh).await {
@@ -117,4 +124,19 @@ pub async fn serve(listen: &str, wh: Warehouse) -> std::io::Result<()> {
             let _ = socket.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// The request line and headers: read until the blank line (a request may arrive in
+/// pieces, and closing with unread bytes would reset the connection), at most 8 KiB or 5 s.
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    head
 }

@@ -46,15 +46,22 @@ pub fn setup_script(cfg: &SourceConfig, mappings: &MappingSet) -> Result<SetupSc
             .join(", ")
     );
     let statements = match &cfg.capture {
-        CaptureMode::Changelog { .. } => {
+        CaptureMode::Changelog { purge_every, .. } => {
             let stmts = ebis_mysql::changelog_statements(&plans)?;
             for s in &stmts {
                 script.push_str(s);
                 script.push_str(";\n\n");
             }
             script.push_str(&format!(
-                "-- The account ebis reads with needs SELECT on the tables and on ebis_change:\n-- GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';\n\n-- ebis never deletes from ebis_change. Keep it small with a periodic purge, e.g.:\n-- DELETE FROM ebis_change WHERE changed_at < NOW() - INTERVAL 7 DAY;\n"
+                "-- The account ebis reads with needs SELECT on the tables and on ebis_change:\n-- GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';\n"
             ));
+            script.push_str(&match purge_every {
+                Some(every) => format!(
+                    "\n-- capture.purge_every is {}: ebis deletes the ebis_change rows the warehouse has\n-- stored, so the account also needs:\n-- GRANT DELETE ON <database>.ebis_change TO '{reader}'@'<ebis host>';\n",
+                    crate::status::human_seconds(every.as_secs_f64())
+                ),
+                None => "\n-- ebis does not delete from ebis_change (capture.purge_every is not set). Never purge\n-- it by age: changes ebis has not read yet would be lost while it is stopped. Delete\n-- only below the position `ebis status` shows (seq N, and below the first open gap).\n".to_owned(),
+            });
             stmts
         }
         CaptureMode::Timestamp { .. } => {

@@ -35,6 +35,10 @@ pub struct SourceStatus {
     pub last_error_at: Option<DateTime<Utc>>,
     /// Last poll.
     pub last_poll_at: Option<DateTime<Utc>>,
+    /// Change-table rows ebis has purged at the source (changelog with `purge_every`).
+    pub changes_purged: i64,
+    /// When it last purged.
+    pub last_purge_at: Option<DateTime<Utc>>,
 }
 
 impl Warehouse {
@@ -46,7 +50,8 @@ impl Warehouse {
                 "select s.source, s.bureau, s.mode, s.state, c.position_summary, s.last_change_at,
                         extract(epoch from now() - s.complete_up_to)::float8, s.rows_applied,
                         (select count(*) from ebis.quarantine q where q.source = s.source and q.resolved_at is null),
-                        s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at
+                        s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
+                        s.changes_purged, s.last_purge_at
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -68,6 +73,8 @@ impl Warehouse {
                 last_error: r.get(10),
                 last_error_at: r.get(11),
                 last_poll_at: r.get(12),
+                changes_purged: r.get(13),
+                last_purge_at: r.get(14),
             })
             .collect())
     }
@@ -137,6 +144,16 @@ pub fn render(rows: &[SourceStatus]) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    for r in rows.iter() {
+        if let Some(at) = r.last_purge_at {
+            out.push_str(&format!(
+                "{}: {} change-table rows purged, last at {}\n",
+                r.source,
+                r.changes_purged,
+                at.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
     }
     for r in rows.iter().filter(|r| r.last_error.is_some()) {
         out.push_str(&format!(

@@ -384,3 +384,48 @@ async fn stopping_and_restarting_mid_stream_loses_and_doubles_nothing() {
     assert_eq!(unlicensed.warehouse_rows, 240);
     assert!(run.stop().await.is_empty());
 }
+
+/// A batch that never reached the warehouse (the apply failed) is read again from the
+/// stored position: the timestamp connector's memory of rows it returned in the overlap
+/// window must not hide them the second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_changes_reread_from_a_stored_position_return_the_rows_again() {
+    let env = Env::new(&[&LTAX_TIMESTAMP]).await;
+    let config = env.config();
+    let cfg = &config.sources[0];
+    let mappings =
+        ebis::mapping::MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)).expect("maps");
+    let mut source = ebis::pipeline::AnySource::open(cfg, ebis::pipeline::plans(cfg, &mappings))
+        .expect("source");
+    source.check().await.expect("check");
+    let stored = source.head().await.expect("head");
+    let ltax = env.db("ltax_hbw");
+    for id in 0..5 {
+        ltax.exec(&format!(
+            "INSERT INTO WF_WZJYHU (WZXH, QYMC, JYDZ, FXRQ) VALUES ({id}, {}, NULL, '20061010')",
+            gbk("乌海市海勃湾区无照商店")
+        ))
+        .await;
+    }
+    let keys = |b: &ebis_source::Batch| {
+        let mut k: Vec<String> = b
+            .changes
+            .iter()
+            .map(|c| ebis_source::key_text(&c.key))
+            .collect();
+        k.sort();
+        k
+    };
+    let first = source.changes(&stored, 1000).await.expect("changes");
+    assert_eq!(keys(&first).len(), 5, "{:?}", keys(&first));
+    // The apply of `first` failed: the pipeline resumes from the stored position.
+    let again = source.changes(&stored, 1000).await.expect("changes");
+    assert_eq!(keys(&again), keys(&first));
+    // Continuing from the position just returned needs nothing twice.
+    let next = source
+        .changes(&again.position, 1000)
+        .await
+        .expect("changes");
+    assert!(next.changes.is_empty(), "{:?}", keys(&next));
+    source.close().await;
+}

@@ -302,7 +302,11 @@ async fn ebis_run_serves_metrics_and_health() {
     let get = |path: &str| -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").expect("send");
+        // Sent in two pieces, as a slow client or a proxy may.
+        write!(s, "GET {path} HTTP/1.1\r\n").expect("send");
+        s.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(20));
+        write!(s, "host: x\r\n\r\n").expect("send");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read");
         out
@@ -319,6 +323,10 @@ async fn ebis_run_serves_metrics_and_health() {
     );
     assert!(
         metrics.contains("# TYPE ebis_replication_lag_seconds gauge"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ebis_change_rows_purged_total{source=\"aic_city\"} 0"),
         "{metrics}"
     );
     assert!(get("/healthz").starts_with("HTTP/1.1 200"));

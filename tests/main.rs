@@ -11,4 +11,5 @@ mod demo;
 mod faults;
 mod gaps;
 mod migrate;
+mod purge;
 mod snapshot;

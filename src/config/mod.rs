@@ -102,6 +102,9 @@ pub enum CaptureMode {
     Changelog {
         /// How long a skipped sequence number is awaited before it is given up.
         gap_timeout: Duration,
+        /// How often ebis deletes the change-table rows the warehouse has confirmed;
+        /// `None`: never (the DBA purges).
+        purge_every: Option<Duration>,
     },
     /// A last-modified column, re-read with an overlap; deletes found by key comparison.
     Timestamp {
@@ -244,10 +247,45 @@ sources:
         assert_eq!(
             s.capture,
             CaptureMode::Changelog {
-                gap_timeout: Duration::from_secs(120)
+                gap_timeout: Duration::from_secs(120),
+                purge_every: None,
             }
         );
         assert!(s.enabled);
+    }
+
+    #[test]
+    fn purging_is_a_changelog_setting() {
+        let purged =
+            load_text(&GOOD.replace("gap_timeout: 2m", "gap_timeout: 2m\n      purge_every: 1m"))
+                .expect("valid");
+        assert_eq!(
+            purged.sources[0].capture,
+            CaptureMode::Changelog {
+                gap_timeout: Duration::from_secs(120),
+                purge_every: Some(Duration::from_secs(60)),
+            }
+        );
+        let err = load_text(&GOOD.replace(
+            "mode: changelog\n      gap_timeout: 2m",
+            "mode: timestamp\n      purge_every: 1m",
+        ))
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains(":18:20: error: `capture.purge_every` applies to changelog mode only"),
+            "{text}"
+        );
+        let err = load_text(&GOOD.replace(
+            "gap_timeout: 2m",
+            "gap_timeout: 2m\n      purge_every: often",
+        ))
+        .expect_err("invalid");
+        assert!(
+            err.to_string()
+                .contains("`capture.purge_every`: `often` is not a duration"),
+            "{err}"
+        );
     }
 
     #[test]

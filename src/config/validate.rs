@@ -64,6 +64,7 @@ struct RawCapture {
     overlap: Option<Spanned<String>>,
     key_scan_every: Option<Spanned<String>>,
     modified_column: Option<Spanned<String>>,
+    purge_every: Option<Spanned<String>>,
 }
 
 struct Checker<'a> {
@@ -276,11 +277,20 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
                     "capture.gap_timeout",
                     Duration::from_secs(600),
                 ),
+                purge_every: raw
+                    .purge_every
+                    .as_ref()
+                    .map(|v| c.duration(Some(v), "capture.purge_every", Duration::ZERO)),
             }
         }
         "timestamp" => {
-            if let Some(v) = &raw.gap_timeout {
-                c.error(v, "`capture.gap_timeout` applies to changelog mode only");
+            for (v, key) in [
+                (&raw.gap_timeout, "gap_timeout"),
+                (&raw.purge_every, "purge_every"),
+            ] {
+                if let Some(v) = v {
+                    c.error(v, format!("`capture.{key}` applies to changelog mode only"));
+                }
             }
             if let Some(col) = &raw.modified_column
                 && !crate::mapping::is_identifier(&col.value)
@@ -314,6 +324,7 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
             );
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(600),
+                purge_every: None,
             }
         }
     }

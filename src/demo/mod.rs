@@ -333,7 +333,7 @@ pub fn config_yaml(wh_url: &str, bureaus: &Bureaus) -> String {
         )
     };
     let all = "'150302', '150303', '150304'";
-    let changelog = "      mode: changelog\n      gap_timeout: 2m\n";
+    let changelog = "      mode: changelog\n      gap_timeout: 2m\n      purge_every: 30s\n";
     format!(
         "# Written by `ebis demo`. The four bureaus of 乌海市; local tax is connected for 海勃湾区 only.\nwarehouse:\n  url: {wh_url}\npoll_interval: 250ms\nbatch_size: 1000\nsources:\n{}{}{}{}",
         source("aic_city", Bureau::Aic, "150300", all, changelog),

@@ -44,7 +44,7 @@ impl AnySource {
                 password,
                 plans,
                 capture: match &cfg.capture {
-                    CaptureMode::Changelog { gap_timeout } => Capture::Changelog {
+                    CaptureMode::Changelog { gap_timeout, .. } => Capture::Changelog {
                         gap_timeout: *gap_timeout,
                     },
                     CaptureMode::Timestamp { overlap, .. } => {
@@ -102,6 +102,13 @@ impl AnySource {
     ) -> Result<Vec<Vec<Value>>, SourceError> {
         match self {
             AnySource::Mysql(s) => s.keys(table, after, limit).await,
+        }
+    }
+
+    /// See [`Source::purge`].
+    pub async fn purge(&mut self, stored: &Position) -> Result<u64, SourceError> {
+        match self {
+            AnySource::Mysql(s) => s.purge(stored).await,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::mapping::MappingSet;
 use crate::warehouse::{ApplyBatch, Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
 use chrono::{DateTime, Utc};
 use ebis_source::{Batch, MarkValue, Position, TablePlan, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Settings shared by all sources.
 #[derive(Clone, Debug)]
@@ -54,6 +54,8 @@ struct Runner {
     position: Position,
     snapshot: Option<SnapshotProgress>,
     last_complete: Option<DateTime<Utc>>,
+    /// When the change table was last purged, and whether that failed.
+    last_purge: Option<(Instant, bool)>,
 }
 
 /// Runs every enabled source until shutdown; returns the sources that stopped on a fatal
@@ -114,6 +116,7 @@ pub async fn run_source(
         position: Position::Initial,
         snapshot: None,
         last_complete: None,
+        last_purge: None,
     };
     let mut backoff = Duration::from_millis(500);
     let mut recovering = false;
@@ -347,10 +350,49 @@ impl Runner {
         self.position = read.position;
         if drained {
             self.key_scan_if_due().await?;
+            self.purge_if_due().await?;
             Ok(Step::Idle)
         } else {
             Ok(Step::Busy)
         }
+    }
+
+    /// Changelog capture with `purge_every`: deletes the change rows that the position
+    /// just stored in the warehouse no longer needs. A source-side failure (most often a
+    /// missing DELETE grant) is shown as the source's last error and capture goes on.
+    async fn purge_if_due(&mut self) -> Result<(), PipelineError> {
+        let CaptureMode::Changelog {
+            purge_every: Some(every),
+            ..
+        } = &self.cfg.capture
+        else {
+            return Ok(());
+        };
+        if self.last_purge.is_some_and(|(at, _)| at.elapsed() < *every) {
+            return Ok(());
+        }
+        let failed_before = self.last_purge.is_some_and(|(_, failed)| failed);
+        match self.source.purge(&self.position).await {
+            Ok(deleted) => {
+                self.last_purge = Some((Instant::now(), false));
+                self.wh.record_purge(&self.cfg.name, deleted).await?;
+                if failed_before {
+                    self.wh.clear_error(&self.cfg.name).await?;
+                }
+                if deleted > 0 {
+                    tracing::debug!(source = %self.cfg.name, deleted, "purged the change table");
+                }
+            }
+            Err(e) => {
+                self.last_purge = Some((Instant::now(), true));
+                let message = format!("purging the change table failed (capture goes on): {e}");
+                tracing::warn!(source = %self.cfg.name, error = %e, "purging the change table failed; capture goes on");
+                self.wh
+                    .set_state(&self.cfg.name, "streaming", Some(&message))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Timestamp capture cannot see deletes: compare keys per table on a schedule.

@@ -36,6 +36,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0005_enterprise_base.sql"),
     migration!("0006_compare.sql"),
     migration!("0007_roles.sql"),
+    migration!("0008_change_purge.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

@@ -105,6 +105,20 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Adds to a source's count of purged change-table rows.
+    pub async fn record_purge(&self, source: &str, deleted: u64) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "update ebis.source_status set changes_purged = changes_purged + $2,
+                   last_purge_at = now()
+                 where source = $1",
+                &[&source, &i64::try_from(deleted).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Clears a source's last error (after it recovered).
     pub async fn clear_error(&self, source: &str) -> Result<(), WarehouseError> {
         let client = self.client().await?;

@@ -8,8 +8,9 @@
 //!   mark, and re-reads an overlap window for transactions that committed late, skipping
 //!   rows it already returned. Deletes are found by the pipeline's key comparison.
 //!
-//! Snapshots read each table in key-ordered chunks. The connector only reads; it holds no
-//! durable state (the position carries everything a restart needs).
+//! Snapshots read each table in key-ordered chunks. The connector only reads, except that
+//! it purges `ebis_change` below a stored position when asked; it holds no durable state
+//! (the position carries everything a restart needs).
 
 mod error;
 mod gaps;
@@ -37,6 +38,8 @@ pub const CHANGE_TABLE: &str = "ebis_change";
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How many changelog sequence numbers back `head` looks for in-flight transactions.
 const HEAD_GAP_WINDOW: i64 = 10_000;
+/// Change-table rows deleted per purge statement (keeps each transaction short).
+const PURGE_CHUNK: u64 = 5_000;
 
 /// How changes are captured.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,8 +78,12 @@ pub struct MysqlSource {
     /// Seconds the server's local time is ahead of UTC (for timestamp-mode commit times).
     utc_offset: i64,
     /// Timestamp mode: per table, rows returned recently (key text → version), so the
-    /// overlap window returns only rows not seen yet.
+    /// overlap window returns only rows not seen yet. Valid only while each poll
+    /// continues from the marks the previous one returned (`returned`): read from any
+    /// other position (a stored one, after a failed apply), it is forgotten.
     seen: HashMap<String, HashMap<String, i64>>,
+    /// Timestamp mode: the marks the last poll returned.
+    returned: Option<BTreeMap<String, TableMark>>,
 }
 
 /// Builds a connection pool: UTF-8 text, UTC session time zone.
@@ -128,6 +135,7 @@ impl MysqlSource {
             tables: None,
             utc_offset: 0,
             seen: HashMap::new(),
+            returned: None,
         })
     }
 
@@ -310,6 +318,9 @@ impl MysqlSource {
         let tables = self.tables.clone().unwrap_or_default();
         let per_table = (limit / tables.len().max(1)).max(100);
         let overlap = chrono::Duration::from_std(overlap).unwrap_or_default();
+        if !self.returned.as_ref().is_some_and(|r| same_marks(r, marks)) {
+            self.seen.clear();
+        }
         let mut next = marks.clone();
         let mut changes = Vec::new();
         let mut full = false;
@@ -355,6 +366,7 @@ impl MysqlSource {
             }
             next.insert(t.plan.table.clone(), new_mark);
         }
+        self.returned = Some(next.clone());
         Ok(Batch {
             changes,
             position: Position::Timestamp { tables: next },
@@ -362,6 +374,32 @@ impl MysqlSource {
             read_at: if full { None } else { read_at },
         })
     }
+}
+
+/// Whether two sets of timestamp marks point at the same rows (when keys were last
+/// compared does not matter).
+fn same_marks(a: &BTreeMap<String, TableMark>, b: &BTreeMap<String, TableMark>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ta, ma), (tb, mb))| ta == tb && ma.modified == mb.modified && ma.key == mb.key)
+}
+
+/// Whether the current account holds the TRIGGER privilege on the current database (or
+/// globally), so `information_schema.TRIGGERS` would show the triggers there.
+async fn may_see_triggers(conn: &mut Conn) -> Result<bool, SourceError> {
+    let grantee = "CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')";
+    let n: Option<i64> = conn
+        .query_first(format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES
+                      WHERE GRANTEE = {grantee} AND PRIVILEGE_TYPE = 'TRIGGER')
+                  + (SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES
+                      WHERE GRANTEE = {grantee} AND PRIVILEGE_TYPE = 'TRIGGER'
+                        AND TABLE_SCHEMA = DATABASE())"
+        ))
+        .await
+        .map_err(|e| classify(e, None))?;
+    Ok(n.unwrap_or(0) > 0)
 }
 
 fn as_datetime(v: &Value) -> Option<NaiveDateTime> {
@@ -391,6 +429,7 @@ impl Source for MysqlSource {
                         "the change table {CHANGE_TABLE} does not exist: run `ebis setup-source` for this source"
                     )));
                 }
+                let mut missing = Vec::new();
                 for p in &self.plans {
                     let (schema, name) = table::split_table(&p.table);
                     let n: Option<i64> = conn
@@ -403,11 +442,23 @@ impl Source for MysqlSource {
                         .await
                         .map_err(|e| classify(e, None))?;
                     if n.unwrap_or(0) < 3 {
-                        return Err(SourceError::CaptureNotInstalled(format!(
-                            "table {} has no ebis capture triggers: run `ebis setup-source` for this source",
-                            p.table
-                        )));
+                        missing.push(p.table.as_str());
                     }
+                }
+                // information_schema shows triggers only to accounts with the TRIGGER
+                // privilege; a SELECT-only reader sees none at all and cannot tell.
+                if !missing.is_empty()
+                    && (missing.len() < self.plans.len() || may_see_triggers(&mut conn).await?)
+                {
+                    return Err(SourceError::CaptureNotInstalled(format!(
+                        "table {} has no ebis capture triggers: run `ebis setup-source` for this source",
+                        missing[0]
+                    )));
+                }
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        "the reading account cannot see triggers (no TRIGGER privilege): ebis assumes `ebis setup-source` installed them on every captured table"
+                    );
                 }
             }
             Capture::Timestamp { .. } => {
@@ -501,6 +552,46 @@ impl Source for MysqlSource {
                 "position `{}` does not fit capture mode {capture:?}",
                 other.summary()
             ))),
+        }
+    }
+
+    async fn purge(&mut self, stored: &Position) -> Result<u64, SourceError> {
+        let (Capture::Changelog { .. }, Some(below)) = (&self.capture, stored.purge_below()) else {
+            return Ok(0);
+        };
+        let mut conn = self.conn().await?;
+        // Never hold up capture for long behind a lock (ebis's reads take none).
+        conn.query_drop("SET SESSION innodb_lock_wait_timeout = 5")
+            .await
+            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+        // The boundary is the newest committed row at or below `below`: the DELETE's scan
+        // ends by reading it, and a committed row holds no lock. Ending on an uncommitted
+        // row (an awaited gap) would wait behind that transaction.
+        let boundary: Option<Option<i64>> = conn
+            .exec_first(
+                format!("SELECT MAX(seq) FROM {CHANGE_TABLE} WHERE seq <= ?"),
+                (below,),
+            )
+            .await
+            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+        let Some(Some(boundary)) = boundary else {
+            return Ok(0); // an empty change table
+        };
+        let mut total = 0;
+        loop {
+            conn.exec_drop(
+                format!(
+                    "DELETE FROM {CHANGE_TABLE} WHERE seq < ? ORDER BY seq LIMIT {PURGE_CHUNK}"
+                ),
+                (boundary,),
+            )
+            .await
+            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+            let deleted = conn.affected_rows();
+            total += deleted;
+            if deleted < PURGE_CHUNK {
+                return Ok(total);
+            }
         }
     }
 

@@ -54,6 +54,18 @@ impl Position {
         }
     }
 
+    /// Changelog capture: every change-table row with a sequence number below this one
+    /// has been read (none is awaited as a gap), so a stored position makes them safe to
+    /// delete. `None` for other modes.
+    pub fn purge_below(&self) -> Option<i64> {
+        match self {
+            Position::Changelog { seq, gaps } => {
+                Some(gaps.iter().map(|g| g.from).fold(*seq, i64::min))
+            }
+            _ => None,
+        }
+    }
+
     /// The number of open changelog gaps.
     pub fn open_gaps(&self) -> usize {
         match self {
@@ -162,6 +174,34 @@ mod tests {
         assert_eq!(back, p);
         assert_eq!(back.summary(), "seq 42, 1 open gap(s) (2 seq)");
         assert_eq!(back.open_gaps(), 1);
+        assert_eq!(back.purge_below(), Some(40), "an open gap is still needed");
+    }
+
+    #[test]
+    fn purging_keeps_the_newest_row_and_every_awaited_one() {
+        let since = DateTime::from_timestamp(1_150_000_000, 0).expect("ts");
+        let caught_up = Position::Changelog {
+            seq: 42,
+            gaps: vec![],
+        };
+        assert_eq!(caught_up.purge_below(), Some(42));
+        let gaps = Position::Changelog {
+            seq: 42,
+            gaps: vec![
+                Gap {
+                    from: 30,
+                    to: 31,
+                    since,
+                },
+                Gap {
+                    from: 12,
+                    to: 12,
+                    since,
+                },
+            ],
+        };
+        assert_eq!(gaps.purge_below(), Some(12));
+        assert_eq!(Position::Initial.purge_below(), None);
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::future::Future;
 /// Reads one bureau database.
 ///
 /// Contract:
-/// - **Read only.** A source never writes to the bureau database during capture (setting up
-///   change tables is a separate, explicit DBA step) and never touches the warehouse.
+/// - **Read only.** A source never writes to the bureau's own tables (setting up change
+///   tables is a separate, explicit DBA step) and never touches the warehouse. The one
+///   write is [`Source::purge`] of its own change table, which the pipeline calls only when
+///   the operator enabled it and only with a position the warehouse has stored.
 /// - **Ordering.** `changes` returns changes in the order they must be applied; applying
 ///   them in that order, then storing [`Batch::position`], leaves the warehouse equal to
 ///   the source as of the batch. Each [`Change::version`] is at least as large as every
@@ -53,4 +55,12 @@ pub trait Source: Send {
         after: Option<&[Value]>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Vec<Value>>, SourceError>> + Send;
+
+    /// Deletes change records that `stored` — a position already committed to the
+    /// warehouse — no longer needs, in short transactions, and returns how many it
+    /// deleted. Nothing at or after the position, and no awaited gap, is touched; a
+    /// connector may keep a few more (the newest row, for one, so the table's highest
+    /// sequence number survives). Modes without a change table delete nothing.
+    fn purge(&mut self, stored: &Position)
+    -> impl Future<Output = Result<u64, SourceError>> + Send;
 }
