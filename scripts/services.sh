@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and MariaDB servers are installed and running on this machine, then
-# prints the `export` lines that point the tests at them:
+# prints the `export` lines that point the tests at them (URLs without passwords, and a
+# password variable where the account needs one):
 #
 #     eval "$(bash scripts/services.sh)"
 #
@@ -52,7 +53,8 @@ if [ -z "${EBIS_TEST_PG_URL:-}" ]; then
     say "creating PostgreSQL role ebis_test"
     as_root runuser -u postgres -- psql -X -q -c \
       "do \$\$ begin if not exists (select from pg_roles where rolname = 'ebis_test') then create role ebis_test superuser login password 'ebis_test'; end if; end \$\$" >&2
-    EBIS_TEST_PG_URL="postgres://ebis_test:ebis_test@127.0.0.1:5432/postgres"
+    EBIS_TEST_PG_URL="postgres://ebis_test@127.0.0.1:5432/postgres"
+    EBIS_TEST_PG_PASSWORD=ebis_test
   fi
 fi
 
@@ -73,9 +75,15 @@ if [ -z "${EBIS_TEST_MYSQL_URL:-}" ]; then
   else
     say "creating MariaDB user ebis_test"
     as_root mariadb -e "create user if not exists 'ebis_test'@'127.0.0.1' identified by 'ebis_test'; grant all on *.* to 'ebis_test'@'127.0.0.1' with grant option;" >&2
-    EBIS_TEST_MYSQL_URL="mysql://ebis_test:ebis_test@127.0.0.1:3306/"
+    EBIS_TEST_MYSQL_URL="mysql://ebis_test@127.0.0.1:3306/"
+    EBIS_TEST_MYSQL_PASSWORD=ebis_test
   fi
 fi
 
+# URLs never carry passwords (they end up in pipeline configs, which refuse them); a
+# password travels in its own variable.
 printf 'export EBIS_TEST_PG_URL=%q\n' "$EBIS_TEST_PG_URL"
 printf 'export EBIS_TEST_MYSQL_URL=%q\n' "$EBIS_TEST_MYSQL_URL"
+[ -n "${EBIS_TEST_PG_PASSWORD:-}" ] && printf 'export EBIS_TEST_PG_PASSWORD=%q\n' "$EBIS_TEST_PG_PASSWORD"
+[ -n "${EBIS_TEST_MYSQL_PASSWORD:-}" ] && printf 'export EBIS_TEST_MYSQL_PASSWORD=%q\n' "$EBIS_TEST_MYSQL_PASSWORD"
+exit 0

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 /// What to measure and where.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
-    /// MySQL/MariaDB admin URL (a database is created there).
-    pub mysql_url: String,
-    /// PostgreSQL admin URL (a database is created there).
-    pub pg_url: String,
+    /// MySQL/MariaDB admin account (a database is created there).
+    pub mysql: ConnectionConfig,
+    /// PostgreSQL admin account (a database is created there).
+    pub pg: ConnectionConfig,
     /// Rows in the table before capture starts.
     pub rows: u64,
     /// Updates made while streaming.
@@ -113,11 +113,14 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn with_db(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
-    format!("{scheme}://{authority}/{db}{query}")
+/// A pool on a MySQL/MariaDB account (its password from the environment).
+fn mysql_pool(conn: &ConnectionConfig, max: usize) -> Result<mysql_async::Pool> {
+    let password = conn.password().map_err(anyhow::Error::msg)?;
+    Ok(ebis_mysql::pool(
+        &conn.url,
+        password.as_ref().map(|p| p.expose()),
+        max,
+    )?)
 }
 
 /// Runs the benchmark; `progress` receives one-line updates.
@@ -130,7 +133,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         ..BenchReport::default()
     };
     // Databases.
-    let admin = mysql_async::Pool::new(opts.mysql_url.as_str());
+    let admin = mysql_pool(&opts.mysql, 1)?;
     let mut c = admin
         .get_conn()
         .await
@@ -138,13 +141,13 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
     c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
         .await?;
     drop(c);
-    let (pg, conn) = tokio_postgres::connect(&opts.pg_url, tokio_postgres::NoTls)
+    let pg = Warehouse::new(&opts.pg, 1)?
+        .dedicated()
         .await
         .context("connecting to PostgreSQL")?;
-    tokio::spawn(conn);
     pg.batch_execute(&format!("create database {name}")).await?;
-    let source_url = with_db(&opts.mysql_url, &name);
-    let result = measure(opts, &name, &source_url, &mut report, &progress).await;
+    let source = opts.mysql.with_database(&name);
+    let result = measure(opts, &name, &source, &mut report, &progress).await;
     if !opts.keep {
         if let Ok(mut c) = admin.get_conn().await {
             let _ = c.query_drop(format!("DROP DATABASE `{name}`")).await;
@@ -167,11 +170,11 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
 async fn measure(
     opts: &BenchOptions,
     name: &str,
-    source_url: &str,
+    source: &ConnectionConfig,
     report: &mut BenchReport,
     progress: &impl Fn(&str),
 ) -> Result<()> {
-    let pool = mysql_async::Pool::new(source_url);
+    let pool = mysql_pool(source, 4)?;
     let mut c = pool.get_conn().await?;
     c.query_drop("SET NAMES utf8mb4").await?;
     for s in crate::assets::schema_statements("aic") {
@@ -200,12 +203,14 @@ async fn measure(
 
     let dir = std::env::temp_dir().join(name);
     crate::assets::write_mappings(&dir)?;
-    let pg_url = with_db(&opts.pg_url, name);
+    let wh_conn = opts.pg.with_database(name);
     std::fs::write(
         dir.join("pipeline.yaml"),
         format!(
-            "warehouse:\n  url: {pg_url}\npoll_interval: 100ms\nbatch_size: {}\nsources:\n  - name: aic_bench\n    bureau: aic\n    division: '150300'\n    dialect: mysql\n    connection:\n      url: {source_url}\n    capture:\n      mode: changelog\n    mappings: mappings/aic\n",
-            opts.batch_size
+            "warehouse:\n{}poll_interval: 100ms\nbatch_size: {}\nsources:\n  - name: aic_bench\n    bureau: aic\n    division: '150300'\n    dialect: mysql\n    connection:\n{}    capture:\n      mode: changelog\n    mappings: mappings/aic\n",
+            wh_conn.to_yaml("  "),
+            opts.batch_size,
+            source.to_yaml("      "),
         ),
     )?;
     let config =
@@ -214,14 +219,14 @@ async fn measure(
     let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let setup = crate::setup::setup_script(&cfg, &mappings).map_err(anyhow::Error::msg)?;
-    ebis_mysql::run_statements(source_url, None, &setup.statements).await?;
-    let wh = Warehouse::new(
-        &ConnectionConfig {
-            url: pg_url,
-            password_env: None,
-        },
-        4,
-    )?;
+    let password = source.password().map_err(anyhow::Error::msg)?;
+    ebis_mysql::run_statements(
+        &source.url,
+        password.as_ref().map(|p| p.expose()),
+        &setup.statements,
+    )
+    .await?;
+    let wh = Warehouse::new(&wh_conn, 4)?;
     warehouse::migrate(&wh).await?;
     wh.register_sources(&config.sources).await?;
 
@@ -453,8 +458,8 @@ impl CompareBenchReport {
 /// Measures the consistency comparison on a simulated city of `enterprises`: loads the
 /// bureau databases, captures them into a fresh warehouse, then times comparison runs.
 pub async fn compare_bench(
-    mysql_url: &str,
-    pg_url: &str,
+    mysql: &ConnectionConfig,
+    pg: &ConnectionConfig,
     enterprises: usize,
     keep: bool,
     progress: impl Fn(&str),
@@ -468,7 +473,7 @@ pub async fn compare_bench(
     let name = format!("ebis_bench_{}", std::process::id());
     let world = world::World::generate(world::Options::new(enterprises, 2006));
     let load_start = Instant::now();
-    let bureaus = Bureaus::create(mysql_url, &name).await?;
+    let bureaus = Bureaus::create(mysql, &name).await?;
     report.rows = bureaus.load_world(&world).await?;
     report.load_secs = load_start.elapsed().as_secs_f64();
     progress(&format!(
@@ -476,28 +481,23 @@ pub async fn compare_bench(
         report.rows, report.load_secs
     ));
 
-    let (pg, conn) = tokio_postgres::connect(pg_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    pg.batch_execute(&format!("create database {name}")).await?;
-    let wh_url = with_db(pg_url, &name);
+    let pg_admin = Warehouse::new(pg, 1)?.dedicated().await?;
+    pg_admin
+        .batch_execute(&format!("create database {name}"))
+        .await?;
+    let wh_conn = pg.with_database(&name);
     let dir = std::env::temp_dir().join(&name);
     crate::assets::write_mappings(&dir)?;
     std::fs::write(
         dir.join("pipeline.yaml"),
-        crate::demo::config_yaml(&wh_url, &bureaus),
+        crate::demo::config_yaml(&wh_conn, &bureaus),
     )?;
     let config =
         PipelineConfig::load(&dir.join("pipeline.yaml")).map_err(|d| anyhow::anyhow!("{d}"))?;
     crate::setup::install_all(&config)
         .await
         .map_err(anyhow::Error::msg)?;
-    let wh = Warehouse::new(
-        &ConnectionConfig {
-            url: wh_url,
-            password_env: None,
-        },
-        8,
-    )?;
+    let wh = Warehouse::new(&wh_conn, 8)?;
     warehouse::migrate(&wh).await?;
 
     let (trigger, shutdown) = Shutdown::new();
@@ -542,8 +542,8 @@ pub async fn compare_bench(
             "kept databases {name}_* (MySQL) and {name} (PostgreSQL)"
         ));
     } else {
-        bureaus.drop_all(mysql_url).await?;
-        let _ = pg
+        bureaus.drop_all(mysql).await?;
+        let _ = pg_admin
             .batch_execute(&format!("drop database {name} with (force)"))
             .await;
         let _ = std::fs::remove_dir_all(&dir);

@@ -2,7 +2,7 @@
 //! base → rule views → findings. Never by writing into the warehouse directly.
 
 use crate::support::city::City;
-use crate::support::pg::{PgDb, with_db};
+use crate::support::pg::PgDb;
 use chrono::Days;
 use ebis::demo::people::widened;
 use ebis::demo::world::{AicState, Options, World};
@@ -383,14 +383,19 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
 
     // An analyst reads the views but never a whole ID-card number.
     let login = crate::support::unique_name("ebis_t_analyst");
+    // A login with a password, so it works whatever authentication the server asks.
     pg.batch_execute(&format!(
-        "create role {login} login; grant ebis_analyst to {login}"
+        "create role {login} login password '{login}'; grant ebis_analyst to {login}"
     ))
     .await
     .expect("role");
-    let url =
-        with_db(&city.pg.url, &city.pg.name).replacen("://postgres@", &format!("://{login}@"), 1);
-    let analyst = crate::support::pg::connect(&url).await;
+    let (scheme, rest) = city.pg.url.split_once("://").expect("url");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let analyst = crate::support::pg::connect(&ebis::config::ConnectionConfig {
+        url: format!("{scheme}://{login}:{login}@{host}"),
+        password_env: None,
+    })
+    .await;
     let full_id = city.world.enterprises[bad_id].aic_rep_id.clone();
     let shown: String = analyst
         .query_one(
@@ -511,14 +516,7 @@ async fn a_lagging_source_makes_no_finding_until_it_has_caught_up() {
 #[tokio::test]
 async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
     let db = PgDb::create().await;
-    let wh = ebis::warehouse::Warehouse::new(
-        &ebis::config::ConnectionConfig {
-            url: db.url.clone(),
-            password_env: None,
-        },
-        1,
-    )
-    .expect("warehouse");
+    let wh = ebis::warehouse::Warehouse::new(&db.conn, 1).expect("warehouse");
     ebis::warehouse::migrate(&wh).await.expect("migrate");
     let c = db.client().await;
     let text = std::fs::read_to_string(crate::support::root().join("testdata/identifiers.csv"))

@@ -142,7 +142,7 @@ async fn the_warehouse_unreachable_for_seconds_is_retried_until_it_returns() {
     let proxied = ebis::warehouse::Warehouse::new(
         &ebis::config::ConnectionConfig {
             url: reroute(&env.pg.url, proxy.addr),
-            password_env: None,
+            password_env: env.pg.conn.password_env.clone(),
         },
         4,
     )

@@ -7,7 +7,10 @@ use ebis::warehouse::MIGRATIONS;
 
 fn migrate(db: &PgDb) -> crate::support::Ran {
     run(ebis(&root())
-        .env("EBIS_WAREHOUSE_URL", &db.url)
+        .env(
+            "EBIS_WAREHOUSE_URL",
+            crate::support::pg::with_password(&db.url),
+        )
         .arg("migrate"))
 }
 

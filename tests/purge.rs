@@ -129,7 +129,12 @@ async fn an_account_that_may_not_delete_sees_an_error_and_capture_goes_on() {
     let aic = env.db("aic_city");
     // A reading account with SELECT only, as many bureau DBAs will grant at first.
     let user = format!("{}_ro", aic.name);
-    aic.exec(&format!("CREATE USER '{user}'@'127.0.0.1'")).await;
+    // Same password as the test account, whose variable the config names.
+    let identified = std::env::var(crate::support::mysql::PASSWORD_ENV)
+        .map(|pw| format!(" IDENTIFIED BY '{pw}'"))
+        .unwrap_or_default();
+    aic.exec(&format!("CREATE USER '{user}'@'127.0.0.1'{identified}"))
+        .await;
     aic.exec(&format!(
         "GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1'",
         aic.name

@@ -61,14 +61,16 @@ pub enum BenchKind {
 
 #[derive(clap::Args)]
 pub struct BenchServers {
-    /// MySQL/MariaDB admin URL.
+    /// MySQL/MariaDB admin URL, without password (that is read from
+    /// EBIS_TEST_MYSQL_PASSWORD when set).
     #[arg(
         long,
         env = "EBIS_TEST_MYSQL_URL",
         default_value = "mysql://root@127.0.0.1:3306/"
     )]
     mysql_url: String,
-    /// PostgreSQL admin URL.
+    /// PostgreSQL admin URL, without password (that is read from EBIS_TEST_PG_PASSWORD
+    /// when set).
     #[arg(
         long,
         env = "EBIS_TEST_PG_URL",
@@ -175,10 +177,12 @@ pub enum Command {
         /// Leave the servers running at the end.
         #[arg(long)]
         keep: bool,
-        /// Use this PostgreSQL server (admin URL) instead of a private one.
+        /// Use this PostgreSQL server (admin URL, without password: that is read from
+        /// EBIS_DEMO_WAREHOUSE_PASSWORD when set) instead of a private one.
         #[arg(long, value_name = "URL")]
         warehouse: Option<String>,
-        /// Use this MySQL/MariaDB server (admin URL) instead of a private one.
+        /// Use this MySQL/MariaDB server (admin URL, without password: that is read from
+        /// EBIS_DEMO_SOURCE_PASSWORD when set) instead of a private one.
         #[arg(long, value_name = "URL")]
         source_url: Option<String>,
         /// Folder for the servers, config, mappings and ground truth.
@@ -197,6 +201,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl BenchServers {
+    /// The two admin accounts, passwords from the environment.
+    fn accounts(
+        &self,
+    ) -> Result<(
+        ebis::config::ConnectionConfig,
+        ebis::config::ConnectionConfig,
+    )> {
+        let account = |url: &str, env: &str, flag: &str| {
+            ebis::config::ConnectionConfig::from_url(url, env, flag).map_err(anyhow::Error::msg)
+        };
+        Ok((
+            account(&self.mysql_url, "EBIS_TEST_MYSQL_PASSWORD", "--mysql-url")?,
+            account(&self.pg_url, "EBIS_TEST_PG_PASSWORD", "--pg-url")?,
+        ))
+    }
 }
 
 /// Runs the parsed command.

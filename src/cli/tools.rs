@@ -31,9 +31,10 @@ pub fn bench(what: BenchKind) -> Result<ExitCode> {
             batch_size,
             servers,
         } => {
+            let (mysql, pg) = servers.accounts()?;
             let opts = ebis::bench::BenchOptions {
-                mysql_url: servers.mysql_url,
-                pg_url: servers.pg_url,
+                mysql,
+                pg,
                 rows,
                 changes,
                 writers,
@@ -47,9 +48,10 @@ pub fn bench(what: BenchKind) -> Result<ExitCode> {
             enterprises,
             servers,
         } => {
+            let (mysql, pg) = servers.accounts()?;
             let report = runtime()?.block_on(ebis::bench::compare_bench(
-                &servers.mysql_url,
-                &servers.pg_url,
+                &mysql,
+                &pg,
                 enterprises,
                 servers.keep,
                 progress,

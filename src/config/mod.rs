@@ -11,7 +11,7 @@ mod validate;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::indicators::Bureau;
-use crate::secret::{Secret, redact_url};
+use crate::secret::{Secret, redact_url, url_has_password};
 use crate::yaml;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +61,43 @@ impl ConnectionConfig {
     /// The URL as it may be shown.
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
+    }
+
+    /// An account given outside a config file (a command-line flag, a test variable):
+    /// `url` must not carry the password — command lines are visible to every user of
+    /// the machine — which comes from `password_env` when that variable is set.
+    pub fn from_url(url: &str, password_env: &str, what: &str) -> Result<Self, String> {
+        if url_has_password(url) {
+            return Err(format!(
+                "{what} {}: remove the password from the URL and put it in the environment variable {password_env}",
+                redact_url(url)
+            ));
+        }
+        Ok(ConnectionConfig {
+            url: url.to_owned(),
+            password_env: std::env::var_os(password_env).map(|_| password_env.to_owned()),
+        })
+    }
+
+    /// The same account on database `db` (`scheme://authority/db?query`).
+    pub fn with_database(&self, db: &str) -> ConnectionConfig {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("", &self.url));
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
+        ConnectionConfig {
+            url: format!("{scheme}://{authority}/{db}{query}"),
+            password_env: self.password_env.clone(),
+        }
+    }
+
+    /// As a pipeline config writes it: `url:` and, when there is one, `password_env:`,
+    /// each line indented by `indent`.
+    pub fn to_yaml(&self, indent: &str) -> String {
+        let mut out = format!("{indent}url: {}\n", self.url);
+        if let Some(var) = &self.password_env {
+            out.push_str(&format!("{indent}password_env: {var}\n"));
+        }
+        out
     }
 }
 
@@ -323,6 +360,45 @@ sources:
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].line, 4);
         assert!(err.0[0].message.contains("unknown field `batchsize`"));
+    }
+
+    #[test]
+    fn accounts_from_flags_keep_passwords_out_of_urls() {
+        let err = ConnectionConfig::from_url(
+            "postgres://dba:hunter2@db:5432/postgres",
+            "EBIS_NO_SUCH_PASSWORD_VAR",
+            "--warehouse",
+        )
+        .expect_err("refused");
+        assert!(err.contains("EBIS_NO_SUCH_PASSWORD_VAR"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let admin = ConnectionConfig::from_url(
+            "mysql://root@127.0.0.1:3306/?prefer_socket=false",
+            "EBIS_NO_SUCH_PASSWORD_VAR",
+            "--source-url",
+        )
+        .expect("accepted");
+        assert_eq!(
+            admin.password_env, None,
+            "an unset variable names no password"
+        );
+        let db = admin.with_database("ebis_demo_aic");
+        assert_eq!(
+            db.url,
+            "mysql://root@127.0.0.1:3306/ebis_demo_aic?prefer_socket=false"
+        );
+        let with_pw = ConnectionConfig {
+            url: "postgres://ebis@h/w".to_owned(),
+            password_env: Some("PW".to_owned()),
+        };
+        assert_eq!(
+            with_pw.to_yaml("  "),
+            "  url: postgres://ebis@h/w\n  password_env: PW\n"
+        );
+        assert_eq!(
+            with_pw.with_database("x").password_env.as_deref(),
+            Some("PW")
+        );
     }
 
     #[test]

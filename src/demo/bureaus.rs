@@ -5,6 +5,7 @@
 //! untouched — as the era's applications did.
 
 use super::native::{NativeRow, Rows, table};
+use crate::config::ConnectionConfig;
 use crate::indicators::Bureau;
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
@@ -18,49 +19,54 @@ pub fn database(prefix: &str, bureau: Bureau) -> String {
 /// Connections to the four bureau databases.
 pub struct Bureaus {
     pools: Vec<(Bureau, Pool)>,
-    /// URL of each database (for the pipeline config).
-    pub urls: Vec<(Bureau, String)>,
+    /// The account on each database (for the pipeline config).
+    pub conns: Vec<(Bureau, ConnectionConfig)>,
 }
 
-fn with_db(admin: &str, db: &str) -> String {
-    let (scheme, rest) = admin.split_once("://").unwrap_or(("mysql", admin));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    format!("{scheme}://{authority}/{db}")
+/// A pool on `conn` whose connections start with `names` (`SET NAMES …`).
+fn pool_of(conn: &ConnectionConfig, names: &str) -> Result<Pool> {
+    let mut opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&conn.url)?)
+        .setup(vec![names.to_owned()])
+        .prefer_socket(Some(false));
+    if let Some(pw) = conn.password().map_err(anyhow::Error::msg)? {
+        opts = opts.pass(Some(pw.expose().to_owned()));
+    }
+    Ok(Pool::new(opts))
 }
 
 impl Bureaus {
     /// (Re)creates the four databases `<prefix>_<bureau>` with the reference schemas.
-    pub async fn create(admin_url: &str, prefix: &str) -> Result<Bureaus> {
-        let admin = Pool::new(admin_url);
-        let mut c = admin.get_conn().await.context("connecting to MariaDB")?;
+    pub async fn create(admin: &ConnectionConfig, prefix: &str) -> Result<Bureaus> {
+        let admin_pool = pool_of(admin, "SET NAMES utf8mb4")?;
+        let mut c = admin_pool
+            .get_conn()
+            .await
+            .context("connecting to MariaDB")?;
         let mut pools = Vec::new();
-        let mut urls = Vec::new();
+        let mut conns = Vec::new();
         for b in Bureau::ALL {
             let db = database(prefix, b);
             c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
                 .await?;
             c.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
                 .await?;
-            let url = with_db(admin_url, &db);
+            let conn = admin.with_database(&db);
             let names = if b == Bureau::Ltax {
                 "SET NAMES latin1"
             } else {
                 "SET NAMES utf8mb4"
             };
-            let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url)?)
-                .setup(vec![names])
-                .prefer_socket(Some(false));
-            let pool = Pool::new(opts);
+            let pool = pool_of(&conn, names)?;
             let mut bc = pool.get_conn().await?;
             for s in crate::assets::schema_statements(b.code()) {
                 bc.query_drop(s).await?;
             }
             pools.push((b, pool));
-            urls.push((b, url));
+            conns.push((b, conn));
         }
         drop(c);
-        let _ = admin.disconnect().await;
-        Ok(Bureaus { pools, urls })
+        let _ = admin_pool.disconnect().await;
+        Ok(Bureaus { pools, conns })
     }
 
     fn pool(&self, b: Bureau) -> &Pool {
@@ -71,13 +77,13 @@ impl Bureaus {
             .unwrap_or(&self.pools[0].1)
     }
 
-    /// URL of a bureau's database.
-    pub fn url(&self, b: Bureau) -> &str {
-        self.urls
+    /// The account on a bureau's database.
+    pub fn conn(&self, b: Bureau) -> &ConnectionConfig {
+        self.conns
             .iter()
             .find(|(x, _)| *x == b)
-            .map(|(_, u)| u.as_str())
-            .unwrap_or("")
+            .map(|(_, c)| c)
+            .unwrap_or(&self.conns[0].1)
     }
 
     /// Bulk-inserts rows (the initial load, before capture is installed).
@@ -167,21 +173,22 @@ impl Bureaus {
     }
 
     /// Drops the four databases.
-    pub async fn drop_all(self, admin_url: &str) -> Result<()> {
+    pub async fn drop_all(self, admin: &ConnectionConfig) -> Result<()> {
         let names: Vec<String> = self
-            .urls
+            .conns
             .iter()
-            .map(|(_, u)| u.rsplit('/').next().unwrap_or("").to_owned())
+            .map(|(_, c)| c.url.rsplit('/').next().unwrap_or("").to_owned())
+            .map(|db| db.split('?').next().unwrap_or("").to_owned())
             .collect();
         self.close().await;
-        let admin = Pool::new(admin_url);
-        let mut c = admin.get_conn().await?;
+        let admin_pool = pool_of(admin, "SET NAMES utf8mb4")?;
+        let mut c = admin_pool.get_conn().await?;
         for n in names {
             c.query_drop(format!("DROP DATABASE IF EXISTS `{n}`"))
                 .await?;
         }
         drop(c);
-        let _ = admin.disconnect().await;
+        let _ = admin_pool.disconnect().await;
         Ok(())
     }
 }

@@ -29,6 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The password of `--warehouse`'s account, when it has one.
+pub const WAREHOUSE_PASSWORD_ENV: &str = "EBIS_DEMO_WAREHOUSE_PASSWORD";
+/// The password of `--source-url`'s account, when it has one.
+pub const SOURCE_PASSWORD_ENV: &str = "EBIS_DEMO_SOURCE_PASSWORD";
+
 /// What the demo does.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -93,19 +98,21 @@ pub struct DemoSummary {
     pub stop_hint: Option<String>,
 }
 
-fn with_db(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    format!("{scheme}://{authority}/{db}")
-}
-
 /// Runs the demo; `shutdown` ends the live phase early (Ctrl-C).
 pub async fn run(opts: &DemoOptions, shutdown: Shutdown) -> Result<DemoSummary> {
     let t0 = Instant::now();
     let say = |s: &str| eprintln!("demo: {s}");
     std::fs::create_dir_all(&opts.dir)?;
+    let given = |url: &Option<String>, env: &str, flag: &str| {
+        url.as_deref()
+            .map(|u| ConnectionConfig::from_url(u, env, flag))
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    };
+    let given_pg = given(&opts.warehouse, WAREHOUSE_PASSWORD_ENV, "--warehouse")?;
+    let given_my = given(&opts.source_url, SOURCE_PASSWORD_ENV, "--source-url")?;
     let mut servers = None;
-    if opts.warehouse.is_none() || opts.source_url.is_none() {
+    if given_pg.is_none() || given_my.is_none() {
         let mut s = servers::PrivateServers::start(&opts.dir.join("servers"), &say)?;
         s.wait_ready().await?;
         say(&format!(
@@ -114,16 +121,12 @@ pub async fn run(opts: &DemoOptions, shutdown: Shutdown) -> Result<DemoSummary> 
         ));
         servers = Some(s);
     }
-    let pg_admin = opts
-        .warehouse
-        .clone()
-        .or_else(|| servers.as_ref().map(|s| s.pg_url()))
-        .unwrap_or_default();
-    let my_admin = opts
-        .source_url
-        .clone()
-        .or_else(|| servers.as_ref().map(|s| s.mysql_url()))
-        .unwrap_or_default();
+    let private = |url: Option<String>| ConnectionConfig {
+        url: url.unwrap_or_default(),
+        password_env: None,
+    };
+    let pg_admin = given_pg.unwrap_or_else(|| private(servers.as_ref().map(|s| s.pg_url())));
+    let my_admin = given_my.unwrap_or_else(|| private(servers.as_ref().map(|s| s.mysql_url())));
     let result = run_on(opts, &pg_admin, &my_admin, shutdown, t0).await;
     match servers {
         Some(s) if opts.keep => {
@@ -144,8 +147,8 @@ pub async fn run(opts: &DemoOptions, shutdown: Shutdown) -> Result<DemoSummary> 
 
 async fn run_on(
     opts: &DemoOptions,
-    pg_admin: &str,
-    my_admin: &str,
+    pg_admin: &ConnectionConfig,
+    my_admin: &ConnectionConfig,
     shutdown: Shutdown,
     t0: Instant,
 ) -> Result<DemoSummary> {
@@ -168,31 +171,29 @@ async fn run_on(
         summary.rows_loaded
     ));
 
-    let (pg, conn) = tokio_postgres::connect(pg_admin, tokio_postgres::NoTls)
+    let pg = Warehouse::new(pg_admin, 1)?
+        .dedicated()
         .await
         .context("connecting to the warehouse server")?;
-    tokio::spawn(conn);
     pg.batch_execute("drop database if exists ebis_demo with (force)")
         .await?;
     pg.batch_execute("create database ebis_demo").await?;
-    let wh_url = with_db(pg_admin, "ebis_demo");
-    summary.warehouse_url = wh_url.clone();
-    summary.source_urls = bureaus.urls.clone();
+    let wh_conn = pg_admin.with_database("ebis_demo");
+    summary.warehouse_url = wh_conn.url.clone();
+    summary.source_urls = bureaus
+        .conns
+        .iter()
+        .map(|(b, c)| (*b, c.url.clone()))
+        .collect();
 
     crate::assets::write_mappings(&opts.dir)?;
     let config_path = opts.dir.join("pipeline.yaml");
-    std::fs::write(&config_path, config_yaml(&wh_url, &bureaus))?;
+    std::fs::write(&config_path, config_yaml(&wh_conn, &bureaus))?;
     let config = PipelineConfig::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
     crate::setup::install_all(&config)
         .await
         .map_err(anyhow::Error::msg)?;
-    let wh = Warehouse::new(
-        &ConnectionConfig {
-            url: wh_url.clone(),
-            password_env: None,
-        },
-        12,
-    )?;
+    let wh = Warehouse::new(&wh_conn, 12)?;
     warehouse::migrate(&wh).await?;
     summary.setup_secs = t0.elapsed().as_secs_f64();
     say(&format!(
@@ -323,19 +324,20 @@ async fn run_on(
 }
 
 /// The demo's pipeline config: the four bureaus, local tax connected for 海勃湾区 only.
-pub fn config_yaml(wh_url: &str, bureaus: &Bureaus) -> String {
+pub fn config_yaml(warehouse: &ConnectionConfig, bureaus: &Bureaus) -> String {
     let source = |name: &str, b: Bureau, division: &str, covers: &str, capture: &str| {
         format!(
-            "  - name: {name}\n    bureau: {}\n    division: '{division}'\n    covers: [{covers}]\n    dialect: mysql\n    connection:\n      url: {}\n    capture:\n{capture}    mappings: mappings/{}\n",
+            "  - name: {name}\n    bureau: {}\n    division: '{division}'\n    covers: [{covers}]\n    dialect: mysql\n    connection:\n{}    capture:\n{capture}    mappings: mappings/{}\n",
             b.code(),
-            bureaus.url(b),
+            bureaus.conn(b).to_yaml("      "),
             b.code()
         )
     };
     let all = "'150302', '150303', '150304'";
     let changelog = "      mode: changelog\n      gap_timeout: 2m\n      purge_every: 30s\n";
     format!(
-        "# Written by `ebis demo`. The four bureaus of 乌海市; local tax is connected for 海勃湾区 only.\nwarehouse:\n  url: {wh_url}\npoll_interval: 250ms\nbatch_size: 1000\nsources:\n{}{}{}{}",
+        "# Written by `ebis demo`. The four bureaus of 乌海市; local tax is connected for 海勃湾区 only.\nwarehouse:\n{}poll_interval: 250ms\nbatch_size: 1000\nsources:\n{}{}{}{}",
+        warehouse.to_yaml("  "),
         source("aic_city", Bureau::Aic, "150300", all, changelog),
         source("ntax_city", Bureau::Ntax, "150300", all, changelog),
         source(

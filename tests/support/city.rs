@@ -2,10 +2,10 @@
 //! a warehouse, capture installed, and the pipeline run per source — so a test can stop
 //! one source to make it lag.
 
-use super::mysql::base_url as mysql_base;
+use super::mysql::admin as mysql_admin;
 use super::pg::PgDb;
 use super::{TempDir, unique_name};
-use ebis::config::{ConnectionConfig, PipelineConfig};
+use ebis::config::PipelineConfig;
 use ebis::demo::bureaus::Bureaus;
 use ebis::demo::native::{self, Rows};
 use ebis::demo::world::World;
@@ -33,25 +33,18 @@ impl City {
     pub async fn new(world: World) -> City {
         let pg = PgDb::create().await;
         let prefix = unique_name("ebis_c");
-        let bureaus = Bureaus::create(&mysql_base(), &prefix)
+        let bureaus = Bureaus::create(&mysql_admin(), &prefix)
             .await
             .expect("bureau databases");
         bureaus.load(&native::all_rows(&world)).await.expect("load");
         let dir = TempDir::new("ebis_city");
         ebis::assets::write_mappings(dir.path()).expect("mappings");
-        let yaml = ebis::demo::config_yaml(&pg.url, &bureaus)
+        let yaml = ebis::demo::config_yaml(&pg.conn, &bureaus)
             .replace("key_scan_every: 5s", "key_scan_every: 1s");
         std::fs::write(dir.path().join("pipeline.yaml"), yaml).expect("config");
         let config = PipelineConfig::load(&dir.path().join("pipeline.yaml")).expect("config");
         ebis::setup::install_all(&config).await.expect("capture");
-        let wh = Warehouse::new(
-            &ConnectionConfig {
-                url: pg.url.clone(),
-                password_env: None,
-            },
-            8,
-        )
-        .expect("warehouse");
+        let wh = Warehouse::new(&pg.conn, 8).expect("warehouse");
         warehouse::migrate(&wh).await.expect("migrate");
         wh.register_sources(&config.sources)
             .await
@@ -186,7 +179,7 @@ impl City {
     pub async fn drop_sources(mut self) {
         self.stop_all().await;
         if let Some(b) = self.bureaus.take() {
-            let _ = b.drop_all(&mysql_base()).await;
+            let _ = b.drop_all(&mysql_admin()).await;
         }
     }
 }

@@ -67,30 +67,31 @@ impl Env {
             dbs.push(MyDb::create(&bureau_schema(s.bureau)).await);
         }
         let dir = TempDir::new("ebis_env");
+        let warehouse = ConnectionConfig {
+            url: warehouse_url.unwrap_or_else(|| pg.url.clone()),
+            password_env: pg.conn.password_env.clone(),
+        };
         let mut yaml = format!(
-            "warehouse:\n  url: {}\npoll_interval: 200ms\nbatch_size: 500\nsources:\n",
-            warehouse_url.as_deref().unwrap_or(&pg.url)
+            "warehouse:\n{}poll_interval: 200ms\nbatch_size: 500\nsources:\n",
+            warehouse.to_yaml("  ")
         );
         for (i, (s, db)) in specs.iter().zip(&dbs).enumerate() {
+            let connection = ConnectionConfig {
+                url: source_url(i, &db.url),
+                password_env: db.conn.password_env.clone(),
+            };
             yaml.push_str(&format!(
-                "  - name: {}\n    bureau: {}\n    division: '{}'\n    covers: ['150302', '150303', '150304']\n    dialect: mysql\n    connection:\n      url: {}\n    capture:\n      {}\n    mappings: {}\n",
+                "  - name: {}\n    bureau: {}\n    division: '{}'\n    covers: ['150302', '150303', '150304']\n    dialect: mysql\n    connection:\n{}    capture:\n      {}\n    mappings: {}\n",
                 s.name,
                 s.bureau,
                 s.division,
-                source_url(i, &db.url),
+                connection.to_yaml("      "),
                 s.capture,
                 root().join("mappings").join(s.bureau).display()
             ));
         }
         std::fs::write(dir.path().join("pipeline.yaml"), yaml).expect("write config");
-        let wh = Warehouse::new(
-            &ConnectionConfig {
-                url: pg.url.clone(),
-                password_env: None,
-            },
-            8,
-        )
-        .expect("warehouse");
+        let wh = Warehouse::new(&pg.conn, 8).expect("warehouse");
         warehouse::migrate(&wh).await.expect("migrate");
         let env = Env {
             pg,

@@ -1,11 +1,24 @@
-//! Throwaway MySQL/MariaDB databases on the server named by `EBIS_TEST_MYSQL_URL`.
+//! Throwaway MySQL/MariaDB databases on the server named by `EBIS_TEST_MYSQL_URL` (its
+//! password, if the account has one, in `EBIS_TEST_MYSQL_PASSWORD`).
 
+use ebis::config::ConnectionConfig;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool};
 
+/// The variable holding the test account's password.
+pub const PASSWORD_ENV: &str = "EBIS_TEST_MYSQL_PASSWORD";
+
+/// The admin account of the test server.
+pub fn admin() -> ConnectionConfig {
+    let url = std::env::var("EBIS_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".to_owned());
+    ConnectionConfig::from_url(&url, PASSWORD_ENV, "EBIS_TEST_MYSQL_URL")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The admin URL of the test server (no password).
 pub fn base_url() -> String {
-    std::env::var("EBIS_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".to_owned())
+    admin().url
 }
 
 /// `url` with its database replaced by `db`.
@@ -13,6 +26,17 @@ pub fn with_db(url: &str, db: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a mysql:// URL");
     let authority = rest.split('/').next().unwrap_or(rest);
     format!("{scheme}://{authority}/{db}")
+}
+
+/// A pool on a test account.
+pub fn pool(account: &ConnectionConfig) -> Pool {
+    let mut opts = mysql_async::OptsBuilder::from_opts(
+        mysql_async::Opts::from_url(&account.url).expect("url"),
+    );
+    if let Some(pw) = account.password().expect("password") {
+        opts = opts.pass(Some(pw.expose().to_owned()));
+    }
+    Pool::new(opts)
 }
 
 /// The statements of a reference bureau schema (`sql/demo/mysql/<bureau>.sql`).
@@ -24,27 +48,36 @@ pub fn bureau_schema(bureau: &str) -> Vec<String> {
 pub struct MyDb {
     pub name: String,
     pub url: String,
+    /// The test account on this database.
+    pub conn: ConnectionConfig,
     pub pool: Pool,
 }
 
 impl MyDb {
     pub async fn create(statements: &[String]) -> MyDb {
         let name = super::unique_name("ebis_t");
-        let admin = Pool::new(base_url().as_str());
+        let admin_conn = admin();
+        let admin = pool(&admin_conn);
         let mut c = admin.get_conn().await.expect("connect to test MariaDB");
         c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
             .await
             .expect("create database");
         drop(c);
         let _ = admin.disconnect().await;
-        let url = with_db(&base_url(), &name);
-        let pool = Pool::new(url.as_str());
+        let conn = admin_conn.with_database(&name);
+        let url = conn.url.clone();
+        let pool = pool(&conn);
         let mut c = pool.get_conn().await.expect("connect");
         c.query_drop("SET NAMES utf8mb4").await.expect("names");
         for s in statements {
             c.query_drop(s).await.unwrap_or_else(|e| panic!("{e}: {s}"));
         }
-        MyDb { name, url, pool }
+        MyDb {
+            name,
+            url,
+            conn,
+            pool,
+        }
     }
 
     pub async fn conn(&self) -> Conn {
@@ -78,7 +111,7 @@ impl Drop for MyDb {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                let admin = Pool::new(base_url().as_str());
+                let admin = pool(&admin());
                 if let Ok(mut c) = admin.get_conn().await {
                     let _ = c
                         .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))

@@ -1,26 +1,47 @@
-//! Throwaway PostgreSQL databases on the server named by `EBIS_TEST_PG_URL`.
+//! Throwaway PostgreSQL databases on the server named by `EBIS_TEST_PG_URL` (its password,
+//! if the account has one, in `EBIS_TEST_PG_PASSWORD` — never in the URL, which ends up in
+//! pipeline configs).
 
+use ebis::config::ConnectionConfig;
+use std::str::FromStr;
 use tokio_postgres::{Client, NoTls};
 
-/// The admin URL of the test server.
+/// The variable holding the test account's password.
+pub const PASSWORD_ENV: &str = "EBIS_TEST_PG_PASSWORD";
+
+/// The admin account of the test server.
+pub fn admin() -> ConnectionConfig {
+    let url = std::env::var("EBIS_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    ConnectionConfig::from_url(&url, PASSWORD_ENV, "EBIS_TEST_PG_URL")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The admin URL of the test server (no password).
 pub fn base_url() -> String {
-    std::env::var("EBIS_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    admin().url
 }
 
-/// `url` with its database replaced by `db`.
-pub fn with_db(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, ""),
-    };
-    let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
-    format!("{scheme}://{authority}/{db}{query}")
+/// `url` with the password of the test account in it, for `EBIS_WAREHOUSE_URL` (a
+/// variable, where a secret may live).
+pub fn with_password(url: &str) -> String {
+    match std::env::var(PASSWORD_ENV) {
+        Ok(pw) if !pw.is_empty() => {
+            let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+            let (user, host) = rest.split_once('@').expect("a user in the URL");
+            format!("{scheme}://{user}:{pw}@{host}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
-pub async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
+pub async fn connect(account: &ConnectionConfig) -> Client {
+    let mut config = tokio_postgres::Config::from_str(&account.url).expect("a postgres URL");
+    if let Some(pw) = account.password().expect("password") {
+        config.password(pw.expose());
+    }
+    let (client, conn) = config
+        .connect(NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect to test PostgreSQL: {e}"));
     tokio::spawn(async move {
@@ -33,24 +54,29 @@ pub async fn connect(url: &str) -> Client {
 pub struct PgDb {
     pub name: String,
     pub url: String,
+    /// The test account on this database.
+    pub conn: ConnectionConfig,
 }
 
 impl PgDb {
     pub async fn create() -> PgDb {
         let name = super::unique_name("ebis_t");
-        let admin = connect(&base_url()).await;
+        let admin_conn = admin();
+        let admin = connect(&admin_conn).await;
         admin
             .batch_execute(&format!("create database {name}"))
             .await
             .expect("create database");
+        let conn = admin_conn.with_database(&name);
         PgDb {
-            url: with_db(&base_url(), &name),
+            url: conn.url.clone(),
+            conn,
             name,
         }
     }
 
     pub async fn client(&self) -> Client {
-        connect(&self.url).await
+        connect(&self.conn).await
     }
 }
 
@@ -63,14 +89,10 @@ impl Drop for PgDb {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                if let Ok((c, conn)) = tokio_postgres::connect(&base_url(), NoTls).await {
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    let _ = c
-                        .batch_execute(&format!("drop database if exists {name} with (force)"))
-                        .await;
-                }
+                let c = connect(&admin()).await;
+                let _ = c
+                    .batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .await;
             });
         })
         .join();
