@@ -2,7 +2,8 @@
 //!
 //! Every write that moves a source forward happens in one transaction together with that
 //! source's checkpoint. Errors are classified here, once, as retryable or fatal; their
-//! messages carry SQLSTATE and the server's message, never row values from us.
+//! messages carry SQLSTATE and the server's message (never its DETAIL, which quotes keys),
+//! with quoted values scrubbed.
 
 mod apply;
 mod keyscan;
@@ -70,7 +71,7 @@ impl From<tokio_postgres::Error> for WarehouseError {
         match e.as_db_error() {
             Some(db) => WarehouseError::Db {
                 code: db.code().code().to_owned(),
-                message: db.message().to_owned(),
+                message: ebis_source::scrub_values(db.message()),
             },
             None => WarehouseError::Unreachable(e.to_string()),
         }

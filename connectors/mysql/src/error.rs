@@ -1,8 +1,8 @@
 //! MySQL errors classified into retryable and fatal source errors, in one place.
-//! Messages keep table and column names; the server does not put row values in the
-//! messages of the statements this connector runs (reads only).
+//! Messages keep table and column names; any other quoted literal the server put in a
+//! message (a value) is scrubbed.
 
-use ebis_source::SourceError;
+use ebis_source::{SourceError, scrub_values};
 use mysql_async::{DriverError, Error};
 
 /// Classifies a driver error. `table` names the table the statement read, if one.
@@ -19,11 +19,11 @@ pub fn classify(e: Error, table: Option<&str>) -> SourceError {
             // deadlock, lock wait timeout, too many connections, query interrupted,
             // MariaDB "connection was killed", out of resources
             1213 | 1205 | 1040 | 1203 | 1317 | 1927 | 1041 => {
-                SourceError::Transient(format!("{} ({})", s.message, s.code))
+                SourceError::Transient(format!("{} ({})", scrub_values(&s.message), s.code))
             }
             // server shutdown in progress, gone away, lost connection
             1053 | 2006 | 2013 | 1077 | 1078 | 1079 | 1080 => {
-                SourceError::Unreachable(format!("{} ({})", s.message, s.code))
+                SourceError::Unreachable(format!("{} ({})", scrub_values(&s.message), s.code))
             }
             1146 => SourceError::MissingTable {
                 table: quoted_name(&s.message)
@@ -34,7 +34,7 @@ pub fn classify(e: Error, table: Option<&str>) -> SourceError {
                 table: table.unwrap_or("?").to_owned(),
                 column: quoted_name(&s.message).unwrap_or_default(),
             },
-            _ => SourceError::Query(format!("{} ({})", s.message, s.code)),
+            _ => SourceError::Query(format!("{} ({})", scrub_values(&s.message), s.code)),
         },
     }
 }
@@ -57,6 +57,21 @@ mod tests {
             message: message.to_owned(),
             state: "HY000".to_owned(),
         })
+    }
+
+    #[test]
+    fn values_in_server_messages_are_scrubbed() {
+        let e = classify(
+            server(
+                1292,
+                "Incorrect DATETIME value: '2006-13-45' for column 'ESTDATE'",
+            ),
+            Some("E_BASEINFO"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "source query failed: Incorrect DATETIME value: '…' for column 'ESTDATE' (1292)"
+        );
     }
 
     #[test]

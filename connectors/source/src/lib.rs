@@ -17,7 +17,7 @@ mod source;
 mod value;
 
 pub use change::{Batch, Change, GapEvent, Op};
-pub use error::SourceError;
+pub use error::{SourceError, scrub_values};
 pub use plan::{Expression, TablePlan};
 pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
 pub use source::Source;
