@@ -217,3 +217,57 @@ fn mapping_files_can_be_checked_without_a_config() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reaches_every_source_and_the_warehouse() {
+    use crate::support::harness::{AIC_CHANGELOG, Env, LTAX_TIMESTAMP};
+    let env = Env::new(&[&AIC_CHANGELOG, &LTAX_TIMESTAMP]).await;
+    let check = || {
+        run(ebis(&root()).args([
+            "--config".as_ref(),
+            env.config_path().as_os_str(),
+            "check".as_ref(),
+            "--online".as_ref(),
+        ]))
+    };
+    let out = check();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("source aic_city: ok: 3 table(s) readable with every mapped column, changelog capture installed; head: seq 0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("source ltax_hbw: ok: ")
+            && out.stdout.contains("timestamp capture installed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "reachable, all {} migrations applied",
+            ebis::warehouse::MIGRATIONS.len()
+        )),
+        "{}",
+        out.stdout
+    );
+
+    // A DBA drops a column a mapping reads: the check names the table and column.
+    env.db("aic_city")
+        .exec("ALTER TABLE E_BASEINFO DROP COLUMN DOM")
+        .await;
+    let out = check();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("source aic_city: error: source table E_BASEINFO has no column DOM"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("source ltax_hbw: ok: "),
+        "{}",
+        out.stdout
+    );
+}

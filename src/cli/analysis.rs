@@ -1,7 +1,7 @@
-//! Commands for DBAs and analysts: `check` (config and mappings, offline) and `compare`
+//! Commands for DBAs and analysts: `check` (config and mappings; `--online`, the servers) and `compare`
 //! (a comparison run, work-list export, scoring against ground truth).
 
-use super::context::{load_optional_config, runtime, warehouse_of};
+use super::context::{load_config, load_optional_config, runtime, warehouse_of};
 use anyhow::{Context, Result, bail};
 use ebis::compare::ExportFormat;
 use ebis::indicators::Bureau;
@@ -72,7 +72,7 @@ pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
     })
 }
 
-pub fn check(config_path: &Path, paths: &[PathBuf]) -> ExitCode {
+pub fn check(config_path: &Path, paths: &[PathBuf], online: bool) -> Result<ExitCode> {
     let report = if paths.is_empty() {
         ebis::check::check_config(config_path)
     } else {
@@ -84,18 +84,32 @@ pub fn check(config_path: &Path, paths: &[PathBuf]) -> ExitCode {
     for d in &report.errors.0 {
         eprintln!("{d}");
     }
-    if report.errors.is_empty() {
-        println!(
-            "ok: {} mapping file(s) checked, no errors",
-            report.mappings_ok
-        );
-        ExitCode::SUCCESS
-    } else {
+    if !report.errors.is_empty() {
         println!(
             "{} error(s); {} mapping file(s) without errors",
             report.errors.0.len(),
             report.mappings_ok
         );
-        ExitCode::FAILURE
+        return Ok(ExitCode::FAILURE);
     }
+    println!(
+        "ok: {} mapping file(s) checked, no errors",
+        report.mappings_ok
+    );
+    if !online {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = load_config(config_path)?;
+    let probes = runtime()?.block_on(ebis::check::check_online(&config));
+    for p in &probes {
+        match &p.outcome {
+            Ok(found) => println!("{}: ok: {found}", p.what),
+            Err(e) => println!("{}: error: {e}", p.what),
+        }
+    }
+    Ok(if probes.iter().all(|p| p.outcome.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

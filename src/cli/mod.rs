@@ -92,6 +92,10 @@ pub enum Command {
     Check {
         /// Mapping files or folders to check instead of the config.
         paths: Vec<PathBuf>,
+        /// Also reach every enabled source (tables, mapped columns, capture installed) and
+        /// the warehouse (migrations), reading only.
+        #[arg(long, conflicts_with = "paths")]
+        online: bool,
     },
     /// Print (or apply) what a bureau DBA installs so ebis can capture a source: the change
     /// table and triggers for exactly the tables its mappings read.
@@ -253,7 +257,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 json,
             },
         ),
-        Command::Check { paths } => Ok(analysis::check(&config, &paths)),
+        Command::Check { paths, online } => analysis::check(&config, &paths, online),
         Command::Demo {
             enterprises,
             rate,

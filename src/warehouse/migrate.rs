@@ -87,17 +87,36 @@ pub async fn migrate(wh: &Warehouse) -> Result<MigrateReport, WarehouseError> {
     result
 }
 
-async fn migrate_locked(
-    client: &mut deadpool_postgres::Object,
-) -> Result<MigrateReport, WarehouseError> {
-    client.batch_execute(BOOTSTRAP).await?;
+/// What the warehouse has applied, checked against this build: the names of the
+/// migrations still pending. Reads only; refuses (like `migrate`) an applied migration
+/// that changed or that this build does not know. A warehouse never migrated has them all
+/// pending.
+pub async fn pending(wh: &Warehouse) -> Result<Vec<&'static str>, WarehouseError> {
+    let client = wh.client().await?;
+    let exists: bool = client
+        .query_one("select to_regclass('ebis.migration') is not null", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(MIGRATIONS.iter().map(|m| m.name).collect());
+    }
+    let rows = applied(&client).await?;
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !rows.contains(&m.version()))
+        .map(|m| m.name)
+        .collect())
+}
+
+/// The applied versions, each checked against this build's file.
+async fn applied(client: &tokio_postgres::Client) -> Result<Vec<i32>, WarehouseError> {
     let rows = client
         .query(
             "select version, name, checksum, to_char(applied_at, 'YYYY-MM-DD HH24:MI') from ebis.migration order by version",
             &[],
         )
         .await?;
-    let mut report = MigrateReport::default();
+    let mut versions = Vec::new();
     for row in &rows {
         let (version, name, checksum, applied_at): (i32, String, String, String) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
@@ -114,10 +133,22 @@ async fn migrate_locked(
                 &expected[..12]
             )));
         }
-        report.already += 1;
+        versions.push(version);
     }
+    Ok(versions)
+}
+
+async fn migrate_locked(
+    client: &mut deadpool_postgres::Object,
+) -> Result<MigrateReport, WarehouseError> {
+    client.batch_execute(BOOTSTRAP).await?;
+    let done = applied(client).await?;
+    let mut report = MigrateReport {
+        already: done.len(),
+        ..MigrateReport::default()
+    };
     for m in MIGRATIONS {
-        if rows.iter().any(|r| r.get::<_, i32>(0) == m.version()) {
+        if done.contains(&m.version()) {
             continue;
         }
         let tx = client.transaction().await?;

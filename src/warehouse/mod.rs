@@ -15,7 +15,7 @@ pub use apply::{
     StagedRejection, StatusUpdate,
 };
 pub use keyscan::KeyScan;
-pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate};
+pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
 pub use state::{SourceLock, StoredCheckpoint};
 
 use crate::config::ConnectionConfig;

@@ -1,7 +1,11 @@
 //! `ebis check`: the offline check of a pipeline config and every mapping it uses, or of
-//! mapping files and folders named directly.
+//! mapping files and folders named directly; `online` adds what only the servers can tell.
 //!
-//! It reads files and the environment only; it opens no connection.
+//! This module reads files and the environment only; it opens no connection.
+
+mod online;
+
+pub use online::{Probe, check_online};
 
 use crate::config::PipelineConfig;
 use crate::diagnostic::{Diagnostic, Diagnostics};

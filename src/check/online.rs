@@ -1,0 +1,80 @@
+//! `ebis check --online`: what the offline check cannot see. Each enabled source is
+//! reached with its own account and checked as `ebis run` would before capturing — every
+//! mapped table and column present, capture installed for its mode — and its head read;
+//! the warehouse is reached and its migrations compared with this build.
+//!
+//! Reads only: it installs, migrates and applies nothing.
+
+use crate::config::{self, PipelineConfig};
+use crate::mapping::MappingSet;
+use crate::pipeline::{AnySource, plans};
+use crate::warehouse::{self, Warehouse};
+
+/// One thing checked against a server.
+#[derive(Debug)]
+pub struct Probe {
+    /// `source <name>` or `warehouse`.
+    pub what: String,
+    /// What was found, or what is wrong.
+    pub outcome: Result<String, String>,
+}
+
+/// Checks every enabled source and the warehouse (the config has passed the offline check).
+pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    for cfg in config.sources.iter().filter(|s| s.enabled) {
+        let outcome = match MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)) {
+            Err(d) => Err(d.to_string()),
+            Ok(mappings) => {
+                let plans = plans(cfg, &mappings);
+                let tables = plans.len();
+                match AnySource::open(cfg, plans) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(mut source) => {
+                        let result = match source.check().await {
+                            Ok(()) => source.head().await.map(|head| {
+                                format!(
+                                    "{tables} table(s) readable with every mapped column, {} capture installed; head: {}",
+                                    cfg.capture.name(),
+                                    head.summary()
+                                )
+                            }),
+                            Err(e) => Err(e),
+                        };
+                        source.close().await;
+                        result.map_err(|e| e.to_string())
+                    }
+                }
+            }
+        };
+        probes.push(Probe {
+            what: format!("source {}", cfg.name),
+            outcome,
+        });
+    }
+    let outcome = match config::resolve_warehouse(Some(config)) {
+        Err(e) => Err(e),
+        Ok(conn) => match Warehouse::new(&conn, 1) {
+            Err(e) => Err(e.to_string()),
+            Ok(wh) => match warehouse::pending(&wh).await {
+                Err(e) => Err(e.to_string()),
+                Ok(p) if p.is_empty() => Ok(format!(
+                    "{} reachable, all {} migrations applied",
+                    conn.display_url(),
+                    warehouse::MIGRATIONS.len()
+                )),
+                Ok(p) => Ok(format!(
+                    "{} reachable, {} migration(s) pending ({}): `ebis migrate` or `ebis run` applies them",
+                    conn.display_url(),
+                    p.len(),
+                    p.join(", ")
+                )),
+            },
+        },
+    };
+    probes.push(Probe {
+        what: "warehouse".to_owned(),
+        outcome,
+    });
+    probes
+}
