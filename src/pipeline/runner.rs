@@ -348,9 +348,11 @@ impl Runner {
             );
         }
         self.position = read.position;
+        // Due purges run between batches too: a source that never drains must not grow
+        // its change table without bound.
+        self.purge_if_due().await?;
         if drained {
             self.key_scan_if_due().await?;
-            self.purge_if_due().await?;
             Ok(Step::Idle)
         } else {
             Ok(Step::Busy)
