@@ -129,6 +129,7 @@ async fn an_account_that_may_not_delete_sees_an_error_and_capture_goes_on() {
     let aic = env.db("aic_city");
     // A reading account with SELECT only, as many bureau DBAs will grant at first.
     let user = format!("{}_ro", aic.name);
+    let _cleanup = DropUser(user.clone());
     // Same password as the test account, whose variable the config names.
     let identified = std::env::var(crate::support::mysql::PASSWORD_ENV)
         .map(|pw| format!(" IDENTIFIED BY '{pw}'"))
@@ -173,5 +174,29 @@ async fn an_account_that_may_not_delete_sees_an_error_and_capture_goes_on() {
     env.wait_count(LIVE, 8, Duration::from_secs(30)).await;
     assert_eq!(aic.count("ebis_change").await, 8, "nothing was deleted");
     assert!(run.stop().await.is_empty());
-    aic.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
+}
+
+/// Drops a MariaDB account when the test ends, passed or failed.
+struct DropUser(String);
+
+impl Drop for DropUser {
+    fn drop(&mut self) {
+        let user = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let admin = crate::support::mysql::pool(&crate::support::mysql::admin());
+                if let Ok(mut c) = admin.get_conn().await {
+                    let _ = c
+                        .query_drop(format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'"))
+                        .await;
+                }
+                let _ = admin.disconnect().await;
+            });
+        })
+        .join();
+    }
 }

@@ -183,3 +183,35 @@ impl City {
         }
     }
 }
+
+/// A test that failed before `drop_sources` still removes its four bureau databases.
+impl Drop for City {
+    fn drop(&mut self) {
+        let Some(b) = self.bureaus.take() else {
+            return;
+        };
+        let names: Vec<String> = b
+            .conns
+            .iter()
+            .filter_map(|(_, c)| c.url.rsplit('/').next().map(str::to_owned))
+            .collect();
+        drop(b);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                use mysql_async::prelude::Queryable;
+                let admin = super::mysql::pool(&mysql_admin());
+                if let Ok(mut c) = admin.get_conn().await {
+                    for n in names {
+                        let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{n}`")).await;
+                    }
+                }
+                let _ = admin.disconnect().await;
+            });
+        })
+        .join();
+    }
+}
