@@ -182,21 +182,14 @@ struct DropUser(String);
 impl Drop for DropUser {
     fn drop(&mut self) {
         let user = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let admin = crate::support::mysql::pool(&crate::support::mysql::admin());
-                if let Ok(mut c) = admin.get_conn().await {
-                    let _ = c
-                        .query_drop(format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'"))
-                        .await;
-                }
-                let _ = admin.disconnect().await;
-            });
-        })
-        .join();
+        crate::support::cleanup(move || async move {
+            let admin = crate::support::mysql::pool(&crate::support::mysql::admin());
+            if let Ok(mut c) = admin.get_conn().await {
+                let _ = c
+                    .query_drop(format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'"))
+                    .await;
+            }
+            let _ = admin.disconnect().await;
+        });
     }
 }

@@ -196,22 +196,15 @@ impl Drop for City {
             .filter_map(|(_, c)| c.url.rsplit('/').next().map(str::to_owned))
             .collect();
         drop(b);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                use mysql_async::prelude::Queryable;
-                let admin = super::mysql::pool(&mysql_admin());
-                if let Ok(mut c) = admin.get_conn().await {
-                    for n in names {
-                        let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{n}`")).await;
-                    }
+        crate::support::cleanup(move || async move {
+            use mysql_async::prelude::Queryable;
+            let admin = super::mysql::pool(&mysql_admin());
+            if let Ok(mut c) = admin.get_conn().await {
+                for n in names {
+                    let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{n}`")).await;
                 }
-                let _ = admin.disconnect().await;
-            });
-        })
-        .join();
+            }
+            let _ = admin.disconnect().await;
+        });
     }
 }

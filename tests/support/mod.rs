@@ -37,6 +37,22 @@ pub fn ebis(cwd: &Path) -> Command {
     c
 }
 
+/// Runs async clean-up from a `Drop` (which may run while a test unwinds, inside or outside
+/// a runtime): on a thread of its own with a runtime of its own, waiting for it.
+pub fn cleanup<F>(work: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(work());
+    })
+    .join();
+}
+
 /// Output as text, for assertions.
 pub struct Ran {
     pub code: i32,

@@ -105,22 +105,15 @@ impl MyDb {
 impl Drop for MyDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let admin = pool(&admin());
-                if let Ok(mut c) = admin.get_conn().await {
-                    let _ = c
-                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                        .await;
-                }
-                let _ = admin.disconnect().await;
-            });
-        })
-        .join();
+        crate::support::cleanup(move || async move {
+            let admin = pool(&admin());
+            if let Ok(mut c) = admin.get_conn().await {
+                let _ = c
+                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await;
+            }
+            let _ = admin.disconnect().await;
+        });
     }
 }
 

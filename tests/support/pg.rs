@@ -83,18 +83,11 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let c = connect(&admin()).await;
-                let _ = c
-                    .batch_execute(&format!("drop database if exists {name} with (force)"))
-                    .await;
-            });
-        })
-        .join();
+        crate::support::cleanup(move || async move {
+            let c = connect(&admin()).await;
+            let _ = c
+                .batch_execute(&format!("drop database if exists {name} with (force)"))
+                .await;
+        });
     }
 }
