@@ -6,6 +6,7 @@
 //! warehouse while they run. Prints machine load and peak memory with the figures.
 
 use crate::config::{ConnectionConfig, PipelineConfig};
+use crate::demo::bureaus::pool_of;
 use crate::mapping::MappingSet;
 use crate::pipeline::{RunSettings, Shutdown, run_source};
 use crate::warehouse::{self, Warehouse};
@@ -113,16 +114,6 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// A pool on a MySQL/MariaDB account (its password from the environment).
-fn mysql_pool(conn: &ConnectionConfig, max: usize) -> Result<mysql_async::Pool> {
-    let password = conn.password().map_err(anyhow::Error::msg)?;
-    Ok(ebis_mysql::pool(
-        &conn.url,
-        password.as_ref().map(|p| p.expose()),
-        max,
-    )?)
-}
-
 /// Runs the benchmark; `progress` receives one-line updates.
 pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchReport> {
     let name = format!("ebis_bench_{}", std::process::id());
@@ -133,7 +124,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         ..BenchReport::default()
     };
     // Databases.
-    let admin = mysql_pool(&opts.mysql, 1)?;
+    let admin = pool_of(&opts.mysql, "SET NAMES utf8mb4")?;
     let mut c = admin
         .get_conn()
         .await
@@ -174,7 +165,7 @@ async fn measure(
     report: &mut BenchReport,
     progress: &impl Fn(&str),
 ) -> Result<()> {
-    let pool = mysql_pool(source, 4)?;
+    let pool = pool_of(source, "SET NAMES utf8mb4")?;
     let mut c = pool.get_conn().await?;
     c.query_drop("SET NAMES utf8mb4").await?;
     for s in crate::assets::schema_statements("aic") {

@@ -3,7 +3,6 @@
 
 use crate::support::harness::{AIC_CHANGELOG, Env, LTAX_TIMESTAMP, Rng, aic_insert};
 use crate::support::proxy::Proxy;
-use crate::support::{ebis, root};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -33,18 +32,7 @@ async fn kill_9_of_ebis_run_mid_stream_then_restart_loses_and_doubles_nothing() 
     let env = Env::new(&[&AIC_CHANGELOG, &LTAX_TIMESTAMP]).await;
     let aic = env.db("aic_city");
     let mut rng = Rng::new(99);
-    let spawn = || {
-        ebis(&root())
-            .args([
-                "--config".as_ref(),
-                env.config_path().as_os_str(),
-                "run".as_ref(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ebis run")
-    };
+    let spawn = || env.spawn_run(Stdio::null());
     let mut child = spawn();
     for round in 0..3u64 {
         let deadline = Instant::now() + Duration::from_millis(1500);
@@ -78,8 +66,7 @@ async fn kill_9_of_ebis_run_mid_stream_then_restart_loses_and_doubles_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_unreachable_for_seconds_is_retried_until_it_returns() {
-    let base = crate::support::mysql::base_url();
-    let proxy = Proxy::start(addr_of(&crate::support::mysql::with_db(&base, "x"))).await;
+    let proxy = Proxy::start(addr_of(&crate::support::mysql::base_url())).await;
     let to = proxy.addr;
     let env = Env::with_urls(&[&AIC_CHANGELOG], move |_, url| reroute(url, to), None).await;
     let aic = env.db("aic_city");
@@ -230,16 +217,7 @@ async fn a_mapped_column_dropped_at_the_source_stops_only_that_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_ebis_run_cleanly() {
     let env = Env::new(&[&AIC_CHANGELOG]).await;
-    let mut child = ebis(&root())
-        .args([
-            "--config".as_ref(),
-            env.config_path().as_os_str(),
-            "run".as_ref(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = env.spawn_run(Stdio::piped());
     env.wait_count(
         "select count(*) from ebis.source_status where state = 'streaming'",
         1,
@@ -276,16 +254,7 @@ async fn ebis_run_serves_metrics_and_health() {
     let aic = env.db("aic_city");
     let mut rng = Rng::new(3);
     aic.exec(&aic_insert(1, &mut rng)).await;
-    let mut child = ebis(&root())
-        .args([
-            "--config".as_ref(),
-            env.config_path().as_os_str(),
-            "run".as_ref(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = env.spawn_run(Stdio::null());
     env.wait_count(
         "select count(*) from exchange.aic_establishment",
         1,

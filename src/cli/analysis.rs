@@ -9,14 +9,30 @@ use ebis::warehouse;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The options of `ebis compare`, as given.
+/// The options of `ebis compare`.
+#[derive(clap::Args)]
 pub struct CompareArgs {
+    /// Write one work list per bureau into this folder.
+    #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+    /// Work list format: xlsx or csv.
+    #[arg(long, default_value = "xlsx")]
     pub format: String,
+    /// Only this bureau's work list (aic, ntax, ltax, qts).
+    #[arg(long)]
     pub bureau: Option<String>,
+    /// Only this division.
+    #[arg(long)]
     pub division: Option<String>,
+    /// Evaluate the rules as of this date (YYYY-MM-DD), stored for later runs; `today`
+    /// clears it.
+    #[arg(long)]
     pub as_of: Option<String>,
+    /// Score the open findings against a ground-truth CSV (from `ebis demo`).
+    #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
 }
 

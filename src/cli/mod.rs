@@ -121,30 +121,7 @@ pub enum Command {
     },
     /// Run the consistency comparison now and print a per-rule summary; optionally export
     /// per-bureau work lists, or score the findings against a simulator's ground truth.
-    Compare {
-        /// Write one work list per bureau into this folder.
-        #[arg(long, value_name = "DIR")]
-        export: Option<PathBuf>,
-        /// Work list format: xlsx or csv.
-        #[arg(long, default_value = "xlsx")]
-        format: String,
-        /// Only this bureau's work list (aic, ntax, ltax, qts).
-        #[arg(long)]
-        bureau: Option<String>,
-        /// Only this division.
-        #[arg(long)]
-        division: Option<String>,
-        /// Evaluate the rules as of this date (YYYY-MM-DD), stored for later runs; `today`
-        /// clears it.
-        #[arg(long)]
-        as_of: Option<String>,
-        /// Score the open findings against a ground-truth CSV (from `ebis demo`).
-        #[arg(long, value_name = "FILE")]
-        truth: Option<PathBuf>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Compare(analysis::CompareArgs),
     /// Compare sources with the warehouse: per record kind, rows at the source, rows in the
     /// warehouse, missing, extra, different (by content hash), rejected. Exit 1 on any
     /// difference.
@@ -159,40 +136,7 @@ pub enum Command {
     /// machine's own binaries, in target/ebis-demo), the four bureaus' databases filled by
     /// the simulator, capture installed, snapshot, then the pipeline live with a panel while
     /// the simulator keeps changing data; a summary at the end.
-    Demo {
-        /// Enterprises to simulate.
-        #[arg(long, default_value_t = 2000)]
-        enterprises: usize,
-        /// Simulator events per second while live.
-        #[arg(long, default_value_t = 40.0)]
-        rate: f64,
-        /// Seed of the simulation (same seed, same world).
-        #[arg(long, default_value_t = 2006)]
-        seed: u64,
-        /// Probability, per enterprise and rule, of an injected discrepancy.
-        #[arg(long, default_value_t = 0.02)]
-        discrepancy_rate: f64,
-        /// Probability of each kind of harmless noise (width, spaces, brackets).
-        #[arg(long, default_value_t = 0.15)]
-        noise_rate: f64,
-        /// Live phase length, e.g. 60s, 5m.
-        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
-        duration: std::time::Duration,
-        /// Leave the servers running at the end.
-        #[arg(long)]
-        keep: bool,
-        /// Use this PostgreSQL server (admin URL, without password: that is read from
-        /// EBIS_DEMO_WAREHOUSE_PASSWORD when set) instead of a private one.
-        #[arg(long, value_name = "URL")]
-        warehouse: Option<String>,
-        /// Use this MySQL/MariaDB server (admin URL, without password: that is read from
-        /// EBIS_DEMO_SOURCE_PASSWORD when set) instead of a private one.
-        #[arg(long, value_name = "URL")]
-        source_url: Option<String>,
-        /// Folder for the servers, config, mappings and ground truth.
-        #[arg(long, default_value = "target/ebis-demo")]
-        dir: PathBuf,
-    },
+    Demo(tools::DemoArgs),
     /// Measure on real servers, in throwaway databases: `capture` (snapshot rows/s,
     /// streaming changes/s and lag) or `compare` (a full comparison run on a simulated city).
     Bench {
@@ -237,54 +181,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { json } => capture::status(&config, json),
         Command::Verify { source, json } => capture::verify(&config, source.as_deref(), json),
-        Command::Compare {
-            export,
-            format,
-            bureau,
-            division,
-            as_of,
-            truth,
-            json,
-        } => analysis::compare(
-            &config,
-            analysis::CompareArgs {
-                export,
-                format,
-                bureau,
-                division,
-                as_of,
-                truth,
-                json,
-            },
-        ),
+        Command::Compare(args) => analysis::compare(&config, args),
         Command::Check { paths, online } => analysis::check(&config, &paths, online),
-        Command::Demo {
-            enterprises,
-            rate,
-            seed,
-            discrepancy_rate,
-            noise_rate,
-            duration,
-            keep,
-            warehouse,
-            source_url,
-            dir,
-        } => tools::demo(ebis::demo::DemoOptions {
-            enterprises,
-            rate,
-            seed,
-            discrepancy_rate,
-            noise_rate,
-            duration,
-            keep,
-            warehouse,
-            source_url,
-            dir,
-        }),
+        Command::Demo(args) => tools::demo(args.into()),
         Command::Bench { what } => tools::bench(what),
     }
-}
-
-fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    ebis::config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 5m)"))
 }

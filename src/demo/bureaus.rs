@@ -23,8 +23,9 @@ pub struct Bureaus {
     pub conns: Vec<(Bureau, ConnectionConfig)>,
 }
 
-/// A pool on `conn` whose connections start with `names` (`SET NAMES …`).
-fn pool_of(conn: &ConnectionConfig, names: &str) -> Result<Pool> {
+/// A pool on a MySQL/MariaDB account (its password from the environment) whose
+/// connections start with `names` (`SET NAMES …`), over TCP as the URL says.
+pub fn pool_of(conn: &ConnectionConfig, names: &str) -> Result<Pool> {
     let mut opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&conn.url)?)
         .setup(vec![names.to_owned()])
         .prefer_socket(Some(false));

@@ -5,7 +5,7 @@
 use super::people::{self, address, enterprise_name};
 use super::world::{AicState, Amendment, Unlicensed, World};
 use crate::indicators::Bureau;
-use chrono::Days;
+use chrono::{Days, NaiveDate};
 
 const TAX_REASONS: [&str; 3] = ["停业", "迁出", "经营期满"];
 const AIC_DEREG_REASONS: [&str; 3] = ["决议解散", "经营期满", "股东会决议"];
@@ -148,14 +148,17 @@ impl World {
         }
     }
 
+    /// A day for a national-tax event of enterprise `i`: from 30 days after its
+    /// registration up to `latest`; `None` when it has no registration or no such day.
+    fn ntax_date(&mut self, i: usize, latest: NaiveDate) -> Option<NaiveDate> {
+        let registered = self.enterprises[i].ntax.as_ref()?.registered;
+        self.date_between(registered + Days::new(30), latest)
+    }
+
     /// An abnormal episode that was lifted (noise).
     pub fn abnormal_lifted(&mut self, i: usize) {
         let as_of = self.options.as_of;
-        let Some(t) = self.enterprises[i].ntax.as_ref() else {
-            return;
-        };
-        let Some(on) = self.date_between(t.registered + Days::new(30), as_of - Days::new(40))
-        else {
+        let Some(on) = self.ntax_date(i, as_of - Days::new(40)) else {
             return;
         };
         let lifted = on + Days::new(10 + self.rng.below(30));
@@ -169,10 +172,7 @@ impl World {
     pub fn penalty(&mut self, i: usize) {
         let as_of = self.options.as_of;
         let (violation, decision) = *self.rng.pick(&VIOLATIONS);
-        let Some(t) = self.enterprises[i].ntax.as_ref() else {
-            return;
-        };
-        let Some(on) = self.date_between(t.registered + Days::new(30), as_of) else {
+        let Some(on) = self.ntax_date(i, as_of) else {
             return;
         };
         let id = self.id();
@@ -184,10 +184,7 @@ impl World {
     /// A tax certificate check (验证换证) at national tax.
     pub fn certificate_check(&mut self, i: usize) {
         let as_of = self.options.as_of;
-        let Some(t) = self.enterprises[i].ntax.as_ref() else {
-            return;
-        };
-        let Some(on) = self.date_between(t.registered + Days::new(30), as_of) else {
+        let Some(on) = self.ntax_date(i, as_of) else {
             return;
         };
         let id = self.id();

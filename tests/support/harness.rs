@@ -124,6 +124,20 @@ impl Env {
         &self.dbs[i]
     }
 
+    /// A child `ebis run` on this environment's config, its stdout discarded.
+    pub fn spawn_run(&self, stderr: std::process::Stdio) -> std::process::Child {
+        super::ebis(&root())
+            .args([
+                "--config".as_ref(),
+                self.config_path().as_os_str(),
+                "run".as_ref(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn ebis run")
+    }
+
     /// Runs the pipeline in this process until `stop`.
     pub fn start(&self) -> Running {
         let config = self.config();

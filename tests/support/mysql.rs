@@ -21,13 +21,6 @@ pub fn base_url() -> String {
     admin().url
 }
 
-/// `url` with its database replaced by `db`.
-pub fn with_db(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a mysql:// URL");
-    let authority = rest.split('/').next().unwrap_or(rest);
-    format!("{scheme}://{authority}/{db}")
-}
-
 /// A pool on a test account.
 pub fn pool(account: &ConnectionConfig) -> Pool {
     let mut opts = mysql_async::OptsBuilder::from_opts(
