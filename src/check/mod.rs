@@ -22,6 +22,8 @@ pub struct CheckReport {
     pub notes: Vec<String>,
     /// Mapping files compiled without error.
     pub mappings_ok: usize,
+    /// The config, when one was checked and it loaded.
+    pub config: Option<PipelineConfig>,
 }
 
 /// Checks a config file and the mapping folders of all its sources.
@@ -77,6 +79,7 @@ pub fn check_config(path: &Path) -> CheckReport {
             }
         }
     }
+    report.config = Some(config);
     report
 }
 

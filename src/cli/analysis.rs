@@ -1,7 +1,7 @@
 //! Commands for DBAs and analysts: `check` (config and mappings; `--online`, the servers) and `compare`
 //! (a comparison run, work-list export, scoring against ground truth).
 
-use super::context::{load_config, load_optional_config, runtime, warehouse_of};
+use super::context::{load_optional_config, runtime, warehouse_of};
 use anyhow::{Context, Result, bail};
 use ebis::compare::ExportFormat;
 use ebis::indicators::Bureau;
@@ -112,10 +112,9 @@ pub fn check(config_path: &Path, paths: &[PathBuf], online: bool) -> Result<Exit
         "ok: {} mapping file(s) checked, no errors",
         report.mappings_ok
     );
-    if !online {
+    let Some(config) = report.config.filter(|_| online) else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let config = load_config(config_path)?;
+    };
     let probes = runtime()?.block_on(ebis::check::check_online(&config));
     for p in &probes {
         match &p.outcome {
