@@ -228,3 +228,54 @@ async fn migrate_without_a_warehouse_says_how_to_give_one() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("EBIS_WAREHOUSE_URL"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn the_base_trigger_looks_identifiers_up_by_primary_key_on_a_chinese_collation() {
+    // A bureau warehouse runs on a non-C collation; there a `name` compared with a text
+    // column cannot use an index, and the base trigger scanned core.identifier whole.
+    let db = PgDb::create().await;
+    assert_eq!(migrate(&db).code, 0);
+    let c = db.client().await;
+    let collation: String = c
+        .query_one(
+            "select coalesce(nullif(daticulocale, ''), datcollate) from pg_database where datname = current_database()",
+            &[],
+        )
+        .await
+        .expect("collation")
+        .get(0);
+    assert!(
+        !matches!(collation.as_str(), "C" | "POSIX"),
+        "the test warehouse must not use the C collation: {collation}"
+    );
+    c.batch_execute(
+        "insert into exchange.aic_establishment (reg_no, name, address, source, bureau, division, source_key,
+                change_position, change_version, mapping_version, raw_row)
+         select '150302' || lpad(g::text, 9, '0'), '乌海市企业' || g, '新华街' || g, 'aic_city', 'aic', '150302',
+                g::text, 'p', 1, 'v', '{}'
+         from generate_series(1, 300) g;
+         analyze;",
+    )
+    .await
+    .expect("load");
+    let (c, notices) = crate::support::pg::connect_collecting_notices(&db.conn).await;
+    c.batch_execute(
+        "load 'auto_explain';
+         set auto_explain.log_min_duration = 0;
+         set auto_explain.log_nested_statements = on;
+         set client_min_messages = log;
+         update exchange.aic_establishment set name = name || '分公司', change_version = 2
+          where source_key in ('7', '8', '9');",
+    )
+    .await
+    .expect("rename three enterprises");
+    let plans = notices.lock().expect("notices").join("\n");
+    assert!(
+        plans.contains("Index Cond: ((record_kind = "),
+        "the refresh lookup must use core.identifier's primary key:\n{plans}"
+    );
+    assert!(
+        !plans.contains("Filter: (record_kind = "),
+        "no lookup may filter core.identifier by record kind row by row:\n{plans}"
+    );
+}

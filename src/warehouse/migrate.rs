@@ -37,6 +37,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0006_compare.sql"),
     migration!("0007_roles.sql"),
     migration!("0008_change_purge.sql"),
+    migration!("0009_base_lookup_collation.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

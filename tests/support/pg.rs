@@ -50,6 +50,37 @@ pub async fn connect(account: &ConnectionConfig) -> Client {
     client
 }
 
+/// A connection whose server notices (RAISE NOTICE, and LOG lines when
+/// `client_min_messages` allows them) are collected, for tests that look at what a server
+/// said to a client.
+pub async fn connect_collecting_notices(
+    account: &ConnectionConfig,
+) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio_postgres::AsyncMessage;
+    let mut config = tokio_postgres::Config::from_str(&account.url).expect("a postgres URL");
+    if let Some(pw) = account.password().expect("password") {
+        config.password(pw.expose());
+    }
+    let (client, mut conn) = config
+        .connect(NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to test PostgreSQL: {e}"));
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notice(n)) => {
+                    sink.lock().expect("notices").push(n.message().to_owned())
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    (client, notices)
+}
+
 /// A database created for one test and dropped afterwards.
 pub struct PgDb {
     pub name: String,
@@ -63,10 +94,17 @@ impl PgDb {
         let name = super::unique_name("ebis_t");
         let admin_conn = admin();
         let admin = connect(&admin_conn).await;
-        admin
-            .batch_execute(&format!("create database {name}"))
-            .await
-            .expect("create database");
+        // A Chinese ICU collation, as a bureau deployment would choose: plans that compare a
+        // `name` with a text column differ from those on a C-collation database.
+        let icu = format!(
+            "create database {name} template template0 encoding 'UTF8' locale_provider icu icu_locale 'zh-Hans-CN'"
+        );
+        if admin.batch_execute(&icu).await.is_err() {
+            admin
+                .batch_execute(&format!("create database {name}"))
+                .await
+                .expect("create database");
+        }
         let conn = admin_conn.with_database(&name);
         PgDb {
             url: conn.url.clone(),
