@@ -39,36 +39,152 @@ impl fmt::Display for Secret {
     }
 }
 
-/// A URL with any password replaced by `***` (`scheme://user:***@host/db`). Key=value
-/// connection strings get their `password=` value replaced the same way.
-pub fn redact_url(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        return url.to_owned();
-    }
-    url.split_whitespace()
-        .map(|part| match part.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Names of connection parameters that carry a secret (compared case-insensitively,
+/// after percent-decoding): libpq's `password` and `sslpassword`, and the spellings other
+/// drivers accept in a URL's query.
+const SECRET_KEYS: [&str; 5] = ["password", "sslpassword", "pass", "passwd", "pwd"];
+
+fn is_secret_key(key: &str) -> bool {
+    let decoded = percent_decode(key).to_ascii_lowercase();
+    SECRET_KEYS.contains(&decoded.trim())
 }
 
-/// True when a URL (or key=value string) carries a password.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A URL with every password replaced by `***`: in the user-info
+/// (`scheme://user:***@host/db`) and in query parameters (`?password=***`,
+/// `&sslpassword=***`, …). Key=value connection strings get their `password=` values
+/// replaced the same way, quoted values included.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return redact_conninfo(url);
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let mut out = url[..scheme_end + 3].to_owned();
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    let tail = &rest[authority_end..];
+    let (before_query, query_and_fragment) = match tail.find('?') {
+        Some(q) => (&tail[..q], &tail[q + 1..]),
+        None => return out + tail,
+    };
+    out.push_str(before_query);
+    out.push('?');
+    let (query, fragment) = match query_and_fragment.find('#') {
+        Some(h) => (&query_and_fragment[..h], &query_and_fragment[h..]),
+        None => (query_and_fragment, ""),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    out.push_str(&params.join("&"));
+    out.push_str(fragment);
+    out
+}
+
+/// A libpq key=value string with secret values replaced by `***` (values may be quoted
+/// with `'…'` and contain `\'`).
+fn redact_conninfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(i, c)) = chars.peek() {
+        if c.is_whitespace() {
+            out.push(c);
+            chars.next();
+            continue;
+        }
+        // A keyword up to `=` (spaces around `=` are allowed).
+        let key_start = i;
+        while chars
+            .peek()
+            .is_some_and(|&(_, c)| c != '=' && !c.is_whitespace())
+        {
+            chars.next();
+        }
+        let key_end = chars.peek().map(|&(j, _)| j).unwrap_or(text.len());
+        let key = &text[key_start..key_end];
+        out.push_str(key);
+        while chars.peek().is_some_and(|&(_, c)| c.is_whitespace()) {
+            out.push(chars.next().map(|(_, c)| c).unwrap_or(' '));
+        }
+        if chars.peek().is_none_or(|&(_, c)| c != '=') {
+            continue;
+        }
+        chars.next();
+        out.push('=');
+        while chars.peek().is_some_and(|&(_, c)| c.is_whitespace()) {
+            out.push(chars.next().map(|(_, c)| c).unwrap_or(' '));
+        }
+        let mut value = String::new();
+        if chars.peek().is_some_and(|&(_, c)| c == '\'') {
+            value.push('\'');
+            chars.next();
+            while let Some((_, c)) = chars.next() {
+                value.push(c);
+                if c == '\\' {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                } else if c == '\'' {
+                    break;
+                }
+            }
+        } else {
+            while let Some(&(_, c)) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        if is_secret_key(key) {
+            out.push_str("***");
+        } else {
+            out.push_str(&value);
+        }
+    }
+    out
+}
+
+/// True when a URL (or key=value string) carries a password anywhere: user-info, a
+/// query parameter, or a `password=` pair.
 pub fn url_has_password(url: &str) -> bool {
     redact_url(url) != url
 }
@@ -98,5 +214,58 @@ mod tests {
         );
         assert!(url_has_password("postgres://a:b@h/d"));
         assert!(!url_has_password("postgres://a@h/d"));
+    }
+
+    #[test]
+    fn passwords_in_queries_and_quoted_pairs_are_found_and_masked() {
+        assert_eq!(
+            redact_url("postgres://ebis@db/wh?sslmode=require&password=hunter2"),
+            "postgres://ebis@db/wh?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://db/wh?PassWord=hunter2#frag"),
+            "postgres://db/wh?PassWord=***#frag"
+        );
+        assert_eq!(
+            redact_url("mysql://root@db:3306/aic?pass%77ord=x&pool_max=4"),
+            "mysql://root@db:3306/aic?pass%77ord=***&pool_max=4"
+        );
+        assert_eq!(
+            redact_url("mysql://root@db:3306?pwd=x"),
+            "mysql://root@db:3306?pwd=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@db?sslpassword=k"),
+            "postgres://u:***@db?sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("host=db password = 'a b\\' c' dbname=w"),
+            "host=db password = *** dbname=w"
+        );
+        assert_eq!(
+            redact_url("host=db sslpassword=k user=x"),
+            "host=db sslpassword=*** user=x"
+        );
+        for url in [
+            "postgres://ebis@db/wh?password=x",
+            "postgres://ebis@db/wh?application_name=a&pass=x",
+            "host=db password='x'",
+            "postgres://:x@db/wh",
+        ] {
+            assert!(url_has_password(url), "{url}");
+            let shown = redact_url(url);
+            assert!(
+                !shown.contains("=x") && !shown.contains(":x@") && !shown.contains("'x'"),
+                "{shown}"
+            );
+        }
+        for url in [
+            "postgres://ebis@db/wh?sslmode=require",
+            "mysql://root@db:3306/aic?prefer_socket=false",
+            "host=db user=x dbname=password",
+        ] {
+            assert!(!url_has_password(url), "{url}");
+            assert_eq!(redact_url(url), url);
+        }
     }
 }

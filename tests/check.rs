@@ -271,3 +271,75 @@ async fn check_online_reaches_every_source_and_the_warehouse() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_anywhere_in_a_url_is_refused_in_files_and_never_printed() {
+    // In the config file: user-info, a query parameter, a libpq pair — each refused with
+    // its place, none echoed.
+    for (written, secret) in [
+        (
+            "url: mysql://ebis_reader@127.0.0.1:3306/aic?password=qS3cret",
+            "qS3cret",
+        ),
+        (
+            "url: mysql://ebis_reader@127.0.0.1:3306/aic?prefer_socket=false&PASS=qS3cret",
+            "qS3cret",
+        ),
+        (
+            "url: mysql://ebis_reader:uS3cret@127.0.0.1:3306/aic",
+            "uS3cret",
+        ),
+    ] {
+        let dir = project();
+        let config = std::fs::read_to_string(dir.path().join("pipeline.yaml")).expect("config");
+        let line = config
+            .lines()
+            .find(|l| l.trim_start().starts_with("url: mysql://"))
+            .expect("a source url")
+            .trim_start()
+            .to_owned();
+        edit(&dir, "pipeline.yaml", &line, written);
+        let out = run(ebis(dir.path()).arg("check"));
+        assert_eq!(out.code, 1, "{written}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("`connection.url` contains a password"),
+            "{written}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains(secret) && !out.stdout.contains(secret),
+            "{written}: echoed: {}",
+            out.stderr
+        );
+    }
+
+    // In EBIS_WAREHOUSE_URL (a variable, where a password may live): accepted, and masked
+    // in everything `migrate` and `check --online` print.
+    use crate::support::harness::{AIC_CHANGELOG, Env};
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let password = std::env::var(crate::support::pg::PASSWORD_ENV)
+        .unwrap_or_else(|_| "notUsedByTrustAuth".to_owned());
+    let url = format!(
+        "{}?application_name=ebis_test&password={password}",
+        env.pg.url
+    );
+    for args in [&["migrate"][..], &["check", "--online"][..]] {
+        let out = run(ebis(&root())
+            .env("EBIS_WAREHOUSE_URL", &url)
+            .arg("--config")
+            .arg(env.config_path())
+            .args(args));
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("password=***"),
+            "{args:?}: {}",
+            out.stdout
+        );
+        assert!(
+            !out.stdout.contains(&password) && !out.stderr.contains(&password),
+            "{args:?} printed the password: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
