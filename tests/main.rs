@@ -12,4 +12,5 @@ mod faults;
 mod gaps;
 mod migrate;
 mod purge;
+mod roles;
 mod snapshot;

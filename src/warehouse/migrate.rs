@@ -38,6 +38,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0007_roles.sql"),
     migration!("0008_change_purge.sql"),
     migration!("0009_base_lookup_collation.sql"),
+    migration!("0010_worklist_barrier.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
