@@ -253,6 +253,15 @@ async fn check_online_reaches_every_source_and_the_warehouse() {
         out.stdout
     );
 
+    // A reviewer sees which other tables expressions read.
+    assert!(
+        out.stdout.contains(
+            "source aic_city: note: aic_annual_inspection.yaml field `reg_no` (expression) reads E_BASEINFO"
+        ),
+        "{}",
+        out.stdout
+    );
+
     // A DBA drops a column a mapping reads: the check names the table and column.
     env.db("aic_city")
         .exec("ALTER TABLE E_BASEINFO DROP COLUMN DOM")
@@ -339,6 +348,74 @@ async fn a_password_anywhere_in_a_url_is_refused_in_files_and_never_printed() {
             !out.stdout.contains(&password) && !out.stderr.contains(&password),
             "{args:?} printed the password: {}{}",
             out.stdout,
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_mapping_cannot_reach_files_or_statements_beyond_its_own() {
+    let dir = project();
+    // A code table outside the mappings folder: absolute, or climbing out.
+    edit(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "lookup: {file: codes/enttype.yaml, missing: keep}",
+        "lookup: {file: /etc/passwd, missing: keep}",
+    );
+    edit(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "lookup: {file: codes/regorg.yaml, missing: keep}",
+        "lookup: {file: ../../pipeline.yaml, missing: keep}",
+    );
+    // A comment that would turn the rest of the statement into another table's read.
+    edit(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "expression: CONCAT(COALESCE(INDUSTRYPHY, ''), COALESCE(INDUSTRYCO, ''))",
+        "expression: \"(SELECT GROUP_CONCAT(CERNO) FROM E_BASEINFO) AS x FROM E_BASEINFO #\"",
+    );
+    edit(
+        &dir,
+        "mappings/aic/aic_annual_inspection.yaml",
+        "expression: (SELECT b.REGNO FROM E_BASEINFO b WHERE b.PRIPID = E_NJ_BASEINFO.PRIPID)",
+        "expression: b.REGNO), (SELECT LOAD_FILE('/etc/shadow')",
+    );
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("root:"),
+        "a file outside the mappings was read: {}",
+        out.stderr
+    );
+    for (file, needle, message) in [
+        (
+            "mappings/aic/aic_establishment.yaml",
+            "lookup: {file: /etc/passwd",
+            "field `enterprise_type`: lookup file `/etc/passwd`: must be a path relative to the mapping file's folder",
+        ),
+        (
+            "mappings/aic/aic_establishment.yaml",
+            "lookup: {file: ../../pipeline.yaml",
+            "field `registration_authority`: lookup file `../../pipeline.yaml`: must stay inside the mapping file's folder",
+        ),
+        (
+            "mappings/aic/aic_establishment.yaml",
+            "\"(SELECT GROUP_CONCAT",
+            "field `industry_code`: an expression may not contain a comment (`#`)",
+        ),
+        (
+            "mappings/aic/aic_annual_inspection.yaml",
+            "b.REGNO), (SELECT",
+            "field `reg_no`: an expression may not close a parenthesis it did not open",
+        ),
+    ] {
+        let (line, col) = line_col(&dir, file, needle);
+        let want = format!("{file}:{line}:{col}: error: {message}");
+        assert!(
+            out.stderr.lines().any(|l| l.starts_with(&want)),
+            "want {want}\ngot:\n{}",
             out.stderr
         );
     }

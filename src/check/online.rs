@@ -6,7 +6,7 @@
 //! Reads only: it installs, migrates and applies nothing.
 
 use crate::config::{self, PipelineConfig};
-use crate::mapping::MappingSet;
+use crate::mapping::{Input, MappingSet, expression};
 use crate::pipeline::{AnySource, plans};
 use crate::warehouse::{self, Warehouse};
 
@@ -17,15 +17,55 @@ pub struct Probe {
     pub what: String,
     /// What was found, or what is wrong.
     pub outcome: Result<String, String>,
+    /// What a reviewer should know either way (expressions that read other tables).
+    pub notes: Vec<String>,
+}
+
+/// For reviewers: every expression field that reads a table other than its mapping's own,
+/// as `<file> field `<field>` (expression) reads <tables>`.
+pub fn expression_reach(mappings: &MappingSet) -> Vec<String> {
+    let mut notes = Vec::new();
+    for m in &mappings.mappings {
+        let file = m
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let named = m
+            .kind
+            .fields
+            .iter()
+            .zip(&m.fields)
+            .filter_map(|(f, spec)| spec.as_ref().map(|s| (f.name, s)))
+            .chain(m.division.as_ref().map(|s| ("division", s)));
+        for (field, spec) in named {
+            let Input::Expression { sql, .. } = &spec.input else {
+                continue;
+            };
+            let others: Vec<String> = expression::tables_read(sql)
+                .into_iter()
+                .filter(|t| !t.eq_ignore_ascii_case(&m.table))
+                .collect();
+            if !others.is_empty() {
+                notes.push(format!(
+                    "{file} field `{field}` (expression) reads {}",
+                    others.join(", ")
+                ));
+            }
+        }
+    }
+    notes
 }
 
 /// Checks every enabled source and the warehouse (the config has passed the offline check).
 pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
     let mut probes = Vec::new();
     for cfg in config.sources.iter().filter(|s| s.enabled) {
+        let mut notes = Vec::new();
         let outcome = match MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)) {
             Err(d) => Err(d.to_string()),
             Ok(mappings) => {
+                notes = expression_reach(&mappings);
                 let plans = plans(cfg, &mappings);
                 let tables = plans.len();
                 match AnySource::open(cfg, plans) {
@@ -50,6 +90,7 @@ pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
         probes.push(Probe {
             what: format!("source {}", cfg.name),
             outcome,
+            notes,
         });
     }
     let outcome = match config::resolve_warehouse(Some(config)) {
@@ -75,6 +116,7 @@ pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
     probes.push(Probe {
         what: "warehouse".to_owned(),
         outcome,
+        notes: Vec::new(),
     });
     probes
 }

@@ -121,6 +121,9 @@ pub fn check(config_path: &Path, paths: &[PathBuf], online: bool) -> Result<Exit
             Ok(found) => println!("{}: ok: {found}", p.what),
             Err(e) => println!("{}: error: {e}", p.what),
         }
+        for note in &p.notes {
+            println!("{}: note: {note}", p.what);
+        }
     }
     Ok(if probes.iter().all(|p| p.outcome.is_ok()) {
         ExitCode::SUCCESS

@@ -235,13 +235,8 @@ fn field_spec(c: &mut Compiler<'_>, name: &str, spec: &Spanned<FieldFile>) -> Op
         c.identifier(col, &format!("field `{name}`"));
         Input::Column(col.value.clone())
     } else if let Some(e) = &f.expression {
-        if e.value.trim().is_empty() || e.value.contains(';') {
-            c.error(
-                e,
-                format!(
-                    "field `{name}`: an expression must be one SQL expression (not empty, no `;`)"
-                ),
-            );
+        if let Err(why) = super::expression::validate(&e.value) {
+            c.error(e, format!("field `{name}`: {why}"));
         }
         Input::Expression {
             sql: e.value.clone(),
@@ -321,7 +316,14 @@ fn transform(c: &mut Compiler<'_>, name: &str, t: &Spanned<TransformFile>) -> Op
             }
             let mut table = HashMap::new();
             if let Some(file) = &l.file {
-                let code_path = c.path.parent().unwrap_or(Path::new("")).join(file);
+                let folder = c.path.parent().unwrap_or(Path::new(""));
+                let code_path = match code_table_path(folder, file) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        c.error(t, format!("field `{name}`: lookup file `{file}`: {why}"));
+                        return None;
+                    }
+                };
                 match load_code_table(&code_path) {
                     Ok((entries, text)) => {
                         c.hasher.update(text.as_bytes());
@@ -342,6 +344,30 @@ fn transform(c: &mut Compiler<'_>, name: &str, t: &Spanned<TransformFile>) -> Op
             }
         }
     })
+}
+
+/// Where a lookup's code table is: a relative path that stays inside the mapping file's
+/// folder, also once symbolic links are followed. A mapping must not make ebis read any
+/// other file (`/etc/passwd`, `../../secrets.yaml`).
+fn code_table_path(folder: &Path, file: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let written = Path::new(file);
+    if written.is_absolute() || file.starts_with('~') {
+        return Err("must be a path relative to the mapping file's folder".to_owned());
+    }
+    if written
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err("must stay inside the mapping file's folder (no `..`)".to_owned());
+    }
+    let path = folder.join(written);
+    if let (Ok(real), Ok(base)) = (path.canonicalize(), folder.canonicalize())
+        && !real.starts_with(&base)
+    {
+        return Err("is a link to a file outside the mapping file's folder".to_owned());
+    }
+    Ok(path)
 }
 
 /// Reads a code table: a YAML mapping of code → value.

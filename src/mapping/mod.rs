@@ -10,6 +10,7 @@
 mod apply;
 mod compile;
 mod date;
+pub mod expression;
 mod file;
 pub mod text;
 mod transform;
