@@ -10,6 +10,7 @@ mod compare;
 mod demo;
 mod faults;
 mod gaps;
+mod hostile;
 mod migrate;
 mod purge;
 mod roles;

@@ -138,20 +138,7 @@ impl PrivateServers {
         ]);
         run(&mut initdb, "initdb", &dir.join("initdb.log"))?;
         progress("initializing MariaDB");
-        let mut install = Command::new(&install_db);
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", my_data.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
-        if as_postgres {
-            install.arg("--user=root");
-        }
-        run(
-            &mut install,
-            "mariadb-install-db",
-            &dir.join("install-db.log"),
-        )?;
-
+        init_mariadb(&install_db, &my_data, as_postgres, &dir)?;
         progress("starting PostgreSQL and MariaDB");
         let pg_log = std::fs::File::create(dir.join("postgres.log"))?;
         let mut pg = servers.pg_command("postgres");
@@ -169,29 +156,14 @@ impl PrivateServers {
             .stdout(Stdio::null())
             .stderr(pg_log);
         servers.children.push(spawn_detached(&mut pg, "postgres")?);
-        let my_log = dir.join("mariadb.err");
-        let mut my = Command::new(&mariadbd);
-        my.arg("--no-defaults")
-            .arg(format!("--datadir={}", my_data.display()))
-            .arg(format!("--port={}", servers.mysql_port))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", dir.join("mysql.sock").display()))
-            .arg(format!("--pid-file={}", dir.join("mysql.pid").display()))
-            .arg(format!("--log-error={}", my_log.display()))
-            .args([
-                "--skip-log-bin",
-                "--skip-name-resolve",
-                "--character-set-server=utf8mb4",
-                "--collation-server=utf8mb4_general_ci",
-                "--innodb-buffer-pool-size=256M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--max-connections=200",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if as_postgres {
-            my.arg("--user=root");
-        }
+        let mut my = mariadb_command(
+            &mariadbd,
+            &dir,
+            &my_data,
+            servers.mysql_port,
+            &[],
+            as_postgres,
+        );
         servers.children.push(spawn_detached(&mut my, "mariadbd")?);
         Ok(servers)
     }
@@ -308,6 +280,135 @@ impl Drop for PrivateServers {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Creates an empty MariaDB data folder.
+fn init_mariadb(install_db: &Path, data: &Path, as_root: bool, logs: &Path) -> Result<()> {
+    let mut install = Command::new(install_db);
+    install
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+    if as_root {
+        install.arg("--user=root");
+    }
+    run(
+        &mut install,
+        "mariadb-install-db",
+        &logs.join("install-db.log"),
+    )
+}
+
+/// The command that runs a private mariadbd on loopback `port`, its socket, pid file and
+/// error log in `dir`; `extra` adds server options (`--default-time-zone=+08:00`).
+fn mariadb_command(
+    mariadbd: &Path,
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    extra: &[&str],
+    as_root: bool,
+) -> Command {
+    let mut my = Command::new(mariadbd);
+    my.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--socket={}", dir.join("mysql.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mysql.pid").display()))
+        .arg(format!("--log-error={}", dir.join("mariadb.err").display()))
+        .args([
+            "--skip-log-bin",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            "--innodb-buffer-pool-size=256M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=200",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if as_root {
+        my.arg("--user=root");
+    }
+    my
+}
+
+/// One private MariaDB server (no PostgreSQL): for tests that need a bureau server
+/// configured unlike the machine's own, such as one in another time zone. Stopped and
+/// its folder removed when dropped.
+pub struct PrivateMariadb {
+    /// Its folder (data, socket, logs).
+    pub dir: PathBuf,
+    /// Its loopback port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateMariadb {
+    /// Starts a fresh server in `dir` with extra server options, and waits until it
+    /// accepts connections.
+    pub async fn start(dir: &Path, extra: &[&str]) -> Result<PrivateMariadb> {
+        let (mariadbd, install_db) = mariadb_bins()?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)?;
+        let dir = dir.canonicalize()?;
+        let data = dir.join("data");
+        let as_root = is_root();
+        init_mariadb(&install_db, &data, as_root, &dir)?;
+        let port = free_port()?;
+        let mut cmd = mariadb_command(&mariadbd, &dir, &data, port, extra, as_root);
+        let child = spawn_detached(&mut cmd, "mariadbd")?;
+        let mut server = PrivateMariadb {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(c) = mysql_async::Conn::new(mysql_async::Opts::from_url(&server.url())?).await
+            {
+                let _ = c.disconnect().await;
+                return Ok(server);
+            }
+            if let Some(c) = server.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!(
+                    "the private MariaDB exited ({status}); see {}",
+                    server.dir.join("mariadb.err").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("the private MariaDB did not answer within a minute");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Its root URL (no password).
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

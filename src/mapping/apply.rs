@@ -4,7 +4,11 @@ use super::transform::Cell;
 use super::{Condition, FieldSpec, Input, Mapping, Test};
 use crate::indicators::FieldType;
 use chrono::{Datelike, NaiveDate};
-use ebis_source::{Change, Op, Row, Value, key_text};
+use ebis_source::{Change, Op, Row, Value, key_text, storable_text};
+
+/// The longest source key the warehouse keeps (its primary-key index holds about 2.7 kB
+/// per entry); source databases index their keys under similar limits.
+const MAX_KEY_BYTES: usize = 2000;
 
 /// A field's final, typed value.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +21,18 @@ pub enum FieldValue {
     Date(NaiveDate),
     /// A year.
     Year(i16),
+}
+
+impl FieldValue {
+    /// The value as text (dates ISO 8601); `None` for NULL.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            FieldValue::Null => None,
+            FieldValue::Text(s) => Some(s.clone()),
+            FieldValue::Date(d) => Some(d.format("%Y-%m-%d").to_string()),
+            FieldValue::Year(y) => Some(y.to_string()),
+        }
+    }
 }
 
 /// A record of one record kind, ready for the warehouse.
@@ -63,7 +79,14 @@ impl Mapping {
     pub fn apply(&self, change: &Change, default_division: &str) -> Outcome {
         let source_key = key_text(&change.key);
         if change.op == Op::Delete || !self.filter.iter().all(|c| c.holds(&change.row)) {
-            return Outcome::Delete { source_key };
+            // A key no row can be stored under deletes nothing; written storably, it
+            // still resolves the quarantine entry its row may have.
+            return Outcome::Delete {
+                source_key: storable_text(&source_key).into_owned(),
+            };
+        }
+        if let Some(rejected) = self.key_problem(change, &source_key) {
+            return Outcome::Rejected(rejected);
         }
         let reject = |field: &str, reason: String, raw: Option<String>| {
             Outcome::Rejected(Rejected {
@@ -112,6 +135,54 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Why a row's key cannot identify it in the warehouse: a NULL part (rows without a
+    /// key would merge into one), a NUL character, or more bytes than the key index takes.
+    fn key_problem(&self, change: &Change, source_key: &str) -> Option<Rejected> {
+        let column = |i: usize| self.key.get(i).map(String::as_str).unwrap_or("?");
+        if let Some(i) = change.key.iter().position(Value::is_null) {
+            // Each NULL-key row is its own quarantine entry, told apart by its content.
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(change.row.to_json().to_string().as_bytes());
+            let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            return Some(Rejected {
+                source_key: format!("{source_key}#{tag}"),
+                field: "key".to_owned(),
+                reason: format!(
+                    "key column {} is NULL: a row without its key cannot be told apart from others",
+                    column(i)
+                ),
+                raw: None,
+            });
+        }
+        if source_key.contains('\0') {
+            return Some(Rejected {
+                source_key: storable_text(source_key).into_owned(),
+                field: "key".to_owned(),
+                reason: "the key holds a NUL character (0x00), which the warehouse cannot store"
+                    .to_owned(),
+                raw: Some(storable_text(source_key).into_owned()),
+            });
+        }
+        if source_key.len() > MAX_KEY_BYTES {
+            let cut = (0..=MAX_KEY_BYTES / 2)
+                .rev()
+                .find(|i| source_key.is_char_boundary(*i))
+                .unwrap_or(0);
+            return Some(Rejected {
+                source_key: format!("{}…", &source_key[..cut]),
+                field: "key".to_owned(),
+                reason: format!(
+                    "the key is {} bytes long; the warehouse keeps keys of at most {MAX_KEY_BYTES}",
+                    source_key.len()
+                ),
+                raw: None,
+            });
+        }
+        None
+    }
+}
+
 impl FieldSpec {
     fn input_value<'r>(&self, row: &'r Row) -> Result<Option<&'r Value>, String> {
         match &self.input {
@@ -127,11 +198,13 @@ impl FieldSpec {
         }
     }
 
+    /// The raw input as storable text (bytes in hex where text holds a NUL).
     fn raw(&self, row: &Row) -> Option<String> {
         self.input_value(row)
             .ok()
             .flatten()
             .and_then(Value::to_text)
+            .map(|t| storable_text(&t).into_owned())
     }
 
     /// Reads the input and runs the transforms; `Err((reason, raw value))`.
@@ -164,8 +237,22 @@ impl Condition {
     }
 }
 
-/// Converts a transformed value to the field's warehouse type.
+/// Converts a transformed value to the field's warehouse type, refusing what the
+/// warehouse cannot store (text with a NUL character, dates outside years 1–9999).
 fn coerce(cell: Cell, ty: FieldType) -> Result<FieldValue, String> {
+    let value = coerce_type(cell, ty)?;
+    match &value {
+        FieldValue::Text(s) if s.contains('\0') => {
+            Err("holds a NUL character (0x00), which the warehouse cannot store".to_owned())
+        }
+        FieldValue::Date(d) if !(1..=9999).contains(&d.year()) => {
+            Err("a date outside the years 1 to 9999".to_owned())
+        }
+        _ => Ok(value),
+    }
+}
+
+fn coerce_type(cell: Cell, ty: FieldType) -> Result<FieldValue, String> {
     match ty {
         FieldType::Text => Ok(match cell.into_text()? {
             None => FieldValue::Null,

@@ -498,3 +498,93 @@ fn a_folder_is_planned_per_table() {
         "{text}"
     );
 }
+
+#[test]
+fn values_the_warehouse_cannot_store_are_rejections_not_failures() {
+    let (_dir, m) = establishment();
+    let base = |name: Value, date: Value| {
+        row(&[
+            ("PRIPID", Value::Int(10)),
+            ("REGNO", text("150302000123452")),
+            ("ENTNAME", name),
+            ("NAME", text("张三")),
+            ("DOM", gbk("乌达区")),
+            ("ENTTYPE", text("1100")),
+            ("ESTDATE", date),
+        ])
+    };
+    // A NUL inside text: rejected, the raw value kept as bytes.
+    let Outcome::Rejected(rej) =
+        m.apply(&upsert(10, base(text("a\0b"), text("20060301"))), "150302")
+    else {
+        panic!("expected a rejection");
+    };
+    assert_eq!(
+        (rej.field.as_str(), rej.raw.as_deref()),
+        ("name", Some("\\x610062"))
+    );
+    assert!(rej.reason.contains("NUL"), "{}", rej.reason);
+    // A year 0 date that MySQL accepts.
+    let year_zero = NaiveDate::from_ymd_opt(0, 1, 1).expect("d");
+    let Outcome::Rejected(rej) = m.apply(
+        &upsert(10, base(text("乌海市某公司"), Value::Date(year_zero))),
+        "150302",
+    ) else {
+        panic!("expected a rejection");
+    };
+    assert_eq!(rej.field, "established_on");
+    assert_eq!(rej.reason, "a date outside the years 1 to 9999");
+}
+
+#[test]
+fn keys_that_cannot_identify_a_row_are_rejected_each_on_its_own() {
+    let (_dir, m) = establishment();
+    let with_key = |key: Value, name: &str| Change {
+        key: vec![key.clone()],
+        ..upsert(
+            0,
+            row(&[
+                ("PRIPID", key),
+                ("REGNO", text("150302000123452")),
+                ("ENTNAME", text(name)),
+                ("NAME", text("张三")),
+                ("DOM", gbk("乌达区")),
+                ("ENTTYPE", text("1100")),
+                ("ESTDATE", text("20060301")),
+            ]),
+        )
+    };
+    let rejected = |c: &Change| match m.apply(c, "150302") {
+        Outcome::Rejected(r) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    let a = rejected(&with_key(Value::Null, "甲公司"));
+    let b = rejected(&with_key(Value::Null, "乙公司"));
+    assert_eq!(a.field, "key");
+    assert!(
+        a.reason.contains("key column PRIPID is NULL"),
+        "{}",
+        a.reason
+    );
+    assert_ne!(
+        a.source_key, b.source_key,
+        "two NULL-key rows are two quarantine entries, not one"
+    );
+    let nul = rejected(&with_key(text("L\u{0}1"), "丙公司"));
+    assert_eq!(nul.source_key, "\\x4c0031");
+    assert!(!nul.source_key.contains('\0'));
+    let long = rejected(&with_key(text(&"键".repeat(1000)), "丁公司"));
+    assert!(long.reason.contains("3000 bytes"), "{}", long.reason);
+    // Their deletes touch nothing and never carry a NUL to the warehouse.
+    let delete = Change {
+        op: Op::Delete,
+        row: Row::new(),
+        ..with_key(text("L\u{0}1"), "")
+    };
+    assert_eq!(
+        m.apply(&delete, "150302"),
+        Outcome::Delete {
+            source_key: "\\x4c0031".into()
+        }
+    );
+}

@@ -25,6 +25,7 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
                     record.source_key.clone(),
                     Pending::Upsert(StagedRecord {
                         record,
+                        source_table: m.table.clone(),
                         version: change.version,
                         commit_time: change.commit_time,
                         mapping_version: m.version.clone(),

@@ -24,6 +24,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 pub struct StagedRecord {
     /// The mapped record.
     pub record: Record,
+    /// The source table it was read from.
+    pub source_table: String,
     /// Ordering stamp.
     pub version: i64,
     /// Source commit time when known.
@@ -147,6 +149,68 @@ impl ApplyBatch {
     }
 }
 
+impl ApplyBatch {
+    /// The batch with the given upserts (record kind, index) moved to rejections that
+    /// carry the warehouse's reason.
+    fn without_refused(&self, refused: Vec<(&'static str, usize, WarehouseError)>) -> ApplyBatch {
+        let mut out = self.clone();
+        let mut drop: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
+        for (kind_name, i, error) in refused {
+            let Some((kind, kb)) = self.kinds.get(kind_name) else {
+                continue;
+            };
+            let Some(r) = kb.upserts.get(i) else {
+                continue;
+            };
+            let (field, raw_value) = match &error {
+                WarehouseError::Db {
+                    column: Some(c), ..
+                } => {
+                    let raw = kind
+                        .fields
+                        .iter()
+                        .position(|f| f.name == c)
+                        .and_then(|fi| r.record.values.get(fi))
+                        .and_then(FieldValue::to_text)
+                        .map(|t| ebis_source::storable_text(&t).into_owned());
+                    (c.clone(), raw)
+                }
+                _ => ("(row)".to_owned(), None),
+            };
+            let reason = match &error {
+                WarehouseError::Db { code, message, .. } => {
+                    format!("the warehouse refused the row: {message} (SQLSTATE {code})")
+                }
+                other => format!("the warehouse refused the row: {other}"),
+            };
+            out.rejections.push(StagedRejection {
+                kind: kind_name,
+                source_table: r.source_table.clone(),
+                source_key: r.record.source_key.clone(),
+                field,
+                reason,
+                raw_value,
+                raw_row: r.raw_row.clone(),
+                mapping_version: r.mapping_version.clone(),
+            });
+            drop.entry(kind_name).or_default().push(i);
+        }
+        for (kind_name, indexes) in drop {
+            if let Some((_, kb)) = out.kinds.get_mut(kind_name) {
+                let mut i = 0;
+                kb.upserts.retain(|_| {
+                    let keep = !indexes.contains(&i);
+                    i += 1;
+                    keep
+                });
+            }
+        }
+        out.kinds
+            .retain(|_, (_, kb)| !kb.upserts.is_empty() || !kb.deletes.is_empty());
+        out
+    }
+}
+
 impl Default for ApplyBatch {
     fn default() -> Self {
         Self::new()
@@ -209,8 +273,72 @@ pub struct SourceMeta<'a> {
 }
 
 impl Warehouse {
-    /// Applies a batch in one transaction.
+    /// Applies a batch in one transaction. Rows whose values the warehouse refuses (see
+    /// [`WarehouseError::is_refused_value`]) are found, go to quarantine with the server's
+    /// reason, and the rest of the batch applies: one bad row never stops a source.
     pub async fn apply(
+        &self,
+        source: SourceMeta<'_>,
+        position_summary: &str,
+        batch: &ApplyBatch,
+    ) -> Result<Applied, WarehouseError> {
+        match self.apply_once(source, position_summary, batch).await {
+            Err(e) if e.is_refused_value() => {
+                let refused = self.refused_rows(source, position_summary, batch).await?;
+                if refused.is_empty() {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    source = source.name,
+                    rows = refused.len(),
+                    "the warehouse refused values of some rows; they go to quarantine"
+                );
+                let sifted = batch.without_refused(refused);
+                self.apply_once(source, position_summary, &sifted).await
+            }
+            other => other,
+        }
+    }
+
+    /// Finds the upserts of a batch the warehouse refuses, by halving each record kind's
+    /// rows under savepoints in a transaction that is rolled back; each with its error.
+    async fn refused_rows(
+        &self,
+        source: SourceMeta<'_>,
+        position_summary: &str,
+        batch: &ApplyBatch,
+    ) -> Result<Vec<(&'static str, usize, WarehouseError)>, WarehouseError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut refused = Vec::new();
+        for (kind, kb) in batch.kinds.values() {
+            let mut pending = vec![(0, kb.upserts.len())];
+            while let Some((lo, hi)) = pending.pop() {
+                if lo >= hi {
+                    continue;
+                }
+                tx.batch_execute("savepoint ebis_sift").await?;
+                match upsert(&tx, source, position_summary, kind, &kb.upserts[lo..hi]).await {
+                    Ok(_) => tx.batch_execute("release savepoint ebis_sift").await?,
+                    Err(e) if e.is_refused_value() => {
+                        tx.batch_execute("rollback to savepoint ebis_sift").await?;
+                        if hi - lo == 1 {
+                            refused.push((kind.name, lo, e));
+                        } else {
+                            let mid = lo + (hi - lo) / 2;
+                            pending.push((mid, hi));
+                            pending.push((lo, mid));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        tx.rollback().await?;
+        Ok(refused)
+    }
+
+    async fn apply_once(
         &self,
         source: SourceMeta<'_>,
         position_summary: &str,
@@ -307,7 +435,8 @@ async fn upsert(
     let table = format!("exchange.{}", escape_identifier(kind.name));
     let stage = escape_identifier(&format!("ebis_stage_{}", kind.name));
     tx.batch_execute(&format!(
-        "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows"
+        "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows;
+         truncate {stage}"
     ))
     .await?;
     let field_cols: Vec<String> = kind

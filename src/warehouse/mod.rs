@@ -39,6 +39,8 @@ pub enum WarehouseError {
         code: String,
         /// The server's message.
         message: String,
+        /// The column the error is about, when the server names one.
+        column: Option<String>,
     },
     /// A migration problem (changed or unknown applied migration, failed script).
     #[error("{0}")]
@@ -66,12 +68,28 @@ impl WarehouseError {
     }
 }
 
+impl WarehouseError {
+    /// True when the server refused a value of the rows being written — bad data
+    /// (SQLSTATE class 22: invalid encoding, out-of-range date or number, …), a NOT NULL
+    /// or CHECK violation, or a value too large for an index — rather than the statement
+    /// or the connection: the row goes to quarantine and the rest of the batch applies.
+    pub fn is_refused_value(&self) -> bool {
+        match self {
+            WarehouseError::Db { code, .. } => {
+                code.starts_with("22") || code == "23502" || code == "23514" || code == "54000"
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for WarehouseError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
             Some(db) => WarehouseError::Db {
                 code: db.code().code().to_owned(),
                 message: ebis_source::scrub_values(db.message()),
+                column: db.column().map(str::to_owned),
             },
             None => WarehouseError::Unreachable(e.to_string()),
         }

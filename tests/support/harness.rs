@@ -35,6 +35,17 @@ pub const LTAX_TIMESTAMP: Spec = Spec {
     capture: "mode: timestamp\n      overlap: 2s\n      key_scan_every: 1s",
 };
 
+/// A source of any shape: its own database, capture and mappings folder.
+pub struct SourceDef {
+    pub name: String,
+    pub bureau: String,
+    pub division: String,
+    /// `mode: …` plus any extra capture keys, one per line (indented by the harness).
+    pub capture: String,
+    pub connection: ConnectionConfig,
+    pub mappings: std::path::PathBuf,
+}
+
 pub struct Env {
     pub pg: PgDb,
     pub dbs: Vec<MyDb>,
@@ -61,11 +72,43 @@ impl Env {
         warehouse_url: Option<String>,
     ) -> Env {
         init_logging();
-        let pg = PgDb::create().await;
         let mut dbs = Vec::new();
         for s in specs {
             dbs.push(MyDb::create(&bureau_schema(s.bureau)).await);
         }
+        let defs = specs
+            .iter()
+            .zip(&dbs)
+            .enumerate()
+            .map(|(i, (s, db))| SourceDef {
+                name: s.name.to_owned(),
+                bureau: s.bureau.to_owned(),
+                division: s.division.to_owned(),
+                capture: s.capture.to_owned(),
+                connection: ConnectionConfig {
+                    url: source_url(i, &db.url),
+                    password_env: db.conn.password_env.clone(),
+                },
+                mappings: root().join("mappings").join(s.bureau),
+            })
+            .collect();
+        Self::build(defs, dbs, specs.to_vec(), warehouse_url).await
+    }
+
+    /// An environment of sources the test made itself (databases it keeps, mappings of
+    /// its own), capture installed where the mode needs it.
+    pub async fn custom(defs: Vec<SourceDef>) -> Env {
+        init_logging();
+        Self::build(defs, Vec::new(), Vec::new(), None).await
+    }
+
+    async fn build(
+        defs: Vec<SourceDef>,
+        dbs: Vec<MyDb>,
+        specs: Vec<&'static Spec>,
+        warehouse_url: Option<String>,
+    ) -> Env {
+        let pg = PgDb::create().await;
         let dir = TempDir::new("ebis_env");
         let warehouse = ConnectionConfig {
             url: warehouse_url.unwrap_or_else(|| pg.url.clone()),
@@ -75,19 +118,21 @@ impl Env {
             "warehouse:\n{}poll_interval: 200ms\nbatch_size: 500\nsources:\n",
             warehouse.to_yaml("  ")
         );
-        for (i, (s, db)) in specs.iter().zip(&dbs).enumerate() {
-            let connection = ConnectionConfig {
-                url: source_url(i, &db.url),
-                password_env: db.conn.password_env.clone(),
-            };
+        for d in &defs {
+            let capture = d
+                .capture
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n      ");
             yaml.push_str(&format!(
                 "  - name: {}\n    bureau: {}\n    division: '{}'\n    covers: ['150302', '150303', '150304']\n    dialect: mysql\n    connection:\n{}    capture:\n      {}\n    mappings: {}\n",
-                s.name,
-                s.bureau,
-                s.division,
-                connection.to_yaml("      "),
-                s.capture,
-                root().join("mappings").join(s.bureau).display()
+                d.name,
+                d.bureau,
+                d.division,
+                d.connection.to_yaml("      "),
+                capture,
+                d.mappings.display()
             ));
         }
         std::fs::write(dir.path().join("pipeline.yaml"), yaml).expect("write config");
@@ -98,7 +143,7 @@ impl Env {
             dbs,
             dir,
             wh,
-            specs: specs.to_vec(),
+            specs,
         };
         // Install change capture where the mode needs it (what a DBA does once).
         ebis::setup::install_all(&env.config())

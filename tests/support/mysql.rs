@@ -40,6 +40,8 @@ pub fn bureau_schema(bureau: &str) -> Vec<String> {
 /// A database created for one test and dropped afterwards.
 pub struct MyDb {
     pub name: String,
+    /// The admin account of its server.
+    admin: ConnectionConfig,
     pub url: String,
     /// The test account on this database.
     pub conn: ConnectionConfig,
@@ -48,8 +50,13 @@ pub struct MyDb {
 
 impl MyDb {
     pub async fn create(statements: &[String]) -> MyDb {
+        Self::create_on(&admin(), statements).await
+    }
+
+    /// A database on another server (a private one), through its admin account.
+    pub async fn create_on(admin_conn: &ConnectionConfig, statements: &[String]) -> MyDb {
         let name = super::unique_name("ebis_t");
-        let admin_conn = admin();
+        let admin_conn = admin_conn.clone();
         let admin = pool(&admin_conn);
         let mut c = admin.get_conn().await.expect("connect to test MariaDB");
         c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
@@ -67,6 +74,7 @@ impl MyDb {
         }
         MyDb {
             name,
+            admin: admin_conn,
             url,
             conn,
             pool,
@@ -98,8 +106,9 @@ impl MyDb {
 impl Drop for MyDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let admin_conn = self.admin.clone();
         crate::support::cleanup(move || async move {
-            let admin = pool(&admin());
+            let admin = pool(&admin_conn);
             if let Ok(mut c) = admin.get_conn().await {
                 let _ = c
                     .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))

@@ -38,6 +38,8 @@ pub const CHANGE_TABLE: &str = "ebis_change";
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How many changelog sequence numbers back `head` looks for in-flight transactions.
 const HEAD_GAP_WINDOW: i64 = 10_000;
+/// `ebis_change.changed_at` as microseconds since the epoch (zone-independent).
+const CHANGED_AT_MICROS: &str = "CAST(UNIX_TIMESTAMP(changed_at) * 1000000 AS SIGNED)";
 /// Change-table rows deleted per purge statement (keeps each transaction short).
 const PURGE_CHUNK: u64 = 5_000;
 
@@ -75,7 +77,8 @@ pub struct MysqlSource {
     plans: Vec<TablePlan>,
     capture: Capture,
     tables: Option<Vec<Table>>,
-    /// Seconds the server's local time is ahead of UTC (for timestamp-mode commit times).
+    /// Seconds the session's (the server's) local time is ahead of UTC, for commit times
+    /// read from local DATETIME values.
     utc_offset: i64,
     /// Timestamp mode: per table, rows returned recently (key text → version), so the
     /// overlap window returns only rows not seen yet. Valid only while each poll
@@ -86,12 +89,15 @@ pub struct MysqlSource {
     returned: Option<BTreeMap<String, TableMark>>,
 }
 
-/// Builds a connection pool: UTF-8 text, UTC session time zone.
+/// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
+/// TIMESTAMP values read with the wall-clock meaning the bureau's applications see
+/// (DATE and DATETIME carry no zone). Instants ebis needs in UTC are asked for as such
+/// (`UTC_TIMESTAMP()`, `UNIX_TIMESTAMP()`).
 pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, SourceError> {
     let opts = mysql_async::Opts::from_url(url)
         .map_err(|e| SourceError::Query(format!("bad MySQL URL: {e}")))?;
     let mut builder = OptsBuilder::from_opts(opts)
-        .setup(vec!["SET NAMES utf8mb4", "SET time_zone = '+00:00'"])
+        .setup(vec!["SET NAMES utf8mb4"])
         .stmt_cache_size(64)
         .pool_opts(
             PoolOpts::default()
@@ -156,9 +162,7 @@ impl MysqlSource {
                 tables.push(Table::load(&mut conn, p).await?);
             }
             let offset: Option<i64> = conn
-                .query_first(
-                    "SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone))",
-                )
+                .query_first("SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW())")
                 .await
                 .map_err(|e| classify(e, None))?;
             self.utc_offset = offset.unwrap_or(0);
@@ -210,9 +214,11 @@ impl MysqlSource {
         tracing::trace!("got connection");
         let read_at = Self::utc_now(&mut conn).await?;
         tracing::trace!("read clock");
-        type Entry = (i64, String, String, String, NaiveDateTime);
+        // changed_at is a TIMESTAMP: read as an instant (microseconds since the epoch), never
+        // through the session's time zone.
+        type Entry = (i64, String, String, String, i64);
         let q = format!(
-            "SELECT seq, table_name, op, row_key, changed_at FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
+            "SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
         );
         let mut entries: Vec<Entry> = conn
             .exec(q, (prev,))
@@ -222,7 +228,7 @@ impl MysqlSource {
         for g in gaps.iter().take(1000) {
             let found: Vec<Entry> = conn
                 .exec(
-                    format!("SELECT seq, table_name, op, row_key, changed_at FROM {CHANGE_TABLE} WHERE seq BETWEEN ? AND ? ORDER BY seq"),
+                    format!("SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE seq BETWEEN ? AND ? ORDER BY seq"),
                     (g.from, g.to),
                 )
                 .await
@@ -236,7 +242,7 @@ impl MysqlSource {
         let version = adv.seq;
 
         // Latest entry per (table, key): the row is read whole, so one fetch covers all.
-        let mut latest: Vec<(usize, String, Vec<Value>, i64, NaiveDateTime)> = Vec::new();
+        let mut latest: Vec<(usize, String, Vec<Value>, i64, i64)> = Vec::new();
         let mut index: HashMap<(usize, String), usize> = HashMap::new();
         for (seq, table, _op, key_json, at) in entries {
             let Some(t) = self.table_index(&table) else {
@@ -281,7 +287,7 @@ impl MysqlSource {
         let changes = latest
             .into_iter()
             .map(|(t, kt, key, _seq, at)| {
-                let commit_time = Some(at.and_utc());
+                let commit_time = DateTime::from_timestamp_micros(at);
                 match rows.remove(&(t, kt)) {
                     Some(row) => tables[t].upsert(row, version, commit_time),
                     None => Change {

@@ -21,4 +21,4 @@ pub use error::{SourceError, scrub_values};
 pub use plan::{Expression, TablePlan};
 pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
 pub use source::Source;
-pub use value::{Row, Value, key_text};
+pub use value::{Row, Value, key_text, storable_text};

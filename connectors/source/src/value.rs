@@ -59,8 +59,11 @@ impl Value {
     }
 
     /// The value as JSON, for the raw source row kept beside every warehouse record.
+    /// Text holding a NUL character, which PostgreSQL cannot store, is kept as its bytes
+    /// (`\x…`) like any other value text cannot hold.
     pub fn to_json(&self) -> Json {
         match self {
+            Value::Text(s) if s.contains('\0') => Json::String(hex_text(s.as_bytes())),
             Value::Null => Json::Null,
             Value::Bool(b) => Json::Bool(*b),
             Value::Int(i) => Json::from(*i),
@@ -70,6 +73,17 @@ impl Value {
                 .unwrap_or_else(|| Json::String(f.to_string())),
             other => Json::String(other.to_text().unwrap_or_default()),
         }
+    }
+}
+
+/// Text PostgreSQL can store: unchanged, or — when it holds a NUL character, which no
+/// PostgreSQL text can — its UTF-8 bytes in hex (`\x610062`), so a raw value stays
+/// visible byte for byte.
+pub fn storable_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(hex_text(s.as_bytes()))
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 
@@ -201,6 +215,13 @@ mod tests {
         );
         assert_eq!(Value::Null.to_text(), None);
         assert_eq!(Value::Text("乌海".into()).to_json(), Json::from("乌海"));
+        assert_eq!(
+            Value::Text("a\0b".into()).to_json(),
+            Json::from("\\x610062"),
+            "a NUL is kept as bytes"
+        );
+        assert_eq!(storable_text("a\0b"), "\\x610062");
+        assert_eq!(storable_text("乌海"), "乌海");
     }
 
     #[test]
