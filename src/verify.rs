@@ -39,6 +39,9 @@ pub struct KindReport {
     pub rejected: u64,
     /// Rejected rows not in open quarantine.
     pub rejected_not_quarantined: u64,
+    /// Source rows whose key an earlier row already had (a key the source does not
+    /// enforce): the warehouse keeps one of them.
+    pub duplicate_keys: u64,
     /// Hash of all (key, values) at the source, order-independent (hex).
     pub source_hash: String,
     /// The same over the warehouse rows.
@@ -52,6 +55,7 @@ impl KindReport {
             && self.extra == 0
             && self.different == 0
             && self.rejected_not_quarantined == 0
+            && self.duplicate_keys == 0
     }
 }
 
@@ -118,6 +122,7 @@ pub async fn verify_source(
     let mut expected: BTreeMap<&'static str, HashMap<String, u64>> = BTreeMap::new();
     let mut rejected: BTreeMap<&'static str, HashSet<String>> = BTreeMap::new();
     let mut compared: HashMap<&'static str, Compared> = HashMap::new();
+    let mut duplicates: HashMap<&'static str, u64> = HashMap::new();
     for m in &mappings.mappings {
         expected.entry(m.kind.name).or_default();
         rejected.entry(m.kind.name).or_default();
@@ -125,10 +130,25 @@ pub async fn verify_source(
     }
     for plan in &plans {
         let mut after: Option<Vec<Value>> = None;
+        let mut keys_seen: HashSet<String> = HashSet::new();
+        let kinds: Vec<&'static str> = mappings
+            .for_table(&plan.table)
+            .map(|m| m.kind.name)
+            .collect();
         loop {
             let changes = source
                 .snapshot_chunk(&plan.table, after.as_deref(), chunk, 0)
                 .await?;
+            // Rows sharing a key (one the source does not enforce) map to one record.
+            for c in &changes {
+                if !keys_seen.insert(ebis_source::key_text(&c.key))
+                    && !c.key.iter().any(Value::is_null)
+                {
+                    for k in &kinds {
+                        *duplicates.entry(k).or_default() += 1;
+                    }
+                }
+            }
             let batch = map_changes(mappings, &cfg.division, &changes);
             for (name, (_, kb)) in &batch.kinds {
                 let e = expected.entry(name).or_default();
@@ -222,6 +242,7 @@ pub async fn verify_source(
             rejected_not_quarantined: rej.iter().filter(|k| !quarantined.contains(*k)).count()
                 as u64,
             source_hash: digest(exp),
+            duplicate_keys: duplicates.get(name).copied().unwrap_or(0),
             ..KindReport::default()
         };
         for (k, h) in exp {
@@ -249,7 +270,7 @@ pub async fn verify_source(
 /// The reports as a text table.
 pub fn render(reports: &[KindReport]) -> String {
     let mut out = format!(
-        "{:<16} {:<24} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8}  {}\n",
+        "{:<16} {:<24} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8}  {}\n",
         "SOURCE",
         "RECORD KIND",
         "SOURCE",
@@ -258,11 +279,12 @@ pub fn render(reports: &[KindReport]) -> String {
         "EXTRA",
         "DIFFERENT",
         "REJECTED",
+        "DUP KEYS",
         "RESULT"
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<16} {:<24} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8}  {}\n",
+            "{:<16} {:<24} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8}  {}\n",
             r.source,
             r.kind,
             r.source_rows,
@@ -271,6 +293,7 @@ pub fn render(reports: &[KindReport]) -> String {
             r.extra,
             r.different,
             r.rejected,
+            r.duplicate_keys,
             if r.agrees() { "ok" } else { "DIFFERS" }
         ));
     }

@@ -11,6 +11,7 @@ mod demo;
 mod faults;
 mod gaps;
 mod hostile;
+mod keys;
 mod migrate;
 mod purge;
 mod roles;

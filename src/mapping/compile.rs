@@ -175,6 +175,7 @@ pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diag
         key: src.key.value.iter().map(|k| k.value.clone()).collect(),
         filter,
         modified_column: src.modified_column.as_ref().map(|m| m.value.clone()),
+        trust_key: src.trust_key.as_ref().is_some_and(|t| t.value),
         division,
         fields,
     })

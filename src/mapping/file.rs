@@ -33,6 +33,10 @@ pub struct SourceSection {
     pub filter: Vec<Spanned<ConditionFile>>,
     /// Last-modified column for timestamp capture.
     pub modified_column: Option<Spanned<String>>,
+    /// True: use the key although the source does not enforce it (no unique index, or a
+    /// nullable column); rows sharing a key overwrite each other in the warehouse and
+    /// rows with a NULL key part go to quarantine.
+    pub trust_key: Option<Spanned<bool>>,
 }
 
 /// One filter condition: a column and exactly one test.

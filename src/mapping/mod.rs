@@ -41,6 +41,8 @@ pub struct Mapping {
     pub filter: Vec<Condition>,
     /// Last-modified column for timestamp capture.
     pub modified_column: Option<String>,
+    /// The mapping vouches for a key the source does not enforce.
+    pub trust_key: bool,
     /// How to compute the row's division, when not the source's own.
     pub division: Option<FieldSpec>,
     /// One entry per field of the record kind, in its order; `None` = not mapped (NULL).
@@ -138,11 +140,14 @@ impl MappingSet {
                         columns: Vec::new(),
                         expressions: Vec::new(),
                         modified_column: None,
+                        trust_key: true,
                     });
                     plans.len() - 1
                 }
             };
             let plan = &mut plans[idx];
+            // Every mapping of a table must vouch for an unenforced key.
+            plan.trust_key &= m.trust_key;
             let mut add_column = |c: &str| {
                 if !plan.columns.iter().any(|x| x.eq_ignore_ascii_case(c)) {
                     plan.columns.push(c.to_owned());

@@ -95,6 +95,7 @@ mod tests {
             columns: vec![],
             expressions: vec![],
             modified_column: None,
+            trust_key: false,
         };
         let stmts = changelog_statements(&[plan]).expect("renders");
         assert_eq!(stmts.len(), 7);
@@ -121,6 +122,7 @@ mod tests {
             columns: vec![],
             expressions: vec![],
             modified_column: None,
+            trust_key: false,
         };
         let stmts = changelog_statements(&[plan]).expect("renders");
         assert_eq!(

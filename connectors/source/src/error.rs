@@ -28,6 +28,14 @@ pub enum SourceError {
         /// The column.
         column: String,
     },
+    /// The source does not guarantee a mapped key: rows could merge in the warehouse.
+    #[error("source table {table}: {problem}")]
+    Key {
+        /// The table.
+        table: String,
+        /// What is not guaranteed, and what to do.
+        problem: String,
+    },
     /// Change capture is not installed or not usable on this table.
     #[error("change capture not set up: {0}")]
     CaptureNotInstalled(String),

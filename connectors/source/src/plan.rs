@@ -15,6 +15,9 @@ pub struct TablePlan {
     pub expressions: Vec<Expression>,
     /// The last-modified column, for timestamp capture.
     pub modified_column: Option<String>,
+    /// Use the key although the source does not guarantee it unique and not null (the
+    /// mapping says so); otherwise the connector refuses such a key.
+    pub trust_key: bool,
 }
 
 /// A source-side SQL expression written by the bureau's DBA in a mapping, read as an extra
