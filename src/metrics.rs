@@ -19,6 +19,10 @@ pub mod names {
     pub const QUARANTINED: &str = "ebis_quarantined_rows";
     /// Open changelog gaps.
     pub const GAPS: &str = "ebis_open_gaps";
+    /// Expired changelog gaps still watched.
+    pub const EXPIRED_GAPS: &str = "ebis_expired_gaps";
+    /// Changes that arrived late.
+    pub const LATE: &str = "ebis_late_changes_total";
     /// 1 for the source's current state.
     pub const STATE: &str = "ebis_source_state";
     /// Change-table rows purged at the source.
@@ -51,6 +55,16 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
             "Changelog sequence gaps still awaited.",
         ),
         (
+            names::EXPIRED_GAPS,
+            "gauge",
+            "Changelog gaps past their timeout, still watched for late commits.",
+        ),
+        (
+            names::LATE,
+            "counter",
+            "Changes that arrived late: committed after their gap expired, or found by a key scan below the timestamp mark.",
+        ),
+        (
             names::STATE,
             "gauge",
             "The source's state (1 for the current one).",
@@ -69,6 +83,8 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
                 n if n == names::LAG => r.lag_seconds,
                 n if n == names::QUARANTINED => Some(r.quarantined_open as f64),
                 n if n == names::GAPS => Some(f64::from(r.open_gaps)),
+                n if n == names::EXPIRED_GAPS => Some(f64::from(r.expired_gaps)),
+                n if n == names::LATE => Some(r.late_changes as f64),
                 n if n == names::PURGED => Some(r.changes_purged as f64),
                 _ => None,
             };

@@ -29,6 +29,11 @@ pub struct SourceStatus {
     pub quarantined_open: i64,
     /// Open changelog gaps.
     pub open_gaps: i32,
+    /// Expired changelog gaps still watched for late commits.
+    pub expired_gaps: i32,
+    /// Changes that arrived late: committed after their gap expired, or (timestamp mode)
+    /// found by a key scan below the mark.
+    pub late_changes: i64,
     /// Last error, if any.
     pub last_error: Option<String>,
     /// When it happened.
@@ -51,7 +56,7 @@ impl Warehouse {
                         extract(epoch from now() - s.complete_up_to)::float8, s.rows_applied,
                         (select count(*) from ebis.quarantine q where q.source = s.source and q.resolved_at is null),
                         s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
-                        s.changes_purged, s.last_purge_at
+                        s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -75,6 +80,8 @@ impl Warehouse {
                 last_poll_at: r.get(12),
                 changes_purged: r.get(13),
                 last_purge_at: r.get(14),
+                expired_gaps: r.get(15),
+                late_changes: r.get(16),
             })
             .collect())
     }
@@ -152,6 +159,14 @@ pub fn render(rows: &[SourceStatus]) -> String {
                 r.source,
                 r.changes_purged,
                 at.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
+    for r in rows.iter() {
+        if r.expired_gaps > 0 || r.late_changes > 0 {
+            out.push_str(&format!(
+                "{}: {} expired gap(s) watched for late commits; {} change(s) arrived late so far (see ebis.gap_log)\n",
+                r.source, r.expired_gaps, r.late_changes
             ));
         }
     }

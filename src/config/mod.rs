@@ -137,8 +137,12 @@ impl Dialect {
 pub enum CaptureMode {
     /// A change table filled by triggers; gaps are awaited up to `gap_timeout`.
     Changelog {
-        /// How long a skipped sequence number is awaited before it is given up.
+        /// How long a skipped sequence number is awaited before it is given up (stops
+        /// holding lag back).
         gap_timeout: Duration,
+        /// How long a given-up gap is still watched: a transaction that commits within
+        /// it is read then (a late fill).
+        gap_watch: Duration,
         /// How often ebis deletes the change-table rows the warehouse has confirmed;
         /// `None`: never (the DBA purges).
         purge_every: Option<Duration>,
@@ -285,6 +289,7 @@ sources:
             s.capture,
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(120),
+                gap_watch: Duration::from_secs(3600),
                 purge_every: None,
             }
         );
@@ -300,6 +305,7 @@ sources:
             purged.sources[0].capture,
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(120),
+                gap_watch: Duration::from_secs(3600),
                 purge_every: Some(Duration::from_secs(60)),
             }
         );

@@ -61,6 +61,7 @@ struct RawSource {
 struct RawCapture {
     mode: Spanned<String>,
     gap_timeout: Option<Spanned<String>>,
+    gap_watch: Option<Spanned<String>>,
     overlap: Option<Spanned<String>>,
     key_scan_every: Option<Spanned<String>>,
     modified_column: Option<Spanned<String>>,
@@ -277,6 +278,11 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
                     "capture.gap_timeout",
                     Duration::from_secs(600),
                 ),
+                gap_watch: c.duration(
+                    raw.gap_watch.as_ref(),
+                    "capture.gap_watch",
+                    Duration::from_secs(3600),
+                ),
                 purge_every: raw
                     .purge_every
                     .as_ref()
@@ -286,6 +292,7 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
         "timestamp" => {
             for (v, key) in [
                 (&raw.gap_timeout, "gap_timeout"),
+                (&raw.gap_watch, "gap_watch"),
                 (&raw.purge_every, "purge_every"),
             ] {
                 if let Some(v) = v {
@@ -324,6 +331,7 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
             );
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(600),
+                gap_watch: Duration::from_secs(3600),
                 purge_every: None,
             }
         }

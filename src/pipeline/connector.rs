@@ -3,7 +3,7 @@
 
 use crate::config::{CaptureMode, Dialect, SourceConfig};
 use crate::mapping::MappingSet;
-use ebis_mysql::{Capture, MysqlOptions, MysqlSource};
+use ebis_mysql::{Capture, GapRules, MysqlOptions, MysqlSource};
 use ebis_source::{Batch, Change, Position, Source, SourceError, TablePlan, Value};
 
 /// A connector of any supported dialect.
@@ -44,8 +44,15 @@ impl AnySource {
                 password,
                 plans,
                 capture: match &cfg.capture {
-                    CaptureMode::Changelog { gap_timeout, .. } => Capture::Changelog {
-                        gap_timeout: *gap_timeout,
+                    CaptureMode::Changelog {
+                        gap_timeout,
+                        gap_watch,
+                        ..
+                    } => Capture::Changelog {
+                        gaps: GapRules {
+                            timeout: *gap_timeout,
+                            watch: *gap_watch,
+                        },
                     },
                     CaptureMode::Timestamp { overlap, .. } => {
                         Capture::Timestamp { overlap: *overlap }

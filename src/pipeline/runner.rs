@@ -10,7 +10,12 @@ use crate::config::{CaptureMode, PipelineConfig, SourceConfig};
 use crate::mapping::MappingSet;
 use crate::warehouse::{ApplyBatch, Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
 use chrono::{DateTime, Utc};
-use ebis_source::{Batch, MarkValue, Position, TablePlan, Value};
+use ebis_source::{Batch, GapFate, MarkValue, Position, TablePlan, Value};
+
+/// A count for a status column.
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
 use std::time::{Duration, Instant};
 
 /// Settings shared by all sources.
@@ -249,7 +254,8 @@ impl Runner {
             });
             batch.status = StatusUpdate {
                 state: Some("streaming"),
-                open_gaps: Some(i32::try_from(progress.head.open_gaps()).unwrap_or(i32::MAX)),
+                open_gaps: Some(count(progress.head.open_gaps())),
+                expired_gaps: Some(count(progress.head.expired_gaps())),
                 ..StatusUpdate::default()
             };
             self.wh
@@ -327,11 +333,26 @@ impl Runner {
             snapshot: None,
             mode: self.cfg.capture.name().to_owned(),
         });
+        let late: i64 = read
+            .gap_events
+            .iter()
+            .filter(|e| e.fate == GapFate::Late)
+            .map(|e| e.to - e.from + 1)
+            .sum();
+        if late > 0 {
+            tracing::warn!(
+                source = %self.cfg.name,
+                changes = late,
+                "changes committed after their gap had expired (a transaction longer than capture.gap_timeout); read now"
+            );
+        }
         batch.status = StatusUpdate {
             state: Some("streaming"),
             complete_up_to: complete,
             last_change_at: newest_change,
-            open_gaps: Some(i32::try_from(read.position.open_gaps()).unwrap_or(i32::MAX)),
+            open_gaps: Some(count(read.position.open_gaps())),
+            expired_gaps: Some(count(read.position.expired_gaps())),
+            late_changes: late,
         };
         let applied = self
             .wh

@@ -114,6 +114,11 @@ pub struct StatusUpdate {
     pub last_change_at: Option<DateTime<Utc>>,
     /// Open gaps after the batch.
     pub open_gaps: Option<i32>,
+    /// Expired gaps still watched after the batch.
+    pub expired_gaps: Option<i32>,
+    /// Changes in this batch that arrived late (after their gap expired, or found by a
+    /// key scan below the timestamp mark).
+    pub late_changes: i64,
 }
 
 /// Counts of what a batch did.
@@ -405,6 +410,8 @@ impl Warehouse {
                complete_up_to = greatest(complete_up_to, $5),
                last_change_at = greatest(last_change_at, $6),
                open_gaps = coalesce($7, open_gaps),
+               expired_gaps = coalesce($8, expired_gaps),
+               late_changes = late_changes + $9,
                rows_applied = rows_applied + $3,
                rows_quarantined = rows_quarantined + $4,
                updated_at = now()
@@ -417,6 +424,8 @@ impl Warehouse {
                 &s.complete_up_to,
                 &s.last_change_at,
                 &s.open_gaps,
+                &s.expired_gaps,
+                &s.late_changes,
             ],
         )
         .await?;

@@ -18,6 +18,7 @@ mod setup;
 mod table;
 mod values;
 
+pub use gaps::GapRules;
 pub use setup::changelog_statements;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -38,6 +39,10 @@ pub const CHANGE_TABLE: &str = "ebis_change";
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How many changelog sequence numbers back `head` looks for in-flight transactions.
 const HEAD_GAP_WINDOW: i64 = 10_000;
+/// Most gap ranges (open, then expired) re-read in one poll.
+const MAX_GAP_RANGES: usize = 5_000;
+/// One change-table entry: seq, table, op, key (JSON array), changed_at (µs since epoch).
+type Entry = (i64, String, String, String, i64);
 /// `ebis_change.changed_at` as microseconds since the epoch (zone-independent).
 const CHANGED_AT_MICROS: &str = "CAST(UNIX_TIMESTAMP(changed_at) * 1000000 AS SIGNED)";
 /// Change-table rows deleted per purge statement (keeps each transaction short).
@@ -48,8 +53,8 @@ const PURGE_CHUNK: u64 = 5_000;
 pub enum Capture {
     /// Trigger-filled change table.
     Changelog {
-        /// How long a skipped sequence number is awaited.
-        gap_timeout: Duration,
+        /// How long skipped sequence numbers are awaited, and watched once expired.
+        gaps: GapRules,
     },
     /// A last-modified column per table.
     Timestamp {
@@ -87,6 +92,8 @@ pub struct MysqlSource {
     seen: HashMap<String, HashMap<String, i64>>,
     /// Timestamp mode: the marks the last poll returned.
     returned: Option<BTreeMap<String, TableMark>>,
+    /// Whether the account sees open transactions (probed once).
+    sees_transactions: Option<bool>,
 }
 
 /// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
@@ -142,6 +149,7 @@ impl MysqlSource {
             utc_offset: 0,
             seen: HashMap::new(),
             returned: None,
+            sees_transactions: None,
         })
     }
 
@@ -202,21 +210,114 @@ impl MysqlSource {
         Ok(now.map(|n| n.and_utc()))
     }
 
+    /// The instant before which every transaction that could still commit a change-table
+    /// row has ended, when this account may see the server's open transactions
+    /// (`information_schema.INNODB_TRX`, PROCESS privilege); `None` when it may not, or
+    /// when the list is stale this time.
+    ///
+    /// InnoDB serves that list from a cache refreshed only when nobody read it for 0.1 s,
+    /// so a busy server can show an old one. The answer is trusted only when the list holds
+    /// this session's own transaction, begun after the clock was read: then it is newer
+    /// than that instant, and any transaction older than it that is still open is in it.
+    /// Only transactions holding locks count (a change-table insert runs inside a trigger,
+    /// after the captured row's own insert locked it); readers such as a backup's
+    /// consistent snapshot do not hold gaps.
+    async fn settled_before(
+        &mut self,
+        conn: &mut Conn,
+    ) -> Result<Option<DateTime<Utc>>, SourceError> {
+        if self.sees_transactions == Some(false) {
+            return Ok(None);
+        }
+        let before = Self::utc_now(conn).await?.unwrap_or_else(Utc::now);
+        let look = async {
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await?;
+            let mut answer = None;
+            for attempt in 0..3 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+                let row: Option<(Option<i64>, Option<i64>)> = conn
+                    .query_first(
+                        "SELECT CAST(UNIX_TIMESTAMP(MIN(CASE WHEN trx_mysql_thread_id <> CONNECTION_ID()
+                                                             AND trx_lock_structs > 0 THEN trx_started END)) AS SIGNED),
+                                CAST(SUM(trx_mysql_thread_id = CONNECTION_ID()) AS SIGNED)
+                         FROM information_schema.INNODB_TRX",
+                    )
+                    .await?;
+                if let Some((oldest, Some(own))) = row
+                    && own > 0
+                {
+                    answer = Some(oldest);
+                    break;
+                }
+            }
+            conn.query_drop("COMMIT").await?;
+            Ok::<_, mysql_async::Error>(answer)
+        };
+        let answer = match look.await {
+            Ok(answer) => answer,
+            Err(mysql_async::Error::Server(e)) if e.code == 1227 || e.code == 1142 => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                tracing::info!(
+                    "the account cannot see open transactions (no PROCESS privilege): changelog gaps wait for capture.gap_timeout before they stop holding lag back"
+                );
+                self.sees_transactions = Some(false);
+                return Ok(None);
+            }
+            Err(e) => return Err(classify(e, None)),
+        };
+        self.sees_transactions = Some(true);
+        // trx_started has whole seconds: its floor is never after the true start.
+        Ok(answer.map(|oldest| match oldest {
+            Some(secs) => DateTime::from_timestamp(secs, 0)
+                .unwrap_or(before)
+                .min(before),
+            None => before,
+        }))
+    }
+
+    /// Change-table entries whose sequence numbers fall in the given ranges, in statements
+    /// of at most 100 ranges.
+    async fn entries_in(conn: &mut Conn, ranges: &[(i64, i64)]) -> Result<Vec<Entry>, SourceError> {
+        let mut out = Vec::new();
+        for chunk in ranges.chunks(100) {
+            let cond = vec!["seq BETWEEN ? AND ?"; chunk.len()].join(" OR ");
+            let params: Vec<mysql_async::Value> = chunk
+                .iter()
+                .flat_map(|(a, b)| [mysql_async::Value::Int(*a), mysql_async::Value::Int(*b)])
+                .collect();
+            let found: Vec<Entry> = conn
+                .exec(
+                    format!("SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE {cond} ORDER BY seq"),
+                    params,
+                )
+                .await
+                .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
     async fn changelog_changes(
         &mut self,
         prev: i64,
         gaps: &[Gap],
+        expired: &[Gap],
         limit: usize,
-        gap_timeout: Duration,
+        rules: GapRules,
     ) -> Result<Batch, SourceError> {
         self.tables().await?;
         let mut conn = self.conn().await?;
-        tracing::trace!("got connection");
-        let read_at = Self::utc_now(&mut conn).await?;
-        tracing::trace!("read clock");
-        // changed_at is a TIMESTAMP: read as an instant (microseconds since the epoch), never
-        // through the session's time zone.
-        type Entry = (i64, String, String, String, i64);
+        // Which transactions could still commit is asked before anything is read, so a
+        // gap they leave after that shows as settled only if it truly is.
+        let settled_before = if gaps.is_empty() && expired.is_empty() {
+            None
+        } else {
+            self.settled_before(&mut conn).await?
+        };
+        let read_at = Self::utc_now(&mut conn).await?.unwrap_or_else(Utc::now);
         let q = format!(
             "SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
         );
@@ -225,20 +326,18 @@ impl MysqlSource {
             .await
             .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
         let full = entries.len() >= limit;
-        for g in gaps.iter().take(1000) {
-            let found: Vec<Entry> = conn
-                .exec(
-                    format!("SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE seq BETWEEN ? AND ? ORDER BY seq"),
-                    (g.from, g.to),
-                )
-                .await
-                .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
-            entries.extend(found);
-        }
+        // Open gaps first: they hold lag back. Expired ones are watched for late commits.
+        let ranges: Vec<(i64, i64)> = gaps
+            .iter()
+            .chain(expired)
+            .take(MAX_GAP_RANGES)
+            .map(|g| (g.from, g.to))
+            .collect();
+        entries.extend(Self::entries_in(&mut conn, &ranges).await?);
         entries.sort_by_key(|e| e.0);
         entries.dedup_by_key(|e| e.0);
         let seen: Vec<i64> = entries.iter().map(|e| e.0).collect();
-        let adv = gaps::advance(prev, gaps, &seen, Utc::now(), gap_timeout);
+        let adv = gaps::advance(prev, gaps, expired, &seen, read_at, rules, settled_before);
         let version = adv.seq;
 
         // Latest entry per (table, key): the row is read whole, so one fetch covers all.
@@ -306,9 +405,10 @@ impl MysqlSource {
             position: Position::Changelog {
                 seq: adv.seq,
                 gaps: adv.gaps,
+                expired: adv.expired,
             },
             gap_events: adv.events,
-            read_at: if full { None } else { read_at },
+            read_at: if full { None } else { Some(read_at) },
         })
     }
 
@@ -483,7 +583,10 @@ impl Source for MysqlSource {
         self.tables().await?;
         let mut conn = self.conn().await?;
         match &self.capture {
-            Capture::Changelog { gap_timeout } => {
+            Capture::Changelog { gaps: rules } => {
+                let rules = *rules;
+                // The clock first: a gap is never dated after it was first possible.
+                let now = Self::utc_now(&mut conn).await?.unwrap_or_else(Utc::now);
                 let max: Option<i64> = conn
                     .query_first(format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGE_TABLE}"))
                     .await
@@ -499,10 +602,11 @@ impl Source for MysqlSource {
                     .await
                     .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
                 let start = recent.first().copied().unwrap_or(max).saturating_sub(1);
-                let adv = gaps::advance(start, &[], &recent, Utc::now(), *gap_timeout);
+                let adv = gaps::advance(start, &[], &[], &recent, now, rules, None);
                 Ok(Position::Changelog {
                     seq: max,
                     gaps: adv.gaps,
+                    expired: Vec::new(),
                 })
             }
             Capture::Timestamp { .. } => {
@@ -548,8 +652,9 @@ impl Source for MysqlSource {
 
     async fn changes(&mut self, after: &Position, limit: usize) -> Result<Batch, SourceError> {
         match (after, self.capture.clone()) {
-            (Position::Changelog { seq, gaps }, Capture::Changelog { gap_timeout }) => {
-                self.changelog_changes(*seq, gaps, limit, gap_timeout).await
+            (Position::Changelog { seq, gaps, expired }, Capture::Changelog { gaps: rules }) => {
+                self.changelog_changes(*seq, gaps, expired, limit, rules)
+                    .await
             }
             (Position::Timestamp { tables }, Capture::Timestamp { overlap }) => {
                 self.timestamp_changes(tables, limit, overlap).await

@@ -16,13 +16,18 @@ pub enum Position {
     /// Nothing captured yet: the pipeline snapshots the source first.
     Initial,
     /// Changelog capture: every change-table sequence number up to `seq` has been read,
-    /// except those in `gaps`, which may still commit and are re-read on every poll.
+    /// except those in `gaps`, which may still commit and are re-read on every poll, and
+    /// those in `expired`, given up after the gap timeout but still watched for a while:
+    /// a transaction longer than the timeout commits them late, and they are read then.
     Changelog {
         /// Highest sequence number read.
         seq: i64,
         /// Skipped sequence numbers below `seq` still awaited.
         #[serde(default)]
         gaps: Vec<Gap>,
+        /// Gaps past their timeout, watched for late commits (`since` = when they expired).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        expired: Vec<Gap>,
     },
     /// Timestamp capture: per table, the last (modified, key) read.
     Timestamp {
@@ -36,10 +41,16 @@ impl Position {
     pub fn summary(&self) -> String {
         match self {
             Position::Initial => "initial (not snapshotted)".to_owned(),
-            Position::Changelog { seq, gaps } if gaps.is_empty() => format!("seq {seq}"),
-            Position::Changelog { seq, gaps } => {
-                let missing: i64 = gaps.iter().map(|g| g.to - g.from + 1).sum();
-                format!("seq {seq}, {} open gap(s) ({missing} seq)", gaps.len())
+            Position::Changelog { seq, gaps, expired } => {
+                let mut out = format!("seq {seq}");
+                if !gaps.is_empty() {
+                    let missing: i64 = gaps.iter().map(|g| g.to - g.from + 1).sum();
+                    out.push_str(&format!(", {} open gap(s) ({missing} seq)", gaps.len()));
+                }
+                if !expired.is_empty() {
+                    out.push_str(&format!(", {} expired gap(s) watched", expired.len()));
+                }
+                out
             }
             Position::Timestamp { tables } => {
                 match tables.values().filter_map(|m| m.modified).max() {
@@ -59,9 +70,12 @@ impl Position {
     /// delete. `None` for other modes.
     pub fn purge_below(&self) -> Option<i64> {
         match self {
-            Position::Changelog { seq, gaps } => {
-                Some(gaps.iter().map(|g| g.from).fold(*seq, i64::min))
-            }
+            Position::Changelog { seq, gaps, expired } => Some(
+                gaps.iter()
+                    .chain(expired)
+                    .map(|g| g.from)
+                    .fold(*seq, i64::min),
+            ),
             _ => None,
         }
     }
@@ -70,6 +84,14 @@ impl Position {
     pub fn open_gaps(&self) -> usize {
         match self {
             Position::Changelog { gaps, .. } => gaps.len(),
+            _ => 0,
+        }
+    }
+
+    /// The number of expired changelog gaps still watched for late commits.
+    pub fn expired_gaps(&self) -> usize {
+        match self {
+            Position::Changelog { expired, .. } => expired.len(),
             _ => 0,
         }
     }
@@ -94,8 +116,16 @@ pub enum GapFate {
     Detected,
     /// The missing changes committed and were read.
     Filled,
-    /// Given up after the timeout (a rolled-back transaction, most likely).
+    /// Given up after the timeout: no longer holds lag back, but still watched.
     Expired,
+    /// Committed after it had expired (a transaction longer than the gap timeout), and
+    /// read then: nothing was lost.
+    Late,
+    /// Known never to commit: every transaction that could hold these numbers has ended
+    /// without them (a rollback).
+    RolledBack,
+    /// No longer watched (the watch period after expiry passed without a commit).
+    Abandoned,
 }
 
 impl GapFate {
@@ -105,6 +135,9 @@ impl GapFate {
             GapFate::Detected => "detected",
             GapFate::Filled => "filled",
             GapFate::Expired => "expired",
+            GapFate::Late => "late",
+            GapFate::RolledBack => "rolled_back",
+            GapFate::Abandoned => "abandoned",
         }
     }
 }
@@ -167,6 +200,7 @@ mod tests {
                 to: 41,
                 since: DateTime::from_timestamp(1_150_000_000, 0).expect("ts"),
             }],
+            expired: vec![],
         };
         let json = serde_json::to_string(&p).expect("json");
         assert!(json.contains("\"mode\":\"changelog\""));
@@ -183,6 +217,7 @@ mod tests {
         let caught_up = Position::Changelog {
             seq: 42,
             gaps: vec![],
+            expired: vec![],
         };
         assert_eq!(caught_up.purge_below(), Some(42));
         let gaps = Position::Changelog {
@@ -199,8 +234,17 @@ mod tests {
                     since,
                 },
             ],
+            expired: vec![Gap {
+                from: 7,
+                to: 7,
+                since,
+            }],
         };
-        assert_eq!(gaps.purge_below(), Some(12));
+        assert_eq!(
+            gaps.purge_below(),
+            Some(7),
+            "a watched expired gap is kept too"
+        );
         assert_eq!(Position::Initial.purge_below(), None);
     }
 
