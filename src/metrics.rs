@@ -23,6 +23,8 @@ pub mod names {
     pub const EXPIRED_GAPS: &str = "ebis_expired_gaps";
     /// Changes that arrived late.
     pub const LATE: &str = "ebis_late_changes_total";
+    /// Rows dated ahead of the source's clock.
+    pub const FUTURE: &str = "ebis_future_dated_rows";
     /// 1 for the source's current state.
     pub const STATE: &str = "ebis_source_state";
     /// Change-table rows purged at the source.
@@ -65,6 +67,11 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
             "Changes that arrived late: committed after their gap expired, or found by a key scan below the timestamp mark.",
         ),
         (
+            names::FUTURE,
+            "gauge",
+            "Rows whose modified time is ahead of the source's clock (timestamp capture).",
+        ),
+        (
             names::STATE,
             "gauge",
             "The source's state (1 for the current one).",
@@ -85,6 +92,7 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
                 n if n == names::GAPS => Some(f64::from(r.open_gaps)),
                 n if n == names::EXPIRED_GAPS => Some(f64::from(r.expired_gaps)),
                 n if n == names::LATE => Some(r.late_changes as f64),
+                n if n == names::FUTURE => Some(f64::from(r.future_rows)),
                 n if n == names::PURGED => Some(r.changes_purged as f64),
                 _ => None,
             };

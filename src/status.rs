@@ -34,6 +34,8 @@ pub struct SourceStatus {
     /// Changes that arrived late: committed after their gap expired, or (timestamp mode)
     /// found by a key scan below the mark.
     pub late_changes: i64,
+    /// Rows dated ahead of the source's clock (timestamp capture).
+    pub future_rows: i32,
     /// Last error, if any.
     pub last_error: Option<String>,
     /// When it happened.
@@ -56,7 +58,8 @@ impl Warehouse {
                         extract(epoch from now() - s.complete_up_to)::float8, s.rows_applied,
                         (select count(*) from ebis.quarantine q where q.source = s.source and q.resolved_at is null),
                         s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
-                        s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes
+                        s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes,
+                        s.future_rows
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -82,6 +85,7 @@ impl Warehouse {
                 last_purge_at: r.get(14),
                 expired_gaps: r.get(15),
                 late_changes: r.get(16),
+                future_rows: r.get(17),
             })
             .collect())
     }
@@ -163,7 +167,18 @@ pub fn render(rows: &[SourceStatus]) -> String {
         }
     }
     for r in rows.iter() {
-        if r.expired_gaps > 0 || r.late_changes > 0 {
+        if r.future_rows > 0 {
+            out.push_str(&format!(
+                "{}: {} row(s) dated ahead of the source's clock: captured by key comparison (capture.key_scan_every) until the clock reaches them\n",
+                r.source, r.future_rows
+            ));
+        }
+        if r.mode == "timestamp" && r.late_changes > 0 {
+            out.push_str(&format!(
+                "{}: {} row(s) found by key comparison that the timestamp mark had passed by (modified times set behind it)\n",
+                r.source, r.late_changes
+            ));
+        } else if r.expired_gaps > 0 || r.late_changes > 0 {
             out.push_str(&format!(
                 "{}: {} expired gap(s) watched for late commits; {} change(s) arrived late so far (see ebis.gap_log)\n",
                 r.source, r.expired_gaps, r.late_changes

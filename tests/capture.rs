@@ -26,6 +26,9 @@ async fn changelog_capture_brings_inserts_updates_and_deletes_with_every_field()
         .await;
     env.wait_count("select count(*) from exchange.aic_amendment", 1, T)
         .await;
+    // The rows may straddle the first snapshot and the stream after it: wait for all.
+    env.wait_count("select count(*) from exchange.aic_establishment", 2, T)
+        .await;
 
     let pg = env.pg().await;
     let r = pg

@@ -16,3 +16,4 @@ mod migrate;
 mod purge;
 mod roles;
 mod snapshot;
+mod timestamp;

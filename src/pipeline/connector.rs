@@ -4,7 +4,9 @@
 use crate::config::{CaptureMode, Dialect, SourceConfig};
 use crate::mapping::MappingSet;
 use ebis_mysql::{Capture, GapRules, MysqlOptions, MysqlSource};
-use ebis_source::{Batch, Change, Position, Source, SourceError, TablePlan, Value};
+use ebis_source::{
+    Batch, Change, Clock, KeyEntry, Position, Source, SourceError, TablePlan, Value,
+};
 
 /// A connector of any supported dialect.
 pub enum AnySource {
@@ -106,9 +108,28 @@ impl AnySource {
         table: &str,
         after: Option<&[Value]>,
         limit: usize,
-    ) -> Result<Vec<Vec<Value>>, SourceError> {
+    ) -> Result<Vec<KeyEntry>, SourceError> {
         match self {
             AnySource::Mysql(s) => s.keys(table, after, limit).await,
+        }
+    }
+
+    /// See [`Source::rows_by_keys`].
+    pub async fn rows_by_keys(
+        &mut self,
+        table: &str,
+        keys: &[Vec<Value>],
+        version: i64,
+    ) -> Result<Vec<Change>, SourceError> {
+        match self {
+            AnySource::Mysql(s) => s.rows_by_keys(table, keys, version).await,
+        }
+    }
+
+    /// See [`Source::clock`].
+    pub async fn clock(&mut self) -> Result<Clock, SourceError> {
+        match self {
+            AnySource::Mysql(s) => s.clock().await,
         }
     }
 

@@ -221,6 +221,15 @@ impl Runner {
                     )));
                 }
                 self.position = cp.position;
+                // A timestamp position from before version stamps: stamp on from the
+                // newest version stored (then the rows' modified times), never below it.
+                if let Position::Timestamp { version, .. } = &mut self.position
+                    && *version == 0
+                {
+                    let kinds: Vec<&str> =
+                        self.mappings.mappings.iter().map(|m| m.kind.name).collect();
+                    *version = self.wh.max_change_version(&self.cfg.name, &kinds).await?;
+                }
                 self.snapshot = match cp.snapshot {
                     Some(s) => Some(serde_json::from_value(s).map_err(|e| {
                         PipelineError::Setup(format!(
@@ -353,6 +362,7 @@ impl Runner {
             open_gaps: Some(count(read.position.open_gaps())),
             expired_gaps: Some(count(read.position.expired_gaps())),
             late_changes: late,
+            future_rows: None,
         };
         let applied = self
             .wh
@@ -424,42 +434,69 @@ impl Runner {
             return Ok(());
         };
         let every = chrono::Duration::from_std(*key_scan_every).unwrap_or(chrono::Duration::MAX);
-        let Position::Timestamp { tables } = &self.position else {
+        let Position::Timestamp { tables, .. } = &self.position else {
             return Ok(());
         };
         let now = Utc::now();
         let due = tables
             .iter()
             .find(|(_, m)| m.keys_compared_at.is_none_or(|at| now - at >= every))
-            .map(|(t, m)| (t.clone(), m.modified));
-        let Some((table, modified)) = due else {
+            .map(|(t, _)| t.clone());
+        let Some(table) = due else {
             return Ok(());
         };
-        // Deletes carry the table's newest modified time when the scan began: any row
-        // written after that has a larger version and is never overwritten.
-        let version = modified
-            .map(|m| m.and_utc().timestamp_micros())
-            .unwrap_or(0);
-        let mut batch = super::keyscan::scan_deletes(
+        let modified_column = self
+            .plans
+            .iter()
+            .find(|p| p.table == table)
+            .and_then(|p| p.modified_column.clone());
+        // One stamp for the whole comparison, newer than every read before it: its
+        // tombstones win over those reads, and any later read of a re-created row wins
+        // over its tombstone.
+        let clock = self.source.clock().await?;
+        let version = self.position.next_stamp(clock.utc);
+        let scan = super::keyscan::scan_table(
             &mut self.source,
             &self.wh,
             &self.cfg,
             &self.mappings,
-            &table,
-            version,
+            super::keyscan::KeyScanSpec {
+                table: &table,
+                version,
+                modified_column: modified_column.as_deref(),
+                now_local: Some(clock.local),
+            },
         )
         .await?;
         let mut position = self.position.clone();
-        if let Position::Timestamp { tables } = &mut position
-            && let Some(mark) = tables.get_mut(&table)
-        {
-            mark.keys_compared_at = Some(now);
+        if let Position::Timestamp { tables, version: v } = &mut position {
+            *v = version;
+            if let Some(mark) = tables.get_mut(&table) {
+                mark.keys_compared_at = Some(now);
+                mark.future_rows = scan.future_rows as u64;
+            }
         }
+        if scan.future_rows > 0 {
+            tracing::warn!(
+                source = %self.cfg.name,
+                table,
+                rows = scan.future_rows,
+                "rows are dated ahead of the source's clock: captured by key comparison until the clock reaches them"
+            );
+        }
+        let mut batch = scan.batch;
         batch.checkpoint = Some(Checkpoint {
             position: position.clone(),
             snapshot: None,
             mode: self.cfg.capture.name().to_owned(),
         });
+        batch.status = StatusUpdate {
+            late_changes: i64::try_from(scan.late_rows).unwrap_or(i64::MAX),
+            future_rows: Some(count(
+                usize::try_from(position.future_rows()).unwrap_or(usize::MAX),
+            )),
+            ..StatusUpdate::default()
+        };
         self.wh
             .apply(self.meta(), &position.summary(), &batch)
             .await?;

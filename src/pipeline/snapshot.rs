@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 pub struct SnapshotProgress {
     /// Where streaming resumes once the snapshot is complete (taken before it began).
     pub head: Position,
-    /// Version stamped on every snapshot row (changelog: the head's sequence number).
+    /// Version stamped on every snapshot row (changelog: the head's sequence number;
+    /// timestamp: the head's stamp, the source's clock when it was taken).
     pub version: i64,
     /// Index of the table being read, in plan order.
     pub table: usize,
@@ -36,7 +37,8 @@ impl SnapshotProgress {
     pub fn start(head: Position) -> SnapshotProgress {
         let version = match &head {
             Position::Changelog { seq, .. } => *seq,
-            _ => 0,
+            Position::Timestamp { version, .. } => *version,
+            Position::Initial => 0,
         };
         SnapshotProgress {
             head,
@@ -134,9 +136,23 @@ pub async fn resnapshot(
             }
             after = chunk.last_key;
         }
-        let deletes =
-            super::keyscan::scan_deletes(source, wh, cfg, mappings, table, version).await?;
-        total.deleted += wh.apply(meta, "snapshot key scan", &deletes).await?.deleted;
+        let scan = super::keyscan::scan_table(
+            source,
+            wh,
+            cfg,
+            mappings,
+            super::keyscan::KeyScanSpec {
+                table,
+                version,
+                modified_column: None,
+                now_local: None,
+            },
+        )
+        .await?;
+        total.deleted += wh
+            .apply(meta, "snapshot key scan", &scan.batch)
+            .await?
+            .deleted;
     }
     Ok(total)
 }

@@ -119,6 +119,8 @@ pub struct StatusUpdate {
     /// Changes in this batch that arrived late (after their gap expired, or found by a
     /// key scan below the timestamp mark).
     pub late_changes: i64,
+    /// Rows dated ahead of the source's clock (timestamp capture), when known.
+    pub future_rows: Option<i32>,
 }
 
 /// Counts of what a batch did.
@@ -412,6 +414,7 @@ impl Warehouse {
                open_gaps = coalesce($7, open_gaps),
                expired_gaps = coalesce($8, expired_gaps),
                late_changes = late_changes + $9,
+               future_rows = coalesce($10, future_rows),
                rows_applied = rows_applied + $3,
                rows_quarantined = rows_quarantined + $4,
                updated_at = now()
@@ -426,6 +429,7 @@ impl Warehouse {
                 &s.open_gaps,
                 &s.expired_gaps,
                 &s.late_changes,
+                &s.future_rows,
             ],
         )
         .await?;

@@ -1,8 +1,14 @@
-//! Finding rows deleted at a source whose capture mode cannot see deletes: the keys the
-//! warehouse holds (taken first) minus the keys the source has (read after).
+//! Comparing a source table's keys with the warehouse, for capture modes that cannot see
+//! everything by themselves: rows deleted at the source (timestamp capture, and after a
+//! re-snapshot), and — where the table has a modified column — rows the capture's mark
+//! has already passed (a late commit, a client clock behind, an application that sets the
+//! column, a row deleted and then re-created with an older time).
 //!
-//! Both sets live in temporary tables on one dedicated connection, so memory stays
-//! bounded however large the table.
+//! The warehouse side is taken first: each live key of the source in the table's record
+//! kinds with the modified value its raw row holds, and the open quarantine entries (a
+//! rejected row is known too). The source's keys are then streamed into a temporary
+//! table. All of it lives on one dedicated connection, so memory stays bounded however
+//! large the table.
 
 use super::{Warehouse, WarehouseError};
 use postgres_protocol::escape::escape_identifier;
@@ -14,30 +20,61 @@ pub struct KeyScan {
 }
 
 impl Warehouse {
-    /// Starts a comparison: records the live keys of `source` in the given record kinds.
+    /// Starts a comparison of `table` of `source`: records the warehouse's live keys in the
+    /// given record kinds and the unresolved quarantine entries of the table, each with
+    /// the `modified_column` value of its raw row when one is given.
     pub async fn start_key_scan(
         &self,
         source: &str,
+        table: &str,
         kinds: &[&str],
+        modified_column: Option<&str>,
     ) -> Result<KeyScan, WarehouseError> {
         let client = self.dedicated().await?;
+        // The raw row's column names are the source's; the mapping may spell them in
+        // another case.
+        let modified = if modified_column.is_some() {
+            "coalesce(raw_row ->> $2, (select e.value from jsonb_each_text(raw_row) e
+                                       where lower(e.key) = lower($2) limit 1))"
+        } else {
+            "null::text"
+        };
         let union = kinds
             .iter()
             .map(|k| {
                 format!(
-                    "select source_key from exchange.{} where source = $1 and deleted_at is null",
+                    "select source_key, {modified} as modified from exchange.{} where source = $1 and deleted_at is null",
                     escape_identifier(k)
                 )
             })
             .collect::<Vec<_>>()
-            .join(" union ");
+            .join(" union all ");
         client
-            .batch_execute("create temp table ebis_scan_src (source_key text primary key)")
+            .batch_execute(
+                "create temp table ebis_scan_src (source_key text primary key, modified text);
+                 create temp table ebis_scan_wh (source_key text primary key, modified text);
+                 create temp table ebis_scan_held (source_key text primary key, modified text);",
+            )
+            .await?;
+        let column = modified_column.unwrap_or("");
+        client
+            .execute(
+                &format!(
+                    "insert into ebis_scan_wh select source_key, min(modified) from ({union}) k
+                     where $2::text is not null group by source_key"
+                ),
+                &[&source, &column],
+            )
             .await?;
         client
             .execute(
-                &format!("create temp table ebis_scan_wh as {union}"),
-                &[&source],
+                &format!(
+                    "insert into ebis_scan_held select source_key, min({modified}) from ebis.quarantine
+                     where source = $1 and resolved_at is null and lower(source_table) = lower($3) and record_kind = any($4)
+                       and $2::text is not null
+                     group by source_key"
+                ),
+                &[&source, &column, &table, &kinds],
             )
             .await?;
         Ok(KeyScan { client })
@@ -45,23 +82,46 @@ impl Warehouse {
 }
 
 impl KeyScan {
-    /// Adds keys the source has.
-    pub async fn add(&self, keys: &[String]) -> Result<(), WarehouseError> {
+    /// Adds keys the source has, with their rows' modified values as text.
+    pub async fn add(&self, keys: &[(String, Option<String>)]) -> Result<(), WarehouseError> {
+        let texts: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let modified: Vec<Option<&str>> = keys.iter().map(|(_, m)| m.as_deref()).collect();
         self.client
             .execute(
-                "insert into ebis_scan_src select distinct unnest($1::text[]) on conflict do nothing",
-                &[&keys],
+                "insert into ebis_scan_src select * from unnest($1::text[], $2::text[])
+                 on conflict do nothing",
+                &[&texts, &modified],
             )
             .await?;
         Ok(())
     }
 
-    /// The keys the warehouse holds that the source does not.
-    pub async fn missing(self) -> Result<Vec<String>, WarehouseError> {
+    /// The keys the warehouse holds live that the source does not (deleted there).
+    pub async fn missing(&self) -> Result<Vec<String>, WarehouseError> {
         let rows = self
             .client
             .query(
                 "select source_key from ebis_scan_wh except select source_key from ebis_scan_src order by 1",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The source's keys the warehouse does not know as they are now: not held live nor in
+    /// quarantine, or held with another modified value. Only meaningful when the scan was
+    /// started with a modified column.
+    pub async fn stale(&self) -> Result<Vec<String>, WarehouseError> {
+        let rows = self
+            .client
+            .query(
+                "select s.source_key from ebis_scan_src s
+                 left join ebis_scan_wh w using (source_key)
+                 left join ebis_scan_held h using (source_key)
+                 where (w.source_key is null and h.source_key is null)
+                    or (w.source_key is not null and w.modified is distinct from s.modified)
+                    or (w.source_key is null and h.modified is distinct from s.modified)
+                 order by 1",
                 &[],
             )
             .await?;

@@ -40,6 +40,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0009_base_lookup_collation.sql"),
     migration!("0010_worklist_barrier.sql"),
     migration!("0011_gap_fates.sql"),
+    migration!("0012_timestamp_clock.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

@@ -43,6 +43,31 @@ impl Warehouse {
         .transpose()
     }
 
+    /// The highest version any row of `source` carries in the given record kinds (0 when
+    /// none): where a position written before version stamps existed resumes stamping.
+    pub async fn max_change_version(
+        &self,
+        source: &str,
+        kinds: &[&str],
+    ) -> Result<i64, WarehouseError> {
+        let client = self.client().await?;
+        let mut max = 0;
+        for k in kinds {
+            let v: Option<i64> = client
+                .query_one(
+                    &format!(
+                        "select max(change_version) from exchange.{} where source = $1",
+                        postgres_protocol::escape::escape_identifier(k)
+                    ),
+                    &[&source],
+                )
+                .await?
+                .get(0);
+            max = max.max(v.unwrap_or(0));
+        }
+        Ok(max)
+    }
+
     /// Registers the sources of a config: a status row each, and the coverage table
     /// (bureau → divisions) rebuilt from the enabled sources.
     pub async fn register_sources(&self, sources: &[SourceConfig]) -> Result<(), WarehouseError> {

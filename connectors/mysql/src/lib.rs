@@ -23,8 +23,8 @@ pub use setup::changelog_statements;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use ebis_source::{
-    Batch, Change, Gap, MarkValue, Op, Position, Row, Source, SourceError, TableMark, TablePlan,
-    Value, key_text,
+    Batch, Change, Clock, Gap, KeyEntry, MarkValue, Op, Position, Row, Source, SourceError,
+    TableMark, TablePlan, Value, key_text,
 };
 use error::classify;
 use mysql_async::prelude::Queryable;
@@ -412,15 +412,33 @@ impl MysqlSource {
         })
     }
 
+    /// The source's clock: UTC and its own wall clock.
+    async fn clock_on(conn: &mut Conn) -> Result<Clock, SourceError> {
+        let now: Option<(NaiveDateTime, NaiveDateTime)> = conn
+            .query_first("SELECT UTC_TIMESTAMP(6), NOW(6)")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let (utc, local) =
+            now.ok_or_else(|| SourceError::Query("the source has no clock".to_owned()))?;
+        Ok(Clock {
+            utc: utc.and_utc(),
+            local,
+        })
+    }
+
     async fn timestamp_changes(
         &mut self,
+        after: &Position,
         marks: &BTreeMap<String, TableMark>,
         limit: usize,
         overlap: Duration,
     ) -> Result<Batch, SourceError> {
         self.tables().await?;
         let mut conn = self.conn().await?;
-        let read_at = Self::utc_now(&mut conn).await?;
+        let clock = Self::clock_on(&mut conn).await?;
+        // Every row of this read gets one stamp, newer than any earlier read's.
+        let stamp = after.next_stamp(clock.utc);
+        let upto = Value::DateTime(clock.local);
         let tables = self.tables.clone().unwrap_or_default();
         let per_table = (limit / tables.len().max(1)).max(100);
         let overlap = chrono::Duration::from_std(overlap).unwrap_or_default();
@@ -444,7 +462,7 @@ impl MysqlSource {
                 );
             }
             let fresh = t
-                .after_mark(&mut conn, mark_value.as_ref(), &key, per_table)
+                .after_mark(&mut conn, mark_value.as_ref(), &key, &upto, per_table)
                 .await?;
             full |= fresh.len() >= per_table;
             let mut new_mark = mark.clone();
@@ -457,14 +475,15 @@ impl MysqlSource {
                 let Some(modified) = t.modified_of(&row).and_then(|v| as_datetime(&v)) else {
                     continue; // NULL modified time: only a snapshot sees such rows
                 };
-                let version = modified.and_utc().timestamp_micros();
+                // Rows already returned are known by their modified time.
+                let at = modified.and_utc().timestamp_micros();
                 let kt = key_text(&t.key_of(&row));
-                if seen.get(&kt) == Some(&version) {
+                if seen.get(&kt) == Some(&at) {
                     continue;
                 }
-                seen.insert(kt, version);
+                seen.insert(kt, at);
                 let commit = modified.and_utc() - chrono::Duration::seconds(self.utc_offset);
-                changes.push(t.upsert(row, version, Some(commit)));
+                changes.push(t.upsert(row, stamp, Some(commit)));
             }
             if let Some(m) = new_mark.modified {
                 let floor = (m - overlap).and_utc().timestamp_micros();
@@ -475,9 +494,12 @@ impl MysqlSource {
         self.returned = Some(next.clone());
         Ok(Batch {
             changes,
-            position: Position::Timestamp { tables: next },
+            position: Position::Timestamp {
+                tables: next,
+                version: stamp,
+            },
             gap_events: Vec::new(),
-            read_at: if full { None } else { read_at },
+            read_at: if full { None } else { Some(clock.utc) },
         })
     }
 }
@@ -610,19 +632,28 @@ impl Source for MysqlSource {
                 })
             }
             Capture::Timestamp { .. } => {
+                let clock = Self::clock_on(&mut conn).await?;
                 let mut tables = BTreeMap::new();
                 for t in self.tables.iter().flatten() {
-                    let rows = t.newest(&mut conn).await?;
+                    // Never past the source's own clock: a row dated in the future would
+                    // otherwise hide every ordinary write until then.
+                    let newest = t
+                        .newest(&mut conn)
+                        .await?
+                        .and_then(|v| as_datetime(&v))
+                        .map(|m| m.min(clock.local));
                     tables.insert(
                         t.plan.table.clone(),
                         TableMark {
-                            modified: rows.and_then(|v| as_datetime(&v)),
-                            key: Vec::new(),
-                            keys_compared_at: None,
+                            modified: newest,
+                            ..TableMark::default()
                         },
                     );
                 }
-                Ok(Position::Timestamp { tables })
+                Ok(Position::Timestamp {
+                    tables,
+                    version: clock.utc.timestamp_micros(),
+                })
             }
         }
     }
@@ -637,16 +668,9 @@ impl Source for MysqlSource {
         let (i, mut conn) = self.locate(table).await?;
         let t = &self.tables.as_deref().unwrap_or(&[])[i];
         let rows = t.chunk(&mut conn, after, limit).await?;
-        let timestamp = matches!(self.capture, Capture::Timestamp { .. });
         Ok(rows
             .into_iter()
-            .map(|row| {
-                let v = match t.modified_of(&row).and_then(|v| as_datetime(&v)) {
-                    Some(m) if timestamp => m.and_utc().timestamp_micros(),
-                    _ => version,
-                };
-                t.upsert(row, v, None)
-            })
+            .map(|row| t.upsert(row, version, None))
             .collect())
     }
 
@@ -656,8 +680,8 @@ impl Source for MysqlSource {
                 self.changelog_changes(*seq, gaps, expired, limit, rules)
                     .await
             }
-            (Position::Timestamp { tables }, Capture::Timestamp { overlap }) => {
-                self.timestamp_changes(tables, limit, overlap).await
+            (Position::Timestamp { tables, .. }, Capture::Timestamp { overlap }) => {
+                self.timestamp_changes(after, tables, limit, overlap).await
             }
             (other, capture) => Err(SourceError::BadPosition(format!(
                 "position `{}` does not fit capture mode {capture:?}",
@@ -711,11 +735,31 @@ impl Source for MysqlSource {
         table: &str,
         after: Option<&[Value]>,
         limit: usize,
-    ) -> Result<Vec<Vec<Value>>, SourceError> {
+    ) -> Result<Vec<KeyEntry>, SourceError> {
         let (i, mut conn) = self.locate(table).await?;
         self.tables.as_deref().unwrap_or(&[])[i]
             .keys(&mut conn, after, limit)
             .await
+    }
+
+    async fn rows_by_keys(
+        &mut self,
+        table: &str,
+        keys: &[Vec<Value>],
+        version: i64,
+    ) -> Result<Vec<Change>, SourceError> {
+        let (i, mut conn) = self.locate(table).await?;
+        let t = &self.tables.as_deref().unwrap_or(&[])[i];
+        Ok(t.by_keys(&mut conn, keys)
+            .await?
+            .into_iter()
+            .map(|row| t.upsert(row, version, None))
+            .collect())
+    }
+
+    async fn clock(&mut self) -> Result<Clock, SourceError> {
+        let mut conn = self.conn().await?;
+        Self::clock_on(&mut conn).await
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::error::classify;
 use crate::values::{Reading, convert, param};
-use ebis_source::{Change, Op, Row, SourceError, TablePlan, Value};
+use ebis_source::{Change, KeyEntry, Op, Row, SourceError, TablePlan, Value};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as My};
 
@@ -261,19 +261,25 @@ impl Table {
         self.rows(conn, &sql, params).await
     }
 
-    /// Keys only, in key order.
+    /// Keys in key order, each with the row's modified value when the table has one.
     pub async fn keys(
         &self,
         conn: &mut Conn,
         after: Option<&[Value]>,
         limit: usize,
-    ) -> Result<Vec<Vec<Value>>, SourceError> {
+    ) -> Result<Vec<KeyEntry>, SourceError> {
         let (cond, params) = self.after_clause(after);
+        let modified = self
+            .modified
+            .as_ref()
+            .map(|(_, mc)| format!(", {mc}"))
+            .unwrap_or_default();
         let sql = format!(
-            "SELECT {0} FROM {1} {cond} ORDER BY {0} LIMIT {limit}",
+            "SELECT {0}{modified} FROM {1} {cond} ORDER BY {0} LIMIT {limit}",
             self.order_by(),
             self.quoted
         );
+        let width = self.key_quoted.len();
         let rows: Vec<mysql_async::Row> = conn
             .exec(sql, params)
             .await
@@ -282,7 +288,8 @@ impl Table {
             .into_iter()
             .map(|r| {
                 let columns = r.columns();
-                r.unwrap()
+                let mut values: Vec<Value> = r
+                    .unwrap()
                     .into_iter()
                     .zip(columns.iter())
                     .map(|(v, c)| convert(v, c, Reading::Plain))
@@ -292,7 +299,12 @@ impl Table {
                         }
                         other => other,
                     })
-                    .collect()
+                    .collect();
+                let modified = (values.len() > width).then(|| values.remove(width));
+                KeyEntry {
+                    key: values,
+                    modified,
+                }
             })
             .collect())
     }
@@ -340,30 +352,37 @@ impl Table {
         Ok(out)
     }
 
-    /// Rows after a (modified, key) mark, in (modified, key) order. An empty key means
-    /// "every row at that modified time".
+    /// Rows after a (modified, key) mark and no later than `upto` (the source's own
+    /// clock: a row dated in the future must not carry the mark past every ordinary
+    /// write until then), in (modified, key) order. An empty key means "every row at that
+    /// modified time".
     pub async fn after_mark(
         &self,
         conn: &mut Conn,
         modified: Option<&Value>,
         key: &[Value],
+        upto: &Value,
         limit: usize,
     ) -> Result<Vec<Row>, SourceError> {
         let Some((_, mc)) = &self.modified else {
             return Ok(Vec::new());
         };
-        let (cond, params): (String, Vec<My>) = match modified {
-            None => (String::new(), Vec::new()),
-            Some(m) if key.is_empty() => (format!("WHERE {mc} >= ?"), vec![param(m)]),
+        let (cond, mut params): (String, Vec<My>) = match modified {
+            None => (format!("WHERE {mc} <= ?"), Vec::new()),
+            Some(m) if key.is_empty() => (format!("WHERE {mc} >= ? AND {mc} <= ?"), vec![param(m)]),
             Some(m) => {
                 let mut p = vec![param(m), param(m)];
                 p.extend(key.iter().map(param));
                 (
-                    format!("WHERE {mc} > ? OR ({mc} = ? AND {})", self.after_key()),
+                    format!(
+                        "WHERE ({mc} > ? OR ({mc} = ? AND {})) AND {mc} <= ?",
+                        self.after_key()
+                    ),
                     p,
                 )
             }
         };
+        params.push(param(upto));
         let sql = format!(
             "SELECT {} FROM {} {cond} ORDER BY {mc}, {} LIMIT {limit}",
             self.select,

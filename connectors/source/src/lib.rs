@@ -20,5 +20,5 @@ pub use change::{Batch, Change, GapEvent, Op};
 pub use error::{SourceError, scrub_values};
 pub use plan::{Expression, TablePlan};
 pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
-pub use source::Source;
-pub use value::{Row, Value, key_text, storable_text};
+pub use source::{Clock, KeyEntry, Source};
+pub use value::{Row, Value, key_text, key_values, storable_text};

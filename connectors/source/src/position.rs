@@ -29,10 +29,16 @@ pub enum Position {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         expired: Vec<Gap>,
     },
-    /// Timestamp capture: per table, the last (modified, key) read.
+    /// Timestamp capture: per table, the last (modified, key) read, and the last version
+    /// stamp issued. Versions are stamps of the read — the source's clock, in
+    /// microseconds, never going back — not the rows' modified times, which an
+    /// application or a wrong client clock may set anywhere.
     Timestamp {
         /// Table name → mark.
         tables: BTreeMap<String, TableMark>,
+        /// The last version stamp issued (0 before the first).
+        #[serde(default)]
+        version: i64,
     },
 }
 
@@ -52,7 +58,7 @@ impl Position {
                 }
                 out
             }
-            Position::Timestamp { tables } => {
+            Position::Timestamp { tables, .. } => {
                 match tables.values().filter_map(|m| m.modified).max() {
                     Some(ts) => format!(
                         "{} tables, newest modified {}",
@@ -84,6 +90,25 @@ impl Position {
     pub fn open_gaps(&self) -> usize {
         match self {
             Position::Changelog { gaps, .. } => gaps.len(),
+            _ => 0,
+        }
+    }
+
+    /// Timestamp capture: the version for a read at source time `now` — later than every
+    /// version issued before, and the source's clock where that is later still.
+    pub fn next_stamp(&self, now: DateTime<Utc>) -> i64 {
+        let last = match self {
+            Position::Timestamp { version, .. } => *version,
+            _ => 0,
+        };
+        now.timestamp_micros().max(last.saturating_add(1))
+    }
+
+    /// Timestamp capture: rows found dated ahead of the source's clock, over all tables,
+    /// at each table's last key comparison.
+    pub fn future_rows(&self) -> u64 {
+        match self {
+            Position::Timestamp { tables, .. } => tables.values().map(|m| m.future_rows).sum(),
             _ => 0,
         }
     }
@@ -153,6 +178,13 @@ pub struct TableMark {
     /// When the table's keys were last compared with the warehouse to find deletes.
     #[serde(default)]
     pub keys_compared_at: Option<DateTime<Utc>>,
+    /// Rows whose modified time was ahead of the source's clock at that comparison.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub future_rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A key value kept in a timestamp mark (a serializable subset of [`Value`]).
@@ -246,6 +278,24 @@ mod tests {
             "a watched expired gap is kept too"
         );
         assert_eq!(Position::Initial.purge_below(), None);
+    }
+
+    #[test]
+    fn timestamp_stamps_never_go_back() {
+        let at = |s| DateTime::from_timestamp(s, 0).expect("ts");
+        let p = Position::Timestamp {
+            tables: BTreeMap::new(),
+            version: at(2_000).timestamp_micros(),
+        };
+        assert_eq!(p.next_stamp(at(3_000)), at(3_000).timestamp_micros());
+        assert_eq!(
+            p.next_stamp(at(1_000)),
+            at(2_000).timestamp_micros() + 1,
+            "a clock stepped back still gives a newer stamp"
+        );
+        let old: Position =
+            serde_json::from_str(r#"{"mode":"timestamp","tables":{}}"#).expect("an older position");
+        assert_eq!(old.next_stamp(at(5)), at(5).timestamp_micros());
     }
 
     #[test]

@@ -1,7 +1,28 @@
 //! The `Source` trait: what every connector implements.
 
 use crate::{Batch, Change, Position, SourceError, Value};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use std::future::Future;
+
+/// The source's clock, read from the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Now, as an instant.
+    pub utc: DateTime<Utc>,
+    /// Now on the source's wall clock (its session time zone), as its DATETIME columns
+    /// would hold it.
+    pub local: NaiveDateTime,
+}
+
+/// A key read from a source table, with the row's last-modified value when the table
+/// has one (timestamp capture compares it with the warehouse's to find late rows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyEntry {
+    /// The key values, in the mapping's key order.
+    pub key: Vec<Value>,
+    /// The modified column's value.
+    pub modified: Option<Value>,
+}
 
 /// Reads one bureau database.
 ///
@@ -47,14 +68,28 @@ pub trait Source: Send {
         limit: usize,
     ) -> impl Future<Output = Result<Batch, SourceError>> + Send;
 
-    /// The keys of `table` in key order after `after`, at most `limit`: used to find rows
-    /// deleted at the source when the capture mode cannot see deletes.
+    /// The keys of `table` in key order after `after`, at most `limit`, each with its
+    /// row's modified value where the table has a modified column: used to find rows
+    /// deleted at the source when the capture mode cannot see deletes, and rows whose
+    /// modified time the capture's mark has already passed.
     fn keys(
         &mut self,
         table: &str,
         after: Option<&[Value]>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<Vec<Value>>, SourceError>> + Send;
+    ) -> impl Future<Output = Result<Vec<KeyEntry>, SourceError>> + Send;
+
+    /// The current rows of `table` for some keys, as upserts stamped with `version`;
+    /// keys the table no longer has are left out.
+    fn rows_by_keys(
+        &mut self,
+        table: &str,
+        keys: &[Vec<Value>],
+        version: i64,
+    ) -> impl Future<Output = Result<Vec<Change>, SourceError>> + Send;
+
+    /// The source's clock now.
+    fn clock(&mut self) -> impl Future<Output = Result<Clock, SourceError>> + Send;
 
     /// Deletes change records that `stored` — a position already committed to the
     /// warehouse — no longer needs, in short transactions, and returns how many it

@@ -196,6 +196,60 @@ pub fn key_text(key: &[Value]) -> String {
     out
 }
 
+/// The key values a [`key_text`] was made from, as far as a statement parameter needs
+/// them: text parts as text (a source compares them with its own column types), `\N` as
+/// NULL, `\x…` as bytes. `parts` is the number of key columns.
+pub fn key_values(text: &str, parts: usize) -> Vec<Value> {
+    let part = |t: &str| -> Value {
+        if t == "\\N" {
+            return Value::Null;
+        }
+        if let Some(hex) = t.strip_prefix("\\x")
+            && hex.len() % 2 == 0
+            && !hex.is_empty()
+            && let Some(bytes) = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        {
+            return Value::Bytes(bytes);
+        }
+        Value::Text(t.to_owned())
+    };
+    if parts <= 1 {
+        return vec![part(text)];
+    }
+    let mut out = Vec::with_capacity(parts);
+    let mut current = String::new();
+    let mut raw_null = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('N') if current.is_empty() => raw_null = true,
+                Some(escaped) => current.push(escaped),
+                None => current.push('\\'),
+            },
+            '|' => {
+                out.push(if raw_null {
+                    Value::Null
+                } else {
+                    part(&current)
+                });
+                current.clear();
+                raw_null = false;
+            }
+            c => current.push(c),
+        }
+    }
+    out.push(if raw_null {
+        Value::Null
+    } else {
+        part(&current)
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +290,20 @@ mod tests {
             key_text(&[Value::Text("a|b".into()), Value::Text("c".into())]),
             key_text(&[Value::Text("a".into()), Value::Text("b|c".into())])
         );
+    }
+
+    #[test]
+    fn key_texts_read_back_into_values() {
+        for key in [
+            vec![Value::Text("L0001".into())],
+            vec![Value::Text("a|b".into()), Value::Text("2".into())],
+            vec![Value::Null, Value::Text("x\\y".into())],
+            vec![Value::Bytes(vec![0xce, 0xda])],
+        ] {
+            let text = key_text(&key);
+            assert_eq!(key_text(&key_values(&text, key.len())), text, "{key:?}");
+        }
+        assert_eq!(key_values("7", 1), [Value::Text("7".into())]);
     }
 
     #[test]
