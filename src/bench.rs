@@ -215,6 +215,7 @@ async fn measure(
         &source.url,
         password.as_ref().map(|p| p.expose()),
         &setup.statements,
+        &setup.plans,
     )
     .await?;
     let wh = Warehouse::new(&wh_conn, 4)?;

@@ -14,6 +14,8 @@ pub struct SetupScript {
     pub statements: Vec<String>,
     /// A commented script: the statements plus grants and advice.
     pub script: String,
+    /// The tables captured.
+    pub plans: Vec<ebis_source::TablePlan>,
 }
 
 /// Builds the setup of a source from its config and mappings.
@@ -85,12 +87,49 @@ pub fn setup_script(cfg: &SourceConfig, mappings: &MappingSet) -> Result<SetupSc
             Vec::new()
         }
     };
-    Ok(SetupScript { statements, script })
+    Ok(SetupScript {
+        statements,
+        script,
+        plans,
+    })
+}
+
+/// For a changelog source: what the printed script must add to move capture off ebis
+/// triggers a rename left on a captured table (found with the source's own account; an
+/// account that may not see triggers finds none, and the script says how to look).
+pub async fn stale_capture_note(cfg: &SourceConfig, setup: &SetupScript) -> String {
+    if !matches!(cfg.capture, CaptureMode::Changelog { .. }) || cfg.dialect != Dialect::Mysql {
+        return String::new();
+    }
+    let password = match cfg.connection.password() {
+        Ok(p) => p.map(|s| s.expose().to_owned()),
+        Err(e) => return format!("\n-- Could not look for triggers a rename left: {e}\n"),
+    };
+    match ebis_mysql::find_stale_triggers(&cfg.connection.url, password.as_deref(), &setup.plans)
+        .await
+    {
+        Ok(stale) if stale.is_empty() => format!(
+            "\n-- No ebis triggers of other tables were found on the captured tables (an account\n-- without the TRIGGER privilege sees none; `--apply` looks again with {ADMIN_URL_ENV}).\n"
+        ),
+        Ok(stale) => {
+            let mut out = String::from(
+                "\n-- Captured tables carry ebis triggers of another name (a table was renamed with\n-- its triggers): after the statements above, drop them and relabel the changes\n-- they logged, so ebis reads those under the new name and loses none of them.\n",
+            );
+            for s in ebis_mysql::repair_statements(&stale) {
+                out.push_str(&s);
+                out.push_str(";\n");
+            }
+            out
+        }
+        Err(e) => format!("\n-- Could not look for triggers a rename left: {e}\n"),
+    }
 }
 
 /// Runs a setup's statements on the source: with the privileged URL in
-/// `EBIS_SOURCE_ADMIN_URL` when set, else with the source's own connection.
-pub async fn apply_setup(cfg: &SourceConfig, statements: &[String]) -> Result<(), String> {
+/// `EBIS_SOURCE_ADMIN_URL` when set, else with the source's own connection. Then moves
+/// capture off ebis triggers a rename left on a captured table (dropped, and the changes
+/// they logged relabeled); says which, one line each.
+pub async fn apply_setup(cfg: &SourceConfig, setup: &SetupScript) -> Result<Vec<String>, String> {
     let (url, password) = match std::env::var(ADMIN_URL_ENV) {
         Ok(u) if !u.trim().is_empty() => (u, None),
         _ => (
@@ -99,9 +138,28 @@ pub async fn apply_setup(cfg: &SourceConfig, statements: &[String]) -> Result<()
         ),
     };
     match cfg.dialect {
-        Dialect::Mysql => ebis_mysql::run_statements(&url, password.as_deref(), statements)
-            .await
-            .map_err(|e| e.to_string()),
+        Dialect::Mysql => ebis_mysql::run_statements(
+            &url,
+            password.as_deref(),
+            &setup.statements,
+            &setup.plans,
+        )
+        .await
+        .map(|stale| {
+            stale
+                .iter()
+                .map(|s| {
+                    format!(
+                        "dropped trigger {} on {} (it logged changes as {}); its logged changes now read as {}",
+                        s.trigger,
+                        s.table,
+                        s.logs_as.as_deref().unwrap_or("?"),
+                        s.table
+                    )
+                })
+                .collect()
+        })
+        .map_err(|e| e.to_string()),
         other => Err(format!(
             "dialect {} has no setup in this build yet",
             other.name()
@@ -115,7 +173,9 @@ pub async fn install_all(config: &crate::config::PipelineConfig) -> Result<(), S
     for s in config.sources.iter().filter(|s| s.enabled) {
         let m = MappingSet::load_dir(&s.mappings_dir, Some(s.bureau)).map_err(|d| d.to_string())?;
         let setup = setup_script(s, &m)?;
-        apply_setup(s, &setup.statements).await?;
+        if !setup.statements.is_empty() {
+            apply_setup(s, &setup).await?;
+        }
     }
     Ok(())
 }

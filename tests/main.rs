@@ -15,5 +15,6 @@ mod keys;
 mod migrate;
 mod purge;
 mod roles;
+mod schema_changes;
 mod snapshot;
 mod timestamp;

@@ -44,6 +44,10 @@ pub fn setup_source(config_path: &Path, source: &str, apply: bool) -> Result<Exi
     let setup = ebis::setup::setup_script(cfg, &mappings_of(cfg)?).map_err(anyhow::Error::msg)?;
     if !apply {
         print!("{}", setup.script);
+        print!(
+            "{}",
+            runtime()?.block_on(ebis::setup::stale_capture_note(cfg, &setup))
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if setup.statements.is_empty() {
@@ -51,9 +55,12 @@ pub fn setup_source(config_path: &Path, source: &str, apply: bool) -> Result<Exi
         println!("nothing to install for {} capture", cfg.capture.name());
         return Ok(ExitCode::SUCCESS);
     }
-    runtime()?
-        .block_on(ebis::setup::apply_setup(cfg, &setup.statements))
+    let repaired = runtime()?
+        .block_on(ebis::setup::apply_setup(cfg, &setup))
         .map_err(anyhow::Error::msg)?;
+    for line in &repaired {
+        println!("{line}");
+    }
     println!(
         "installed change capture on {} ({} statements)",
         cfg.name,

@@ -16,6 +16,7 @@ use ebis_source::{Batch, GapFate, MarkValue, Position, TablePlan, Value};
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Settings shared by all sources.
@@ -61,6 +62,27 @@ struct Runner {
     last_complete: Option<DateTime<Utc>>,
     /// When the change table was last purged, and whether that failed.
     last_purge: Option<(Instant, bool)>,
+    /// The tables, and record kinds of each, capture covers.
+    captured: Captured,
+    /// While tables added to a streaming source are snapshotted: whether the next step
+    /// reads a snapshot chunk (else a stream batch).
+    chunk_next: bool,
+}
+
+/// Source table → the record kinds capture covers from it.
+type Captured = BTreeMap<String, Vec<String>>;
+
+/// What the mappings read now: table → record kinds.
+fn mapped(mappings: &MappingSet) -> Captured {
+    let mut out = Captured::new();
+    for m in &mappings.mappings {
+        let kinds = out.entry(m.table.clone()).or_default();
+        if !kinds.iter().any(|k| k == m.kind.name) {
+            kinds.push(m.kind.name.to_owned());
+            kinds.sort();
+        }
+    }
+    out
 }
 
 /// Runs every enabled source until shutdown; returns the sources that stopped on a fatal
@@ -122,6 +144,8 @@ pub async fn run_source(
         snapshot: None,
         last_complete: None,
         last_purge: None,
+        captured: Captured::new(),
+        chunk_next: true,
     };
     let mut backoff = Duration::from_millis(500);
     let mut recovering = false;
@@ -198,18 +222,94 @@ impl Runner {
             self.load_checkpoint().await?;
             self.checked = true;
         }
-        if matches!(self.position, Position::Initial) || self.snapshot.is_some() {
-            return self.snapshot_step().await;
+        match &self.snapshot {
+            _ if matches!(self.position, Position::Initial) => self.snapshot_step().await,
+            Some(p) if !p.added => self.snapshot_step().await,
+            // Tables added to a streaming source: a chunk, then a batch, in turn.
+            Some(_) => {
+                self.chunk_next = !self.chunk_next;
+                if self.chunk_next {
+                    self.stream_step().await?;
+                } else {
+                    self.snapshot_step().await?;
+                }
+                Ok(Step::Busy)
+            }
+            None => self.stream_step().await,
         }
-        self.stream_step().await
+    }
+
+    /// The checkpoint to store with a batch: `position`, the snapshot in progress, and
+    /// what capture covers.
+    fn checkpoint(&self, position: Position) -> Result<Checkpoint, PipelineError> {
+        Ok(Checkpoint {
+            position,
+            snapshot: self
+                .snapshot
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| PipelineError::Setup(e.to_string()))?,
+            mode: self.cfg.capture.name().to_owned(),
+            captured: self.captured.clone(),
+        })
+    }
+
+    /// Tables whose mappings capture does not cover yet (a mapping added to a source
+    /// already captured): snapshotted while streaming goes on.
+    async fn start_added_snapshot(&mut self) -> Result<(), PipelineError> {
+        let now = mapped(&self.mappings);
+        let added: Vec<String> = self
+            .plans
+            .iter()
+            .map(|p| p.table.clone())
+            .filter(|t| {
+                let have = self.captured.get(t).cloned().unwrap_or_default();
+                now.get(t)
+                    .is_some_and(|kinds| kinds.iter().any(|k| !have.contains(k)))
+            })
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let head = self.source.head().await?;
+        let mut progress = SnapshotProgress::start(head.clone());
+        if let (Position::Timestamp { tables, .. }, Position::Timestamp { tables: marks, .. }) =
+            (&mut self.position, &head)
+        {
+            // A new table streams from the head on; its older rows come by the snapshot.
+            for t in &added {
+                if !tables.contains_key(t)
+                    && let Some(m) = marks.get(t)
+                {
+                    tables.insert(t.clone(), m.clone());
+                }
+            }
+            let clock = self.source.clock().await?;
+            progress.version = self.position.next_stamp(clock.utc);
+            if let Position::Timestamp { version, .. } = &mut self.position {
+                *version = progress.version;
+            }
+        }
+        progress.tables = added;
+        progress.added = true;
+        tracing::info!(
+            source = %self.cfg.name,
+            tables = %progress.tables.join(", "),
+            "mappings added since the last run: snapshotting their tables while streaming goes on"
+        );
+        self.snapshot = Some(progress);
+        Ok(())
     }
 
     async fn load_checkpoint(&mut self) -> Result<(), PipelineError> {
         let mode = self.cfg.capture.name();
+        let now = mapped(&self.mappings);
         match self.wh.checkpoint(&self.cfg.name).await? {
             None => {
                 self.position = Position::Initial;
                 self.snapshot = None;
+                self.captured = Captured::new();
             }
             Some(cp) => {
                 if let Some(stored) = &cp.mode
@@ -239,11 +339,33 @@ impl Runner {
                     })?),
                     None => None,
                 };
+                // What capture covers, as far as the mappings still ask for it (a mapping
+                // removed and added again is snapshotted again). A checkpoint from before
+                // this was kept covers the mappings of this run.
+                self.captured = match cp.captured {
+                    None => now.clone(),
+                    Some(had) => had
+                        .into_iter()
+                        .filter_map(|(t, kinds)| {
+                            let still = now.get(&t)?;
+                            let kept: Vec<String> =
+                                kinds.into_iter().filter(|k| still.contains(k)).collect();
+                            (!kept.is_empty()).then_some((t, kept))
+                        })
+                        .collect(),
+                };
+                if !matches!(self.position, Position::Initial) && self.snapshot.is_none() {
+                    self.start_added_snapshot().await?;
+                }
             }
         }
         Ok(())
     }
 
+    /// One step of a snapshot: a chunk of the current table, or the end. A first
+    /// snapshot ends by storing the head it started from as the stream's position; one
+    /// of tables added to a streaming source leaves the position alone, and compares each
+    /// table's keys at its end (rows deleted while it was not covered).
     async fn snapshot_step(&mut self) -> Result<Step, PipelineError> {
         if self.snapshot.is_none() {
             let head = self.source.head().await?;
@@ -253,29 +375,40 @@ impl Runner {
         let Some(mut progress) = self.snapshot.clone() else {
             return Ok(Step::Busy);
         };
-        let mode = self.cfg.capture.name().to_owned();
-        if progress.table >= self.plans.len() {
+        let tables: Vec<String> = if progress.tables.is_empty() {
+            self.plans.iter().map(|p| p.table.clone()).collect()
+        } else {
+            progress.tables.clone()
+        };
+        if progress.table >= tables.len() {
+            let now = mapped(&self.mappings);
+            for t in &tables {
+                if let Some(kinds) = now.get(t) {
+                    self.captured.insert(t.clone(), kinds.clone());
+                }
+            }
+            self.snapshot = None;
+            let position = if progress.added {
+                self.position.clone()
+            } else {
+                progress.head.clone()
+            };
             let mut batch = ApplyBatch::new();
-            batch.checkpoint = Some(Checkpoint {
-                position: progress.head.clone(),
-                snapshot: None,
-                mode,
-            });
+            batch.checkpoint = Some(self.checkpoint(position.clone())?);
             batch.status = StatusUpdate {
                 state: Some("streaming"),
-                open_gaps: Some(count(progress.head.open_gaps())),
-                expired_gaps: Some(count(progress.head.expired_gaps())),
+                open_gaps: Some(count(position.open_gaps())),
+                expired_gaps: Some(count(position.expired_gaps())),
                 ..StatusUpdate::default()
             };
             self.wh
-                .apply(self.meta(), &progress.head.summary(), &batch)
+                .apply(self.meta(), &position.summary(), &batch)
                 .await?;
-            tracing::info!(source = %self.cfg.name, rows = progress.rows, "snapshot complete");
-            self.position = progress.head;
-            self.snapshot = None;
+            tracing::info!(source = %self.cfg.name, rows = progress.rows, tables = tables.len(), "snapshot complete");
+            self.position = position;
             return Ok(Step::Busy);
         }
-        let table = self.plans[progress.table].table.clone();
+        let table = tables[progress.table].clone();
         let after: Option<Vec<Value>> = progress
             .after
             .as_ref()
@@ -291,26 +424,47 @@ impl Runner {
         )
         .await?;
         progress.rows += chunk.rows as u64;
+        let mut batch = chunk.batch;
         if chunk.table_done {
             progress.table += 1;
             progress.after = None;
+            if progress.added {
+                let scan = super::keyscan::scan_table(
+                    &mut self.source,
+                    &self.wh,
+                    &self.cfg,
+                    &self.mappings,
+                    super::keyscan::KeyScanSpec {
+                        table: &table,
+                        version: progress.version,
+                        modified_column: None,
+                        now_local: None,
+                    },
+                )
+                .await?;
+                for (name, (kind, kb)) in scan.batch.kinds {
+                    batch
+                        .kinds
+                        .entry(name)
+                        .or_insert_with(|| (kind, Default::default()))
+                        .1
+                        .deletes
+                        .extend(kb.deletes);
+                }
+            }
         } else {
             progress.after = chunk
                 .last_key
                 .map(|k| k.iter().map(MarkValue::from).collect());
         }
-        let mut batch = chunk.batch;
-        batch.checkpoint = Some(Checkpoint {
-            position: self.position.clone(),
-            snapshot: Some(
-                serde_json::to_value(&progress).map_err(|e| PipelineError::Setup(e.to_string()))?,
-            ),
-            mode,
-        });
-        batch.status.state = Some("snapshotting");
+        self.snapshot = Some(progress);
+        batch.checkpoint = Some(self.checkpoint(self.position.clone())?);
+        let added = self.snapshot.as_ref().is_some_and(|p| p.added);
+        if !added {
+            batch.status.state = Some("snapshotting");
+        }
         let summary = format!("snapshot of {table}");
         self.wh.apply(self.meta(), &summary, &batch).await?;
-        self.snapshot = Some(progress);
         Ok(Step::Busy)
     }
 
@@ -337,11 +491,7 @@ impl Runner {
         };
         self.last_complete = complete.max(self.last_complete);
         batch.gap_events = read.gap_events.clone();
-        batch.checkpoint = Some(Checkpoint {
-            position: read.position.clone(),
-            snapshot: None,
-            mode: self.cfg.capture.name().to_owned(),
-        });
+        batch.checkpoint = Some(self.checkpoint(read.position.clone())?);
         let late: i64 = read
             .gap_events
             .iter()
@@ -485,11 +635,7 @@ impl Runner {
             );
         }
         let mut batch = scan.batch;
-        batch.checkpoint = Some(Checkpoint {
-            position: position.clone(),
-            snapshot: None,
-            mode: self.cfg.capture.name().to_owned(),
-        });
+        batch.checkpoint = Some(self.checkpoint(position.clone())?);
         batch.status = StatusUpdate {
             late_changes: i64::try_from(scan.late_rows).unwrap_or(i64::MAX),
             future_rows: Some(count(

@@ -30,6 +30,13 @@ pub struct SnapshotProgress {
     pub rows: u64,
     /// When it began.
     pub started_at: DateTime<Utc>,
+    /// The tables to read, in order; empty: every planned table (a first snapshot).
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// True for tables added to a source already streaming: streaming goes on between
+    /// chunks, and the stream's position is not replaced when the snapshot ends.
+    #[serde(default)]
+    pub added: bool,
 }
 
 impl SnapshotProgress {
@@ -47,6 +54,8 @@ impl SnapshotProgress {
             after: None,
             rows: 0,
             started_at: Utc::now(),
+            tables: Vec::new(),
+            added: false,
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Checkpoint {
     pub snapshot: Option<serde_json::Value>,
     /// The capture mode the position belongs to.
     pub mode: String,
+    /// The tables, and record kinds of each, capture covers (table → kinds).
+    pub captured: BTreeMap<String, Vec<String>>,
 }
 
 /// What the status row learns from a batch.
@@ -391,13 +393,15 @@ impl Warehouse {
         if let Some(cp) = &batch.checkpoint {
             let position = serde_json::to_value(&cp.position)
                 .map_err(|e| WarehouseError::Config(format!("position: {e}")))?;
+            let captured = serde_json::to_value(&cp.captured)
+                .map_err(|e| WarehouseError::Config(format!("captured tables: {e}")))?;
             tx.execute(
-                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, updated_at)
-                 values ($1, $2, $3, $4, $5, now())
+                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, updated_at)
+                 values ($1, $2, $3, $4, $5, $6, now())
                  on conflict (source) do update set position = excluded.position,
                    position_summary = excluded.position_summary, snapshot = excluded.snapshot,
-                   mode = excluded.mode, updated_at = now()",
-                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode],
+                   mode = excluded.mode, captured = excluded.captured, updated_at = now()",
+                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured],
             )
             .await?;
         }

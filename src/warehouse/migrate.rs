@@ -41,6 +41,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0010_worklist_barrier.sql"),
     migration!("0011_gap_fates.sql"),
     migration!("0012_timestamp_clock.sql"),
+    migration!("0013_captured_tables.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

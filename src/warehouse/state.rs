@@ -15,6 +15,8 @@ pub struct StoredCheckpoint {
     pub snapshot: Option<serde_json::Value>,
     /// The capture mode it was written under.
     pub mode: Option<String>,
+    /// Tables (and record kinds of each) capture covers; `None` from before that was kept.
+    pub captured: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Warehouse {
@@ -26,7 +28,7 @@ impl Warehouse {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "select position, snapshot, mode from ebis.checkpoint where source = $1",
+                "select position, snapshot, mode, captured from ebis.checkpoint where source = $1",
                 &[&source],
             )
             .await?;
@@ -38,6 +40,9 @@ impl Warehouse {
                 })?,
                 snapshot: r.get(1),
                 mode: r.get(2),
+                captured: r
+                    .get::<_, Option<serde_json::Value>>(3)
+                    .and_then(|v| serde_json::from_value(v).ok()),
             })
         })
         .transpose()

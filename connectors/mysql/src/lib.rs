@@ -19,7 +19,7 @@ mod table;
 mod values;
 
 pub use gaps::GapRules;
-pub use setup::changelog_statements;
+pub use setup::{StaleTrigger, changelog_statements, repair_statements};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use ebis_source::{
@@ -94,6 +94,8 @@ pub struct MysqlSource {
     returned: Option<BTreeMap<String, TableMark>>,
     /// Whether the account sees open transactions (probed once).
     sees_transactions: Option<bool>,
+    /// Unmapped tables the change table logs for that exist (their changes are skipped).
+    existing_unmapped: std::collections::HashSet<String>,
 }
 
 /// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
@@ -122,20 +124,42 @@ pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, Sourc
     Ok(Pool::new(builder))
 }
 
-/// Runs DDL statements one by one on a (privileged) connection.
+/// Runs DDL statements one by one on a (privileged) connection, then moves capture off
+/// stale ebis triggers on the planned tables (left by a rename): drops them and relabels
+/// the changes they logged. Returns the stale triggers it repaired.
 pub async fn run_statements(
     url: &str,
     password: Option<&str>,
     statements: &[String],
-) -> Result<(), SourceError> {
+    plans: &[TablePlan],
+) -> Result<Vec<StaleTrigger>, SourceError> {
     let pool = pool(url, password, 1)?;
     let mut conn = pool.get_conn().await.map_err(|e| classify(e, None))?;
     for s in statements {
         conn.query_drop(s).await.map_err(|e| classify(e, None))?;
     }
+    let stale = setup::stale_triggers(&mut conn, plans).await?;
+    for s in repair_statements(&stale) {
+        conn.query_drop(s).await.map_err(|e| classify(e, None))?;
+    }
     drop(conn);
     let _ = pool.disconnect().await;
-    Ok(())
+    Ok(stale)
+}
+
+/// The stale ebis triggers on the planned tables, as a source's own account sees them
+/// (none when it may not see triggers), for `setup-source` to print their repair.
+pub async fn find_stale_triggers(
+    url: &str,
+    password: Option<&str>,
+    plans: &[TablePlan],
+) -> Result<Vec<StaleTrigger>, SourceError> {
+    let pool = pool(url, password, 1)?;
+    let mut conn = pool.get_conn().await.map_err(|e| classify(e, None))?;
+    let stale = setup::stale_triggers(&mut conn, plans).await;
+    drop(conn);
+    let _ = pool.disconnect().await;
+    stale
 }
 
 impl MysqlSource {
@@ -150,6 +174,7 @@ impl MysqlSource {
             seen: HashMap::new(),
             returned: None,
             sees_transactions: None,
+            existing_unmapped: std::collections::HashSet::new(),
         })
     }
 
@@ -343,9 +368,13 @@ impl MysqlSource {
         // Latest entry per (table, key): the row is read whole, so one fetch covers all.
         let mut latest: Vec<(usize, String, Vec<Value>, i64, i64)> = Vec::new();
         let mut index: HashMap<(usize, String), usize> = HashMap::new();
+        let mut unmapped: Vec<String> = Vec::new();
         for (seq, table, _op, key_json, at) in entries {
             let Some(t) = self.table_index(&table) else {
-                continue; // a table no mapping reads any more
+                if !unmapped.contains(&table) {
+                    unmapped.push(table);
+                }
+                continue; // a table no mapping reads (any more)
             };
             let key: Vec<Value> = match serde_json::from_str::<Vec<serde_json::Value>>(&key_json) {
                 Ok(k) => k.iter().map(values::from_json).collect(),
@@ -367,6 +396,20 @@ impl MysqlSource {
                 }
             }
         }
+        // Changes logged for a table that no longer exists were logged by triggers a
+        // rename took along (or by a table dropped since): skipping them would lose them.
+        for name in unmapped {
+            if self.existing_unmapped.contains(&name) {
+                continue;
+            }
+            if table_exists(&mut conn, &name).await? {
+                self.existing_unmapped.insert(name);
+                continue;
+            }
+            return Err(SourceError::CaptureNotInstalled(format!(
+                "{CHANGE_TABLE} holds changes logged for table {name}, which does not exist: it was renamed (its ebis triggers went with it) or dropped. If renamed, point the mappings at the new name and run `ebis setup-source` for this source with --apply: it moves capture there and relabels these changes, so none is lost. If dropped and no longer mapped, delete them: DELETE FROM {CHANGE_TABLE} WHERE table_name = '{name}'"
+            )));
+        }
         let tables = self.tables.as_deref().unwrap_or(&[]);
         let mut rows: HashMap<(usize, String), Row> = HashMap::new();
         for (t, table) in tables.iter().enumerate() {
@@ -378,7 +421,13 @@ impl MysqlSource {
             if keys.is_empty() {
                 continue;
             }
-            for row in table.by_keys(&mut conn, &keys).await? {
+            let found = table.by_keys(&mut conn, &keys).await.map_err(|e| match e {
+                SourceError::MissingTable { table } => SourceError::CaptureNotInstalled(format!(
+                    "captured table {table} does not exist any more: if it was renamed, point its mappings at the new name and run `ebis setup-source` for this source with --apply (it relabels the changes logged meanwhile, so none is lost)"
+                )),
+                other => other,
+            })?;
+            for row in found {
                 rows.insert((t, key_text(&table.key_of(&row))), row);
             }
         }
@@ -530,6 +579,19 @@ async fn may_see_triggers(conn: &mut Conn) -> Result<bool, SourceError> {
     Ok(n.unwrap_or(0) > 0)
 }
 
+/// Whether a table (optionally `schema.table`) exists and is visible to the account.
+async fn table_exists(conn: &mut Conn, name: &str) -> Result<bool, SourceError> {
+    let (schema, table) = table::split_table(name);
+    let n: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+            (schema, table),
+        )
+        .await
+        .map_err(|e| classify(e, None))?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
 fn as_datetime(v: &Value) -> Option<NaiveDateTime> {
     match v {
         Value::DateTime(t) => Some(*t),
@@ -541,6 +603,7 @@ fn as_datetime(v: &Value) -> Option<NaiveDateTime> {
 impl Source for MysqlSource {
     async fn check(&mut self) -> Result<(), SourceError> {
         self.tables = None;
+        self.existing_unmapped.clear();
         self.tables().await?;
         let mut conn = self.conn().await?;
         match &self.capture {
@@ -555,6 +618,17 @@ impl Source for MysqlSource {
                 if exists.unwrap_or(0) == 0 {
                     return Err(SourceError::CaptureNotInstalled(format!(
                         "the change table {CHANGE_TABLE} does not exist: run `ebis setup-source` for this source"
+                    )));
+                }
+                // Triggers that came along with a rename log the table's changes under
+                // its old name: refuse, with the repair.
+                if let Some(s) = setup::stale_triggers(&mut conn, &self.plans).await?.first() {
+                    return Err(SourceError::CaptureNotInstalled(format!(
+                        "table {} carries the ebis trigger {} that logs its changes as {} (the table was renamed, or capture was copied): run `ebis setup-source` for this source with --apply — it installs {}'s own triggers, drops the others, and relabels the changes they logged, so nothing logged in between is lost",
+                        s.table,
+                        s.trigger,
+                        s.logs_as.as_deref().unwrap_or("another table"),
+                        s.table
                     )));
                 }
                 let mut missing = Vec::new();

@@ -1,8 +1,11 @@
 //! The DDL a DBA runs to set up changelog capture: the change table and, per captured
 //! table, three triggers — rendered from `sql/sources/mysql/` with validated, quoted names.
 
+use crate::error::classify;
 use crate::table::{quote, split_table};
-use ebis_source::TablePlan;
+use ebis_source::{SourceError, TablePlan};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
 
 const CHANGE_TABLE: &str = include_str!("../../../sql/sources/mysql/changelog.sql");
 const TRIGGERS: &str = include_str!("../../../sql/sources/mysql/triggers.sql");
@@ -19,7 +22,7 @@ pub fn changelog_statements(plans: &[TablePlan]) -> Result<Vec<String>, String> 
 fn trigger_statements(plan: &TablePlan) -> Result<Vec<String>, String> {
     let (schema, name) = split_table(&plan.table);
     let trigger = |suffix: &str| -> Result<String, String> {
-        let t = format!("ebis_{}_{suffix}", name.to_ascii_lowercase());
+        let t = trigger_name(&plan.table, suffix);
         if t.len() > 64 {
             return Err(format!(
                 "table name {name} is too long for a trigger name (ebis_<table>_ai must fit 64 characters)"
@@ -57,6 +60,104 @@ fn trigger_statements(plan: &TablePlan) -> Result<Vec<String>, String> {
         .replace("{{old_key}}", &keys("OLD"))
         .replace("{{key_unchanged}}", &unchanged);
     Ok(split_statements(&text))
+}
+
+/// The name ebis gives a capture trigger of `table` (`ai`, `au`, `ad`).
+fn trigger_name(table: &str, suffix: &str) -> String {
+    let (_, name) = split_table(table);
+    format!("ebis_{}_{suffix}", name.to_ascii_lowercase())
+}
+
+/// An ebis capture trigger found on a captured table that is not the table's own: it
+/// came along when the table was renamed, and logs its changes under the old name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleTrigger {
+    /// The captured table (as the mapping names it).
+    pub table: String,
+    /// The trigger's name.
+    pub trigger: String,
+    /// The table name it logs changes under.
+    pub logs_as: Option<String>,
+}
+
+/// The ebis triggers on each planned table that are not its own (a rename, most often;
+/// or a copy left behind). Needs an account that may see triggers (TRIGGER privilege);
+/// one that may not sees none.
+pub async fn stale_triggers(
+    conn: &mut Conn,
+    plans: &[TablePlan],
+) -> Result<Vec<StaleTrigger>, SourceError> {
+    let mut out = Vec::new();
+    for p in plans {
+        let (schema, name) = split_table(&p.table);
+        let found: Vec<(String, String)> = conn
+            .exec(
+                "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS
+                 WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND EVENT_OBJECT_TABLE = ?
+                   AND TRIGGER_NAME LIKE 'ebis\\_%'",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| classify(e, Some(&p.table)))?;
+        let own = ["ai", "au", "ad"].map(|s| trigger_name(&p.table, s));
+        for (trigger, body) in found {
+            let logs_as = first_literal(&body);
+            let mine = own.iter().any(|o| o.eq_ignore_ascii_case(&trigger))
+                && logs_as.as_deref() == Some(p.table.as_str());
+            if !mine {
+                out.push(StaleTrigger {
+                    table: p.table.clone(),
+                    trigger,
+                    logs_as,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What moves capture off stale triggers, to run after the table's own triggers exist:
+/// drop them, then relabel the changes they logged under the old name, so ebis reads
+/// those under the table's name and nothing logged in between is lost.
+pub fn repair_statements(stale: &[StaleTrigger]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in stale {
+        let (schema, _) = split_table(&s.table);
+        out.push(match schema {
+            Some(sc) => format!("DROP TRIGGER IF EXISTS {}.{}", quote(sc), quote(&s.trigger)),
+            None => format!("DROP TRIGGER IF EXISTS {}", quote(&s.trigger)),
+        });
+    }
+    let mut relabeled: Vec<(&str, &str)> = Vec::new();
+    for s in stale {
+        if let Some(old) = s.logs_as.as_deref()
+            && old != s.table
+            && !relabeled.contains(&(old, s.table.as_str()))
+        {
+            relabeled.push((old, &s.table));
+        }
+    }
+    for (old, new) in relabeled {
+        out.push(format!(
+            "UPDATE `ebis_change` SET table_name = {} WHERE table_name = {}",
+            literal(new),
+            literal(old)
+        ));
+    }
+    out
+}
+
+/// A string literal (names come from validated mappings or from the server's own
+/// catalog; quotes and backslashes are escaped all the same).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The first `'…'` literal of a trigger body: the table name an ebis trigger logs.
+fn first_literal(body: &str) -> Option<String> {
+    let start = body.find('\'')? + 1;
+    let len = body[start..].find('\'')?;
+    Some(body[start..start + len].to_owned())
 }
 
 /// Splits a script at `;` line ends, dropping comment-only lines.
@@ -112,6 +213,36 @@ mod tests {
         ));
         assert!(stmts[6].contains("JSON_ARRAY(OLD.`PRIPID`, OLD.`ALT_ID`)"));
         assert!(stmts.iter().all(|s| !s.ends_with(';')));
+    }
+
+    #[test]
+    fn stale_triggers_are_dropped_and_their_changes_relabeled() {
+        let stale = vec![
+            StaleTrigger {
+                table: "E_NJ_INFO".into(),
+                trigger: "ebis_e_nj_baseinfo_ai".into(),
+                logs_as: Some("E_NJ_BASEINFO".into()),
+            },
+            StaleTrigger {
+                table: "E_NJ_INFO".into(),
+                trigger: "ebis_e_nj_baseinfo_ad".into(),
+                logs_as: Some("E_NJ_BASEINFO".into()),
+            },
+        ];
+        assert_eq!(
+            repair_statements(&stale),
+            [
+                "DROP TRIGGER IF EXISTS `ebis_e_nj_baseinfo_ai`",
+                "DROP TRIGGER IF EXISTS `ebis_e_nj_baseinfo_ad`",
+                "UPDATE `ebis_change` SET table_name = 'E_NJ_INFO' WHERE table_name = 'E_NJ_BASEINFO'",
+            ]
+        );
+        assert_eq!(
+            first_literal("INSERT INTO `ebis_change` (table_name, op, row_key) VALUES ('E_X', 'I', JSON_ARRAY(NEW.`ID`))")
+                .as_deref(),
+            Some("E_X")
+        );
+        assert_eq!(literal("a'b"), "'a''b'");
     }
 
     #[test]
