@@ -1,22 +1,27 @@
 //! One source's loop: lock, check, snapshot (resumable), then stream; back off and retry
 //! on retryable errors, stop this source alone on fatal ones. A checkpoint only ever moves
-//! in the transaction that applies the changes it covers.
+//! in the transaction that applies the changes it covers. Snapshots (the first, and those
+//! of tables whose mappings were added) are in `snapshots`; what runs between batches
+//! (purges, key comparisons) in `upkeep`.
+
+mod snapshots;
+mod upkeep;
 
 use super::connector::{AnySource, plans};
 use super::mapper::map_changes;
-use super::snapshot::{SnapshotProgress, read_chunk};
+use super::snapshot::SnapshotProgress;
 use super::{PipelineError, Shutdown};
-use crate::config::{CaptureMode, PipelineConfig, SourceConfig};
+use crate::config::{PipelineConfig, SourceConfig};
 use crate::mapping::MappingSet;
-use crate::warehouse::{ApplyBatch, Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
+use crate::warehouse::{Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
 use chrono::{DateTime, Utc};
-use ebis_source::{Batch, GapFate, MarkValue, Position, TablePlan, Value};
+use ebis_source::{Batch, GapFate, Position, TablePlan};
+use snapshots::{Captured, mapped};
 
 /// A count for a status column.
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Settings shared by all sources.
@@ -67,22 +72,6 @@ struct Runner {
     /// While tables added to a streaming source are snapshotted: whether the next step
     /// reads a snapshot chunk (else a stream batch).
     chunk_next: bool,
-}
-
-/// Source table → the record kinds capture covers from it.
-type Captured = BTreeMap<String, Vec<String>>;
-
-/// What the mappings read now: table → record kinds.
-fn mapped(mappings: &MappingSet) -> Captured {
-    let mut out = Captured::new();
-    for m in &mappings.mappings {
-        let kinds = out.entry(m.table.clone()).or_default();
-        if !kinds.iter().any(|k| k == m.kind.name) {
-            kinds.push(m.kind.name.to_owned());
-            kinds.sort();
-        }
-    }
-    out
 }
 
 /// Runs every enabled source until shutdown; returns the sources that stopped on a fatal
@@ -255,53 +244,6 @@ impl Runner {
         })
     }
 
-    /// Tables whose mappings capture does not cover yet (a mapping added to a source
-    /// already captured): snapshotted while streaming goes on.
-    async fn start_added_snapshot(&mut self) -> Result<(), PipelineError> {
-        let now = mapped(&self.mappings);
-        let added: Vec<String> = self
-            .plans
-            .iter()
-            .map(|p| p.table.clone())
-            .filter(|t| {
-                let have = self.captured.get(t).cloned().unwrap_or_default();
-                now.get(t)
-                    .is_some_and(|kinds| kinds.iter().any(|k| !have.contains(k)))
-            })
-            .collect();
-        if added.is_empty() {
-            return Ok(());
-        }
-        let head = self.source.head().await?;
-        let mut progress = SnapshotProgress::start(head.clone());
-        if let (Position::Timestamp { tables, .. }, Position::Timestamp { tables: marks, .. }) =
-            (&mut self.position, &head)
-        {
-            // A new table streams from the head on; its older rows come by the snapshot.
-            for t in &added {
-                if !tables.contains_key(t)
-                    && let Some(m) = marks.get(t)
-                {
-                    tables.insert(t.clone(), m.clone());
-                }
-            }
-            let clock = self.source.clock().await?;
-            progress.version = self.position.next_stamp(clock.utc);
-            if let Position::Timestamp { version, .. } = &mut self.position {
-                *version = progress.version;
-            }
-        }
-        progress.tables = added;
-        progress.added = true;
-        tracing::info!(
-            source = %self.cfg.name,
-            tables = %progress.tables.join(", "),
-            "mappings added since the last run: snapshotting their tables while streaming goes on"
-        );
-        self.snapshot = Some(progress);
-        Ok(())
-    }
-
     async fn load_checkpoint(&mut self) -> Result<(), PipelineError> {
         let mode = self.cfg.capture.name();
         let now = mapped(&self.mappings);
@@ -360,112 +302,6 @@ impl Runner {
             }
         }
         Ok(())
-    }
-
-    /// One step of a snapshot: a chunk of the current table, or the end. A first
-    /// snapshot ends by storing the head it started from as the stream's position; one
-    /// of tables added to a streaming source leaves the position alone, and compares each
-    /// table's keys at its end (rows deleted while it was not covered).
-    async fn snapshot_step(&mut self) -> Result<Step, PipelineError> {
-        if self.snapshot.is_none() {
-            let head = self.source.head().await?;
-            tracing::info!(source = %self.cfg.name, head = %head.summary(), "snapshot starts");
-            self.snapshot = Some(SnapshotProgress::start(head));
-        }
-        let Some(mut progress) = self.snapshot.clone() else {
-            return Ok(Step::Busy);
-        };
-        let tables: Vec<String> = if progress.tables.is_empty() {
-            self.plans.iter().map(|p| p.table.clone()).collect()
-        } else {
-            progress.tables.clone()
-        };
-        if progress.table >= tables.len() {
-            let now = mapped(&self.mappings);
-            for t in &tables {
-                if let Some(kinds) = now.get(t) {
-                    self.captured.insert(t.clone(), kinds.clone());
-                }
-            }
-            self.snapshot = None;
-            let position = if progress.added {
-                self.position.clone()
-            } else {
-                progress.head.clone()
-            };
-            let mut batch = ApplyBatch::new();
-            batch.checkpoint = Some(self.checkpoint(position.clone())?);
-            batch.status = StatusUpdate {
-                state: Some("streaming"),
-                open_gaps: Some(count(position.open_gaps())),
-                expired_gaps: Some(count(position.expired_gaps())),
-                ..StatusUpdate::default()
-            };
-            self.wh
-                .apply(self.meta(), &position.summary(), &batch)
-                .await?;
-            tracing::info!(source = %self.cfg.name, rows = progress.rows, tables = tables.len(), "snapshot complete");
-            self.position = position;
-            return Ok(Step::Busy);
-        }
-        let table = tables[progress.table].clone();
-        let after: Option<Vec<Value>> = progress
-            .after
-            .as_ref()
-            .map(|k| k.iter().map(Value::from).collect());
-        let chunk = read_chunk(
-            &mut self.source,
-            &self.cfg,
-            &self.mappings,
-            &table,
-            after.as_deref(),
-            self.settings.batch_size,
-            progress.version,
-        )
-        .await?;
-        progress.rows += chunk.rows as u64;
-        let mut batch = chunk.batch;
-        if chunk.table_done {
-            progress.table += 1;
-            progress.after = None;
-            if progress.added {
-                let scan = super::keyscan::scan_table(
-                    &mut self.source,
-                    &self.wh,
-                    &self.cfg,
-                    &self.mappings,
-                    super::keyscan::KeyScanSpec {
-                        table: &table,
-                        version: progress.version,
-                        modified_column: None,
-                        now_local: None,
-                    },
-                )
-                .await?;
-                for (name, (kind, kb)) in scan.batch.kinds {
-                    batch
-                        .kinds
-                        .entry(name)
-                        .or_insert_with(|| (kind, Default::default()))
-                        .1
-                        .deletes
-                        .extend(kb.deletes);
-                }
-            }
-        } else {
-            progress.after = chunk
-                .last_key
-                .map(|k| k.iter().map(MarkValue::from).collect());
-        }
-        self.snapshot = Some(progress);
-        batch.checkpoint = Some(self.checkpoint(self.position.clone())?);
-        let added = self.snapshot.as_ref().is_some_and(|p| p.added);
-        if !added {
-            batch.status.state = Some("snapshotting");
-        }
-        let summary = format!("snapshot of {table}");
-        self.wh.apply(self.meta(), &summary, &batch).await?;
-        Ok(Step::Busy)
     }
 
     async fn stream_step(&mut self) -> Result<Step, PipelineError> {
@@ -538,115 +374,5 @@ impl Runner {
         } else {
             Ok(Step::Busy)
         }
-    }
-
-    /// Changelog capture with `purge_every`: deletes the change rows that the position
-    /// just stored in the warehouse no longer needs. A source-side failure (most often a
-    /// missing DELETE grant) is shown as the source's last error and capture goes on.
-    async fn purge_if_due(&mut self) -> Result<(), PipelineError> {
-        let CaptureMode::Changelog {
-            purge_every: Some(every),
-            ..
-        } = &self.cfg.capture
-        else {
-            return Ok(());
-        };
-        if self.last_purge.is_some_and(|(at, _)| at.elapsed() < *every) {
-            return Ok(());
-        }
-        let failed_before = self.last_purge.is_some_and(|(_, failed)| failed);
-        match self.source.purge(&self.position).await {
-            Ok(deleted) => {
-                self.last_purge = Some((Instant::now(), false));
-                self.wh.record_purge(&self.cfg.name, deleted).await?;
-                if failed_before {
-                    self.wh.clear_error(&self.cfg.name).await?;
-                }
-                if deleted > 0 {
-                    tracing::debug!(source = %self.cfg.name, deleted, "purged the change table");
-                }
-            }
-            Err(e) => {
-                self.last_purge = Some((Instant::now(), true));
-                let message = format!("purging the change table failed (capture goes on): {e}");
-                tracing::warn!(source = %self.cfg.name, error = %e, "purging the change table failed; capture goes on");
-                self.wh
-                    .set_state(&self.cfg.name, "streaming", Some(&message))
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Timestamp capture cannot see deletes: compare keys per table on a schedule.
-    async fn key_scan_if_due(&mut self) -> Result<(), PipelineError> {
-        let CaptureMode::Timestamp { key_scan_every, .. } = &self.cfg.capture else {
-            return Ok(());
-        };
-        let every = chrono::Duration::from_std(*key_scan_every).unwrap_or(chrono::Duration::MAX);
-        let Position::Timestamp { tables, .. } = &self.position else {
-            return Ok(());
-        };
-        let now = Utc::now();
-        let due = tables
-            .iter()
-            .find(|(_, m)| m.keys_compared_at.is_none_or(|at| now - at >= every))
-            .map(|(t, _)| t.clone());
-        let Some(table) = due else {
-            return Ok(());
-        };
-        let modified_column = self
-            .plans
-            .iter()
-            .find(|p| p.table == table)
-            .and_then(|p| p.modified_column.clone());
-        // One stamp for the whole comparison, newer than every read before it: its
-        // tombstones win over those reads, and any later read of a re-created row wins
-        // over its tombstone.
-        let clock = self.source.clock().await?;
-        let version = self.position.next_stamp(clock.utc);
-        let scan = super::keyscan::scan_table(
-            &mut self.source,
-            &self.wh,
-            &self.cfg,
-            &self.mappings,
-            super::keyscan::KeyScanSpec {
-                table: &table,
-                version,
-                modified_column: modified_column.as_deref(),
-                now_local: Some(clock.local),
-            },
-        )
-        .await?;
-        let mut position = self.position.clone();
-        if let Position::Timestamp { tables, version: v } = &mut position {
-            *v = version;
-            if let Some(mark) = tables.get_mut(&table) {
-                mark.keys_compared_at = Some(now);
-                mark.future_rows = scan.future_rows as u64;
-            }
-        }
-        if scan.future_rows > 0 {
-            tracing::warn!(
-                source = %self.cfg.name,
-                table,
-                rows = scan.future_rows,
-                "rows are dated ahead of the source's clock: captured by key comparison until the clock reaches them"
-            );
-        }
-        let mut batch = scan.batch;
-        batch.checkpoint = Some(self.checkpoint(position.clone())?);
-        batch.status = StatusUpdate {
-            late_changes: i64::try_from(scan.late_rows).unwrap_or(i64::MAX),
-            future_rows: Some(count(
-                usize::try_from(position.future_rows()).unwrap_or(usize::MAX),
-            )),
-            ..StatusUpdate::default()
-        };
-        self.wh
-            .apply(self.meta(), &position.summary(), &batch)
-            .await?;
-        self.position = position;
-        Ok(())
     }
 }

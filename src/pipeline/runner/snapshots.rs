@@ -1,0 +1,177 @@
+//! Snapshots inside the runner: the first one of a source (the stream then starts from
+//! the head taken before it), and those of tables whose mappings were added to a source
+//! already streaming (a chunk between stream batches; the stream's position stays).
+
+use super::{Runner, Step, count};
+use crate::mapping::MappingSet;
+use crate::pipeline::PipelineError;
+use crate::pipeline::snapshot::{SnapshotProgress, read_chunk};
+use crate::warehouse::{ApplyBatch, StatusUpdate};
+use ebis_source::{MarkValue, Position, Value};
+use std::collections::BTreeMap;
+
+/// Source table → the record kinds capture covers from it.
+pub(super) type Captured = BTreeMap<String, Vec<String>>;
+
+/// What the mappings read now: table → record kinds.
+pub(super) fn mapped(mappings: &MappingSet) -> Captured {
+    let mut out = Captured::new();
+    for m in &mappings.mappings {
+        let kinds = out.entry(m.table.clone()).or_default();
+        if !kinds.iter().any(|k| k == m.kind.name) {
+            kinds.push(m.kind.name.to_owned());
+            kinds.sort();
+        }
+    }
+    out
+}
+
+impl Runner {
+    /// Tables whose mappings capture does not cover yet (a mapping added to a source
+    /// already captured): snapshotted while streaming goes on.
+    pub(super) async fn start_added_snapshot(&mut self) -> Result<(), PipelineError> {
+        let now = mapped(&self.mappings);
+        let added: Vec<String> = self
+            .plans
+            .iter()
+            .map(|p| p.table.clone())
+            .filter(|t| {
+                let have = self.captured.get(t).cloned().unwrap_or_default();
+                now.get(t)
+                    .is_some_and(|kinds| kinds.iter().any(|k| !have.contains(k)))
+            })
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let head = self.source.head().await?;
+        let mut progress = SnapshotProgress::start(head.clone());
+        if let (Position::Timestamp { tables, .. }, Position::Timestamp { tables: marks, .. }) =
+            (&mut self.position, &head)
+        {
+            // A new table streams from the head on; its older rows come by the snapshot.
+            for t in &added {
+                if !tables.contains_key(t)
+                    && let Some(m) = marks.get(t)
+                {
+                    tables.insert(t.clone(), m.clone());
+                }
+            }
+            let clock = self.source.clock().await?;
+            progress.version = self.position.next_stamp(clock.utc);
+            if let Position::Timestamp { version, .. } = &mut self.position {
+                *version = progress.version;
+            }
+        }
+        progress.tables = added;
+        progress.added = true;
+        tracing::info!(
+            source = %self.cfg.name,
+            tables = %progress.tables.join(", "),
+            "mappings added since the last run: snapshotting their tables while streaming goes on"
+        );
+        self.snapshot = Some(progress);
+        Ok(())
+    }
+
+    /// One step of a snapshot: a chunk of the current table, or the end. A first
+    /// snapshot ends by storing the head it started from as the stream's position; one
+    /// of tables added to a streaming source leaves the position alone, and compares each
+    /// table's keys at its end (rows deleted while it was not covered).
+    pub(super) async fn snapshot_step(&mut self) -> Result<Step, PipelineError> {
+        if self.snapshot.is_none() {
+            let head = self.source.head().await?;
+            tracing::info!(source = %self.cfg.name, head = %head.summary(), "snapshot starts");
+            self.snapshot = Some(SnapshotProgress::start(head));
+        }
+        let Some(mut progress) = self.snapshot.clone() else {
+            return Ok(Step::Busy);
+        };
+        let tables: Vec<String> = if progress.tables.is_empty() {
+            self.plans.iter().map(|p| p.table.clone()).collect()
+        } else {
+            progress.tables.clone()
+        };
+        if progress.table >= tables.len() {
+            let now = mapped(&self.mappings);
+            for t in &tables {
+                if let Some(kinds) = now.get(t) {
+                    self.captured.insert(t.clone(), kinds.clone());
+                }
+            }
+            self.snapshot = None;
+            let position = if progress.added {
+                self.position.clone()
+            } else {
+                progress.head.clone()
+            };
+            let mut batch = ApplyBatch::new();
+            batch.checkpoint = Some(self.checkpoint(position.clone())?);
+            batch.status = StatusUpdate {
+                state: Some("streaming"),
+                open_gaps: Some(count(position.open_gaps())),
+                expired_gaps: Some(count(position.expired_gaps())),
+                ..StatusUpdate::default()
+            };
+            self.wh
+                .apply(self.meta(), &position.summary(), &batch)
+                .await?;
+            tracing::info!(source = %self.cfg.name, rows = progress.rows, tables = tables.len(), "snapshot complete");
+            self.position = position;
+            return Ok(Step::Busy);
+        }
+        let table = tables[progress.table].clone();
+        let after: Option<Vec<Value>> = progress
+            .after
+            .as_ref()
+            .map(|k| k.iter().map(Value::from).collect());
+        let chunk = read_chunk(
+            &mut self.source,
+            &self.cfg,
+            &self.mappings,
+            &table,
+            after.as_deref(),
+            self.settings.batch_size,
+            progress.version,
+        )
+        .await?;
+        progress.rows += chunk.rows as u64;
+        let mut batch = chunk.batch;
+        if chunk.table_done {
+            progress.table += 1;
+            progress.after = None;
+            if progress.added {
+                let scan = self
+                    .compare_keys(crate::pipeline::keyscan::KeyScanSpec {
+                        table: &table,
+                        version: progress.version,
+                        modified_column: None,
+                        now_local: None,
+                    })
+                    .await?;
+                for (name, (kind, kb)) in scan.batch.kinds {
+                    batch
+                        .kinds
+                        .entry(name)
+                        .or_insert_with(|| (kind, Default::default()))
+                        .1
+                        .deletes
+                        .extend(kb.deletes);
+                }
+            }
+        } else {
+            progress.after = chunk
+                .last_key
+                .map(|k| k.iter().map(MarkValue::from).collect());
+        }
+        self.snapshot = Some(progress);
+        batch.checkpoint = Some(self.checkpoint(self.position.clone())?);
+        let added = self.snapshot.as_ref().is_some_and(|p| p.added);
+        if !added {
+            batch.status.state = Some("snapshotting");
+        }
+        let summary = format!("snapshot of {table}");
+        self.wh.apply(self.meta(), &summary, &batch).await?;
+        Ok(Step::Busy)
+    }
+}
