@@ -49,7 +49,23 @@ pub struct KindReport {
 }
 
 impl KindReport {
-    /// True when source and warehouse agree.
+    /// True when the warehouse holds what the source holds and nothing was rejected: what
+    /// `ebis verify` calls ok.
+    pub fn clean(&self) -> bool {
+        self.agrees() && self.rejected == 0
+    }
+
+    /// `ok`, `DIFFERS`, or `REJECTED` (equal, but rows are in quarantine instead).
+    pub fn result(&self) -> &'static str {
+        match (self.agrees(), self.rejected) {
+            (false, _) => "DIFFERS",
+            (true, 0) => "ok",
+            (true, _) => "REJECTED",
+        }
+    }
+
+    /// True when source and warehouse agree: every source row is in the warehouse or, if
+    /// its mapping rejects it, in quarantine.
     pub fn agrees(&self) -> bool {
         self.missing == 0
             && self.extra == 0
@@ -294,7 +310,7 @@ pub fn render(reports: &[KindReport]) -> String {
             r.different,
             r.rejected,
             r.duplicate_keys,
-            if r.agrees() { "ok" } else { "DIFFERS" }
+            r.result()
         ));
     }
     out

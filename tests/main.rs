@@ -9,6 +9,7 @@ mod check;
 mod compare;
 mod demo;
 mod faults;
+mod findings;
 mod gaps;
 mod hostile;
 mod keys;

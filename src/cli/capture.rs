@@ -211,7 +211,7 @@ pub fn verify(config_path: &Path, source: Option<&str>, json: bool) -> Result<Ex
         } else {
             print!("{}", ebis::verify::render(&reports));
         }
-        Ok(if reports.iter().all(|r| r.agrees()) {
+        Ok(if reports.iter().all(|r| r.clean()) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

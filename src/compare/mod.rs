@@ -12,6 +12,7 @@ use crate::rules::Rule;
 use crate::warehouse::{Warehouse, WarehouseError};
 use chrono::NaiveDate;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One rule's state after a run.
 #[derive(Clone, Debug, Serialize)]
@@ -39,6 +40,12 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Per rule.
     pub rules: Vec<RuleSummary>,
+    /// Candidate findings held back because a bureau they rest on is not complete up to
+    /// their evidence yet, per such bureau.
+    pub held_back: BTreeMap<String, i64>,
+    /// Unresolved rejected rows at the time of the run, per bureau and record kind:
+    /// findings resting on those bureaus may be wrong.
+    pub rejections: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 impl Warehouse {
@@ -50,7 +57,8 @@ impl Warehouse {
         tx.commit().await?;
         let meta = client
             .query_one(
-                "select as_of, extract(epoch from finished_at - started_at)::float8 from compare.run where id = $1",
+                "select as_of, extract(epoch from finished_at - started_at)::float8, held_back, rejections
+                 from compare.run where id = $1",
                 &[&run],
             )
             .await?;
@@ -83,6 +91,8 @@ impl Warehouse {
             as_of: meta.get(0),
             seconds: meta.get(1),
             rules,
+            held_back: serde_json::from_value(meta.get(2)).unwrap_or_default(),
+            rejections: serde_json::from_value(meta.get(3)).unwrap_or_default(),
         })
     }
 
@@ -119,6 +129,33 @@ impl RunSummary {
         }
         let total: i64 = self.rules.iter().map(|r| r.open).sum();
         out.push_str(&format!("{:<32} {:<28} {:>6}\n", "total", "", total));
+        if !self.held_back.is_empty() {
+            let per: Vec<String> = self
+                .held_back
+                .iter()
+                .map(|(b, n)| format!("{b} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "held back until their bureaus are complete up to the evidence (see ebis status): {}\n",
+                per.join(", ")
+            ));
+        }
+        if !self.rejections.is_empty() {
+            let per: Vec<String> = self
+                .rejections
+                .iter()
+                .map(|(b, kinds)| {
+                    let n: i64 = kinds.values().sum();
+                    let detail: Vec<String> =
+                        kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    format!("{b} {n} ({})", detail.join(", "))
+                })
+                .collect();
+            out.push_str(&format!(
+                "unresolved rejected rows (findings resting on these bureaus may be wrong; see ebis.quarantine): {}\n",
+                per.join("; ")
+            ));
+        }
         out
     }
 }

@@ -42,6 +42,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0011_gap_fates.sql"),
     migration!("0012_timestamp_clock.sql"),
     migration!("0013_captured_tables.sql"),
+    migration!("0014_findings_held_back.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

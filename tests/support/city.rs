@@ -25,6 +25,8 @@ pub struct City {
     pub wh: Warehouse,
     pub world: World,
     pub config: PipelineConfig,
+    /// How long a caught-up source waits between polls (150 ms unless a test sets it).
+    pub poll_interval: Duration,
     running: Vec<(String, ShutdownTrigger, SourceTask)>,
 }
 
@@ -59,6 +61,7 @@ impl City {
             wh,
             world,
             config,
+            poll_interval: Duration::from_millis(150),
             running: Vec::new(),
         }
     }
@@ -75,7 +78,7 @@ impl City {
             let m = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)).expect("mappings");
             let (trigger, shutdown) = Shutdown::new();
             let settings = RunSettings {
-                poll_interval: Duration::from_millis(150),
+                poll_interval: self.poll_interval,
                 batch_size: 500,
                 max_backoff: Duration::from_secs(2),
             };

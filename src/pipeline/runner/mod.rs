@@ -177,6 +177,7 @@ pub async fn run_source(
         }
     };
     if result.is_ok() {
+        r.last_poll().await;
         let _ = r.wh.set_state(&r.cfg.name, "stopped", None).await;
     }
     r.source.close().await;
@@ -225,6 +226,29 @@ impl Runner {
                 Ok(Step::Busy)
             }
             None => self.stream_step().await,
+        }
+    }
+
+    /// On a clean stop, one more poll of a streaming source (a few batches at most, until
+    /// drained): its complete-up-to then stands at the moment it stopped, not at its last
+    /// poll before, so a comparison after the stop holds back nothing that committed
+    /// before it. Errors are logged; the stop goes on.
+    async fn last_poll(&mut self) {
+        let streaming = self.checked
+            && !matches!(self.position, Position::Initial)
+            && self.snapshot.as_ref().is_none_or(|p| p.added);
+        if !streaming {
+            return;
+        }
+        for _ in 0..5 {
+            match self.stream_step().await {
+                Ok(Step::Idle) => return,
+                Ok(Step::Busy) => {}
+                Err(e) => {
+                    tracing::warn!(source = %self.cfg.name, error = %e, "the last poll before stopping failed");
+                    return;
+                }
+            }
         }
     }
 
