@@ -2,6 +2,7 @@
 //! configs give compiler-style `file:line:column` errors and exit 1.
 
 use crate::support::{TempDir, copy_dir, ebis, root, run};
+use std::time::Duration;
 
 #[test]
 fn the_example_config_and_every_bureau_mapping_check_clean() {
@@ -419,4 +420,102 @@ fn a_mapping_cannot_reach_files_or_statements_beyond_its_own() {
             out.stderr
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_expression_is_named_by_its_mapping_file_line_and_field() {
+    use crate::support::harness::{Env, Rng, SourceDef, aic_insert};
+    use crate::support::mysql::{MyDb, bureau_schema};
+    let dir = project();
+    let mut schema = bureau_schema("aic");
+    schema.push("CREATE TABLE HY_DM (DM CHAR(4) PRIMARY KEY, MC VARCHAR(50))".to_owned());
+    let db = MyDb::create(&schema).await;
+    // An expression with a typo, and one that reads a helper table.
+    edit(
+        &dir,
+        "mappings/aic/aic_annual_inspection.yaml",
+        "expression: (SELECT b.REGNO FROM E_BASEINFO b",
+        "expression: (SELECT b.REGNOX FROM E_BASEINFO b",
+    );
+    let env = Env::custom(vec![SourceDef {
+        name: "aic_city".to_owned(),
+        bureau: "aic".to_owned(),
+        division: "150300".to_owned(),
+        capture: "mode: changelog".to_owned(),
+        connection: db.conn.clone(),
+        mappings: dir.path().join("mappings/aic"),
+    }])
+    .await;
+    let online = || {
+        run(ebis(&root())
+            .arg("--config")
+            .arg(env.config_path())
+            .args(["check", "--online"]))
+    };
+    let out = online();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let file = dir.path().join("mappings/aic/aic_annual_inspection.yaml");
+    let (line, col) = line_col(
+        &dir,
+        "mappings/aic/aic_annual_inspection.yaml",
+        "(SELECT b.REGNOX",
+    );
+    let want = format!(
+        "source aic_city: error: {}:{line}:{col} field `reg_no`: the source cannot evaluate this expression",
+        file.display()
+    );
+    assert!(
+        out.stdout.contains(&want),
+        "want {want}\ngot {}",
+        out.stdout
+    );
+
+    // Fixed; another expression reads a helper table a DBA later drops. The source stops
+    // with the mapping's place, not a bare server error.
+    edit(
+        &dir,
+        "mappings/aic/aic_annual_inspection.yaml",
+        "(SELECT b.REGNOX FROM",
+        "(SELECT b.REGNO FROM",
+    );
+    edit(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "expression: CONCAT(COALESCE(INDUSTRYPHY, ''), COALESCE(INDUSTRYCO, ''))",
+        "expression: (SELECT MAX(h.MC) FROM HY_DM h WHERE h.DM = E_BASEINFO.INDUSTRYCO)",
+    );
+    assert_eq!(online().code, 0);
+    let running = env.start();
+    let mut rng = Rng::new(3);
+    db.exec(&aic_insert(1, &mut rng)).await;
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    db.exec("DROP TABLE HY_DM").await;
+    db.exec(&aic_insert(2, &mut rng)).await;
+    env.wait_count(
+        "select count(*) from ebis.source_status where state = 'failed'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let failed = running.stop().await;
+    let (line, col) = line_col(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "(SELECT MAX(h.MC)",
+    );
+    let place = format!(
+        "{}:{line}:{col} field `industry_code`",
+        dir.path()
+            .join("mappings/aic/aic_establishment.yaml")
+            .display()
+    );
+    assert!(
+        failed.iter().any(|(_, e)| e.contains(&place)),
+        "want {place} in {failed:?}"
+    );
 }

@@ -23,6 +23,9 @@ struct Compiler<'a> {
     path: &'a Path,
     found: Diagnostics,
     hasher: Sha256,
+    /// The record kind's name (or the file's stem when the kind is unknown), for the
+    /// aliases expressions are read under.
+    kind_name: String,
 }
 
 impl Compiler<'_> {
@@ -49,6 +52,7 @@ pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diag
         path,
         found: Diagnostics::default(),
         hasher: Sha256::new(),
+        kind_name: file.record_kind.value.clone(),
     };
     c.hasher.update(text.as_bytes());
 
@@ -241,7 +245,13 @@ fn field_spec(c: &mut Compiler<'_>, name: &str, spec: &Spanned<FieldFile>) -> Op
         }
         Input::Expression {
             sql: e.value.clone(),
-            alias: format!("__ebis_{name}"),
+            alias: format!("__ebis_{}_{name}", c.kind_name),
+            origin: format!(
+                "{}:{}:{} field `{name}`",
+                c.path.display(),
+                e.referenced.line(),
+                e.referenced.column()
+            ),
         }
     } else {
         Input::Constant(

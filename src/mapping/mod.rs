@@ -67,8 +67,10 @@ pub enum Input {
     Expression {
         /// SQL text.
         sql: String,
-        /// The column name it is read as.
+        /// The column name it is read as (unique per record kind and field).
         alias: String,
+        /// Where it was written: `file:line:column field `name``.
+        origin: String,
     },
     /// A constant text.
     Constant(String),
@@ -168,20 +170,15 @@ impl MappingSet {
                 add_column(mc);
             }
             for spec in m.fields.iter().flatten().chain(m.division.iter()) {
-                if let Input::Expression { sql, alias } = &spec.input
-                    && !plan
-                        .expressions
-                        .iter()
-                        .any(|e| e.alias == *alias && e.sql == *sql)
+                // Aliases are unique per record kind and field, so each mapping reads
+                // its own expression's value.
+                if let Input::Expression { sql, alias, origin } = &spec.input
+                    && !plan.expressions.iter().any(|e| e.alias == *alias)
                 {
-                    let alias = if plan.expressions.iter().any(|e| e.alias == *alias) {
-                        format!("{alias}_{}", plan.expressions.len())
-                    } else {
-                        alias.clone()
-                    };
                     plan.expressions.push(Expression {
-                        alias,
+                        alias: alias.clone(),
                         sql: sql.clone(),
+                        origin: origin.clone(),
                     });
                 }
             }

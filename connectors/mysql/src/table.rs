@@ -58,6 +58,29 @@ pub fn key_problem(
     None
 }
 
+/// Runs one expression against the table (no rows); an error the source reports is
+/// the expression's, named by its mapping's place.
+async fn probe_expression(
+    conn: &mut Conn,
+    from: &str,
+    e: &ebis_source::Expression,
+) -> Result<(), SourceError> {
+    let sql = format!("SELECT ({}) FROM {from} LIMIT 0", e.sql);
+    match conn.query_drop(sql).await {
+        Ok(()) => Ok(()),
+        Err(err) => match classify(err, None) {
+            retry if retry.is_retryable() => Err(retry),
+            other => Err(SourceError::Expression {
+                origin: e.origin.clone(),
+                message: match other {
+                    SourceError::Query(m) => m,
+                    o => o.to_string(),
+                },
+            }),
+        },
+    }
+}
+
 /// A table ready to be read.
 #[derive(Clone, Debug)]
 pub struct Table {
@@ -133,6 +156,15 @@ impl Table {
             })?;
             key_idx.push(i);
             key_quoted.push(quote(&rows[i].0));
+        }
+        // Every expression must run at the source: a broken one is named by its mapping
+        // file, line and field now, not by a failed read later.
+        let from = match schema {
+            Some(s) => format!("{}.{}", quote(s), quote(name)),
+            None => quote(name),
+        };
+        for e in &plan.expressions {
+            probe_expression(conn, &from, e).await?;
         }
         if !plan.trust_key {
             let unique: Vec<(String, String)> = conn
@@ -211,10 +243,27 @@ impl Table {
         params: Vec<My>,
     ) -> Result<Vec<Row>, SourceError> {
         tracing::trace!(table = %self.plan.table, "read");
-        let result: Vec<mysql_async::Row> = conn
-            .exec(sql, params)
-            .await
-            .map_err(|e| classify(e, Some(&self.plan.table)))?;
+        let result: Vec<mysql_async::Row> = match conn.exec(sql, params).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let e = classify(e, Some(&self.plan.table));
+                // A read that fails for good on a table with expressions, while the table
+                // itself reads: name the expression at fault (one reading a table since
+                // dropped, say).
+                if !e.is_retryable()
+                    && !self.plan.expressions.is_empty()
+                    && conn
+                        .query_drop(format!("SELECT 1 FROM {} LIMIT 0", self.quoted))
+                        .await
+                        .is_ok()
+                {
+                    for x in &self.plan.expressions {
+                        probe_expression(conn, &self.quoted, x).await?;
+                    }
+                }
+                return Err(e);
+            }
+        };
         Ok(result
             .into_iter()
             .map(|r| {

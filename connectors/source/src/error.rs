@@ -36,6 +36,15 @@ pub enum SourceError {
         /// What is not guaranteed, and what to do.
         problem: String,
     },
+    /// A mapping's expression the source cannot evaluate (a typo, a table or column that
+    /// is not there); `origin` names the mapping file, line and field.
+    #[error("{origin}: the source cannot evaluate this expression: {message}")]
+    Expression {
+        /// `file:line:column field `name``.
+        origin: String,
+        /// What the source said (values scrubbed).
+        message: String,
+    },
     /// Change capture is not installed or not usable on this table.
     #[error("change capture not set up: {0}")]
     CaptureNotInstalled(String),

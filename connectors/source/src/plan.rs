@@ -28,4 +28,6 @@ pub struct Expression {
     pub alias: String,
     /// The SQL text, in the source's dialect.
     pub sql: String,
+    /// Where it was written, for errors: `file:line:column field `name``.
+    pub origin: String,
 }
