@@ -69,10 +69,14 @@ pub fn reg_no_check(body: &str) -> Option<char> {
     char::from_digit((11 - p) % 10, 10)
 }
 
-/// True for a valid registration number: 15 digits with a correct check digit, or an
-/// older 13-digit number (no check digit exists: format only).
+/// True for a valid registration number: 15 digits with a correct check digit, an older
+/// 13-digit number (no check digit exists: format only), or — for enterprises registered
+/// since the 2015 reform — an 18-character unified social credit code.
 pub fn is_reg_no(no: &str) -> bool {
     let chars: Vec<char> = no.chars().collect();
+    if chars.len() == 18 {
+        return is_uscc(no);
+    }
     if !chars.iter().all(char::is_ascii_digit) {
         return false;
     }
@@ -81,6 +85,18 @@ pub fn is_reg_no(no: &str) -> bool {
         13 => true,
         _ => false,
     }
+}
+
+/// The org code a unified social credit code embeds (characters 9–17), if it is one.
+pub fn uscc_org_code(code: &str) -> Option<String> {
+    is_uscc(code).then(|| code.chars().skip(8).take(9).collect())
+}
+
+/// A unified social credit code for an enterprise (登记管理部门 9, 类别 1) of a division
+/// with this org code.
+pub fn uscc_of(division: &str, org_code: &str) -> Option<String> {
+    let body = format!("91{division}{org_code}");
+    uscc_check(&body).map(|c| format!("{body}{c}"))
 }
 
 /// The GB 32100 check character for 17 body characters.
@@ -147,10 +163,14 @@ pub fn id_card_15_to_18(no: &str) -> Option<String> {
     id_card_check(&body).map(|c| format!("{body}{c}"))
 }
 
-/// True for a taxpayer id of the era: division (6 digits) + valid org code; or a valid
-/// ID-card number (15/18), possibly followed by 2 digits.
+/// True for a taxpayer id: division (6 digits) + valid org code (the 2006 form); a valid
+/// ID-card number (15/18), possibly followed by 2 digits; or, since 2015, the unified
+/// social credit code.
 pub fn is_taxpayer_id(id: &str) -> bool {
     let chars: Vec<char> = id.chars().collect();
+    if chars.len() == 18 && is_uscc(id) {
+        return true;
+    }
     match chars.len() {
         15 if chars[..6].iter().all(char::is_ascii_digit)
             && is_org_code(&chars[6..].iter().collect::<String>()) =>

@@ -13,6 +13,7 @@ mod findings;
 mod gaps;
 mod hostile;
 mod keys;
+mod linking;
 mod migrate;
 mod purge;
 mod roles;

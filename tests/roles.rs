@@ -147,7 +147,7 @@ async fn no_restricted_role_can_leak_rows_through_a_function_of_its_own() {
             for row in c
                 .query(&format!("select {expr} from {relation}"), &[])
                 .await
-                .unwrap_or_else(|e| panic!("{granted} reading {relation}: {e}"))
+                .unwrap_or_else(|e| panic!("{granted} reading {relation}: {e:?}"))
             {
                 if let Some(v) = row.get::<_, Option<String>>(0) {
                     visible.insert(v);

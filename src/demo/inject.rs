@@ -12,6 +12,21 @@ impl World {
         if !self.enterprises[i].injected.is_empty() {
             return false;
         }
+        // An enterprise whose code is known only through its tax registrations (QTS did not
+        // record its registration number) keeps them as they are: taking them away would
+        // leave its code unlinked, which is no discrepancy of any rule.
+        if self.enterprises[i]
+            .qts
+            .as_ref()
+            .is_some_and(|q| q.reg_no.is_empty())
+        {
+            return false;
+        }
+        // An org-code conflict is, as often as not, a re-issue one tax bureau did not follow.
+        if rule == Rule::OrgCodeConflict && self.rng.chance(0.5) && self.reissue_code(i, false) {
+            self.enterprises[i].injected.push(rule);
+            return true;
+        }
         let as_of = self.options.as_of;
         let p = person(&mut self.rng);
         let other_address = {
@@ -110,7 +125,13 @@ impl World {
                     None => false,
                 }
             }
-            Rule::NoOrgCode if active && old_enough && e.qts.is_some() => {
+            // A credit code embeds the org code: such an enterprise has one.
+            Rule::NoOrgCode
+                if active
+                    && old_enough
+                    && e.qts.is_some()
+                    && !crate::identifiers::is_uscc(&e.reg_no) =>
+            {
                 e.qts = None;
                 let rep_id = e.rep.id_card.clone();
                 for t in [e.ntax.as_mut(), e.ltax.as_mut()].into_iter().flatten() {

@@ -104,6 +104,100 @@ impl World {
         self.change_followed(i, Followed::Name, new_name);
     }
 
+    /// QTS's issuance does not record the registration number: the enterprise holds its
+    /// code through its tax registrations (which carry both). No finding.
+    pub fn code_known_through_tax(&mut self, i: usize) {
+        let e = &mut self.enterprises[i];
+        let code = e.org_code.clone();
+        let through_tax = [e.ntax.as_ref(), e.ltax.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|t| t.org_code.as_deref() == Some(code.as_str()));
+        if let Some(q) = e.qts.as_mut()
+            && through_tax
+        {
+            q.reg_no = String::new();
+        }
+    }
+
+    /// QTS voids the enterprise's code and issues a new one; true if done. Every tax
+    /// bureau holding the code follows (no finding), or — with `all` false — one keeps the
+    /// voided code (that bureau's `org_code_conflict`, nothing else). Taxpayer ids stay
+    /// as they were.
+    pub fn reissue_code(&mut self, i: usize, all: bool) -> bool {
+        let Some(q) = self.enterprises[i].qts.clone() else {
+            return false;
+        };
+        if q.voided.is_some() || !q.previous.is_empty() || q.reg_no.is_empty() {
+            return false;
+        }
+        let Some(on) = self.date_between(q.issued + Days::new(30), self.options.as_of) else {
+            return false;
+        };
+        self.next_serial += 1;
+        let fresh = super::people::org_code(50_000_000 + self.next_serial * 7);
+        let void_id = self.id();
+        let lagging = (!all).then(|| self.rng.below(2));
+        let e = &mut self.enterprises[i];
+        let code = e.org_code.clone();
+        let holders = [e.ntax.as_ref(), e.ltax.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| t.org_code.as_deref() == Some(code.as_str()))
+            .count() as u64;
+        if lagging.is_some() && holders == 0 {
+            return false;
+        }
+        let lag = lagging.map(|k| k % holders.max(1));
+        for (n, t) in [e.ntax.as_mut(), e.ltax.as_mut()]
+            .into_iter()
+            .flatten()
+            .filter(|t| t.org_code.as_deref() == Some(code.as_str()))
+            .enumerate()
+        {
+            if Some(n as u64) != lag {
+                t.org_code = Some(fresh.clone());
+            }
+        }
+        let q = e.qts.as_mut().expect("checked above");
+        q.previous.push(super::world::PreviousCode {
+            org_code: q.org_code.clone(),
+            issued: q.issued,
+            voided: (void_id, on),
+        });
+        q.org_code = fresh.clone();
+        q.issued = on;
+        e.org_code = fresh;
+        true
+    }
+
+    /// Registered after the 2015 reform: the unified social credit code is the
+    /// registration number at AIC, QTS and tax, and the taxpayer id. No finding.
+    pub fn credit_code(&mut self, i: usize) {
+        let e = &mut self.enterprises[i];
+        // The code it embeds is one QTS issued.
+        if !e
+            .qts
+            .as_ref()
+            .is_some_and(|q| q.previous.is_empty() && !q.reg_no.is_empty())
+        {
+            return;
+        }
+        let Some(code) = crate::identifiers::uscc_of(&e.district, &e.org_code) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.reg_no, code.clone());
+        if let Some(q) = e.qts.as_mut() {
+            q.reg_no = code.clone();
+        }
+        for t in [e.ntax.as_mut(), e.ltax.as_mut()].into_iter().flatten() {
+            if t.reg_no.as_deref() == Some(old.as_str()) {
+                t.reg_no = Some(code.clone());
+            }
+            t.taxpayer_id = code.clone();
+        }
+    }
+
     /// A move every bureau follows.
     pub fn move_followed(&mut self, i: usize) {
         let district = self.enterprises[i].district.clone();

@@ -183,6 +183,29 @@ pub fn enterprise_rows(e: &Enterprise) -> Rows {
                 ("ZFYY", s("注销")),
             ]);
         }
+        // Codes voided when a new one was issued: their own rows, voided.
+        for p in &q.previous {
+            rows.entry("T_JGDM").or_default().push(vec![
+                ("JGDM", s(&p.org_code)),
+                ("JGMC", s(&q.name)),
+                ("JGLX", s(q.org_type.to_string())),
+                ("FDDBR", s(&q.rep.name)),
+                ("ZJHM", s(&q.rep.id_card)),
+                ("JGDZ", s(&q.address)),
+                ("XZQH", s(&e.district)),
+                ("ZCH", s(&q.reg_no)),
+                ("BZRQ", date(p.issued)),
+                ("ZFRQ", date(p.voided.1)),
+                ("ZT", s("2")),
+            ]);
+            rows.entry("T_JGDM_ZF").or_default().push(vec![
+                ("ZFXH", id(p.voided.0)),
+                ("JGDM", s(&p.org_code)),
+                ("JGMC", s(&q.name)),
+                ("ZFRQ", date(p.voided.1)),
+                ("ZFYY", s("换发新代码")),
+            ]);
+        }
     }
     if let Some(t) = &e.ntax {
         ntax_rows(e, t, &mut rows);

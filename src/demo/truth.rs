@@ -229,8 +229,9 @@ fn invalid_identifier(e: &Enterprise) -> bool {
     if bad_reg(&e.reg_no) || !is_id_card(&e.aic_rep_id) {
         return true;
     }
+    // QTS may not have recorded the registration number (an empty one is no number).
     if let Some(q) = &e.qts
-        && (!is_org_code(&q.org_code) || bad_reg(&q.reg_no))
+        && (!is_org_code(&q.org_code) || (!q.reg_no.is_empty() && bad_reg(&q.reg_no)))
     {
         return true;
     }

@@ -77,7 +77,8 @@ pub struct Qts {
     pub name: String,
     /// 机构类型 (JGLX).
     pub org_type: char,
-    /// 工商注册号 as QTS holds it.
+    /// 工商注册号 as QTS holds it (empty: QTS did not record it; the enterprise is then
+    /// known to hold the code through its tax registrations).
     pub reg_no: String,
     /// Legal representative.
     pub rep: Person,
@@ -89,6 +90,19 @@ pub struct Qts {
     pub changes: Vec<(u64, &'static str, String, NaiveDate)>,
     /// Void record: (id, date).
     pub voided: Option<(u64, NaiveDate)>,
+    /// Codes QTS issued before this one and voided when it re-issued.
+    pub previous: Vec<PreviousCode>,
+}
+
+/// A code QTS issued, then voided when it issued the enterprise a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousCode {
+    /// The old code.
+    pub org_code: String,
+    /// When it was issued.
+    pub issued: NaiveDate,
+    /// Its void record: (id, date).
+    pub voided: (u64, NaiveDate),
 }
 
 /// What one tax bureau holds.
@@ -205,7 +219,7 @@ pub struct World {
     pub unlicensed: Vec<Unlicensed>,
     pub(super) rng: Rng,
     next_id: u64,
-    next_serial: u64,
+    pub(super) next_serial: u64,
 }
 
 const ENTTYPES: [&str; 5] = ["1100", "1151", "1200", "3200", "4100"];
@@ -337,6 +351,7 @@ impl World {
                 issued: qts_on,
                 changes: Vec::new(),
                 voided: None,
+                previous: Vec::new(),
             });
         }
         for bureau in [Bureau::Ntax, Bureau::Ltax] {
@@ -437,6 +452,16 @@ impl World {
         }
         if self.rng.chance(0.05) {
             self.penalty(i);
+        }
+        // How the bureaus' identifiers link: situations the base must follow without a
+        // finding (or with exactly the one a lagging bureau earns).
+        match self.rng.below(1000) {
+            0..=19 => self.code_known_through_tax(i),
+            20..=34 => {
+                self.reissue_code(i, true);
+            }
+            45..=74 => self.credit_code(i),
+            _ => {}
         }
         self.maybe_inject(i);
     }

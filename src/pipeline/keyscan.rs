@@ -34,8 +34,21 @@ pub struct KeyScanSpec<'a> {
     pub version: i64,
     /// The table's modified column, when rows the mark passed by are to be found.
     pub modified_column: Option<&'a str>,
-    /// The source's wall clock now (rows dated after it are counted as future rows).
+    /// The source's wall clock when the scan began (rows dated after the clock at its end
+    /// are counted as future rows).
     pub now_local: Option<NaiveDateTime>,
+    /// The table's mark when the scan began: rows after it (up to the clock) are polling's
+    /// to read, and are not read again here.
+    pub mark: Option<NaiveDateTime>,
+}
+
+/// A modified value as a date and time.
+fn as_datetime(v: &Value) -> Option<NaiveDateTime> {
+    match v {
+        Value::DateTime(t) => Some(*t),
+        Value::Date(d) => d.and_hms_opt(0, 0, 0),
+        _ => None,
+    }
 }
 
 /// Compares one table's keys with the warehouse.
@@ -64,29 +77,47 @@ pub async fn scan_table(
         .start_key_scan(&cfg.name, table, &kinds, spec.modified_column)
         .await?;
     let mut after: Option<Vec<Value>> = None;
-    let mut future_rows = 0;
+    // Rows dated after the clock at the start: written during the scan, or dated ahead.
+    let mut ahead: Vec<(String, NaiveDateTime)> = Vec::new();
     loop {
         let entries = source.keys(table, after.as_deref(), KEYS_PER_READ).await?;
-        let texts: Vec<(String, Option<String>)> = entries
-            .iter()
-            .map(|e| {
-                (
-                    key_text(&e.key),
-                    e.modified.as_ref().and_then(Value::to_text),
-                )
-            })
-            .collect();
-        if let Some(now) = spec.now_local {
-            future_rows += entries
-                .iter()
-                .filter(|e| matches!(e.modified, Some(Value::DateTime(m)) if m > now))
-                .count();
+        let mut texts: Vec<(String, Option<String>, bool)> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let kt = key_text(&e.key);
+            let modified = e.modified.as_ref().and_then(as_datetime);
+            if let (Some(m), Some(now)) = (modified, spec.now_local)
+                && m > now
+            {
+                ahead.push((kt.clone(), m));
+            }
+            // Read again only what polling will not: rows at or behind the mark, rows
+            // without a modified time, and rows dated ahead of the clock.
+            let candidate = match modified {
+                None => true,
+                Some(m) => {
+                    spec.mark.is_none_or(|mark| m <= mark)
+                        || spec.now_local.is_some_and(|now| m > now)
+                }
+            };
+            texts.push((kt, e.modified.as_ref().and_then(Value::to_text), candidate));
         }
         scan.add(&texts).await?;
         if entries.len() < KEYS_PER_READ {
             break;
         }
         after = entries.last().map(|e| e.key.clone());
+    }
+    // Rows written while the scan ran are polling's; the rest dated ahead are the future.
+    let mut future_rows = 0;
+    if !ahead.is_empty() {
+        let end = source.clock().await?.local;
+        let during: Vec<String> = ahead
+            .iter()
+            .filter(|(_, m)| *m <= end)
+            .map(|(k, _)| k.clone())
+            .collect();
+        future_rows = ahead.len() - during.len();
+        scan.exclude(&during).await?;
     }
     let missing = scan.missing().await?;
     let stale = if spec.modified_column.is_some() {

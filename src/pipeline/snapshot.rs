@@ -155,6 +155,7 @@ pub async fn resnapshot(
                 version,
                 modified_column: None,
                 now_local: None,
+                mark: None,
             },
         )
         .await?;

@@ -51,7 +51,7 @@ impl Warehouse {
             .join(" union all ");
         client
             .batch_execute(
-                "create temp table ebis_scan_src (source_key text primary key, modified text);
+                "create temp table ebis_scan_src (source_key text primary key, modified text, candidate boolean not null);
                  create temp table ebis_scan_wh (source_key text primary key, modified text);
                  create temp table ebis_scan_held (source_key text primary key, modified text);",
             )
@@ -82,15 +82,29 @@ impl Warehouse {
 }
 
 impl KeyScan {
-    /// Adds keys the source has, with their rows' modified values as text.
-    pub async fn add(&self, keys: &[(String, Option<String>)]) -> Result<(), WarehouseError> {
-        let texts: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-        let modified: Vec<Option<&str>> = keys.iter().map(|(_, m)| m.as_deref()).collect();
+    /// Adds keys the source has, with their rows' modified values as text, and whether
+    /// each may be read again when the warehouse does not hold it as it is (rows the
+    /// capture's polling will read anyway are not).
+    pub async fn add(&self, keys: &[(String, Option<String>, bool)]) -> Result<(), WarehouseError> {
+        let texts: Vec<&str> = keys.iter().map(|(k, _, _)| k.as_str()).collect();
+        let modified: Vec<Option<&str>> = keys.iter().map(|(_, m, _)| m.as_deref()).collect();
+        let candidate: Vec<bool> = keys.iter().map(|(_, _, c)| *c).collect();
         self.client
             .execute(
-                "insert into ebis_scan_src select * from unnest($1::text[], $2::text[])
+                "insert into ebis_scan_src select * from unnest($1::text[], $2::text[], $3::bool[])
                  on conflict do nothing",
-                &[&texts, &modified],
+                &[&texts, &modified, &candidate],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Keys not to read again after all (written while the scan ran: polling reads them).
+    pub async fn exclude(&self, keys: &[String]) -> Result<(), WarehouseError> {
+        self.client
+            .execute(
+                "update ebis_scan_src set candidate = false where source_key = any($1)",
+                &[&keys],
             )
             .await?;
         Ok(())
@@ -118,9 +132,9 @@ impl KeyScan {
                 "select s.source_key from ebis_scan_src s
                  left join ebis_scan_wh w using (source_key)
                  left join ebis_scan_held h using (source_key)
-                 where (w.source_key is null and h.source_key is null)
+                 where s.candidate and ((w.source_key is null and h.source_key is null)
                     or (w.source_key is not null and w.modified is distinct from s.modified)
-                    or (w.source_key is null and h.modified is distinct from s.modified)
+                    or (w.source_key is null and h.modified is distinct from s.modified))
                  order by 1",
                 &[],
             )

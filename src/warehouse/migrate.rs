@@ -43,6 +43,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0012_timestamp_clock.sql"),
     migration!("0013_captured_tables.sql"),
     migration!("0014_findings_held_back.sql"),
+    migration!("0015_enterprise_links.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

@@ -147,6 +147,7 @@ impl Runner {
                         version: progress.version,
                         modified_column: None,
                         now_local: None,
+                        mark: None,
                     })
                     .await?;
                 for (name, (kind, kb)) in scan.batch.kinds {

@@ -75,6 +75,7 @@ impl Runner {
         let Some(table) = due else {
             return Ok(());
         };
+        let mark = tables.get(&table).and_then(|m| m.modified);
         let modified_column = self
             .plans
             .iter()
@@ -91,6 +92,7 @@ impl Runner {
                 version,
                 modified_column: modified_column.as_deref(),
                 now_local: Some(clock.local),
+                mark,
             })
             .await?;
         let mut position = self.position.clone();
