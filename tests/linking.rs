@@ -93,20 +93,32 @@ async fn a_reissued_code_every_bureau_followed_is_clean_and_a_lagging_bureau_is_
         w.enterprises[all].org_code.clone(),
     );
     let reg_some = w.enterprises[some].reg_no.clone();
+    // Re-issued, followed, and then the new code voided too: its void, not a conflict.
+    let twice = enterprise(&mut w, "150302");
+    assert!(w.reissue_code(twice, true));
+    let void_id = w.id();
+    let as_of = w.options.as_of;
+    if let Some(q) = w.enterprises[twice].qts.as_mut() {
+        q.voided = Some((void_id, as_of - Days::new(5)));
+    }
+    let reg_twice = w.enterprises[twice].reg_no.clone();
     let mut city = City::new(w).await;
     city.start(&[]);
     city.wait_caught_up().await;
     assert_eq!(
         city.compare().await,
-        BTreeSet::from([("org_code_conflict".to_owned(), reg_some.clone())]),
-        "the lagging bureau's conflict, and nothing else"
+        BTreeSet::from([
+            ("org_code_conflict".to_owned(), reg_some.clone()),
+            ("org_code_voided_active".to_owned(), reg_twice),
+        ]),
+        "the lagging bureau's conflict, the void of the current code, and nothing else"
     );
     let bureaus: Vec<String> = city
         .pg
         .client()
         .await
         .query_one(
-            "select bureaus from compare.finding where reg_no = $1",
+            "select bureaus from compare.finding where reg_no = $1 and rule = 'org_code_conflict'",
             &[&reg_some],
         )
         .await
