@@ -525,7 +525,8 @@ pub async fn compare_bench(
     report.second_run_secs = second.seconds;
     report.findings = second.rules.iter().map(|r| r.open).sum();
     let t = truth::ground_truth(&world, &truth::Thresholds::default());
-    report.scores = crate::compare::score_against_truth(&wh, &truth::to_csv(&t)).await?;
+    let parsed = crate::compare::parse_truth(&truth::to_csv(&t)).map_err(anyhow::Error::msg)?;
+    report.scores = crate::compare::score_against_truth(&wh, &parsed).await?;
     report.load.1 = loadavg();
     drop(client);
     drop(wh);

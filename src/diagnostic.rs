@@ -37,6 +37,13 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The same place and message as a warning line (`path:line:column: warning: …`).
+    pub fn as_warning(&self) -> String {
+        self.to_string().replacen(": error: ", ": warning: ", 1)
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {

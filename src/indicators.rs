@@ -407,6 +407,26 @@ pub fn streams() -> impl Iterator<Item = (Bureau, &'static RecordKind)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_readme_lists_every_record_kind_with_its_fields() {
+        let readme = include_str!("../README.md");
+        for k in RECORD_KINDS {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` | {} |", k.name, k.label)))
+                .unwrap_or_else(|| panic!("README has no row for {}", k.name));
+            for f in k.fields {
+                assert!(
+                    row.contains(&format!(" {}", f.name))
+                        || row.contains(&format!("**{}**", f.name)),
+                    "README's row of {} lacks {}",
+                    k.name,
+                    f.name
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -125,18 +125,64 @@ pub async fn stale_capture_note(cfg: &SourceConfig, setup: &SetupScript) -> Stri
     }
 }
 
+/// The account a setup runs with: the privileged URL in `EBIS_SOURCE_ADMIN_URL` when set
+/// (a URL without a database means the source's), else the source's own connection.
+fn setup_account(cfg: &SourceConfig) -> Result<(String, Option<String>, bool), String> {
+    match std::env::var(ADMIN_URL_ENV) {
+        Ok(u) if !u.trim().is_empty() => {
+            let (scheme, rest) = u.split_once("://").unwrap_or(("mysql", u.as_str()));
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let has_db = !path.split('?').next().unwrap_or("").is_empty();
+            let url = if has_db {
+                u.clone()
+            } else {
+                let db = cfg
+                    .connection
+                    .url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|r| r.split_once('/'))
+                    .map(|(_, p)| p.split('?').next().unwrap_or(""))
+                    .unwrap_or("");
+                let query = path.find('?').map(|i| &path[i..]).unwrap_or("");
+                format!("{scheme}://{authority}/{db}{query}")
+            };
+            Ok((url, None, true))
+        }
+        _ => Ok((
+            cfg.connection.url.clone(),
+            cfg.connection.password()?.map(|s| s.expose().to_owned()),
+            false,
+        )),
+    }
+}
+
+/// Says what to do when the account may not install capture.
+fn explain_denied(cfg: &SourceConfig, error: String, admin: bool) -> String {
+    let denied = ["denied", "(1142)", "(1044)", "(1227)", "(1419)"]
+        .iter()
+        .any(|m| error.contains(m));
+    if !denied {
+        return error;
+    }
+    if admin {
+        format!(
+            "{error}: the account in {ADMIN_URL_ENV} may not create tables or triggers in this database"
+        )
+    } else {
+        format!(
+            "{error}: source {}'s own account (a reader) may not create the change table or triggers. Run it as a DBA: {ADMIN_URL_ENV}='mysql://dba:password@host:3306/' ebis setup-source {} --apply (a URL without a database uses the source's; the variable is read only here and may carry the password), or give the DBA the script `ebis setup-source {}` prints",
+            cfg.name, cfg.name, cfg.name
+        )
+    }
+}
+
 /// Runs a setup's statements on the source: with the privileged URL in
 /// `EBIS_SOURCE_ADMIN_URL` when set, else with the source's own connection. Then moves
 /// capture off ebis triggers a rename left on a captured table (dropped, and the changes
 /// they logged relabeled); says which, one line each.
 pub async fn apply_setup(cfg: &SourceConfig, setup: &SetupScript) -> Result<Vec<String>, String> {
-    let (url, password) = match std::env::var(ADMIN_URL_ENV) {
-        Ok(u) if !u.trim().is_empty() => (u, None),
-        _ => (
-            cfg.connection.url.clone(),
-            cfg.connection.password()?.map(|s| s.expose().to_owned()),
-        ),
-    };
+    let (url, password, admin) = setup_account(cfg)?;
     match cfg.dialect {
         Dialect::Mysql => ebis_mysql::run_statements(
             &url,
@@ -159,12 +205,49 @@ pub async fn apply_setup(cfg: &SourceConfig, setup: &SetupScript) -> Result<Vec<
                 })
                 .collect()
         })
-        .map_err(|e| e.to_string()),
+        .map_err(|e| explain_denied(cfg, e.to_string(), admin)),
         other => Err(format!(
             "dialect {} has no setup in this build yet",
             other.name()
         )),
     }
+}
+
+/// The statements that remove a changelog source's capture (its triggers, then the change
+/// table), as a script to show, or run with [`apply_removal`].
+pub fn removal_script(cfg: &SourceConfig, mappings: &MappingSet) -> Result<SetupScript, String> {
+    if cfg.dialect != Dialect::Mysql {
+        return Err(format!(
+            "dialect {} has no setup script in this build yet (only mysql)",
+            cfg.dialect.name()
+        ));
+    }
+    let plans = plans(cfg, mappings);
+    let statements = ebis_mysql::removal_statements(&plans)?;
+    let mut script = format!(
+        "-- Removing ebis capture from source {} ({}): the triggers of {} table(s), then the\n-- change table. Changes ebis has not read yet are lost with it: stop `ebis run` first,\n-- and remove the source from the config (or its checkpoint, to capture it anew).\n\n",
+        cfg.name,
+        cfg.bureau.code(),
+        plans.len()
+    );
+    for s in &statements {
+        script.push_str(s);
+        script.push_str(";\n");
+    }
+    Ok(SetupScript {
+        statements,
+        script,
+        plans,
+    })
+}
+
+/// Runs a removal (with the same account rules as [`apply_setup`]).
+pub async fn apply_removal(cfg: &SourceConfig, removal: &SetupScript) -> Result<(), String> {
+    let (url, password, admin) = setup_account(cfg)?;
+    ebis_mysql::run_statements(&url, password.as_deref(), &removal.statements, &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| explain_denied(cfg, e.to_string(), admin))
 }
 
 /// Installs capture on every enabled source of a config (what the demo, the benchmark and

@@ -66,9 +66,38 @@ pub fn parse<'de, T: Deserialize<'de>>(path: &Path, text: &'de str) -> Result<T,
             path,
             line,
             column,
-            bare_message(&e.without_snippet().to_string()),
+            in_user_terms(&bare_message(&e.without_snippet().to_string())),
         )
     })
+}
+
+/// The parser's wording, said in a YAML writer's terms (no Rust types, no library knobs).
+fn in_user_terms(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("`{key}` is written twice here: keep one");
+    }
+    let kinds = [
+        ("invalid u64", "expected a whole number (0 or more)"),
+        ("invalid u32", "expected a whole number (0 or more)"),
+        ("invalid i64", "expected a whole number"),
+        ("invalid bool", "expected true or false"),
+        (
+            "expected sequence start",
+            "expected a list (`- item` lines, or `[a, b]`)",
+        ),
+        ("expected mapping start", "expected `key: value` lines"),
+        (
+            "expected scalar",
+            "expected a single value, not a list or a block",
+        ),
+    ];
+    for (library, said) in kinds {
+        if message == library || message.starts_with(&format!("{library}:")) {
+            return said.to_owned();
+        }
+    }
+    message.to_owned()
 }
 
 /// The parser's message without its trailing " at line N, column M".
@@ -109,6 +138,27 @@ mod tests {
             .map(|(k, _)| (k.value.as_str(), k.referenced.line(), k.referenced.column()))
             .collect();
         assert_eq!(keys, [("a", 3, 3), ("b", 4, 3)]);
+    }
+
+    #[test]
+    fn parser_wording_is_said_in_the_writers_terms() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Numbers {
+            n: u64,
+            list: Option<Vec<String>>,
+        }
+        let err = parse::<Numbers>(Path::new("t.yaml"), "n: lots\n").expect_err("bad");
+        assert_eq!(err.message, "expected a whole number (0 or more)");
+        let err = parse::<Numbers>(Path::new("t.yaml"), "n: 1\nlist: 5\n").expect_err("bad");
+        assert!(
+            err.message.starts_with("expected a list"),
+            "{}",
+            err.message
+        );
+        let err = parse::<Numbers>(Path::new("t.yaml"), "n: 1\nn: 2\n").expect_err("bad");
+        assert_eq!(err.message, "`n` is written twice here: keep one");
+        assert!(!err.message.contains("DuplicateKeyPolicy"));
     }
 
     #[test]

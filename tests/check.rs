@@ -519,3 +519,121 @@ async fn a_broken_expression_is_named_by_its_mapping_file_line_and_field() {
         "want {place} in {failed:?}"
     );
 }
+
+#[test]
+fn check_tells_a_dba_what_is_meant_and_what_cannot_run() {
+    let dir = project();
+    edit(
+        &dir,
+        "mappings/ntax/tax_penalty.yaml",
+        "record_kind: tax_penalty",
+        "record_kind: tax_punishment",
+    );
+    edit(
+        &dir,
+        "mappings/aic/aic_establishment.yaml",
+        "    column: REGNO\n    transforms: [identifier]",
+        "    column: REGNO",
+    );
+    let long = "E_".to_owned() + &"X".repeat(58);
+    edit(
+        &dir,
+        "mappings/qts/qts_code_change.yaml",
+        "  table: T_JGDM_BG",
+        &format!("  table: {long}"),
+    );
+    edit(&dir, "pipeline.yaml", "dialect: mysql", "dialect: oracle");
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let (line, col) = line_col(&dir, "mappings/ntax/tax_penalty.yaml", "tax_punishment");
+    let want = format!(
+        "mappings/ntax/tax_penalty.yaml:{line}:{col}: error: unknown record kind `tax_punishment` (did you mean `tax_penalty`?); the record kinds of bureau ntax: tax_registration"
+    );
+    assert!(
+        out.stderr.contains(&want),
+        "want {want}\ngot {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "warning: field `reg_no` holds an identifier but has no `identifier` transform"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("error: table {long}: its capture trigger")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("source aic_city: dialect `oracle` has no connector in this build yet"),
+        "{}",
+        out.stderr
+    );
+
+    // An empty config, and library wording said in the writer's terms.
+    std::fs::write(dir.path().join("pipeline.yaml"), "").expect("empty");
+    let out = run(ebis(dir.path()).arg("check"));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no sources") && out.stderr.contains("no warehouse"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "batch_size: lots\npoll_interval: 1s\npoll_interval: 2s\n",
+    )
+    .expect("config");
+    let out = run(ebis(dir.path()).arg("check"));
+    assert!(
+        !out.stderr.contains("invalid u64") && !out.stderr.contains("DuplicateKeyPolicy"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`poll_interval` is written twice here")
+            || out.stderr.contains("expected a whole number"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_warns_of_a_date_read_from_text_without_its_format() {
+    use crate::support::harness::{Env, SourceDef};
+    use crate::support::mysql::{MyDb, bureau_schema};
+    let dir = project();
+    edit(
+        &dir,
+        "mappings/ltax/tax_registration.yaml",
+        "    transforms: [{null_if: ['', '00000000']}, {date: YYYYMMDD}]",
+        "    transforms: [{null_if: ['', '00000000']}]",
+    );
+    let db = MyDb::create(&bureau_schema("ltax")).await;
+    let env = Env::custom(vec![SourceDef {
+        name: "ltax_hbw".to_owned(),
+        bureau: "ltax".to_owned(),
+        division: "150302".to_owned(),
+        capture: "mode: timestamp".to_owned(),
+        connection: db.conn.clone(),
+        mappings: dir.path().join("mappings/ltax"),
+    }])
+    .await;
+    let out = run(ebis(&root())
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["check", "--online"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("source ltax_hbw: warning: ")
+            && out.stdout.contains(
+                "field `registered_on` reads column KYDJRQ (char) as a date without a `date` transform"
+            ),
+        "{}",
+        out.stdout
+    );
+}

@@ -213,3 +213,26 @@ async fn a_conflict_only_tax_holds_lands_on_its_list_and_resolutions_are_counted
     assert_eq!((rule.open, rule.resolved), (0, 1), "{}", run.render());
     city.drop_sources().await;
 }
+
+#[test]
+fn a_ground_truth_of_another_shape_is_refused_before_anything_runs() {
+    let dir = crate::support::TempDir::new("ebis_truth");
+    let file = dir.path().join("truth.csv");
+    std::fs::write(&file, "enterprise,finding\nE1,missing\n").expect("truth");
+    let out = run(ebis(&root())
+        .env("EBIS_WAREHOUSE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .args(["compare", "--truth"])
+        .arg(&file));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("line 1: the header is `enterprise,finding`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("unreachable"),
+        "refused before connecting: {}",
+        out.stderr
+    );
+}

@@ -128,22 +128,8 @@ async fn an_account_that_may_not_delete_sees_an_error_and_capture_goes_on() {
     let env = Env::new(&[&AIC_PURGED]).await;
     let aic = env.db("aic_city");
     // A reading account with SELECT only, as many bureau DBAs will grant at first.
-    let user = format!("{}_ro", aic.name);
-    let _cleanup = DropUser(user.clone());
-    // Same password as the test account, whose variable the config names.
-    let identified = std::env::var(crate::support::mysql::PASSWORD_ENV)
-        .map(|pw| format!(" IDENTIFIED BY '{pw}'"))
-        .unwrap_or_default();
-    aic.exec(&format!("CREATE USER '{user}'@'127.0.0.1'{identified}"))
-        .await;
-    aic.exec(&format!(
-        "GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1'",
-        aic.name
-    ))
-    .await;
-    let (_, rest) = aic.url.split_once("://").expect("url");
-    let host = rest.rsplit('@').next().unwrap_or(rest);
-    let reader = format!("mysql://{user}@{host}");
+    let (_cleanup, reader) = aic.reader().await;
+    let reader = reader.url;
     let config = std::fs::read_to_string(env.config_path()).expect("config");
     std::fs::write(env.config_path(), config.replace(&aic.url, &reader)).expect("config");
 
@@ -174,22 +160,4 @@ async fn an_account_that_may_not_delete_sees_an_error_and_capture_goes_on() {
     env.wait_count(LIVE, 8, Duration::from_secs(30)).await;
     assert_eq!(aic.count("ebis_change").await, 8, "nothing was deleted");
     assert!(run.stop().await.is_empty());
-}
-
-/// Drops a MariaDB account when the test ends, passed or failed.
-struct DropUser(String);
-
-impl Drop for DropUser {
-    fn drop(&mut self) {
-        let user = self.0.clone();
-        crate::support::cleanup(move || async move {
-            let admin = crate::support::mysql::pool(&crate::support::mysql::admin());
-            if let Ok(mut c) = admin.get_conn().await {
-                let _ = c
-                    .query_drop(format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'"))
-                    .await;
-            }
-            let _ = admin.disconnect().await;
-        });
-    }
 }

@@ -244,3 +244,87 @@ async fn a_captured_table_renamed_with_its_triggers_loses_nothing() {
     );
     assert!(running.stop().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dba_installs_capture_for_a_reading_account_and_removes_it_again() {
+    use crate::support::mysql::admin_url_with_password;
+    let mappings = TempDir::new("ebis_setup");
+    copy_dir(&root().join("mappings/aic"), mappings.path());
+    let db = MyDb::create(&bureau_schema("aic")).await;
+    // The reading account ebis runs with: SELECT only.
+    let (_cleanup, reader) = db.reader().await;
+    // Timestamp mode installs nothing; the source then moves to changelog capture.
+    let env = Env::custom(vec![SourceDef {
+        name: "aic_city".to_owned(),
+        bureau: "aic".to_owned(),
+        division: "150300".to_owned(),
+        capture: "mode: timestamp".to_owned(),
+        connection: reader,
+        mappings: mappings.path().to_owned(),
+    }])
+    .await;
+    let config = std::fs::read_to_string(env.config_path()).expect("config");
+    std::fs::write(
+        env.config_path(),
+        config.replace("mode: timestamp", "mode: changelog"),
+    )
+    .expect("config");
+    let cli = |args: &[&str], admin: Option<&str>| {
+        let mut cmd = ebis(&root());
+        cmd.arg("--config").arg(env.config_path()).args(args);
+        if let Some(url) = admin {
+            cmd.env("EBIS_SOURCE_ADMIN_URL", url);
+        }
+        run(&mut cmd)
+    };
+    // The reader may not install: the error says how a DBA does it.
+    let out = cli(&["setup-source", "aic_city", "--apply"], None);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("EBIS_SOURCE_ADMIN_URL") && out.stderr.contains("aic_city"),
+        "{}",
+        out.stderr
+    );
+    // A DBA account given without a database installs into the source's.
+    let admin = admin_url_with_password();
+    assert!(
+        admin.ends_with('/'),
+        "the admin URL names no database: {admin}"
+    );
+    let out = cli(&["setup-source", "aic_city", "--apply"], Some(&admin));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let mut c = db.conn().await;
+    const TRIGGERS: &str = "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE 'ebis\\_%'";
+    assert_eq!(
+        c.query_first::<i64, _>(TRIGGERS).await.expect("count"),
+        Some(9)
+    );
+    let out = cli(&["check", "--online"], None);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    // Removing capture: printed for review, then run.
+    let out = cli(&["setup-source", "aic_city", "--remove"], None);
+    assert!(
+        out.stdout
+            .contains("DROP TRIGGER IF EXISTS `ebis_e_baseinfo_ai`")
+            && out.stdout.contains("DROP TABLE IF EXISTS `ebis_change`"),
+        "{}",
+        out.stdout
+    );
+    let out = cli(
+        &["setup-source", "aic_city", "--remove", "--apply"],
+        Some(&admin),
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        c.query_first::<i64, _>(TRIGGERS).await.expect("count"),
+        Some(0)
+    );
+    let tables: Option<i64> = c
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'ebis_change'",
+        )
+        .await
+        .expect("tables");
+    assert_eq!(tables, Some(0));
+}

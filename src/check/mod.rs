@@ -37,11 +37,34 @@ pub fn check_config(path: &Path) -> CheckReport {
         }
     };
     if config.sources.is_empty() {
-        report
-            .notes
-            .push(format!("{}: note: no sources configured", path.display()));
+        report.errors.push(Diagnostic::file(
+            path,
+            "no sources: add a `sources:` list with at least one bureau database",
+        ));
+    }
+    let warehouse_env = std::env::var(crate::config::WAREHOUSE_URL_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    if config.warehouse.is_none() && warehouse_env.is_none() {
+        report.errors.push(Diagnostic::file(
+            path,
+            format!(
+                "no warehouse: add `warehouse: {{url: postgres://user@host/db, password_env: …}}`, or set {}",
+                crate::config::WAREHOUSE_URL_ENV
+            ),
+        ));
     }
     for s in &config.sources {
+        if s.dialect != crate::config::Dialect::Mysql {
+            report.errors.push(Diagnostic::file(
+                path,
+                format!(
+                    "source {}: dialect `{}` has no connector in this build yet (only mysql): `ebis run` could not capture it",
+                    s.name,
+                    s.dialect.name()
+                ),
+            ));
+        }
         if let Err(e) = s.connection.password() {
             report
                 .notes
@@ -53,6 +76,14 @@ pub fn check_config(path: &Path) -> CheckReport {
         match MappingSet::load_dir(&s.mappings_dir, Some(s.bureau)) {
             Ok(set) => {
                 report.mappings_ok += set.mappings.len();
+                for m in &set.mappings {
+                    report
+                        .notes
+                        .extend(m.warnings.iter().map(Diagnostic::as_warning));
+                }
+                if matches!(s.capture, crate::config::CaptureMode::Changelog { .. }) {
+                    report.errors.extend(trigger_names(&set));
+                }
                 let missing = unmapped_kinds(s.bureau, &set.mappings);
                 if !missing.is_empty() {
                     report.notes.push(format!(
@@ -81,6 +112,26 @@ pub fn check_config(path: &Path) -> CheckReport {
     }
     report.config = Some(config);
     report
+}
+
+/// Changelog capture names a table's triggers `ebis_<table>_ai`; MySQL allows 64
+/// characters: a table whose name cannot fit is refused at its mapping.
+fn trigger_names(set: &MappingSet) -> Diagnostics {
+    let mut found = Diagnostics::default();
+    for m in &set.mappings {
+        let name = m.table.rsplit('.').next().unwrap_or(&m.table);
+        if format!("ebis_{name}_ai").len() > 64 {
+            found.push(Diagnostic::file(
+                &m.path,
+                format!(
+                    "table {}: its capture trigger ebis_{}_ai would pass MySQL's 64-character limit: changelog capture cannot be installed on it (a table name of at most 56 characters, or timestamp capture)",
+                    m.table,
+                    name.to_ascii_lowercase()
+                ),
+            ));
+        }
+    }
+    found
 }
 
 /// Checks mapping files and folders named on the command line. The bureau is taken from
@@ -112,7 +163,12 @@ pub fn check_paths(paths: &[PathBuf]) -> CheckReport {
                 .and_then(|n| n.to_str())
                 .and_then(Bureau::from_code);
             match compile_file(&f, bureau) {
-                Ok(m) => compiled.push(m),
+                Ok(m) => {
+                    report
+                        .notes
+                        .extend(m.warnings.iter().map(Diagnostic::as_warning));
+                    compiled.push(m);
+                }
                 Err(d) => report.errors.extend(d),
             }
         }

@@ -21,6 +21,48 @@ pub struct Probe {
     pub notes: Vec<String>,
 }
 
+/// Date fields read from text columns without a `date` transform: only `YYYY-MM-DD` text
+/// converts, so a bureau's `YYYYMMDD` or `2006/3/1` would all go to quarantine.
+async fn dates_read_as_text(source: &mut AnySource, mappings: &MappingSet) -> Vec<String> {
+    let mut notes = Vec::new();
+    for m in &mappings.mappings {
+        let Ok(types) = source.column_types(&m.table).await else {
+            continue;
+        };
+        for (field, spec) in m.kind.fields.iter().zip(&m.fields) {
+            let Some(spec) = spec else { continue };
+            let Input::Column(column) = &spec.input else {
+                continue;
+            };
+            if field.ty != crate::indicators::FieldType::Date
+                || spec
+                    .transforms
+                    .iter()
+                    .any(|t| matches!(t, crate::mapping::Transform::Date(_)))
+            {
+                continue;
+            }
+            let ty = types
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(column))
+                .map(|(_, t)| t.to_ascii_lowercase());
+            if let Some(ty) = ty
+                && matches!(
+                    ty.as_str(),
+                    "char" | "varchar" | "text" | "tinytext" | "mediumtext" | "longtext"
+                )
+            {
+                notes.push(format!(
+                    "warning: {} field `{}` reads column {column} ({ty}) as a date without a `date` transform: only YYYY-MM-DD text converts, other rows go to quarantine (add e.g. `{{date: YYYYMMDD}}`)",
+                    m.path.display(),
+                    field.name
+                ));
+            }
+        }
+    }
+    notes
+}
+
 /// For reviewers: every expression field that reads a table other than its mapping's own,
 /// as `<file> field `<field>` (expression) reads <tables>`.
 pub fn expression_reach(mappings: &MappingSet) -> Vec<String> {
@@ -71,7 +113,11 @@ pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
                 match AnySource::open(cfg, plans) {
                     Err(e) => Err(e.to_string()),
                     Ok(mut source) => {
-                        let result = match source.check().await {
+                        let checked = source.check().await;
+                        if checked.is_ok() {
+                            notes.extend(dates_read_as_text(&mut source, &mappings).await);
+                        }
+                        let result = match checked {
                             Ok(()) => source.head().await.map(|head| {
                                 format!(
                                     "{tables} table(s) readable with every mapped column, {} capture installed; head: {}",

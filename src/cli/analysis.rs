@@ -50,6 +50,18 @@ pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
                 .with_context(|| format!("--bureau {b}: expected aic, ntax, ltax or qts"))?,
         ),
     };
+    // A ground truth of the wrong shape is refused before anything runs.
+    let truth = match &args.truth {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                ebis::compare::parse_truth(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )
+        }
+    };
     let as_of = match args.as_of.as_deref() {
         None => None,
         Some("today") => Some(None),
@@ -78,10 +90,8 @@ pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
                 println!("wrote {} ({n} findings)", path.display());
             }
         }
-        if let Some(path) = &args.truth {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let scores = ebis::compare::score_against_truth(&wh, &text).await?;
+        if let Some(truth) = &truth {
+            let scores = ebis::compare::score_against_truth(&wh, truth).await?;
             print!("{}", ebis::compare::render_scores(&scores));
         }
         Ok(ExitCode::SUCCESS)
@@ -122,7 +132,10 @@ pub fn check(config_path: &Path, paths: &[PathBuf], online: bool) -> Result<Exit
             Err(e) => println!("{}: error: {e}", p.what),
         }
         for note in &p.notes {
-            println!("{}: note: {note}", p.what);
+            match note.strip_prefix("warning: ") {
+                Some(w) => println!("{}: warning: {w}", p.what),
+                None => println!("{}: note: {note}", p.what),
+            }
         }
     }
     Ok(if probes.iter().all(|p| p.outcome.is_ok()) {

@@ -38,9 +38,31 @@ pub fn migrate(config_path: &Path) -> Result<ExitCode> {
     })
 }
 
-pub fn setup_source(config_path: &Path, source: &str, apply: bool) -> Result<ExitCode> {
+pub fn setup_source(
+    config_path: &Path,
+    source: &str,
+    apply: bool,
+    remove: bool,
+) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let cfg = source_of(&config, source)?;
+    if remove {
+        let removal =
+            ebis::setup::removal_script(cfg, &mappings_of(cfg)?).map_err(anyhow::Error::msg)?;
+        if !apply {
+            print!("{}", removal.script);
+            return Ok(ExitCode::SUCCESS);
+        }
+        runtime()?
+            .block_on(ebis::setup::apply_removal(cfg, &removal))
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "removed change capture from {} ({} statements)",
+            cfg.name,
+            removal.statements.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let setup = ebis::setup::setup_script(cfg, &mappings_of(cfg)?).map_err(anyhow::Error::msg)?;
     if !apply {
         print!("{}", setup.script);

@@ -106,6 +106,10 @@ pub enum Command {
         /// source's own connection when that is unset).
         #[arg(long)]
         apply: bool,
+        /// Remove capture instead: the triggers and the change table (printed, or run
+        /// with --apply).
+        #[arg(long)]
+        remove: bool,
     },
     /// Run every enabled source: snapshot, then stream changes into the warehouse until
     /// Ctrl-C or SIGTERM. Applies pending warehouse migrations first.
@@ -174,7 +178,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config;
     match cli.command {
         Command::Migrate => capture::migrate(&config),
-        Command::SetupSource { source, apply } => capture::setup_source(&config, &source, apply),
+        Command::SetupSource {
+            source,
+            apply,
+            remove,
+        } => capture::setup_source(&config, &source, apply, remove),
         Command::Run => capture::run(&config),
         Command::Snapshot { source, table } => {
             capture::snapshot(&config, &source, table.as_deref())

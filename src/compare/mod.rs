@@ -6,7 +6,7 @@ mod export;
 mod score;
 
 pub use export::{ExportFormat, export_worklists};
-pub use score::{RuleScore, render_scores, score_against_truth};
+pub use score::{RuleScore, TRUTH_HEADER, Truth, parse_truth, render_scores, score_against_truth};
 
 use crate::rules::Rule;
 use crate::warehouse::{Warehouse, WarehouseError};

@@ -2,7 +2,7 @@
 //! simulator's `ground_truth.csv`): enterprise rules match on (rule, registration number);
 //! unlicensed-business reports on (normalized name, matched or not).
 
-use crate::demo::truth::normalized;
+use crate::mapping::text::norm_text as normalized;
 use crate::rules::Rule;
 use crate::warehouse::{Warehouse, WarehouseError};
 use serde::Serialize;
@@ -43,23 +43,56 @@ impl RuleScore {
     }
 }
 
-fn parse_truth(text: &str) -> Vec<(String, String, String)> {
+/// A ground truth read from its CSV: (rule, registration number, name) per finding.
+#[derive(Clone, Debug, Default)]
+pub struct Truth(Vec<(String, String, String)>);
+
+/// The header a ground-truth CSV starts with (what `ebis demo` writes).
+pub const TRUTH_HEADER: &str = "rule,org_code,reg_no,name,injected";
+
+/// Reads a ground-truth CSV (`rule,org_code,reg_no,name,injected`, as `ebis demo` writes
+/// it). A file of another shape is refused with the line at fault, rather than scored as
+/// if nothing were expected.
+pub fn parse_truth(text: &str) -> Result<Truth, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header.trim_start_matches('\u{feff}').trim() == TRUTH_HEADER => {}
+        Some((_, header)) => {
+            return Err(format!(
+                "line 1: the header is `{}`, not `{TRUTH_HEADER}` (a ground truth as `ebis demo` writes it)",
+                header.chars().take(80).collect::<String>()
+            ));
+        }
+        None => return Err("the file is empty".to_owned()),
+    }
     let mut out = Vec::new();
-    for line in text.lines().skip(1) {
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let n = i + 1;
         // rule,org_code,reg_no,"name",injected
         let mut parts = line.splitn(4, ',');
         let (Some(rule), Some(_org), Some(reg), Some(rest)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            continue;
+            return Err(format!("line {n}: expected 5 columns ({TRUTH_HEADER})"));
         };
-        let name = rest
-            .rsplit_once(',')
-            .map(|(n, _)| n.trim_matches('"').replace("\"\"", "\""))
-            .unwrap_or_default();
+        if !Rule::ALL.iter().any(|r| r.name() == rule) {
+            return Err(format!("line {n}: `{rule}` is not a rule"));
+        }
+        let Some((name, injected)) = rest.rsplit_once(',') else {
+            return Err(format!("line {n}: expected 5 columns ({TRUTH_HEADER})"));
+        };
+        if !matches!(injected.trim(), "true" | "false") {
+            return Err(format!(
+                "line {n}: the last column (injected) must be true or false"
+            ));
+        }
+        let name = name.trim_matches('"').replace("\"\"", "\"");
         out.push((rule.to_owned(), reg.to_owned(), name));
     }
-    out
+    Ok(Truth(out))
 }
 
 fn key(rule: &str, reg_no: &str, name: &str) -> String {
@@ -70,10 +103,10 @@ fn key(rule: &str, reg_no: &str, name: &str) -> String {
     }
 }
 
-/// Scores the open findings against a ground-truth CSV.
+/// Scores the open findings against a ground truth.
 pub async fn score_against_truth(
     wh: &Warehouse,
-    truth_csv: &str,
+    truth: &Truth,
 ) -> Result<Vec<RuleScore>, WarehouseError> {
     let client = wh.client().await?;
     let found = client
@@ -83,9 +116,9 @@ pub async fn score_against_truth(
         )
         .await?;
     let mut expected: BTreeMap<(String, String), isize> = BTreeMap::new();
-    for (rule, reg, name) in parse_truth(truth_csv) {
+    for (rule, reg, name) in &truth.0 {
         *expected
-            .entry((rule.clone(), key(&rule, &reg, &name)))
+            .entry((rule.clone(), key(rule, reg, name)))
             .or_default() += 1;
     }
     let mut actual: BTreeMap<(String, String), isize> = BTreeMap::new();
@@ -144,4 +177,26 @@ pub fn render_scores(scores: &[RuleScore]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truth_of_another_shape_is_refused_with_its_line() {
+        let good = format!("{TRUTH_HEADER}\nno_org_code,,150302000123452,\"乌海市某公司\",true\n");
+        assert_eq!(parse_truth(&good).map(|t| t.0.len()), Ok(1));
+        let err = parse_truth("rule,reg_no\nno_org_code,1\n").expect_err("wrong header");
+        assert!(
+            err.starts_with("line 1: the header is `rule,reg_no`"),
+            "{err}"
+        );
+        let err = parse_truth(&format!("{TRUTH_HEADER}\nno_such_rule,,1,\"x\",true\n"))
+            .expect_err("unknown rule");
+        assert_eq!(err, "line 2: `no_such_rule` is not a rule");
+        let err = parse_truth(&format!("{TRUTH_HEADER}\nno_org_code,,1\n")).expect_err("short");
+        assert!(err.starts_with("line 2: expected 5 columns"), "{err}");
+        assert_eq!(parse_truth("").expect_err("empty"), "the file is empty");
+    }
 }

@@ -318,7 +318,8 @@ async fn run_on(
     say("running the consistency comparison");
     wh.set_as_of(Some(world.options.as_of)).await?;
     summary.compare = Some(wh.compare().await?);
-    summary.scores = crate::compare::score_against_truth(&wh, &truth::to_csv(&truth)).await?;
+    let parsed = crate::compare::parse_truth(&truth::to_csv(&truth)).map_err(anyhow::Error::msg)?;
+    summary.scores = crate::compare::score_against_truth(&wh, &parsed).await?;
     bureaus.close().await;
     Ok(summary)
 }

@@ -9,7 +9,6 @@ use crate::rules::Rule;
 use chrono::{Days, NaiveDate};
 use serde::Serialize;
 use std::collections::BTreeSet;
-use unicode_normalization::UnicodeNormalization;
 
 /// Thresholds of the rules (the warehouse keeps the same in `compare.setting`).
 #[derive(Clone, Debug)]
@@ -53,14 +52,7 @@ pub struct Truth {
     pub injected: bool,
 }
 
-/// Name/address normalization, exactly as the warehouse's `core.norm_text`: NFKC (widths,
-/// brackets, the ideographic space), no ASCII white space, ASCII upper case.
-pub fn normalized(s: &str) -> String {
-    s.nfkc()
-        .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C'))
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
+use crate::mapping::text::norm_text as normalized;
 
 fn older_than(d: NaiveDate, days: u64, as_of: NaiveDate) -> bool {
     d + Days::new(days) < as_of

@@ -59,13 +59,23 @@ pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diag
     let kind = indicators::record_kind(&file.record_kind.value);
     match kind {
         None => {
-            let names: Vec<_> = indicators::RECORD_KINDS.iter().map(|k| k.name).collect();
+            let valid: Vec<&str> = indicators::RECORD_KINDS
+                .iter()
+                .filter(|k| bureau.is_none_or(|b| k.accepts_bureau(b)))
+                .map(|k| k.name)
+                .collect();
             c.error(
                 &file.record_kind,
                 format!(
-                    "unknown record kind `{}`{}",
+                    "unknown record kind `{}`{}; the record kinds{}: {}",
                     file.record_kind.value,
-                    suggest(&file.record_kind.value, &names)
+                    suggest_kind(&file.record_kind.value)
+                        .map(|k| format!(" (did you mean `{k}`?)"))
+                        .unwrap_or_default(),
+                    bureau
+                        .map(|b| format!(" of bureau {}", b.code()))
+                        .unwrap_or_default(),
+                    valid.join(", ")
                 ),
             );
         }
@@ -130,6 +140,7 @@ pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diag
     let mut fields: Vec<Option<FieldSpec>> =
         kind.map(|k| vec![None; k.fields.len()]).unwrap_or_default();
     let mut seen: Vec<&str> = Vec::new();
+    let mut warnings = Vec::new();
     for (name, spec) in &file.fields.value.0 {
         if seen.contains(&name.value.as_str()) {
             c.error(name, format!("field `{}` is mapped twice", name.value));
@@ -137,6 +148,25 @@ pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diag
         }
         seen.push(&name.value);
         let compiled = field_spec(&mut c, &name.value, spec);
+        // Identifiers are compared as written: a hyphen, a space or a lower-case x makes
+        // the same number two different ones.
+        if IDENTIFIER_FIELDS.contains(&name.value.as_str())
+            && let Some(f) = &compiled
+            && !matches!(f.input, Input::Constant(_))
+            && !f
+                .transforms
+                .iter()
+                .any(|t| matches!(t, Transform::Identifier))
+        {
+            warnings.push(at(
+                c.path,
+                name,
+                format!(
+                    "field `{}` holds an identifier but has no `identifier` transform: hyphens, spaces or a lower-case x would make the same number look like another to the comparison (add `transforms: [identifier]`)",
+                    name.value
+                ),
+            ));
+        }
         let Some(k) = kind else { continue };
         match k.fields.iter().position(|f| f.name == name.value) {
             Some(i) => fields[i] = compiled,
@@ -182,8 +212,12 @@ pub fn compile_file(path: &Path, bureau: Option<Bureau>) -> Result<Mapping, Diag
         trust_key: src.trust_key.as_ref().is_some_and(|t| t.value),
         division,
         fields,
+        warnings,
     })
 }
+
+/// Fields that hold identifiers the comparison matches on.
+const IDENTIFIER_FIELDS: [&str; 4] = ["reg_no", "org_code", "taxpayer_id", "legal_rep_id_no"];
 
 fn condition(c: &mut Compiler<'_>, cond: &Spanned<ConditionFile>) -> Option<Condition> {
     let f = &cond.value;
@@ -398,6 +432,80 @@ fn hex_prefix(bytes: &[u8], n: usize) -> String {
     s
 }
 
+/// Words a DBA may write for the words of the record kinds' names.
+const KIND_SYNONYMS: [(&str, &str); 24] = [
+    ("punishment", "penalty"),
+    ("punish", "penalty"),
+    ("fine", "penalty"),
+    ("sanction", "penalty"),
+    ("cancel", "deregistration"),
+    ("cancellation", "deregistration"),
+    ("closure", "deregistration"),
+    ("dereg", "deregistration"),
+    ("revoke", "revocation"),
+    ("revoked", "revocation"),
+    ("inspect", "inspection"),
+    ("annual", "annual"),
+    ("issue", "issuance"),
+    ("issued", "issuance"),
+    ("void", "voided"),
+    ("alter", "amendment"),
+    ("alteration", "amendment"),
+    ("amend", "amendment"),
+    ("abnormality", "abnormal"),
+    ("irregular", "abnormal"),
+    ("unregistered", "unlicensed"),
+    ("register", "registration"),
+    ("establish", "establishment"),
+    ("verification", "check"),
+];
+
+/// The record kind a DBA most likely meant: one whose Chinese label it is, one sharing
+/// the most words (synonyms counted: `tax_punishment` → `tax_penalty`), or one a typo
+/// away.
+fn suggest_kind(written: &str) -> Option<&'static str> {
+    if let Some(k) = indicators::RECORD_KINDS
+        .iter()
+        .find(|k| k.label == written.trim())
+    {
+        return Some(k.name);
+    }
+    let words: Vec<String> = written
+        .to_ascii_lowercase()
+        .split(['_', '-', ' '])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            KIND_SYNONYMS
+                .iter()
+                .find(|(s, _)| *s == w)
+                .map(|(_, k)| (*k).to_owned())
+                .unwrap_or_else(|| w.to_owned())
+        })
+        .collect();
+    let scored = indicators::RECORD_KINDS
+        .iter()
+        .map(|k| {
+            let shared = k
+                .name
+                .split('_')
+                .filter(|p| words.iter().any(|w| w == p))
+                .count();
+            (shared, k.name)
+        })
+        .filter(|(shared, name)| *shared >= 2 || (*shared == 1 && name.split('_').count() == 1))
+        .max_by_key(|(shared, name)| (*shared, std::cmp::Reverse(edit_distance(written, name))));
+    if let Some((_, name)) = scored {
+        return Some(name);
+    }
+    let names: Vec<&str> = indicators::RECORD_KINDS.iter().map(|k| k.name).collect();
+    names
+        .iter()
+        .map(|k| (edit_distance(written, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
 /// ` (did you mean `x`?)` when a known name is close, else an empty string.
 fn suggest(written: &str, known: &[&str]) -> String {
     known
@@ -511,6 +619,16 @@ pub fn unmapped_kinds(bureau: Bureau, mappings: &[Mapping]) -> Vec<&'static Reco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_kinds_are_suggested_by_synonym_label_or_typo() {
+        assert_eq!(suggest_kind("tax_punishment"), Some("tax_penalty"));
+        assert_eq!(suggest_kind("行政处罚信息"), Some("tax_penalty"));
+        assert_eq!(suggest_kind("aic_establishmnt"), Some("aic_establishment"));
+        assert_eq!(suggest_kind("qts_code_void"), Some("qts_code_voided"));
+        assert_eq!(suggest_kind("tax_cancellation"), Some("tax_deregistration"));
+        assert_eq!(suggest_kind("weather"), None);
+    }
 
     #[test]
     fn suggestions_for_typos() {

@@ -394,7 +394,9 @@ fn unknown_kind_missing_required_field_and_wrong_bureau() {
     );
     assert_eq!(
         errs,
-        ["1:14: unknown record kind `aic_establishmnet` (did you mean `aic_establishment`?)"]
+        [
+            "1:14: unknown record kind `aic_establishmnet` (did you mean `aic_establishment`?); the record kinds of bureau aic: aic_establishment, aic_amendment, aic_deregistration, aic_revocation, aic_annual_inspection"
+        ]
     );
     let errs = errors_of(
         "req",

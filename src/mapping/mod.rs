@@ -19,7 +19,7 @@ pub use apply::{FieldValue, Outcome, Record, Rejected};
 pub use compile::{check_together, compile_file, mapping_files, unmapped_kinds};
 pub use transform::{Cell, Transform};
 
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::indicators::{Bureau, RecordKind};
 use ebis_source::{Expression, TablePlan};
 use std::path::{Path, PathBuf};
@@ -47,6 +47,8 @@ pub struct Mapping {
     pub division: Option<FieldSpec>,
     /// One entry per field of the record kind, in its order; `None` = not mapped (NULL).
     pub fields: Vec<Option<FieldSpec>>,
+    /// Things that compile but are likely mistakes (shown by `ebis check`, never fatal).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// How to compute one field.

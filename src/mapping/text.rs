@@ -6,6 +6,16 @@
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
 
+/// Name and address normalization for comparisons, exactly as the warehouse's
+/// `core.norm_text`: NFKC (widths, brackets, the ideographic space), no ASCII white space,
+/// ASCII upper case. Raw values are never stored this way.
+pub fn norm_text(s: &str) -> String {
+    s.nfkc()
+        .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C'))
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
 /// Full-width ASCII forms (U+FF01–U+FF5E) and the ideographic space (U+3000) to their
 /// half-width equivalents; everything else unchanged. `（乌海）` → `(乌海)`.
 pub fn halfwidth(s: &str) -> String {

@@ -42,6 +42,7 @@ impl AnySource {
             .map(|s| s.expose().to_owned());
         match cfg.dialect {
             Dialect::Mysql => Ok(AnySource::Mysql(MysqlSource::new(MysqlOptions {
+                name: cfg.name.clone(),
                 url: cfg.connection.url.clone(),
                 password,
                 plans,
@@ -137,6 +138,16 @@ impl AnySource {
     pub async fn purge(&mut self, stored: &Position) -> Result<u64, SourceError> {
         match self {
             AnySource::Mysql(s) => s.purge(stored).await,
+        }
+    }
+
+    /// Each column of a planned table with its data type.
+    pub async fn column_types(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        match self {
+            AnySource::Mysql(s) => s.column_types(table).await,
         }
     }
 

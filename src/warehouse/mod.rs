@@ -91,9 +91,24 @@ impl From<tokio_postgres::Error> for WarehouseError {
                 message: ebis_source::scrub_values(db.message()),
                 column: db.column().map(str::to_owned),
             },
-            None => WarehouseError::Unreachable(e.to_string()),
+            None => WarehouseError::Unreachable(with_causes(&e)),
         }
     }
+}
+
+/// An error's message with its causes (`error connecting to server: Connection refused`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl From<deadpool_postgres::PoolError> for WarehouseError {
@@ -110,6 +125,22 @@ impl From<deadpool_postgres::PoolError> for WarehouseError {
 pub struct Warehouse {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// `host:port/database`, for errors that say where the warehouse could not be reached.
+    target: String,
+}
+
+/// Where a connection config points, as `host:port/database`.
+fn target_of(pg: &tokio_postgres::Config) -> String {
+    let host = pg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
 }
 
 impl Warehouse {
@@ -136,13 +167,22 @@ impl Warehouse {
             .max_size(max_size.max(1))
             .build()
             .map_err(|e| WarehouseError::Config(e.to_string()))?;
-        Ok(Warehouse { pool, config: pg })
+        let target = target_of(&pg);
+        Ok(Warehouse {
+            pool,
+            config: pg,
+            target,
+        })
     }
 
     /// A connection outside the pool, for session state that must live as long as the
     /// caller holds it (advisory locks).
     pub async fn dedicated(&self) -> Result<tokio_postgres::Client, WarehouseError> {
-        let (client, conn) = self.config.connect(tokio_postgres::NoTls).await?;
+        let (client, conn) = self
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| self.located(e.into()))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -151,6 +191,16 @@ impl Warehouse {
 
     /// A connection from the pool.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, WarehouseError> {
-        Ok(self.pool.get().await?)
+        self.pool.get().await.map_err(|e| self.located(e.into()))
+    }
+
+    /// An unreachable-warehouse error that says which server it tried.
+    fn located(&self, e: WarehouseError) -> WarehouseError {
+        match e {
+            WarehouseError::Unreachable(m) => {
+                WarehouseError::Unreachable(format!("{}: {m}", self.target))
+            }
+            other => other,
+        }
     }
 }

@@ -87,6 +87,28 @@ impl MyDb {
         c
     }
 
+    /// A reading account on this database (SELECT only, as bureau DBAs grant at first),
+    /// with the test account's password; dropped with the returned guard.
+    pub async fn reader(&self) -> (DropUser, ConnectionConfig) {
+        let user = format!("{}_ro", self.name);
+        let guard = DropUser(user.clone());
+        let identified = std::env::var(PASSWORD_ENV)
+            .map(|pw| format!(" IDENTIFIED BY '{pw}'"))
+            .unwrap_or_default();
+        self.exec(&format!("CREATE USER '{user}'@'127.0.0.1'{identified}"))
+            .await;
+        self.exec(&format!(
+            "GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1'",
+            self.name
+        ))
+        .await;
+        let (_, rest) = self.url.split_once("://").expect("url");
+        let host = rest.rsplit('@').next().unwrap_or(rest);
+        let mut account = self.conn.clone();
+        account.url = format!("mysql://{user}@{host}");
+        (guard, account)
+    }
+
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
         c.query_drop(sql)
@@ -124,4 +146,36 @@ pub fn gbk(s: &str) -> String {
     let (bytes, _, _) = encoding_rs::GBK.encode(s);
     let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
     format!("X'{hex}'")
+}
+
+/// Drops a MariaDB account (`'name'@'127.0.0.1'`) when the test ends, passed or failed.
+pub struct DropUser(pub String);
+
+impl Drop for DropUser {
+    fn drop(&mut self) {
+        let user = self.0.clone();
+        crate::support::cleanup(move || async move {
+            let admin = pool(&admin());
+            if let Ok(mut c) = admin.get_conn().await {
+                let _ = c
+                    .query_drop(format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'"))
+                    .await;
+            }
+            let _ = admin.disconnect().await;
+        });
+    }
+}
+
+/// The admin URL with its password in it, for a variable that may carry one
+/// (`EBIS_SOURCE_ADMIN_URL`).
+pub fn admin_url_with_password() -> String {
+    let url = base_url();
+    match std::env::var(PASSWORD_ENV) {
+        Ok(pw) if !pw.is_empty() => {
+            let (scheme, rest) = url.split_once("://").expect("a mysql:// URL");
+            let (user, host) = rest.split_once('@').expect("a user in the URL");
+            format!("{scheme}://{user}:{pw}@{host}")
+        }
+        _ => url,
+    }
 }

@@ -76,6 +76,7 @@ impl MysqlSource {
             Err(mysql_async::Error::Server(e)) if e.code == 1227 || e.code == 1142 => {
                 let _ = conn.query_drop("ROLLBACK").await;
                 tracing::info!(
+                    source = %self.name,
                     "the account cannot see open transactions (no PROCESS privilege): changelog gaps wait for capture.gap_timeout before they stop holding lag back"
                 );
                 self.sees_transactions = Some(false);
@@ -378,6 +379,7 @@ impl MysqlSource {
         }
         if !missing.is_empty() {
             tracing::warn!(
+                source = %self.name,
                 "the reading account cannot see triggers (no TRIGGER privilege): ebis assumes `ebis setup-source` installed them on every captured table"
             );
         }

@@ -26,7 +26,7 @@ mod timestamp;
 mod values;
 
 pub use gaps::GapRules;
-pub use setup::{StaleTrigger, changelog_statements, repair_statements};
+pub use setup::{StaleTrigger, changelog_statements, removal_statements, repair_statements};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use ebis_source::{
@@ -61,6 +61,8 @@ pub enum Capture {
 /// How to reach and read one MySQL/MariaDB source.
 #[derive(Clone, Debug)]
 pub struct MysqlOptions {
+    /// The source's name (for what it logs).
+    pub name: String,
     /// `mysql://user@host:port/db` (no password).
     pub url: String,
     /// The password, from the environment.
@@ -73,6 +75,8 @@ pub struct MysqlOptions {
 
 /// A MySQL/MariaDB source.
 pub struct MysqlSource {
+    /// The source's name (for what it logs).
+    name: String,
     pool: Pool,
     plans: Vec<TablePlan>,
     capture: Capture,
@@ -161,6 +165,7 @@ impl MysqlSource {
     /// A source; no connection is made until it is used.
     pub fn new(opts: MysqlOptions) -> Result<MysqlSource, SourceError> {
         Ok(MysqlSource {
+            name: opts.name,
             pool: pool(&opts.url, opts.password.as_deref(), 4)?,
             plans: opts.plans,
             capture: opts.capture,
@@ -333,6 +338,15 @@ impl Source for MysqlSource {
 }
 
 impl MysqlSource {
+    /// Each column of a planned table with its data type (`varchar`, `date`, …).
+    pub async fn column_types(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        let (i, _conn) = self.locate(table).await?;
+        Ok(self.tables.as_deref().unwrap_or(&[])[i].types.clone())
+    }
+
     /// Number of rows of a table (for snapshot progress).
     pub async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
         let (i, mut conn) = self.locate(table).await?;

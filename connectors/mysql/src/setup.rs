@@ -9,6 +9,31 @@ use mysql_async::prelude::Queryable;
 
 const CHANGE_TABLE: &str = include_str!("../../../sql/sources/mysql/changelog.sql");
 const TRIGGERS: &str = include_str!("../../../sql/sources/mysql/triggers.sql");
+const REMOVE_TRIGGERS: &str = include_str!("../../../sql/sources/mysql/remove.sql");
+const REMOVE_CHANGE_TABLE: &str = include_str!("../../../sql/sources/mysql/remove_changelog.sql");
+
+/// The statements that remove changelog capture: each table's triggers, then the change
+/// table (with any changes ebis has not read yet).
+pub fn removal_statements(plans: &[TablePlan]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for plan in plans {
+        let (schema, _) = split_table(&plan.table);
+        let qualified = |suffix: &str| {
+            let t = trigger_name(&plan.table, suffix);
+            match schema {
+                Some(s) => format!("{}.{}", quote(s), quote(&t)),
+                None => quote(&t),
+            }
+        };
+        let text = REMOVE_TRIGGERS
+            .replace("{{trigger_insert}}", &qualified("ai"))
+            .replace("{{trigger_update}}", &qualified("au"))
+            .replace("{{trigger_delete}}", &qualified("ad"));
+        out.extend(split_statements(&text));
+    }
+    out.extend(split_statements(REMOVE_CHANGE_TABLE));
+    Ok(out)
+}
 
 /// The statements to run, in order, each a single SQL statement without comments.
 pub fn changelog_statements(plans: &[TablePlan]) -> Result<Vec<String>, String> {

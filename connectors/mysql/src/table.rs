@@ -95,6 +95,8 @@ pub struct Table {
     key_quoted: Vec<String>,
     /// Position of the modified column in the select list, and its quoted name.
     modified: Option<(usize, String)>,
+    /// Each column's name and data type, as the server reports them.
+    pub types: Vec<(String, String)>,
 }
 
 impl Table {
@@ -202,6 +204,10 @@ impl Table {
             key_idx,
             key_quoted,
             modified,
+            types: rows
+                .iter()
+                .map(|(c, t, _)| (c.clone(), t.clone()))
+                .collect(),
             plan: plan.clone(),
         })
     }
