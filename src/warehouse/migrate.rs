@@ -45,6 +45,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0014_findings_held_back.sql"),
     migration!("0015_enterprise_links.sql"),
     migration!("0016_latest_voided_code.sql"),
+    migration!("0017_faster_refresh.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
