@@ -188,11 +188,11 @@ async fn a_captured_table_renamed_with_its_triggers_loses_nothing() {
         out.stdout
     );
     let mut c = db.conn().await;
+    // Catalog queries through the text protocol (see ebis-mysql's catalog module).
     let triggers: Vec<String> = c
-        .exec(
+        .query(
             "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
              WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'E_NJ_INFO' ORDER BY 1",
-            (),
         )
         .await
         .expect("triggers");

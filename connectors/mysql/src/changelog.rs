@@ -5,7 +5,7 @@
 
 use crate::error::classify;
 use crate::gaps::{self, GapRules};
-use crate::{CHANGE_TABLE, Capture, MysqlSource, setup, table, values};
+use crate::{CHANGE_TABLE, Capture, MysqlSource, catalog, setup, table, values};
 use chrono::{DateTime, Utc};
 use ebis_source::{Batch, Change, Gap, Op, Position, Row, SourceError, Value, key_text};
 use mysql_async::Conn;
@@ -328,42 +328,28 @@ impl MysqlSource {
     /// Checks changelog capture is installed: the change table, and each captured
     /// table's own triggers (none of another table's, which a rename leaves).
     pub(crate) async fn check_changelog(&mut self, conn: &mut Conn) -> Result<(), SourceError> {
-        let exists: Option<i64> = conn
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                (CHANGE_TABLE,),
-            )
-            .await
-            .map_err(|e| classify(e, None))?;
-        if exists.unwrap_or(0) == 0 {
+        if !catalog::table_exists(conn, None, CHANGE_TABLE).await? {
             return Err(SourceError::CaptureNotInstalled(format!(
                 "the change table {CHANGE_TABLE} does not exist: run `ebis setup-source` for this source"
             )));
         }
-        // Triggers that came along with a rename log the table's changes under
-        // its old name: refuse, with the repair.
-        if let Some(s) = setup::stale_triggers(conn, &self.plans).await?.first() {
-            return Err(SourceError::CaptureNotInstalled(format!(
-                "table {} carries the ebis trigger {} that logs its changes as {} (the table was renamed, or capture was copied): run `ebis setup-source` for this source with --apply — it installs {}'s own triggers, drops the others, and relabels the changes they logged, so nothing logged in between is lost",
-                s.table,
-                s.trigger,
-                s.logs_as.as_deref().unwrap_or("another table"),
-                s.table
-            )));
-        }
+        // Each table's ebis triggers, read once: its own three, and none that came along
+        // with a rename (they log the table's changes under its old name).
         let mut missing = Vec::new();
         for p in &self.plans {
             let (schema, name) = table::split_table(&p.table);
-            let n: Option<i64> = conn
-                .exec_first(
-                    "SELECT COUNT(*) FROM information_schema.TRIGGERS
-                     WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND EVENT_OBJECT_TABLE = ?
-                       AND TRIGGER_NAME LIKE 'ebis\\_%'",
-                    (schema, name),
-                )
-                .await
-                .map_err(|e| classify(e, None))?;
-            if n.unwrap_or(0) < 3 {
+            let found = catalog::ebis_triggers(conn, schema, name, &p.table).await?;
+            let (own, stale) = setup::sort_triggers(p, found);
+            if let Some(s) = stale.first() {
+                return Err(SourceError::CaptureNotInstalled(format!(
+                    "table {} carries the ebis trigger {} that logs its changes as {} (the table was renamed, or capture was copied): run `ebis setup-source` for this source with --apply — it installs {}'s own triggers, drops the others, and relabels the changes they logged, so nothing logged in between is lost",
+                    s.table,
+                    s.trigger,
+                    s.logs_as.as_deref().unwrap_or("another table"),
+                    s.table
+                )));
+            }
+            if own < 3 {
                 missing.push(p.table.as_str());
             }
         }
@@ -407,12 +393,5 @@ async fn may_see_triggers(conn: &mut Conn) -> Result<bool, SourceError> {
 /// Whether a table (optionally `schema.table`) exists and is visible to the account.
 async fn table_exists(conn: &mut Conn, name: &str) -> Result<bool, SourceError> {
     let (schema, table) = table::split_table(name);
-    let n: Option<i64> = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
-            (schema, table),
-        )
-        .await
-        .map_err(|e| classify(e, None))?;
-    Ok(n.unwrap_or(0) > 0)
+    catalog::table_exists(conn, schema, table).await
 }

@@ -17,6 +17,7 @@
 //! `table`; value conversion in `values`; capture DDL and the repair of triggers a rename
 //! left in `setup`; error classification in `error`.
 
+mod catalog;
 mod changelog;
 mod error;
 mod gaps;

@@ -1,11 +1,9 @@
 //! The DDL a DBA runs to set up changelog capture: the change table and, per captured
 //! table, three triggers — rendered from `sql/sources/mysql/` with validated, quoted names.
 
-use crate::error::classify;
 use crate::table::{quote, split_table};
 use ebis_source::{SourceError, TablePlan};
 use mysql_async::Conn;
-use mysql_async::prelude::Queryable;
 
 const CHANGE_TABLE: &str = include_str!("../../../sql/sources/mysql/changelog.sql");
 const TRIGGERS: &str = include_str!("../../../sql/sources/mysql/triggers.sql");
@@ -115,30 +113,33 @@ pub async fn stale_triggers(
     let mut out = Vec::new();
     for p in plans {
         let (schema, name) = split_table(&p.table);
-        let found: Vec<(String, String)> = conn
-            .exec(
-                "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS
-                 WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND EVENT_OBJECT_TABLE = ?
-                   AND TRIGGER_NAME LIKE 'ebis\\_%'",
-                (schema, name),
-            )
-            .await
-            .map_err(|e| classify(e, Some(&p.table)))?;
-        let own = ["ai", "au", "ad"].map(|s| trigger_name(&p.table, s));
-        for (trigger, body) in found {
-            let logs_as = first_literal(&body);
-            let mine = own.iter().any(|o| o.eq_ignore_ascii_case(&trigger))
-                && logs_as.as_deref() == Some(p.table.as_str());
-            if !mine {
-                out.push(StaleTrigger {
-                    table: p.table.clone(),
-                    trigger,
-                    logs_as,
-                });
-            }
-        }
+        let found = crate::catalog::ebis_triggers(conn, schema, name, &p.table).await?;
+        out.extend(sort_triggers(p, found).1);
     }
     Ok(out)
+}
+
+/// A table's ebis triggers (name, body) sorted into how many are its own, and the stale
+/// ones (another table's name, or logging another table).
+pub fn sort_triggers(plan: &TablePlan, found: Vec<(String, String)>) -> (usize, Vec<StaleTrigger>) {
+    let own = ["ai", "au", "ad"].map(|s| trigger_name(&plan.table, s));
+    let mut mine = 0;
+    let mut stale = Vec::new();
+    for (trigger, body) in found {
+        let logs_as = first_literal(&body);
+        if own.iter().any(|o| o.eq_ignore_ascii_case(&trigger))
+            && logs_as.as_deref() == Some(plan.table.as_str())
+        {
+            mine += 1;
+        } else {
+            stale.push(StaleTrigger {
+                table: plan.table.clone(),
+                trigger,
+                logs_as,
+            });
+        }
+    }
+    (mine, stale)
 }
 
 /// What moves capture off stale triggers, to run after the table's own triggers exist:

@@ -104,15 +104,8 @@ impl Table {
     /// them: a missing table or column is a fatal error naming it.
     pub async fn load(conn: &mut Conn, plan: &TablePlan) -> Result<Table, SourceError> {
         let (schema, name) = split_table(&plan.table);
-        let described: Vec<(String, String, Option<String>, String)> = conn
-            .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, IS_NULLABLE FROM information_schema.COLUMNS
-                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (schema, name),
-            )
-            .await
-            .map_err(|e| classify(e, Some(&plan.table)))?;
-        let nullable: Vec<bool> = described.iter().map(|r| r.3 == "YES").collect();
+        let described = crate::catalog::columns(conn, schema, name, &plan.table).await?;
+        let nullable: Vec<bool> = described.iter().map(|r| r.3).collect();
         let rows: Vec<(String, String, Option<String>)> = described
             .into_iter()
             .map(|(c, t, cs, _)| (c, t, cs))
@@ -169,15 +162,7 @@ impl Table {
             probe_expression(conn, &from, e).await?;
         }
         if !plan.trust_key {
-            let unique: Vec<(String, String)> = conn
-                .exec(
-                    "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
-                     WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND NON_UNIQUE = 0
-                     ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-                    (schema, name),
-                )
-                .await
-                .map_err(|e| classify(e, Some(&plan.table)))?;
+            let unique = crate::catalog::unique_indexes(conn, schema, name, &plan.table).await?;
             let key_nullable: Vec<&str> = key_idx
                 .iter()
                 .filter(|i| nullable[**i])
