@@ -210,14 +210,9 @@ async fn measure(
     let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let setup = crate::setup::setup_script(&cfg, &mappings).map_err(anyhow::Error::msg)?;
-    let password = source.password().map_err(anyhow::Error::msg)?;
-    ebis_mysql::run_statements(
-        &source.url,
-        password.as_ref().map(|p| p.expose()),
-        &setup.statements,
-        &setup.plans,
-    )
-    .await?;
+    crate::setup::apply_setup(&cfg, &setup)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let wh = Warehouse::new(&wh_conn, 4)?;
     warehouse::migrate(&wh).await?;
     wh.register_sources(&config.sources).await?;

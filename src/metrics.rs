@@ -29,6 +29,8 @@ pub mod names {
     pub const STATE: &str = "ebis_source_state";
     /// Change-table rows purged at the source.
     pub const PURGED: &str = "ebis_change_rows_purged_total";
+    /// Times the stored position expired and the source was snapshotted again.
+    pub const RESNAPSHOTS: &str = "ebis_resnapshots_total";
 }
 
 /// The metrics page.
@@ -81,6 +83,11 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
             "counter",
             "Change-table rows ebis purged at the source after the warehouse stored them.",
         ),
+        (
+            names::RESNAPSHOTS,
+            "counter",
+            "Times the source's stored position expired and it was snapshotted again.",
+        ),
     ];
     for (name, kind, text) in help {
         let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
@@ -94,6 +101,7 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
                 n if n == names::LATE => Some(r.late_changes as f64),
                 n if n == names::FUTURE => Some(f64::from(r.future_rows)),
                 n if n == names::PURGED => Some(r.changes_purged as f64),
+                n if n == names::RESNAPSHOTS => Some(f64::from(r.resnapshots)),
                 _ => None,
             };
             if name == names::STATE {

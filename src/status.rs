@@ -46,6 +46,12 @@ pub struct SourceStatus {
     pub changes_purged: i64,
     /// When it last purged.
     pub last_purge_at: Option<DateTime<Utc>>,
+    /// How often its stored position expired and it was snapshotted again.
+    pub resnapshots: i32,
+    /// When that last happened.
+    pub last_resnapshot_at: Option<DateTime<Utc>>,
+    /// Why (no values).
+    pub last_resnapshot_reason: Option<String>,
 }
 
 impl Warehouse {
@@ -59,7 +65,7 @@ impl Warehouse {
                         (select count(*) from ebis.quarantine q where q.source = s.source and q.resolved_at is null),
                         s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
                         s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes,
-                        s.future_rows
+                        s.future_rows, s.resnapshots, s.last_resnapshot_at, s.last_resnapshot_reason
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -86,6 +92,9 @@ impl Warehouse {
                 expired_gaps: r.get(15),
                 late_changes: r.get(16),
                 future_rows: r.get(17),
+                resnapshots: r.get(18),
+                last_resnapshot_at: r.get(19),
+                last_resnapshot_reason: r.get(20),
             })
             .collect())
     }
@@ -182,6 +191,17 @@ pub fn render(rows: &[SourceStatus]) -> String {
             out.push_str(&format!(
                 "{}: {} expired gap(s) watched for late commits; {} change(s) arrived late so far (see ebis.gap_log)\n",
                 r.source, r.expired_gaps, r.late_changes
+            ));
+        }
+    }
+    for r in rows.iter() {
+        if let Some(at) = r.last_resnapshot_at {
+            out.push_str(&format!(
+                "{}: its stored position expired at {} ({}): snapshotted again from a new head, rows deleted meanwhile found by key comparison ({} time(s) so far)\n",
+                r.source,
+                at.format("%Y-%m-%d %H:%M:%S"),
+                r.last_resnapshot_reason.as_deref().unwrap_or("no reason recorded"),
+                r.resnapshots
             ));
         }
     }

@@ -12,6 +12,7 @@ use crate::mapping::{FieldValue, MappingSet};
 use crate::pipeline::{AnySource, PipelineError, map_changes, plans};
 use crate::warehouse::Warehouse;
 use chrono::NaiveDate;
+use ebis_source::Source;
 use ebis_source::Value;
 use postgres_protocol::escape::escape_identifier;
 use serde::Serialize;

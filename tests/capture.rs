@@ -5,6 +5,7 @@
 use crate::support::harness::{AIC_CHANGELOG, Env, LTAX_TIMESTAMP, Rng, aic_insert};
 use crate::support::mysql::gbk;
 use chrono::NaiveDate;
+use ebis_source::Source;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);

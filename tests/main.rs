@@ -8,6 +8,7 @@ mod capture;
 mod check;
 mod compare;
 mod demo;
+mod expiry;
 mod faults;
 mod findings;
 mod gaps;

@@ -55,14 +55,10 @@ pub fn check_config(path: &Path) -> CheckReport {
         ));
     }
     for s in &config.sources {
-        if s.dialect != crate::config::Dialect::Mysql {
+        if let Some(why) = crate::pipeline::connector::unsupported(s.dialect) {
             report.errors.push(Diagnostic::file(
                 path,
-                format!(
-                    "source {}: dialect `{}` has no connector in this build yet (only mysql): `ebis run` could not capture it",
-                    s.name,
-                    s.dialect.name()
-                ),
+                format!("source {}: {why}: `ebis run` could not capture it", s.name),
             ));
         }
         if let Err(e) = s.connection.password() {

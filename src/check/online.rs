@@ -9,6 +9,7 @@ use crate::config::{self, PipelineConfig};
 use crate::mapping::{Input, MappingSet, expression};
 use crate::pipeline::{AnySource, plans};
 use crate::warehouse::{self, Warehouse};
+use ebis_source::Source;
 
 /// One thing checked against a server.
 #[derive(Debug)]

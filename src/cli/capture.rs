@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use ebis::config;
 use ebis::pipeline::{self, Shutdown};
 use ebis::warehouse::{self, Warehouse};
+use ebis_source::Source;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -1,17 +1,38 @@
-//! The one place the pipeline dispatches on a source's dialect: a closed enum over the
-//! connector crates, built from the config and the mappings' table plans.
+//! The one place ebis dispatches on a source's dialect: a closed enum over the connector
+//! crates, built from the config and the mappings' table plans, implementing [`Source`];
+//! and each connector's setup (scripts for the DBA, applying them, removal). A new
+//! connector adds a variant here and nothing elsewhere in the app.
 
 use crate::config::{CaptureMode, Dialect, SourceConfig};
 use crate::mapping::MappingSet;
-use ebis_mysql::{Capture, GapRules, MysqlOptions, MysqlSource};
+use ebis_mysql::MysqlSource;
 use ebis_source::{
-    Batch, Change, Clock, KeyEntry, Position, Source, SourceError, TablePlan, Value,
+    Batch, Capture, Change, Clock, GapRules, KeyEntry, Position, SetupRequest, SetupScript, Source,
+    SourceError, TablePlan, Value,
 };
 
 /// A connector of any supported dialect.
 pub enum AnySource {
     /// MySQL or MariaDB.
     Mysql(MysqlSource),
+}
+
+/// The dialects this build has a connector for.
+pub const SUPPORTED: &[Dialect] = &[Dialect::Mysql];
+
+/// Why a dialect cannot be captured by this build, if it cannot.
+pub fn unsupported(dialect: Dialect) -> Option<String> {
+    (!SUPPORTED.contains(&dialect)).then(|| {
+        format!(
+            "dialect `{}` has no connector in this build yet (supported: {})",
+            dialect.name(),
+            SUPPORTED
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// The tables a source's mappings read, with the config's default modified column.
@@ -32,136 +53,185 @@ pub fn plans(cfg: &SourceConfig, mappings: &MappingSet) -> Vec<TablePlan> {
     plans
 }
 
+/// The capture settings a connector receives.
+pub fn capture(cfg: &SourceConfig) -> Capture {
+    match &cfg.capture {
+        CaptureMode::Changelog {
+            gap_timeout,
+            gap_watch,
+            purge_every,
+        } => Capture::Changelog {
+            gaps: GapRules {
+                timeout: *gap_timeout,
+                watch: *gap_watch,
+            },
+            purge: purge_every.is_some(),
+        },
+        CaptureMode::Timestamp { overlap, .. } => Capture::Timestamp { overlap: *overlap },
+    }
+}
+
+/// The source's password from the environment.
+fn password(cfg: &SourceConfig) -> Result<Option<String>, SourceError> {
+    Ok(cfg
+        .connection
+        .password()
+        .map_err(SourceError::Query)?
+        .map(|s| s.expose().to_owned()))
+}
+
 impl AnySource {
     /// Opens (lazily) the connector of a source.
     pub fn open(cfg: &SourceConfig, plans: Vec<TablePlan>) -> Result<AnySource, SourceError> {
-        let password = cfg
-            .connection
-            .password()
-            .map_err(SourceError::Query)?
-            .map(|s| s.expose().to_owned());
+        let password = password(cfg)?;
         match cfg.dialect {
-            Dialect::Mysql => Ok(AnySource::Mysql(MysqlSource::new(MysqlOptions {
-                name: cfg.name.clone(),
-                url: cfg.connection.url.clone(),
-                password,
-                plans,
-                capture: match &cfg.capture {
-                    CaptureMode::Changelog {
-                        gap_timeout,
-                        gap_watch,
-                        ..
-                    } => Capture::Changelog {
-                        gaps: GapRules {
-                            timeout: *gap_timeout,
-                            watch: *gap_watch,
-                        },
-                    },
-                    CaptureMode::Timestamp { overlap, .. } => {
-                        Capture::Timestamp { overlap: *overlap }
-                    }
+            Dialect::Mysql => Ok(AnySource::Mysql(MysqlSource::new(
+                ebis_mysql::MysqlOptions {
+                    name: cfg.name.clone(),
+                    url: cfg.connection.url.clone(),
+                    password,
+                    plans,
+                    capture: capture(cfg),
                 },
-            })?)),
-            other => Err(SourceError::Query(format!(
-                "dialect {} has no connector in this build yet (only mysql)",
-                other.name()
-            ))),
+            )?)),
+            other => Err(SourceError::Query(
+                unsupported(other).unwrap_or_else(|| format!("dialect {}", other.name())),
+            )),
         }
     }
+}
 
-    /// See [`Source::check`].
-    pub async fn check(&mut self) -> Result<(), SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.check().await,
+/// Forwards a [`Source`] method to the connector.
+macro_rules! each {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnySource::Mysql($s) => $call,
         }
+    };
+}
+
+impl Source for AnySource {
+    async fn check(&mut self) -> Result<(), SourceError> {
+        each!(self, s => s.check().await)
     }
 
-    /// See [`Source::head`].
-    pub async fn head(&mut self) -> Result<Position, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.head().await,
-        }
+    async fn head(&mut self) -> Result<Position, SourceError> {
+        each!(self, s => s.head().await)
     }
 
-    /// See [`Source::snapshot_chunk`].
-    pub async fn snapshot_chunk(
+    async fn snapshot_chunk(
         &mut self,
         table: &str,
         after: Option<&[Value]>,
         limit: usize,
         version: i64,
     ) -> Result<Vec<Change>, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.snapshot_chunk(table, after, limit, version).await,
-        }
+        each!(self, s => s.snapshot_chunk(table, after, limit, version).await)
     }
 
-    /// See [`Source::changes`].
-    pub async fn changes(&mut self, after: &Position, limit: usize) -> Result<Batch, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.changes(after, limit).await,
-        }
+    async fn changes(&mut self, after: &Position, limit: usize) -> Result<Batch, SourceError> {
+        each!(self, s => s.changes(after, limit).await)
     }
 
-    /// See [`Source::keys`].
-    pub async fn keys(
+    async fn keys(
         &mut self,
         table: &str,
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<KeyEntry>, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.keys(table, after, limit).await,
-        }
+        each!(self, s => s.keys(table, after, limit).await)
     }
 
-    /// See [`Source::rows_by_keys`].
-    pub async fn rows_by_keys(
+    async fn rows_by_keys(
         &mut self,
         table: &str,
         keys: &[Vec<Value>],
         version: i64,
     ) -> Result<Vec<Change>, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.rows_by_keys(table, keys, version).await,
+        each!(self, s => s.rows_by_keys(table, keys, version).await)
+    }
+
+    async fn clock(&mut self) -> Result<Clock, SourceError> {
+        each!(self, s => s.clock().await)
+    }
+
+    async fn acknowledge(&mut self, stored: &Position) -> Result<u64, SourceError> {
+        each!(self, s => s.acknowledge(stored).await)
+    }
+
+    async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
+        each!(self, s => s.count(table).await)
+    }
+
+    async fn column_types(&mut self, table: &str) -> Result<Vec<(String, String)>, SourceError> {
+        each!(self, s => s.column_types(table).await)
+    }
+
+    async fn close(self) {
+        each!(self, s => s.close().await)
+    }
+}
+
+/// The connector side of `setup-source`: its scripts, and running them.
+pub mod setup {
+    use super::*;
+
+    /// The setup (`remove`: the removal) of a source's capture, in its dialect.
+    pub fn script(
+        cfg: &SourceConfig,
+        req: &SetupRequest<'_>,
+        remove: bool,
+    ) -> Result<SetupScript, String> {
+        match cfg.dialect {
+            Dialect::Mysql if remove => ebis_mysql::setup::removal(req),
+            Dialect::Mysql => ebis_mysql::setup::script(req),
+            other => Err(unsupported(other).unwrap_or_default()),
         }
     }
 
-    /// See [`Source::clock`].
-    pub async fn clock(&mut self) -> Result<Clock, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.clock().await,
+    /// What the reviewed script must add, as the source's own account finds it (capture
+    /// a rename left behind, say).
+    pub async fn review_note(cfg: &SourceConfig, req: &SetupRequest<'_>) -> String {
+        let password = match password(cfg) {
+            Ok(p) => p,
+            Err(e) => return format!("\n-- Could not look at the source: {e}\n"),
+        };
+        match cfg.dialect {
+            Dialect::Mysql => {
+                ebis_mysql::setup::review_note(&cfg.connection.url, password.as_deref(), req).await
+            }
+            _ => String::new(),
         }
     }
 
-    /// See [`Source::purge`].
-    pub async fn purge(&mut self, stored: &Position) -> Result<u64, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.purge(stored).await,
+    /// Runs statements with an account, then whatever repair the connector does; one line
+    /// per repair.
+    pub async fn apply(
+        cfg: &SourceConfig,
+        url: &str,
+        password: Option<&str>,
+        statements: &[String],
+        plans: &[TablePlan],
+    ) -> Result<Vec<String>, SourceError> {
+        match cfg.dialect {
+            Dialect::Mysql => ebis_mysql::setup::apply(url, password, statements, plans).await,
+            other => Err(SourceError::Query(unsupported(other).unwrap_or_default())),
         }
     }
 
-    /// Each column of a planned table with its data type.
-    pub async fn column_types(
-        &mut self,
-        table: &str,
-    ) -> Result<Vec<(String, String)>, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.column_types(table).await,
+    /// Whether an error says the account may not do this.
+    pub fn denied(cfg: &SourceConfig, message: &str) -> bool {
+        match cfg.dialect {
+            Dialect::Mysql => ebis_mysql::setup::denied(message),
+            _ => message.contains("denied"),
         }
     }
 
-    /// Rows in a table, for progress.
-    pub async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
-        match self {
-            AnySource::Mysql(s) => s.count(table).await,
-        }
-    }
-
-    /// Releases connections.
-    pub async fn close(self) {
-        match self {
-            AnySource::Mysql(s) => s.close().await,
+    /// An example privileged URL for the dialect.
+    pub fn admin_url_example(cfg: &SourceConfig) -> &'static str {
+        match cfg.dialect {
+            Dialect::Mysql => ebis_mysql::setup::ADMIN_URL_EXAMPLE,
+            _ => "scheme://dba:password@host/",
         }
     }
 }

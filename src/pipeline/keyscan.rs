@@ -11,6 +11,7 @@ use crate::config::SourceConfig;
 use crate::mapping::MappingSet;
 use crate::warehouse::{ApplyBatch, Warehouse};
 use chrono::NaiveDateTime;
+use ebis_source::Source;
 use ebis_source::{Change, Op, Row, Value, key_text, key_values};
 
 /// Keys read from the source per round trip.

@@ -2,7 +2,7 @@
 //! through the mappings into the warehouse, retrying what can be retried and stopping
 //! only the failing source on what cannot.
 
-mod connector;
+pub mod connector;
 mod keyscan;
 mod mapper;
 mod runner;

@@ -11,6 +11,7 @@ use crate::config::SourceConfig;
 use crate::mapping::MappingSet;
 use crate::warehouse::{Applied, ApplyBatch, SourceMeta, Warehouse};
 use chrono::{DateTime, Utc};
+use ebis_source::Source;
 use ebis_source::{MarkValue, Position, Value};
 use serde::{Deserialize, Serialize};
 

@@ -103,6 +103,9 @@ pub struct Checkpoint {
     pub mode: String,
     /// The tables, and record kinds of each, capture covers (table → kinds).
     pub captured: BTreeMap<String, Vec<String>>,
+    /// Added to every version the source reads (raised when a position expired and the
+    /// source's own versions start again lower).
+    pub version_base: i64,
 }
 
 /// What the status row learns from a batch.
@@ -123,6 +126,8 @@ pub struct StatusUpdate {
     pub late_changes: i64,
     /// Rows dated ahead of the source's clock (timestamp capture), when known.
     pub future_rows: Option<i32>,
+    /// The stored position expired for this reason: the source is snapshotted again.
+    pub resnapshot: Option<String>,
 }
 
 /// Counts of what a batch did.
@@ -396,12 +401,13 @@ impl Warehouse {
             let captured = serde_json::to_value(&cp.captured)
                 .map_err(|e| WarehouseError::Config(format!("captured tables: {e}")))?;
             tx.execute(
-                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, updated_at)
-                 values ($1, $2, $3, $4, $5, $6, now())
+                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, version_base, updated_at)
+                 values ($1, $2, $3, $4, $5, $6, $7, now())
                  on conflict (source) do update set position = excluded.position,
                    position_summary = excluded.position_summary, snapshot = excluded.snapshot,
-                   mode = excluded.mode, captured = excluded.captured, updated_at = now()",
-                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured],
+                   mode = excluded.mode, captured = excluded.captured,
+                   version_base = excluded.version_base, updated_at = now()",
+                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base],
             )
             .await?;
         }
@@ -419,6 +425,9 @@ impl Warehouse {
                expired_gaps = coalesce($8, expired_gaps),
                late_changes = late_changes + $9,
                future_rows = coalesce($10, future_rows),
+               resnapshots = resnapshots + case when $11::text is null then 0 else 1 end,
+               last_resnapshot_at = case when $11::text is null then last_resnapshot_at else now() end,
+               last_resnapshot_reason = coalesce($11, last_resnapshot_reason),
                rows_applied = rows_applied + $3,
                rows_quarantined = rows_quarantined + $4,
                updated_at = now()
@@ -434,6 +443,7 @@ impl Warehouse {
                 &s.expired_gaps,
                 &s.late_changes,
                 &s.future_rows,
+                &s.resnapshot,
             ],
         )
         .await?;

@@ -46,6 +46,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0015_enterprise_links.sql"),
     migration!("0016_latest_voided_code.sql"),
     migration!("0017_faster_refresh.sql"),
+    migration!("0018_position_expired.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

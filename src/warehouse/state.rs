@@ -17,6 +17,8 @@ pub struct StoredCheckpoint {
     pub mode: Option<String>,
     /// Tables (and record kinds of each) capture covers; `None` from before that was kept.
     pub captured: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Added to every version the source reads.
+    pub version_base: i64,
 }
 
 impl Warehouse {
@@ -28,7 +30,7 @@ impl Warehouse {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "select position, snapshot, mode, captured from ebis.checkpoint where source = $1",
+                "select position, snapshot, mode, captured, version_base from ebis.checkpoint where source = $1",
                 &[&source],
             )
             .await?;
@@ -43,6 +45,7 @@ impl Warehouse {
                 captured: r
                     .get::<_, Option<serde_json::Value>>(3)
                     .and_then(|v| serde_json::from_value(v).ok()),
+                version_base: r.get(4),
             })
         })
         .transpose()

@@ -78,6 +78,24 @@ pub async fn table_exists(
     Ok(n.unwrap_or(0) > 0)
 }
 
+/// The next value a table's AUTO_INCREMENT column will assign (in the connection's
+/// database), when the server says. MySQL 8 caches this in its catalog for a day unless
+/// the session asks for fresh statistics, which is done first (MariaDB has no such cache,
+/// and no such variable: that error is ignored).
+pub async fn next_auto_increment(conn: &mut Conn, table: &str) -> Result<Option<i64>, SourceError> {
+    let _ = conn
+        .query_drop("SET SESSION information_schema_stats_expiry = 0")
+        .await;
+    let next: Option<Option<u64>> = conn
+        .query_first(format!(
+            "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {}",
+            lit(table)
+        ))
+        .await
+        .map_err(|e| classify(e, Some(table)))?;
+    Ok(next.flatten().and_then(|n| i64::try_from(n).ok()))
+}
+
 /// The ebis triggers (`ebis_…`) on a table: name and body. An account without the
 /// TRIGGER privilege sees none.
 pub async fn ebis_triggers(

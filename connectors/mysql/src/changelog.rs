@@ -1,30 +1,62 @@
-//! Changelog capture on MySQL/MariaDB: reading `ebis_change` after a position and in
-//! open or watched gaps, settling gaps against the server's open transactions, fetching
-//! the current rows by key, the change table's head, its purge, and the checks that
-//! capture is installed on every captured table (and only its own triggers).
+//! Changelog capture on MySQL/MariaDB: the primitives the shared changelog poll
+//! ([`ebis_capture::changelog`]) runs on — `ebis_change` read after a position and in
+//! gaps, gaps settled against the server's open transactions, current rows fetched by
+//! key — plus the change table's head, its purge, and the checks that capture is
+//! installed on every captured table (and only its own triggers).
 
 use crate::error::classify;
-use crate::gaps::{self, GapRules};
+use crate::table::Table;
 use crate::{CHANGE_TABLE, Capture, MysqlSource, catalog, setup, table, values};
 use chrono::{DateTime, Utc};
-use ebis_source::{Batch, Change, Gap, Op, Position, Row, SourceError, Value, key_text};
+use ebis_capture::changelog::{self, ChangeEntry, ChangelogReader};
+use ebis_source::{Batch, Gap, GapRules, Position, Row, SourceError, Value};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// How many changelog sequence numbers back `head` looks for in-flight transactions.
 const HEAD_GAP_WINDOW: i64 = 10_000;
-/// Most gap ranges (open, then expired) re-read in one poll.
-const MAX_GAP_RANGES: usize = 5_000;
-/// One change-table entry: seq, table, op, key (JSON array), changed_at (µs since epoch).
-type Entry = (i64, String, String, String, i64);
+/// One change-table entry: seq, table, key (JSON array), changed_at (µs since epoch).
+type Entry = (i64, String, String, i64);
 /// `ebis_change.changed_at` as microseconds since the epoch (zone-independent).
 const CHANGED_AT_MICROS: &str = "CAST(UNIX_TIMESTAMP(changed_at) * 1000000 AS SIGNED)";
 /// Change-table rows deleted per purge statement (keeps each transaction short).
 const PURGE_CHUNK: u64 = 5_000;
 
-impl MysqlSource {
+/// One poll's reader: a connection and the captured tables.
+struct Reader<'a> {
+    conn: Conn,
+    tables: &'a [Table],
+    name: &'a str,
+    /// Whether the account sees open transactions (probed once, kept by the source).
+    sees_transactions: &'a mut Option<bool>,
+}
+
+/// An `ebis_change` row as an entry (its key a JSON array).
+fn entry((seq, table, key_json, at): Entry) -> Result<ChangeEntry, SourceError> {
+    let key = match serde_json::from_str::<Vec<serde_json::Value>>(&key_json) {
+        Ok(k) => k.iter().map(values::from_json).collect(),
+        Err(_) => {
+            return Err(SourceError::Query(format!(
+                "{CHANGE_TABLE} row {seq} has a key that is not a JSON array"
+            )));
+        }
+    };
+    Ok(ChangeEntry {
+        seq,
+        table,
+        key,
+        at: DateTime::from_timestamp_micros(at),
+    })
+}
+
+impl ChangelogReader for Reader<'_> {
+    async fn now(&mut self) -> Result<DateTime<Utc>, SourceError> {
+        Ok(MysqlSource::utc_now(&mut self.conn)
+            .await?
+            .unwrap_or_else(Utc::now))
+    }
+
     /// The instant before which every transaction that could still commit a change-table
     /// row has ended, when this account may see the server's open transactions
     /// (`information_schema.INNODB_TRX`, PROCESS privilege); `None` when it may not, or
@@ -37,14 +69,12 @@ impl MysqlSource {
     /// Only transactions holding locks count (a change-table insert runs inside a trigger,
     /// after the captured row's own insert locked it); readers such as a backup's
     /// consistent snapshot do not hold gaps.
-    async fn settled_before(
-        &mut self,
-        conn: &mut Conn,
-    ) -> Result<Option<DateTime<Utc>>, SourceError> {
-        if self.sees_transactions == Some(false) {
+    async fn settled_before(&mut self) -> Result<Option<DateTime<Utc>>, SourceError> {
+        if *self.sees_transactions == Some(false) {
             return Ok(None);
         }
-        let before = Self::utc_now(conn).await?.unwrap_or_else(Utc::now);
+        let conn = &mut self.conn;
+        let before = MysqlSource::utc_now(conn).await?.unwrap_or_else(Utc::now);
         let look = async {
             conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 .await?;
@@ -74,17 +104,17 @@ impl MysqlSource {
         let answer = match look.await {
             Ok(answer) => answer,
             Err(mysql_async::Error::Server(e)) if e.code == 1227 || e.code == 1142 => {
-                let _ = conn.query_drop("ROLLBACK").await;
+                let _ = self.conn.query_drop("ROLLBACK").await;
                 tracing::info!(
                     source = %self.name,
                     "the account cannot see open transactions (no PROCESS privilege): changelog gaps wait for capture.gap_timeout before they stop holding lag back"
                 );
-                self.sees_transactions = Some(false);
+                *self.sees_transactions = Some(false);
                 return Ok(None);
             }
             Err(e) => return Err(classify(e, None)),
         };
-        self.sees_transactions = Some(true);
+        *self.sees_transactions = Some(true);
         // trx_started has whole seconds: its floor is never after the true start.
         Ok(answer.map(|oldest| match oldest {
             Some(secs) => DateTime::from_timestamp(secs, 0)
@@ -94,9 +124,38 @@ impl MysqlSource {
         }))
     }
 
-    /// Change-table entries whose sequence numbers fall in the given ranges, in statements
-    /// of at most 100 ranges.
-    async fn entries_in(conn: &mut Conn, ranges: &[(i64, i64)]) -> Result<Vec<Entry>, SourceError> {
+    async fn entries_after(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ChangeEntry>, SourceError> {
+        let q = format!(
+            "SELECT seq, table_name, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
+        );
+        let found: Vec<Entry> = self
+            .conn
+            .exec(q, (after,))
+            .await
+            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+        found.into_iter().map(entry).collect()
+    }
+
+    async fn highest(&mut self) -> Result<i64, SourceError> {
+        let max: Option<i64> = self
+            .conn
+            .query_first(format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGE_TABLE}"))
+            .await
+            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
+        Ok(max.unwrap_or(0))
+    }
+
+    async fn next_assigned(&mut self) -> Result<Option<i64>, SourceError> {
+        catalog::next_auto_increment(&mut self.conn, CHANGE_TABLE).await
+    }
+
+    /// Entries whose sequence numbers fall in the given ranges, in statements of at most
+    /// 100 ranges.
+    async fn entries_in(&mut self, ranges: &[(i64, i64)]) -> Result<Vec<ChangeEntry>, SourceError> {
         let mut out = Vec::new();
         for chunk in ranges.chunks(100) {
             let cond = vec!["seq BETWEEN ? AND ?"; chunk.len()].join(" OR ");
@@ -104,18 +163,51 @@ impl MysqlSource {
                 .iter()
                 .flat_map(|(a, b)| [mysql_async::Value::Int(*a), mysql_async::Value::Int(*b)])
                 .collect();
-            let found: Vec<Entry> = conn
+            let found: Vec<Entry> = self
+                .conn
                 .exec(
-                    format!("SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE {cond} ORDER BY seq"),
+                    format!("SELECT seq, table_name, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE {cond} ORDER BY seq"),
                     params,
                 )
                 .await
                 .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
-            out.extend(found);
+            for e in found {
+                out.push(entry(e)?);
+            }
         }
         Ok(out)
     }
 
+    fn captured(&self, logged_as: &str) -> Option<usize> {
+        self.tables
+            .iter()
+            .position(|t| t.plan.table.eq_ignore_ascii_case(logged_as))
+    }
+
+    fn table_name(&self, index: usize) -> String {
+        self.tables[index].plan.table.clone()
+    }
+
+    async fn table_exists(&mut self, name: &str) -> Result<bool, SourceError> {
+        let (schema, table) = table::split_table(name);
+        catalog::table_exists(&mut self.conn, schema, table).await
+    }
+
+    async fn rows_by_keys(
+        &mut self,
+        index: usize,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
+        let t = &self.tables[index];
+        Ok(t.by_keys(&mut self.conn, keys)
+            .await?
+            .into_iter()
+            .map(|row| (t.key_of(&row), row))
+            .collect())
+    }
+}
+
+impl MysqlSource {
     pub(crate) async fn changelog_changes(
         &mut self,
         prev: i64,
@@ -125,131 +217,23 @@ impl MysqlSource {
         rules: GapRules,
     ) -> Result<Batch, SourceError> {
         self.tables().await?;
-        let mut conn = self.conn().await?;
-        // Which transactions could still commit is asked before anything is read, so a
-        // gap they leave after that shows as settled only if it truly is.
-        let settled_before = if gaps.is_empty() && expired.is_empty() {
-            None
-        } else {
-            self.settled_before(&mut conn).await?
+        let conn = self.conn().await?;
+        let mut reader = Reader {
+            conn,
+            tables: self.tables.as_deref().unwrap_or(&[]),
+            name: &self.name,
+            sees_transactions: &mut self.sees_transactions,
         };
-        let read_at = Self::utc_now(&mut conn).await?.unwrap_or_else(Utc::now);
-        let q = format!(
-            "SELECT seq, table_name, op, row_key, {CHANGED_AT_MICROS} FROM {CHANGE_TABLE} WHERE seq > ? ORDER BY seq LIMIT {limit}"
-        );
-        let mut entries: Vec<Entry> = conn
-            .exec(q, (prev,))
-            .await
-            .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
-        let full = entries.len() >= limit;
-        // Open gaps first: they hold lag back. Expired ones are watched for late commits.
-        let ranges: Vec<(i64, i64)> = gaps
-            .iter()
-            .chain(expired)
-            .take(MAX_GAP_RANGES)
-            .map(|g| (g.from, g.to))
-            .collect();
-        entries.extend(Self::entries_in(&mut conn, &ranges).await?);
-        entries.sort_by_key(|e| e.0);
-        entries.dedup_by_key(|e| e.0);
-        let seen: Vec<i64> = entries.iter().map(|e| e.0).collect();
-        let adv = gaps::advance(prev, gaps, expired, &seen, read_at, rules, settled_before);
-        let version = adv.seq;
-
-        // Latest entry per (table, key): the row is read whole, so one fetch covers all.
-        let mut latest: Vec<(usize, String, Vec<Value>, i64, i64)> = Vec::new();
-        let mut index: HashMap<(usize, String), usize> = HashMap::new();
-        let mut unmapped: Vec<String> = Vec::new();
-        for (seq, table, _op, key_json, at) in entries {
-            let Some(t) = self.table_index(&table) else {
-                if !unmapped.contains(&table) {
-                    unmapped.push(table);
-                }
-                continue; // a table no mapping reads (any more)
-            };
-            let key: Vec<Value> = match serde_json::from_str::<Vec<serde_json::Value>>(&key_json) {
-                Ok(k) => k.iter().map(values::from_json).collect(),
-                Err(_) => {
-                    return Err(SourceError::Query(format!(
-                        "{CHANGE_TABLE} row {seq} has a key that is not a JSON array"
-                    )));
-                }
-            };
-            let kt = key_text(&key);
-            match index.get(&(t, kt.clone())) {
-                Some(&i) => {
-                    latest[i].3 = seq;
-                    latest[i].4 = at;
-                }
-                None => {
-                    index.insert((t, kt.clone()), latest.len());
-                    latest.push((t, kt, key, seq, at));
-                }
-            }
-        }
-        // Changes logged for a table that no longer exists were logged by triggers a
-        // rename took along (or by a table dropped since): skipping them would lose them.
-        for name in unmapped {
-            if self.existing_unmapped.contains(&name) {
-                continue;
-            }
-            if table_exists(&mut conn, &name).await? {
-                self.existing_unmapped.insert(name);
-                continue;
-            }
-            return Err(SourceError::CaptureNotInstalled(format!(
-                "{CHANGE_TABLE} holds changes logged for table {name}, which does not exist: it was renamed (its ebis triggers went with it) or dropped. If renamed, point the mappings at the new name and run `ebis setup-source` for this source with --apply: it moves capture there and relabels these changes, so none is lost. If dropped and no longer mapped, delete them: DELETE FROM {CHANGE_TABLE} WHERE table_name = '{name}'"
-            )));
-        }
-        let tables = self.tables.as_deref().unwrap_or(&[]);
-        let mut rows: HashMap<(usize, String), Row> = HashMap::new();
-        for (t, table) in tables.iter().enumerate() {
-            let keys: Vec<Vec<Value>> = latest
-                .iter()
-                .filter(|e| e.0 == t)
-                .map(|e| e.2.clone())
-                .collect();
-            if keys.is_empty() {
-                continue;
-            }
-            let found = table.by_keys(&mut conn, &keys).await.map_err(|e| match e {
-                SourceError::MissingTable { table } => SourceError::CaptureNotInstalled(format!(
-                    "captured table {table} does not exist any more: if it was renamed, point its mappings at the new name and run `ebis setup-source` for this source with --apply (it relabels the changes logged meanwhile, so none is lost)"
-                )),
-                other => other,
-            })?;
-            for row in found {
-                rows.insert((t, key_text(&table.key_of(&row))), row);
-            }
-        }
-        latest.sort_by_key(|e| e.3);
-        let changes = latest
-            .into_iter()
-            .map(|(t, kt, key, _seq, at)| {
-                let commit_time = DateTime::from_timestamp_micros(at);
-                match rows.remove(&(t, kt)) {
-                    Some(row) => tables[t].upsert(row, version, commit_time),
-                    None => Change {
-                        table: tables[t].plan.table.clone(),
-                        op: Op::Delete,
-                        key,
-                        row: Row::new(),
-                        version,
-                        commit_time,
-                    },
-                }
-            })
-            .collect();
-        Ok(Batch {
-            changes,
-            position: Position::Changelog {
-                seq: adv.seq,
-                gaps: adv.gaps,
-                expired: adv.expired,
-            },
-            gap_events: adv.events,
-            read_at: if full { None } else { Some(read_at) },
-        })
+        changelog::poll(
+            &mut reader,
+            prev,
+            gaps,
+            expired,
+            limit,
+            rules,
+            &mut self.existing_unmapped,
+        )
+        .await
     }
 
     /// The change table's head, with the numbers just below it still missing as gaps
@@ -275,13 +259,7 @@ impl MysqlSource {
             )
             .await
             .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
-        let start = recent.first().copied().unwrap_or(max).saturating_sub(1);
-        let adv = gaps::advance(start, &[], &[], &recent, now, rules, None);
-        Ok(Position::Changelog {
-            seq: max,
-            gaps: adv.gaps,
-            expired: Vec::new(),
-        })
+        Ok(changelog::head(max, &recent, now, rules))
     }
 
     /// Deletes change-table rows below a stored position (see [`Source::purge`]).
@@ -388,10 +366,4 @@ async fn may_see_triggers(conn: &mut Conn) -> Result<bool, SourceError> {
         .await
         .map_err(|e| classify(e, None))?;
     Ok(n.unwrap_or(0) > 0)
-}
-
-/// Whether a table (optionally `schema.table`) exists and is visible to the account.
-async fn table_exists(conn: &mut Conn, name: &str) -> Result<bool, SourceError> {
-    let (schema, table) = table::split_table(name);
-    catalog::table_exists(conn, schema, table).await
 }

@@ -20,23 +20,20 @@
 mod catalog;
 mod changelog;
 mod error;
-mod gaps;
-mod setup;
+pub mod setup;
 mod table;
 mod timestamp;
 mod values;
 
-pub use gaps::GapRules;
 pub use setup::{StaleTrigger, changelog_statements, removal_statements, repair_statements};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use ebis_source::{
-    Batch, Change, Clock, KeyEntry, Position, Source, SourceError, TableMark, TablePlan, Value,
+    Batch, Capture, Change, Clock, KeyEntry, Position, Source, SourceError, TablePlan, Value,
 };
 use error::classify;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use table::Table;
 
@@ -44,21 +41,6 @@ use table::Table;
 pub const CHANGE_TABLE: &str = "ebis_change";
 /// How long one statement may take before the source counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
-/// How changes are captured.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Capture {
-    /// Trigger-filled change table.
-    Changelog {
-        /// How long skipped sequence numbers are awaited, and watched once expired.
-        gaps: GapRules,
-    },
-    /// A last-modified column per table.
-    Timestamp {
-        /// How far back each poll re-reads.
-        overlap: Duration,
-    },
-}
-
 /// How to reach and read one MySQL/MariaDB source.
 #[derive(Clone, Debug)]
 pub struct MysqlOptions {
@@ -85,17 +67,12 @@ pub struct MysqlSource {
     /// Seconds the session's (the server's) local time is ahead of UTC, for commit times
     /// read from local DATETIME values.
     utc_offset: i64,
-    /// Timestamp mode: per table, rows returned recently (key text → version), so the
-    /// overlap window returns only rows not seen yet. Valid only while each poll
-    /// continues from the marks the previous one returned (`returned`): read from any
-    /// other position (a stored one, after a failed apply), it is forgotten.
-    seen: HashMap<String, HashMap<String, i64>>,
-    /// Timestamp mode: the marks the last poll returned.
-    returned: Option<BTreeMap<String, TableMark>>,
+    /// Timestamp mode: the rows the overlap window has returned already.
+    window: ebis_capture::OverlapWindow,
     /// Whether the account sees open transactions (probed once).
     sees_transactions: Option<bool>,
     /// Unmapped tables the change table logs for that exist (their changes are skipped).
-    existing_unmapped: std::collections::HashSet<String>,
+    existing_unmapped: ebis_capture::changelog::KnownUnmapped,
 }
 
 /// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
@@ -172,10 +149,9 @@ impl MysqlSource {
             capture: opts.capture,
             tables: None,
             utc_offset: 0,
-            seen: HashMap::new(),
-            returned: None,
+            window: ebis_capture::OverlapWindow::new(),
             sees_transactions: None,
-            existing_unmapped: std::collections::HashSet::new(),
+            existing_unmapped: Default::default(),
         })
     }
 
@@ -223,11 +199,6 @@ impl MysqlSource {
             .position(|t| t.plan.table.eq_ignore_ascii_case(name))
     }
 
-    /// Closes the pool.
-    pub async fn close(self) {
-        let _ = self.pool.disconnect().await;
-    }
-
     async fn utc_now(conn: &mut Conn) -> Result<Option<DateTime<Utc>>, SourceError> {
         let now: Option<NaiveDateTime> = conn
             .query_first("SELECT UTC_TIMESTAMP(6)")
@@ -245,6 +216,11 @@ impl Source for MysqlSource {
         let mut conn = self.conn().await?;
         match &self.capture {
             Capture::Changelog { .. } => self.check_changelog(&mut conn).await?,
+            Capture::ChangeTracking => {
+                return Err(SourceError::CaptureNotInstalled(
+                    "MySQL has no Change Tracking: use capture mode changelog (triggers) or timestamp".to_owned(),
+                ));
+            }
             Capture::Timestamp { .. } => {
                 if let Some(t) = self.tables.iter().flatten().find(|t| !t.has_modified()) {
                     return Err(SourceError::CaptureNotInstalled(format!(
@@ -261,11 +237,14 @@ impl Source for MysqlSource {
         self.tables().await?;
         let mut conn = self.conn().await?;
         match &self.capture {
-            Capture::Changelog { gaps: rules } => {
+            Capture::Changelog { gaps: rules, .. } => {
                 let rules = *rules;
                 self.changelog_head(&mut conn, rules).await
             }
             Capture::Timestamp { .. } => self.timestamp_head(&mut conn).await,
+            Capture::ChangeTracking => Err(SourceError::CaptureNotInstalled(
+                "MySQL has no Change Tracking".to_owned(),
+            )),
         }
     }
 
@@ -287,22 +266,42 @@ impl Source for MysqlSource {
 
     async fn changes(&mut self, after: &Position, limit: usize) -> Result<Batch, SourceError> {
         match (after, self.capture.clone()) {
-            (Position::Changelog { seq, gaps, expired }, Capture::Changelog { gaps: rules }) => {
+            (
+                Position::Changelog { seq, gaps, expired },
+                Capture::Changelog { gaps: rules, .. },
+            ) => {
                 self.changelog_changes(*seq, gaps, expired, limit, rules)
                     .await
             }
-            (Position::Timestamp { tables, .. }, Capture::Timestamp { overlap }) => {
-                self.timestamp_changes(after, tables, limit, overlap).await
+            (Position::Timestamp { .. }, Capture::Timestamp { overlap }) => {
+                self.timestamp_changes(after, limit, overlap).await
             }
-            (other, capture) => Err(SourceError::BadPosition(format!(
-                "position `{}` does not fit capture mode {capture:?}",
-                other.summary()
+            (other, capture) => Err(SourceError::PositionExpired(format!(
+                "the stored position `{}` does not fit capture mode {}",
+                other.summary(),
+                capture.name()
             ))),
         }
     }
 
-    async fn purge(&mut self, stored: &Position) -> Result<u64, SourceError> {
+    async fn acknowledge(&mut self, stored: &Position) -> Result<u64, SourceError> {
         self.purge_changes(stored).await
+    }
+
+    async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
+        let (i, mut conn) = self.locate(table).await?;
+        self.tables.as_deref().unwrap_or(&[])[i]
+            .count(&mut conn)
+            .await
+    }
+
+    async fn column_types(&mut self, table: &str) -> Result<Vec<(String, String)>, SourceError> {
+        let (i, _conn) = self.locate(table).await?;
+        Ok(self.tables.as_deref().unwrap_or(&[])[i].types.clone())
+    }
+
+    async fn close(self) {
+        let _ = self.pool.disconnect().await;
     }
 
     async fn keys(
@@ -335,24 +334,5 @@ impl Source for MysqlSource {
     async fn clock(&mut self) -> Result<Clock, SourceError> {
         let mut conn = self.conn().await?;
         Self::clock_on(&mut conn).await
-    }
-}
-
-impl MysqlSource {
-    /// Each column of a planned table with its data type (`varchar`, `date`, …).
-    pub async fn column_types(
-        &mut self,
-        table: &str,
-    ) -> Result<Vec<(String, String)>, SourceError> {
-        let (i, _conn) = self.locate(table).await?;
-        Ok(self.tables.as_deref().unwrap_or(&[])[i].types.clone())
-    }
-
-    /// Number of rows of a table (for snapshot progress).
-    pub async fn count(&mut self, table: &str) -> Result<u64, SourceError> {
-        let (i, mut conn) = self.locate(table).await?;
-        self.tables.as_deref().unwrap_or(&[])[i]
-            .count(&mut conn)
-            .await
     }
 }

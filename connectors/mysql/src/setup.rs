@@ -1,14 +1,141 @@
-//! The DDL a DBA runs to set up changelog capture: the change table and, per captured
-//! table, three triggers — rendered from `sql/sources/mysql/` with validated, quoted names.
+//! What a DBA runs to set up capture on MySQL/MariaDB, for review or to apply: for
+//! changelog mode the change table and, per captured table, three triggers — rendered
+//! from `sql/sources/mysql/` with validated, quoted names — with the grants the reading
+//! account needs; for timestamp mode, nothing but grants and index advice. Also the
+//! repair of triggers a rename took along, and removal.
 
 use crate::table::{quote, split_table};
-use ebis_source::{SourceError, TablePlan};
+use ebis_source::{Capture, SetupRequest, SetupScript, SourceError, TablePlan};
 use mysql_async::Conn;
 
 const CHANGE_TABLE: &str = include_str!("../../../sql/sources/mysql/changelog.sql");
 const TRIGGERS: &str = include_str!("../../../sql/sources/mysql/triggers.sql");
 const REMOVE_TRIGGERS: &str = include_str!("../../../sql/sources/mysql/remove.sql");
 const REMOVE_CHANGE_TABLE: &str = include_str!("../../../sql/sources/mysql/remove_changelog.sql");
+
+/// The setup of a source, statements and commented script.
+pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
+    let reader = req.reader;
+    let mut script = String::new();
+    let statements = match req.capture {
+        Capture::Changelog { purge, .. } => {
+            let stmts = changelog_statements(req.plans)?;
+            for s in &stmts {
+                script.push_str(s);
+                script.push_str(";\n\n");
+            }
+            script.push_str(&format!(
+                "-- The account ebis reads with needs SELECT on the tables and on ebis_change:\n-- GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';\n-- With PROCESS it also sees open transactions, so a rolled-back gap settles in seconds:\n-- GRANT PROCESS ON *.* TO '{reader}'@'<ebis host>';\n"
+            ));
+            script.push_str(if *purge {
+                "\n-- capture.purge_every is set: ebis deletes the ebis_change rows the warehouse has\n-- stored, so the account also needs:\n-- GRANT DELETE ON <database>.ebis_change TO '<reader>'@'<ebis host>';\n"
+            } else {
+                "\n-- ebis does not delete from ebis_change (capture.purge_every is not set). Never purge\n-- it by age: changes ebis has not read yet would be lost while it is stopped. Delete\n-- only below the position `ebis status` shows (seq N, and below the first open gap).\n-- Never TRUNCATE it: its numbering would start again, and ebis would have to snapshot\n-- the source anew.\n"
+            });
+            stmts
+        }
+        Capture::Timestamp { .. } => {
+            script.push_str(
+                "-- Timestamp capture installs nothing. ebis polls each table's modified column:\n",
+            );
+            for p in req.plans {
+                script.push_str(&format!(
+                    "--   {}: {}  (an index on ({}, {}) keeps polls cheap)\n",
+                    p.table,
+                    p.modified_column
+                        .as_deref()
+                        .unwrap_or("(none: set modified_column!)"),
+                    p.modified_column.as_deref().unwrap_or("?"),
+                    p.key.join(", ")
+                ));
+            }
+            script.push_str(&format!(
+                "-- The account needs SELECT on these tables:\n-- GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';\n-- Deletes are found by comparing keys every capture.key_scan_every.\n"
+            ));
+            Vec::new()
+        }
+        Capture::ChangeTracking => {
+            return Err(
+                "MySQL has no Change Tracking: use capture mode changelog (triggers) or timestamp"
+                    .to_owned(),
+            );
+        }
+    };
+    Ok(SetupScript { statements, script })
+}
+
+/// The removal of a source's capture (changelog: its triggers, then the change table).
+pub fn removal(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
+    let statements = match req.capture {
+        Capture::Changelog { .. } => removal_statements(req.plans)?,
+        _ => Vec::new(),
+    };
+    let mut script = format!(
+        "-- The triggers of {} table(s), then the change table. Changes ebis has not read yet\n-- are lost with it: stop `ebis run` first, and remove the source from the config (or\n-- its checkpoint, to capture it anew).\n\n",
+        req.plans.len()
+    );
+    for s in &statements {
+        script.push_str(s);
+        script.push_str(";\n");
+    }
+    Ok(SetupScript { statements, script })
+}
+
+/// What the printed script must add to move capture off ebis triggers a rename left on a
+/// captured table, as the source's own account finds them (an account that may not see
+/// triggers finds none, and the note says how to look).
+pub async fn review_note(url: &str, password: Option<&str>, req: &SetupRequest<'_>) -> String {
+    if !matches!(req.capture, Capture::Changelog { .. }) {
+        return String::new();
+    }
+    match crate::find_stale_triggers(url, password, req.plans).await {
+        Ok(stale) if stale.is_empty() => "\n-- No ebis triggers of other tables were found on the captured tables (an account\n-- without the TRIGGER privilege sees none; `--apply` looks again with the admin URL).\n".to_owned(),
+        Ok(stale) => {
+            let mut out = String::from(
+                "\n-- Captured tables carry ebis triggers of another name (a table was renamed with\n-- its triggers): after the statements above, drop them and relabel the changes\n-- they logged, so ebis reads those under the new name and loses none of them.\n",
+            );
+            for s in repair_statements(&stale) {
+                out.push_str(&s);
+                out.push_str(";\n");
+            }
+            out
+        }
+        Err(e) => format!("\n-- Could not look for triggers a rename left: {e}\n"),
+    }
+}
+
+/// Runs a setup (or removal) on the source and moves capture off stale ebis triggers on
+/// the planned tables; one line per repair done.
+pub async fn apply(
+    url: &str,
+    password: Option<&str>,
+    statements: &[String],
+    plans: &[TablePlan],
+) -> Result<Vec<String>, SourceError> {
+    let stale = crate::run_statements(url, password, statements, plans).await?;
+    Ok(stale
+        .iter()
+        .map(|s| {
+            format!(
+                "dropped trigger {} on {} (it logged changes as {}); its logged changes now read as {}",
+                s.trigger,
+                s.table,
+                s.logs_as.as_deref().unwrap_or("?"),
+                s.table
+            )
+        })
+        .collect())
+}
+
+/// Whether an error says the account may not do this (MySQL's access-denied codes).
+pub fn denied(message: &str) -> bool {
+    ["denied", "(1142)", "(1044)", "(1227)", "(1419)"]
+        .iter()
+        .any(|m| message.contains(m))
+}
+
+/// An example of the privileged URL for `setup-source --apply`.
+pub const ADMIN_URL_EXAMPLE: &str = "mysql://dba:password@host:3306/";
 
 /// The statements that remove changelog capture: each table's triggers, then the change
 /// table (with any changes ebis has not read yet).

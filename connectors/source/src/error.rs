@@ -51,6 +51,12 @@ pub enum SourceError {
     /// The stored position does not fit this source (another mode, or corrupted).
     #[error("position does not fit this source: {0}")]
     BadPosition(String),
+    /// The stored position can no longer be resumed from: the changes after it are gone
+    /// (a change table purged or truncated past it, Change Tracking's minimum valid
+    /// version passed it, a binary log or replication slot removed). The pipeline records
+    /// why and re-snapshots the source; nothing else can recover what was missed.
+    #[error("stored position expired: {0}")]
+    PositionExpired(String),
     /// Any other error the server reported; fatal unless it is known to be transient.
     #[error("source query failed: {0}")]
     Query(String),

@@ -9,6 +9,7 @@
 //! This crate holds no driver code and no I/O; it must stay small so that every connector
 //! crate (one per dialect, each with a heavy driver) and the app meet only here.
 
+mod capture;
 mod change;
 mod error;
 mod plan;
@@ -16,6 +17,7 @@ mod position;
 mod source;
 mod value;
 
+pub use capture::{Capture, GapRules, SetupRequest, SetupScript};
 pub use change::{Batch, Change, GapEvent, Op};
 pub use error::{SourceError, scrub_values};
 pub use plan::{Expression, TablePlan};

@@ -29,8 +29,8 @@ pub struct KeyEntry {
 /// Contract:
 /// - **Read only.** A source never writes to the bureau's own tables (setting up change
 ///   tables is a separate, explicit DBA step) and never touches the warehouse. The one
-///   write is [`Source::purge`] of its own change table, which the pipeline calls only when
-///   the operator enabled it and only with a position the warehouse has stored.
+///   write is [`Source::acknowledge`]: releasing what a position the warehouse has stored
+///   no longer needs (its own change table's rows, a slot's confirmed position).
 /// - **Ordering.** `changes` returns changes in the order they must be applied; applying
 ///   them in that order, then storing [`Batch::position`], leaves the warehouse equal to
 ///   the source as of the batch. Each [`Change::version`] is at least as large as every
@@ -42,7 +42,9 @@ pub struct KeyEntry {
 ///   followed by `changes` from it, misses nothing that committed during the snapshot.
 /// - **Errors.** Lost connections and transient server conditions are
 ///   [`SourceError::is_retryable`]; the caller retries with backoff and the source must
-///   reconnect by itself. Schema problems (a mapped column gone) are fatal.
+///   reconnect by itself. Schema problems (a mapped column gone) are fatal. A position
+///   the source can no longer resume from is [`SourceError::PositionExpired`]: the
+///   pipeline records why and snapshots the source again from a new head.
 pub trait Source: Send {
     /// Connects and checks that every planned table and column exists and that capture is
     /// installed for the configured mode.
@@ -91,11 +93,30 @@ pub trait Source: Send {
     /// The source's clock now.
     fn clock(&mut self) -> impl Future<Output = Result<Clock, SourceError>> + Send;
 
-    /// Deletes change records that `stored` — a position already committed to the
-    /// warehouse — no longer needs, in short transactions, and returns how many it
-    /// deleted. Nothing at or after the position, and no awaited gap, is touched; a
-    /// connector may keep a few more (the newest row, for one, so the table's highest
-    /// sequence number survives). Modes without a change table delete nothing.
-    fn purge(&mut self, stored: &Position)
-    -> impl Future<Output = Result<u64, SourceError>> + Send;
+    /// Releases what `stored` — a position already committed to the warehouse — no
+    /// longer needs, and returns how many change records it deleted: a change table's
+    /// rows below it (in short transactions; nothing at or after the position and no
+    /// awaited gap, and a connector may keep a few more, the newest row for one, so the
+    /// table's highest sequence number survives), a replication slot's confirmed
+    /// position. The pipeline calls it on the operator's schedule; modes with nothing to
+    /// release do nothing.
+    fn acknowledge(
+        &mut self,
+        stored: &Position,
+    ) -> impl Future<Output = Result<u64, SourceError>> + Send;
+
+    /// The number of rows of a table (for snapshot progress; an estimate will do).
+    fn count(&mut self, table: &str) -> impl Future<Output = Result<u64, SourceError>> + Send;
+
+    /// Each column of a planned table with its data type as the source names it
+    /// (`varchar`, `date`, `nvarchar`, …), for checks of what a mapping reads.
+    fn column_types(
+        &mut self,
+        table: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, SourceError>> + Send;
+
+    /// Releases the source's connections.
+    fn close(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized;
 }

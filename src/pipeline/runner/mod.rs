@@ -15,7 +15,7 @@ use crate::config::{PipelineConfig, SourceConfig};
 use crate::mapping::MappingSet;
 use crate::warehouse::{Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
 use chrono::{DateTime, Utc};
-use ebis_source::{Batch, GapFate, Position, TablePlan};
+use ebis_source::{Batch, GapFate, Position, Source, SourceError, TablePlan};
 use snapshots::{Captured, mapped};
 
 /// A count for a status column.
@@ -72,6 +72,10 @@ struct Runner {
     /// While tables added to a streaming source are snapshotted: whether the next step
     /// reads a snapshot chunk (else a stream batch).
     chunk_next: bool,
+    /// Added to every version the source reads (see [`Checkpoint::version_base`]).
+    version_base: i64,
+    /// The stored position cannot be resumed from, for this reason: re-snapshot first.
+    expired: Option<String>,
 }
 
 /// Runs every enabled source until shutdown; returns the sources that stopped on a fatal
@@ -135,6 +139,8 @@ pub async fn run_source(
         last_purge: None,
         captured: Captured::new(),
         chunk_next: true,
+        version_base: 0,
+        expired: None,
     };
     let mut backoff = Duration::from_millis(500);
     let mut recovering = false;
@@ -212,6 +218,21 @@ impl Runner {
             self.load_checkpoint().await?;
             self.checked = true;
         }
+        if let Some(reason) = self.expired.take() {
+            self.restart_from_head(reason).await?;
+            return Ok(Step::Busy);
+        }
+        match self.capture_step().await {
+            Err(PipelineError::Source(SourceError::PositionExpired(reason))) => {
+                self.restart_from_head(reason).await?;
+                Ok(Step::Busy)
+            }
+            other => other,
+        }
+    }
+
+    /// A snapshot chunk or a stream batch, whichever is due.
+    async fn capture_step(&mut self) -> Result<Step, PipelineError> {
         match &self.snapshot {
             _ if matches!(self.position, Position::Initial) => self.snapshot_step().await,
             Some(p) if !p.added => self.snapshot_step().await,
@@ -265,6 +286,7 @@ impl Runner {
                 .map_err(|e| PipelineError::Setup(e.to_string()))?,
             mode: self.cfg.capture.name().to_owned(),
             captured: self.captured.clone(),
+            version_base: self.version_base,
         })
     }
 
@@ -276,15 +298,18 @@ impl Runner {
                 self.position = Position::Initial;
                 self.snapshot = None;
                 self.captured = Captured::new();
+                self.version_base = 0;
             }
             Some(cp) => {
+                self.version_base = cp.version_base;
+                self.expired = None;
                 if let Some(stored) = &cp.mode
                     && stored != mode
+                    && !matches!(cp.position, Position::Initial)
                 {
-                    return Err(PipelineError::Setup(format!(
-                        "source {} was captured in {stored} mode and is now configured for {mode}: versions of the two modes do not compare; restore the mode, or remove its checkpoint and warehouse rows to capture it anew",
-                        self.cfg.name
-                    )));
+                    // A position of another mode cannot be resumed from: capture again.
+                    self.expired =
+                        Some(format!("the capture mode changed from {stored} to {mode}"));
                 }
                 self.position = cp.position;
                 // A timestamp position from before version stamps: stamp on from the
@@ -329,10 +354,13 @@ impl Runner {
     }
 
     async fn stream_step(&mut self) -> Result<Step, PipelineError> {
-        let read: Batch = self
+        let mut read: Batch = self
             .source
             .changes(&self.position, self.settings.batch_size)
             .await?;
+        for c in &mut read.changes {
+            c.version = c.version.saturating_add(self.version_base);
+        }
         let drained = read.read_at.is_some();
         let mut batch = map_changes(&self.mappings, &self.cfg.division, &read.changes);
         let earliest_gap = match &read.position {
@@ -373,6 +401,7 @@ impl Runner {
             expired_gaps: Some(count(read.position.expired_gaps())),
             late_changes: late,
             future_rows: None,
+            resnapshot: None,
         };
         let applied = self
             .wh

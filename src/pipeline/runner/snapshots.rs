@@ -7,7 +7,7 @@ use crate::mapping::MappingSet;
 use crate::pipeline::PipelineError;
 use crate::pipeline::snapshot::{SnapshotProgress, read_chunk};
 use crate::warehouse::{ApplyBatch, StatusUpdate};
-use ebis_source::{MarkValue, Position, Value};
+use ebis_source::{MarkValue, Position, Source, Value};
 use std::collections::BTreeMap;
 
 /// Source table → the record kinds capture covers from it.
@@ -63,6 +63,7 @@ impl Runner {
                 *version = progress.version;
             }
         }
+        progress.version = progress.version.saturating_add(self.version_base);
         progress.tables = added;
         progress.added = true;
         tracing::info!(
@@ -74,6 +75,45 @@ impl Runner {
         Ok(())
     }
 
+    /// The stored position cannot be resumed from (`reason` says why, without values):
+    /// stream from a new head, and snapshot every table again meanwhile, comparing each
+    /// table's keys at its end so rows deleted while capture was blind are deleted too.
+    /// Versions are raised above every one stored, since the source's own may have
+    /// started again lower. Recorded in the source's status (`ebis status`) in the same
+    /// transaction as the new checkpoint.
+    pub(super) async fn restart_from_head(&mut self, reason: String) -> Result<(), PipelineError> {
+        tracing::warn!(
+            source = %self.cfg.name,
+            reason = %reason,
+            "the stored position cannot be resumed from: snapshotting the source again while streaming from a new head"
+        );
+        let head = self.source.head().await?;
+        let mut progress = SnapshotProgress::start(head.clone());
+        let kinds: Vec<&str> = self.mappings.mappings.iter().map(|m| m.kind.name).collect();
+        let stored = self.wh.max_change_version(&self.cfg.name, &kinds).await?;
+        if progress.version.saturating_add(self.version_base) <= stored {
+            self.version_base = stored.saturating_add(1).saturating_sub(progress.version);
+        }
+        progress.version = progress.version.saturating_add(self.version_base);
+        progress.tables = self.plans.iter().map(|p| p.table.clone()).collect();
+        progress.added = true;
+        self.position = head;
+        self.snapshot = Some(progress);
+        let mut batch = ApplyBatch::new();
+        batch.checkpoint = Some(self.checkpoint(self.position.clone())?);
+        batch.status = StatusUpdate {
+            state: Some("streaming"),
+            open_gaps: Some(count(self.position.open_gaps())),
+            expired_gaps: Some(count(self.position.expired_gaps())),
+            resnapshot: Some(reason),
+            ..StatusUpdate::default()
+        };
+        self.wh
+            .apply(self.meta(), &self.position.summary(), &batch)
+            .await?;
+        Ok(())
+    }
+
     /// One step of a snapshot: a chunk of the current table, or the end. A first
     /// snapshot ends by storing the head it started from as the stream's position; one
     /// of tables added to a streaming source leaves the position alone, and compares each
@@ -82,7 +122,9 @@ impl Runner {
         if self.snapshot.is_none() {
             let head = self.source.head().await?;
             tracing::info!(source = %self.cfg.name, head = %head.summary(), "snapshot starts");
-            self.snapshot = Some(SnapshotProgress::start(head));
+            let mut progress = SnapshotProgress::start(head);
+            progress.version = progress.version.saturating_add(self.version_base);
+            self.snapshot = Some(progress);
         }
         let Some(mut progress) = self.snapshot.clone() else {
             return Ok(Step::Busy);

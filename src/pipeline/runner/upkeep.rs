@@ -8,7 +8,7 @@ use crate::pipeline::PipelineError;
 use crate::pipeline::keyscan::{KeyScanResult, KeyScanSpec, scan_table};
 use crate::warehouse::StatusUpdate;
 use chrono::Utc;
-use ebis_source::Position;
+use ebis_source::{Position, Source};
 use std::time::Instant;
 
 impl Runner {
@@ -35,7 +35,7 @@ impl Runner {
             return Ok(());
         }
         let failed_before = self.last_purge.is_some_and(|(_, failed)| failed);
-        match self.source.purge(&self.position).await {
+        match self.source.acknowledge(&self.position).await {
             Ok(deleted) => {
                 self.last_purge = Some((Instant::now(), false));
                 self.wh.record_purge(&self.cfg.name, deleted).await?;
@@ -89,7 +89,7 @@ impl Runner {
         let scan = self
             .compare_keys(KeyScanSpec {
                 table: &table,
-                version,
+                version: version.saturating_add(self.version_base),
                 modified_column: modified_column.as_deref(),
                 now_local: Some(clock.local),
                 mark,

@@ -10,19 +10,11 @@
 
 use chrono::{DateTime, Utc};
 use ebis_source::{Gap, GapEvent, GapFate};
-use std::time::Duration;
 
 /// Most expired gaps watched at once; the oldest are abandoned beyond it.
 pub const MAX_WATCHED: usize = 10_000;
 
-/// How long gaps are awaited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GapRules {
-    /// Open gaps older than this expire (stop holding lag back).
-    pub timeout: Duration,
-    /// Expired gaps are watched this long for late commits.
-    pub watch: Duration,
-}
+pub use ebis_source::GapRules;
 
 /// The outcome of one read.
 #[derive(Debug, PartialEq)]
@@ -216,6 +208,7 @@ fn holes(after: i64, upto: i64, sorted: &[i64]) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_150_000_000 + secs, 0).expect("time")
