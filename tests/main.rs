@@ -7,6 +7,7 @@ mod support;
 mod capture;
 mod check;
 mod compare;
+mod contract;
 mod demo;
 mod expiry;
 mod faults;

@@ -92,14 +92,19 @@ impl Env {
                 mappings: root().join("mappings").join(s.bureau),
             })
             .collect();
-        Self::build(defs, dbs, specs.to_vec(), warehouse_url).await
+        Self::build(defs, dbs, specs.to_vec(), warehouse_url, "mysql").await
     }
 
     /// An environment of sources the test made itself (databases it keeps, mappings of
     /// its own), capture installed where the mode needs it.
     pub async fn custom(defs: Vec<SourceDef>) -> Env {
+        Self::custom_in("mysql", defs).await
+    }
+
+    /// [`Env::custom`] for sources of another dialect (`sqlserver`, …).
+    pub async fn custom_in(dialect: &str, defs: Vec<SourceDef>) -> Env {
         init_logging();
-        Self::build(defs, Vec::new(), Vec::new(), None).await
+        Self::build(defs, Vec::new(), Vec::new(), None, dialect).await
     }
 
     async fn build(
@@ -107,6 +112,7 @@ impl Env {
         dbs: Vec<MyDb>,
         specs: Vec<&'static Spec>,
         warehouse_url: Option<String>,
+        dialect: &str,
     ) -> Env {
         let pg = PgDb::create().await;
         let dir = TempDir::new("ebis_env");
@@ -126,7 +132,7 @@ impl Env {
                 .collect::<Vec<_>>()
                 .join("\n      ");
             yaml.push_str(&format!(
-                "  - name: {}\n    bureau: {}\n    division: '{}'\n    covers: ['150302', '150303', '150304']\n    dialect: mysql\n    connection:\n{}    capture:\n      {}\n    mappings: {}\n",
+                "  - name: {}\n    bureau: {}\n    division: '{}'\n    covers: ['150302', '150303', '150304']\n    dialect: {dialect}\n    connection:\n{}    capture:\n      {}\n    mappings: {}\n",
                 d.name,
                 d.bureau,
                 d.division,

@@ -3,7 +3,8 @@
 //! Text arrives as UTF-8 because connections `SET NAMES utf8mb4` (the server converts GBK
 //! columns). Latin1 columns are read as bytes (`CAST(… AS BINARY)`) because bureaus store
 //! GBK bytes in them: ASCII-only values become text, others stay bytes for the mapping to
-//! decode. DECIMAL stays exact text; zero dates stay visible as text.
+//! decode. DECIMAL stays exact text; zero dates stay visible as text; BIT(1) is a flag,
+//! wider BITs a number.
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use ebis_source::Value;
@@ -69,6 +70,15 @@ fn bytes(b: Vec<u8>, column: &Column, reading: Reading) -> Value {
             return match String::from_utf8(b) {
                 Ok(s) => Value::Decimal(s),
                 Err(e) => Value::Bytes(e.into_bytes()),
+            };
+        }
+        // BIT(n): big-endian bytes; BIT(1) is a flag.
+        ColumnType::MYSQL_TYPE_BIT if b.len() <= 8 => {
+            let n = b.iter().fold(0u64, |n, byte| (n << 8) | u64::from(*byte));
+            return if column.column_length() == 1 {
+                Value::Bool(n != 0)
+            } else {
+                i64::try_from(n).map(Value::Int).unwrap_or(Value::UInt(n))
             };
         }
         ColumnType::MYSQL_TYPE_LONGLONG
