@@ -15,6 +15,44 @@ fn the_example_config_and_every_bureau_mapping_check_clean() {
     );
 }
 
+#[test]
+fn the_sql_server_example_checks_clean_and_its_setup_is_t_sql() {
+    let dir = root().join("examples/sqlserver");
+    let out = run(ebis(&dir).args(["--config", "pipeline.yaml", "check"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("ok: 2 mapping file(s) checked"),
+        "{}",
+        out.stdout
+    );
+    let out = run(ebis(&dir).args(["--config", "pipeline.yaml", "setup-source", "ntax_city"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for line in [
+        "ALTER DATABASE CURRENT SET CHANGE_TRACKING = ON",
+        "ALTER TABLE [dbo].[DJ_NSRXX] ENABLE CHANGE_TRACKING",
+        "ALTER TABLE [dbo].[DJ_ZXDJ] ENABLE CHANGE_TRACKING",
+        "GRANT SELECT, VIEW CHANGE TRACKING ON [dbo].[DJ_NSRXX] TO [ebis_reader];",
+    ] {
+        assert!(out.stdout.contains(line), "{line} in:\n{}", out.stdout);
+    }
+    // change_tracking belongs to SQL Server: a MySQL source asking for it is refused at
+    // its line.
+    let tmp = TempDir::new("ebis_ct");
+    let text = std::fs::read_to_string(root().join("pipeline.example.yaml")).expect("example");
+    let bad = text.replacen("mode: changelog", "mode: change_tracking", 1);
+    assert_ne!(bad, text);
+    std::fs::write(tmp.path().join("pipeline.yaml"), bad).expect("write");
+    copy_dir(&root().join("mappings"), &tmp.path().join("mappings"));
+    let out = run(ebis(tmp.path()).arg("check"));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("change_tracking is SQL Server's Change Tracking; a mysql source"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A project folder with the example config and a copy of the mappings to break.
 fn project() -> TempDir {
     let dir = TempDir::new("ebis_check");
@@ -562,8 +600,9 @@ fn check_tells_a_dba_what_is_meant_and_what_cannot_run() {
         out.stderr
     );
     assert!(
-        out.stderr
-            .contains(&format!("error: table {long}: its capture trigger")),
+        out.stderr.contains(&format!(
+            "error: table name {long} is too long for a trigger name"
+        )),
         "{}",
         out.stderr
     );

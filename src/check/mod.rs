@@ -77,9 +77,7 @@ pub fn check_config(path: &Path) -> CheckReport {
                         .notes
                         .extend(m.warnings.iter().map(Diagnostic::as_warning));
                 }
-                if matches!(s.capture, crate::config::CaptureMode::Changelog { .. }) {
-                    report.errors.extend(trigger_names(&set));
-                }
+                report.errors.extend(capture_scripts(s, &set));
                 let missing = unmapped_kinds(s.bureau, &set.mappings);
                 if !missing.is_empty() {
                     report.notes.push(format!(
@@ -110,19 +108,36 @@ pub fn check_config(path: &Path) -> CheckReport {
     report
 }
 
-/// Changelog capture names a table's triggers `ebis_<table>_ai`; MySQL allows 64
-/// characters: a table whose name cannot fit is refused at its mapping.
-fn trigger_names(set: &MappingSet) -> Diagnostics {
+/// What the source's connector refuses to set up, at the mapping that asks for it: a
+/// table whose trigger name would be too long, a key wider than the change table logs.
+fn capture_scripts(cfg: &crate::config::SourceConfig, set: &MappingSet) -> Diagnostics {
+    use crate::pipeline::connector;
     let mut found = Diagnostics::default();
+    if connector::unsupported(cfg.dialect).is_some() {
+        return found; // reported with the config
+    }
+    let plans = connector::plans(cfg, set);
+    let capture = connector::capture(cfg);
+    let mut seen = std::collections::BTreeSet::new();
     for m in &set.mappings {
-        let name = m.table.rsplit('.').next().unwrap_or(&m.table);
-        if format!("ebis_{name}_ai").len() > 64 {
+        let Some(plan) = plans.iter().find(|p| p.table == m.table) else {
+            continue;
+        };
+        if !seen.insert(plan.table.clone()) {
+            continue;
+        }
+        let req = ebis_source::SetupRequest {
+            source: &cfg.name,
+            plans: std::slice::from_ref(plan),
+            capture: &capture,
+            reader: "ebis",
+        };
+        if let Err(e) = connector::setup::script(cfg, &req, false) {
             found.push(Diagnostic::file(
                 &m.path,
                 format!(
-                    "table {}: its capture trigger ebis_{}_ai would pass MySQL's 64-character limit: changelog capture cannot be installed on it (a table name of at most 56 characters, or timestamp capture)",
-                    m.table,
-                    name.to_ascii_lowercase()
+                    "{e}: {} capture cannot be installed on it",
+                    cfg.capture.name()
                 ),
             ));
         }

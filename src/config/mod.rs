@@ -156,14 +156,17 @@ pub enum CaptureMode {
         /// The last-modified column when a mapping does not name its own.
         modified_column: Option<String>,
     },
+    /// SQL Server Change Tracking: the server records which rows changed.
+    ChangeTracking,
 }
 
 impl CaptureMode {
-    /// `changelog` or `timestamp`.
+    /// `changelog`, `timestamp` or `change_tracking`.
     pub fn name(&self) -> &'static str {
         match self {
             CaptureMode::Changelog { .. } => "changelog",
             CaptureMode::Timestamp { .. } => "timestamp",
+            CaptureMode::ChangeTracking => "change_tracking",
         }
     }
 }

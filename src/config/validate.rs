@@ -221,6 +221,15 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
             });
         let connection = c.connection(s.connection, "connection");
         let capture = capture_mode(&mut c, &s.capture);
+        if capture == CaptureMode::ChangeTracking && dialect != Dialect::Sqlserver {
+            c.error(
+                &s.capture.mode,
+                format!(
+                    "`capture.mode`: change_tracking is SQL Server's Change Tracking; a {} source captures with changelog (triggers) or timestamp",
+                    dialect.name()
+                ),
+            );
+        }
         let mappings_dir = base.join(&s.mappings.value);
         if !mappings_dir.is_dir() {
             c.error(
@@ -324,10 +333,28 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
                 modified_column: raw.modified_column.as_ref().map(|m| m.value.clone()),
             }
         }
+        "change_tracking" => {
+            for (v, key) in [
+                (&raw.gap_timeout, "gap_timeout"),
+                (&raw.gap_watch, "gap_watch"),
+                (&raw.purge_every, "purge_every"),
+                (&raw.overlap, "overlap"),
+                (&raw.key_scan_every, "key_scan_every"),
+                (&raw.modified_column, "modified_column"),
+            ] {
+                if let Some(v) = v {
+                    c.error(
+                        v,
+                        format!("`capture.{key}` does not apply to change_tracking mode (the server tracks changes itself)"),
+                    );
+                }
+            }
+            CaptureMode::ChangeTracking
+        }
         other => {
             c.error(
                 &raw.mode,
-                format!("`capture.mode`: unknown mode `{other}` (expected changelog or timestamp)"),
+                format!("`capture.mode`: unknown mode `{other}` (expected changelog, timestamp or change_tracking)"),
             );
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(600),

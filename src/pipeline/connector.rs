@@ -10,15 +10,18 @@ use ebis_source::{
     Batch, Capture, Change, Clock, GapRules, KeyEntry, Position, SetupRequest, SetupScript, Source,
     SourceError, TablePlan, Value,
 };
+use ebis_sqlserver::SqlServerSource;
 
 /// A connector of any supported dialect.
 pub enum AnySource {
     /// MySQL or MariaDB.
     Mysql(MysqlSource),
+    /// Microsoft SQL Server.
+    Sqlserver(SqlServerSource),
 }
 
 /// The dialects this build has a connector for.
-pub const SUPPORTED: &[Dialect] = &[Dialect::Mysql];
+pub const SUPPORTED: &[Dialect] = &[Dialect::Mysql, Dialect::Sqlserver];
 
 /// Why a dialect cannot be captured by this build, if it cannot.
 pub fn unsupported(dialect: Dialect) -> Option<String> {
@@ -68,6 +71,7 @@ pub fn capture(cfg: &SourceConfig) -> Capture {
             purge: purge_every.is_some(),
         },
         CaptureMode::Timestamp { overlap, .. } => Capture::Timestamp { overlap: *overlap },
+        CaptureMode::ChangeTracking => Capture::ChangeTracking,
     }
 }
 
@@ -94,6 +98,15 @@ impl AnySource {
                     capture: capture(cfg),
                 },
             )?)),
+            Dialect::Sqlserver => Ok(AnySource::Sqlserver(SqlServerSource::new(
+                ebis_sqlserver::SqlServerOptions {
+                    name: cfg.name.clone(),
+                    url: cfg.connection.url.clone(),
+                    password,
+                    plans,
+                    capture: capture(cfg),
+                },
+            )?)),
             other => Err(SourceError::Query(
                 unsupported(other).unwrap_or_else(|| format!("dialect {}", other.name())),
             )),
@@ -101,11 +114,14 @@ impl AnySource {
     }
 }
 
-/// Forwards a [`Source`] method to the connector.
+/// Forwards a [`Source`] method to the connector. Each connector's future is boxed: the
+/// drivers' futures are large, and nested inline in the pipeline's they would pass a
+/// worker thread's stack in unoptimized builds.
 macro_rules! each {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
-            AnySource::Mysql($s) => $call,
+            AnySource::Mysql($s) => Box::pin(async move { $call }).await,
+            AnySource::Sqlserver($s) => Box::pin(async move { $call }).await,
         }
     };
 }
@@ -185,6 +201,8 @@ pub mod setup {
         match cfg.dialect {
             Dialect::Mysql if remove => ebis_mysql::setup::removal(req),
             Dialect::Mysql => ebis_mysql::setup::script(req),
+            Dialect::Sqlserver if remove => ebis_sqlserver::setup::removal(req),
+            Dialect::Sqlserver => ebis_sqlserver::setup::script(req),
             other => Err(unsupported(other).unwrap_or_default()),
         }
     }
@@ -215,6 +233,9 @@ pub mod setup {
     ) -> Result<Vec<String>, SourceError> {
         match cfg.dialect {
             Dialect::Mysql => ebis_mysql::setup::apply(url, password, statements, plans).await,
+            Dialect::Sqlserver => {
+                ebis_sqlserver::setup::apply(url, password, statements, plans).await
+            }
             other => Err(SourceError::Query(unsupported(other).unwrap_or_default())),
         }
     }
@@ -223,6 +244,7 @@ pub mod setup {
     pub fn denied(cfg: &SourceConfig, message: &str) -> bool {
         match cfg.dialect {
             Dialect::Mysql => ebis_mysql::setup::denied(message),
+            Dialect::Sqlserver => ebis_sqlserver::setup::denied(message),
             _ => message.contains("denied"),
         }
     }
@@ -231,6 +253,7 @@ pub mod setup {
     pub fn admin_url_example(cfg: &SourceConfig) -> &'static str {
         match cfg.dialect {
             Dialect::Mysql => ebis_mysql::setup::ADMIN_URL_EXAMPLE,
+            Dialect::Sqlserver => ebis_sqlserver::setup::ADMIN_URL_EXAMPLE,
             _ => "scheme://dba:password@host/",
         }
     }

@@ -21,7 +21,8 @@ pub struct SnapshotProgress {
     /// Where streaming resumes once the snapshot is complete (taken before it began).
     pub head: Position,
     /// Version stamped on every snapshot row (changelog: the head's sequence number;
-    /// timestamp: the head's stamp, the source's clock when it was taken).
+    /// timestamp: the head's stamp, the source's clock when it was taken; Change
+    /// Tracking: the head's version).
     pub version: i64,
     /// Index of the table being read, in plan order.
     pub table: usize,
@@ -46,6 +47,7 @@ impl SnapshotProgress {
         let version = match &head {
             Position::Changelog { seq, .. } => *seq,
             Position::Timestamp { version, .. } => *version,
+            Position::ChangeTracking { version } => *version,
             Position::Initial => 0,
         };
         SnapshotProgress {

@@ -17,6 +17,7 @@
 //! - `KIT_TEXT (ID, one text column per encoding)`, read back as [`KitDb::encodings`] says.
 
 pub mod mysql;
+pub mod sqlserver;
 
 use crate::support::TempDir;
 use crate::support::harness::{Env, SourceDef};
@@ -52,6 +53,11 @@ pub trait KitDb: Send + Sync {
     fn now(&self) -> &'static str;
     /// A Unicode string literal.
     fn text(&self, s: &str) -> String;
+    /// Whether the server can capture in `mode` (`Err(why)`: the kit reports the
+    /// scenario as not run, by name).
+    fn supports(&self, _mode: &str) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
     /// Makes the stored position of `mode` unusable the way an operator could by mistake
     /// (a change table truncated); `Err(why)` when this mode has no such position.
     fn expire_position(&self, mode: &str) -> impl Future<Output = Result<(), String>> + Send;
@@ -159,6 +165,14 @@ impl<D: KitDb> Kit<D> {
 /// Builds a kit environment, or `None` when the server is not configured here.
 pub async fn kit<S: KitServer>(capture: &str) -> Option<Kit<S::Db>> {
     let db = S::create().await?;
+    if let Err(why) = db.supports(mode_of(capture)).await {
+        eprintln!(
+            "contract kit {}/{}: not run: {why}",
+            S::DIALECT,
+            mode_of(capture)
+        );
+        return None;
+    }
     let mappings = TempDir::new("ebis_kit_mappings");
     std::fs::write(
         mappings.path().join("aic_establishment.yaml"),

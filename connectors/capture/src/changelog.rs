@@ -27,8 +27,22 @@ pub struct ChangeEntry {
     pub at: Option<DateTime<Utc>>,
 }
 
+/// Reading captured tables' current rows by key: what turns logged keys into changes.
+pub trait RowReader: Send {
+    /// The name of captured table `index`, as the mappings name it.
+    fn table_name(&self, index: usize) -> String;
+
+    /// The current rows of captured table `index` for these keys, each with its key
+    /// (keys the table no longer has are left out).
+    fn rows_by_keys(
+        &mut self,
+        index: usize,
+        keys: &[Vec<Value>],
+    ) -> impl Future<Output = Result<Vec<(Vec<Value>, Row)>, SourceError>> + Send;
+}
+
 /// What a connector supplies for changelog capture.
-pub trait ChangelogReader: Send {
+pub trait ChangelogReader: RowReader {
     /// The source's clock now, as an instant.
     fn now(&mut self) -> impl Future<Output = Result<DateTime<Utc>, SourceError>> + Send;
 
@@ -63,22 +77,11 @@ pub trait ChangelogReader: Send {
     /// reads.
     fn captured(&self, logged_as: &str) -> Option<usize>;
 
-    /// The name of captured table `index`, as the mappings name it.
-    fn table_name(&self, index: usize) -> String;
-
     /// Whether a table no mapping reads still exists at the source.
     fn table_exists(
         &mut self,
         name: &str,
     ) -> impl Future<Output = Result<bool, SourceError>> + Send;
-
-    /// The current rows of captured table `index` for these keys, each with its key
-    /// (keys the table no longer has are left out).
-    fn rows_by_keys(
-        &mut self,
-        index: usize,
-        keys: &[Vec<Value>],
-    ) -> impl Future<Output = Result<Vec<(Vec<Value>, Row)>, SourceError>> + Send;
 }
 
 /// The change table's head: its highest sequence number, with the numbers missing just
@@ -194,6 +197,55 @@ pub async fn poll<R: ChangelogReader>(
             "the change table holds changes logged for table {name}, which does not exist: it was renamed (its capture went with it) or dropped. If renamed, point the mappings at the new name and run `ebis setup-source` for this source with --apply: it moves capture there and relabels these changes, so none is lost. If dropped and no longer mapped, delete its entries from the change table"
         )));
     }
+    let changes = read_latest(reader, latest, version).await?;
+    Ok(Batch {
+        changes,
+        position: Position::Changelog {
+            seq: adv.seq,
+            gaps: adv.gaps,
+            expired: adv.expired,
+        },
+        gap_events: adv.events,
+        read_at: if full { None } else { Some(read_at) },
+    })
+}
+
+/// The newest entry of one (table, key).
+#[derive(Clone, Debug)]
+pub struct Latest {
+    /// The captured table's index.
+    pub table: usize,
+    /// The key's canonical text.
+    pub key_text: String,
+    /// The key values.
+    pub key: Vec<Value>,
+    /// Its order (the entry's sequence number, or version).
+    pub seq: i64,
+    /// When it was logged, where known.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl Latest {
+    /// The newest entry of a key of captured table `table`.
+    pub fn new(table: usize, key: Vec<Value>, seq: i64, at: Option<DateTime<Utc>>) -> Latest {
+        Latest {
+            table,
+            key_text: key_text(&key),
+            key,
+            seq,
+            at,
+        }
+    }
+}
+
+/// The changes for the newest entry of each key: the rows as they are now, read by key
+/// table by table, in entry order; a key whose row is gone is a delete. Every change
+/// carries `version` (a version stamps the read).
+pub async fn read_latest<R: RowReader>(
+    reader: &mut R,
+    mut latest: Vec<Latest>,
+    version: i64,
+) -> Result<Vec<Change>, SourceError> {
     let mut rows: HashMap<(usize, String), Row> = HashMap::new();
     let mut tables: Vec<usize> = latest.iter().map(|l| l.table).collect();
     tables.sort_unstable();
@@ -215,7 +267,7 @@ pub async fn poll<R: ChangelogReader>(
         }
     }
     latest.sort_by_key(|l| l.seq);
-    let changes = latest
+    Ok(latest
         .into_iter()
         .map(|l| {
             let table = reader.table_name(l.table);
@@ -238,26 +290,7 @@ pub async fn poll<R: ChangelogReader>(
                 },
             }
         })
-        .collect();
-    Ok(Batch {
-        changes,
-        position: Position::Changelog {
-            seq: adv.seq,
-            gaps: adv.gaps,
-            expired: adv.expired,
-        },
-        gap_events: adv.events,
-        read_at: if full { None } else { Some(read_at) },
-    })
-}
-
-/// The newest entry of one (table, key).
-struct Latest {
-    table: usize,
-    key_text: String,
-    key: Vec<Value>,
-    seq: i64,
-    at: Option<DateTime<Utc>>,
+        .collect())
 }
 
 #[cfg(test)]
@@ -280,6 +313,24 @@ mod tests {
         tables: Vec<&'static str>,
         existing: Vec<&'static str>,
         next: Option<i64>,
+    }
+
+    impl RowReader for Fake {
+        fn table_name(&self, index: usize) -> String {
+            self.tables[index].to_owned()
+        }
+        async fn rows_by_keys(
+            &mut self,
+            _index: usize,
+            keys: &[Vec<Value>],
+        ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
+            Ok(self
+                .rows
+                .iter()
+                .filter(|(k, _)| keys.contains(k))
+                .cloned()
+                .collect())
+        }
     }
 
     impl ChangelogReader for Fake {
@@ -322,23 +373,8 @@ mod tests {
         fn captured(&self, logged_as: &str) -> Option<usize> {
             self.tables.iter().position(|t| *t == logged_as)
         }
-        fn table_name(&self, index: usize) -> String {
-            self.tables[index].to_owned()
-        }
         async fn table_exists(&mut self, name: &str) -> Result<bool, SourceError> {
             Ok(self.existing.contains(&name))
-        }
-        async fn rows_by_keys(
-            &mut self,
-            _index: usize,
-            keys: &[Vec<Value>],
-        ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
-            Ok(self
-                .rows
-                .iter()
-                .filter(|(k, _)| keys.contains(k))
-                .cloned()
-                .collect())
         }
     }
 

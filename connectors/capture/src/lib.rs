@@ -1,6 +1,8 @@
 //! The capture algorithms every connector shares, written once and driven by small
 //! driver primitives each connector supplies: no driver, no SQL, no I/O of its own.
 //!
+//! - [`keys`]: whether the source guarantees a mapped key (a unique index within it, no
+//!   nullable column), `schema.table` names.
 //! - [`gaps`]: changelog sequence gaps — detected, filled, rolled back, expired and
 //!   watched, filled late, abandoned (pure).
 //! - [`changelog`]: one changelog poll — entries after the position and in open or
@@ -17,6 +19,7 @@
 
 pub mod changelog;
 pub mod gaps;
+pub mod keys;
 pub mod timestamp;
 
 pub use changelog::{ChangeEntry, ChangelogReader};

@@ -8,7 +8,7 @@ use crate::error::classify;
 use crate::table::Table;
 use crate::{CHANGE_TABLE, Capture, MysqlSource, catalog, setup, table, values};
 use chrono::{DateTime, Utc};
-use ebis_capture::changelog::{self, ChangeEntry, ChangelogReader};
+use ebis_capture::changelog::{self, ChangeEntry, ChangelogReader, RowReader};
 use ebis_source::{Batch, Gap, GapRules, Position, Row, SourceError, Value};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -48,6 +48,24 @@ fn entry((seq, table, key_json, at): Entry) -> Result<ChangeEntry, SourceError> 
         key,
         at: DateTime::from_timestamp_micros(at),
     })
+}
+
+impl RowReader for Reader<'_> {
+    fn table_name(&self, index: usize) -> String {
+        self.tables[index].plan.table.clone()
+    }
+    async fn rows_by_keys(
+        &mut self,
+        index: usize,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
+        let t = &self.tables[index];
+        Ok(t.by_keys(&mut self.conn, keys)
+            .await?
+            .into_iter()
+            .map(|row| (t.key_of(&row), row))
+            .collect())
+    }
 }
 
 impl ChangelogReader for Reader<'_> {
@@ -184,26 +202,9 @@ impl ChangelogReader for Reader<'_> {
             .position(|t| t.plan.table.eq_ignore_ascii_case(logged_as))
     }
 
-    fn table_name(&self, index: usize) -> String {
-        self.tables[index].plan.table.clone()
-    }
-
     async fn table_exists(&mut self, name: &str) -> Result<bool, SourceError> {
         let (schema, table) = table::split_table(name);
         catalog::table_exists(&mut self.conn, schema, table).await
-    }
-
-    async fn rows_by_keys(
-        &mut self,
-        index: usize,
-        keys: &[Vec<Value>],
-    ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
-        let t = &self.tables[index];
-        Ok(t.by_keys(&mut self.conn, keys)
-            .await?
-            .into_iter()
-            .map(|row| (t.key_of(&row), row))
-            .collect())
     }
 }
 

@@ -40,6 +40,13 @@ pub enum Position {
         #[serde(default)]
         version: i64,
     },
+    /// SQL Server Change Tracking: every change committed up to `version` has been read.
+    /// Versions are assigned at commit, so there are no gaps to await; a version below
+    /// the table's minimum valid version has expired (cleaned up).
+    ChangeTracking {
+        /// The last Change Tracking version read.
+        version: i64,
+    },
 }
 
 impl Position {
@@ -58,6 +65,7 @@ impl Position {
                 }
                 out
             }
+            Position::ChangeTracking { version } => format!("version {version}"),
             Position::Timestamp { tables, .. } => {
                 match tables.values().filter_map(|m| m.modified).max() {
                     Some(ts) => format!(

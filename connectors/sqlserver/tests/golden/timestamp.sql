@@ -1,0 +1,6 @@
+-- Timestamp capture installs nothing. ebis polls each table's modified column (a
+-- datetime/datetime2 the application sets on every write):
+--   DJ_NSRXX: XGRQ  (an index on (XGRQ, DJXH) keeps polls cheap)
+-- Deletes are found by comparing keys every capture.key_scan_every.
+-- The account ebis reads with needs:
+--   GRANT SELECT ON [DJ_NSRXX] TO [ebis_reader];
