@@ -307,6 +307,21 @@ mod tests {
     }
 
     #[test]
+    fn change_tracking_positions_round_trip_and_purge_nothing() {
+        let p = Position::ChangeTracking { version: 4_812 };
+        let json = serde_json::to_string(&p).expect("json");
+        assert_eq!(json, r#"{"mode":"change_tracking","version":4812}"#);
+        assert_eq!(serde_json::from_str::<Position>(&json).expect("back"), p);
+        assert_eq!(p.summary(), "version 4812");
+        assert_eq!(
+            p.purge_below(),
+            None,
+            "the server cleans up its own records"
+        );
+        assert_eq!(p.open_gaps(), 0);
+    }
+
+    #[test]
     fn initial_is_a_tag_only() {
         let json = serde_json::to_string(&Position::Initial).expect("json");
         assert_eq!(json, r#"{"mode":"initial"}"#);

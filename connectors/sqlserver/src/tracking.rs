@@ -44,19 +44,61 @@ impl RowReader for Rows<'_> {
     }
 }
 
+/// One table's changes after `prev` up to `upto` (at most `limit`): version and key parts.
+async fn read_changes(
+    conn: &mut Conn,
+    t: &Table,
+    limit: Option<usize>,
+    prev: i64,
+    upto: i64,
+) -> Result<Vec<(i64, Vec<Option<String>>)>, SourceError> {
+    let rows = conn
+        .query(changes_sql(t, limit), &[&prev, &upto])
+        .await
+        .map_err(|e| classify(e, Some(&t.plan.table)))?
+        .into_first_result()
+        .await
+        .map_err(|e| classify(e, Some(&t.plan.table)))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<i64, _>(0).unwrap_or(0),
+                (1..=t.key_columns.len())
+                    .map(|k| r.get::<&str, _>(k).map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
 /// The statement reading one table's changes after `@P1` up to `@P2`: version and key
 /// columns (as text, as the change table logs them).
-pub fn changes_sql(t: &Table, limit: usize) -> String {
+pub fn changes_sql(t: &Table, limit: Option<usize>) -> String {
     let keys = t
         .key_columns
         .iter()
         .map(|c| format!("CAST(ct.{} AS NVARCHAR(450))", quote(&c.name)))
         .collect::<Vec<_>>()
         .join(", ");
+    let top = limit.map(|n| format!("TOP ({n}) ")).unwrap_or_default();
     format!(
-        "SELECT TOP ({limit}) ct.SYS_CHANGE_VERSION, {keys} FROM CHANGETABLE(CHANGES {}, @P1) AS ct WHERE ct.SYS_CHANGE_VERSION <= @P2 ORDER BY ct.SYS_CHANGE_VERSION",
+        "SELECT {top}ct.SYS_CHANGE_VERSION, {keys} FROM CHANGETABLE(CHANGES {}, @P1) AS ct WHERE ct.SYS_CHANGE_VERSION <= @P2 ORDER BY ct.SYS_CHANGE_VERSION",
         t.quoted
     )
+}
+
+/// Where a table's changes (ordered by version, `limit + 1` read) must stop so a batch
+/// holds whole versions only: below the version of the first change past `limit` —
+/// everything of that version waits — unless nothing else fits (one huge transaction is
+/// read whole). `None` when the batch is not full.
+pub fn whole_versions<T>(entries: &[(i64, T)], limit: usize) -> Option<i64> {
+    let cut = entries.get(limit)?.0;
+    if entries.iter().any(|(v, _)| *v < cut) {
+        Some(cut - 1)
+    } else {
+        Some(cut)
+    }
 }
 
 impl SqlServerSource {
@@ -134,34 +176,12 @@ impl SqlServerSource {
         let mut upto = current;
         let mut found: Vec<(usize, i64, Vec<Option<String>>)> = Vec::new();
         for (i, t) in tables.iter().enumerate() {
-            let rows = conn
-                .query(changes_sql(t, limit + 1), &[&prev, &upto])
-                .await
-                .map_err(|e| classify(e, Some(&t.plan.table)))?
-                .into_first_result()
-                .await
-                .map_err(|e| classify(e, Some(&t.plan.table)))?;
-            let mut entries: Vec<(i64, Vec<Option<String>>)> = rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.get::<i64, _>(0).unwrap_or(0),
-                        (1..=t.key_columns.len())
-                            .map(|k| r.get::<&str, _>(k).map(str::to_owned))
-                            .collect(),
-                    )
-                })
-                .collect();
-            if entries.len() > limit {
-                let cut = entries[limit].0;
-                // Whole versions only: everything of the cut's version waits, unless the
-                // batch holds nothing else (one huge transaction is read whole).
-                let below = entries.iter().filter(|(v, _)| *v < cut).count();
-                if below > 0 {
-                    entries.truncate(below);
-                    upto = upto.min(cut - 1);
-                } else {
-                    upto = upto.min(cut);
+            let mut entries = read_changes(&mut conn, t, Some(limit + 1), prev, upto).await?;
+            if let Some(cut) = whole_versions(&entries, limit) {
+                upto = upto.min(cut);
+                if entries.iter().all(|(v, _)| *v == cut) {
+                    // One transaction larger than a batch: all of it, or none.
+                    entries = read_changes(&mut conn, t, None, prev, cut).await?;
                 }
             }
             found.extend(entries.into_iter().map(|(v, k)| (i, v, k)));
@@ -192,5 +212,22 @@ impl SqlServerSource {
             gap_events: Vec::new(),
             read_at: if full { None } else { Some(read_at) },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_batch_stops_below_the_version_it_would_split() {
+        // Versions 5, 6, 6, 7 with room for 2: version 6 is not split, so stop at 5.
+        let entries = [(5, ()), (6, ()), (6, ()), (7, ())];
+        assert_eq!(whole_versions(&entries, 2), Some(5));
+        // One transaction larger than a batch is read whole.
+        let huge = [(9, ()), (9, ()), (9, ())];
+        assert_eq!(whole_versions(&huge, 1), Some(9));
+        // Room for all: no cut.
+        assert_eq!(whole_versions(&entries, 4), None);
     }
 }
