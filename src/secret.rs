@@ -49,25 +49,7 @@ fn is_secret_key(key: &str) -> bool {
     SECRET_KEYS.contains(&decoded.trim())
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use ebis_source::percent_decode;
 
 /// A URL with every password replaced by `***`: in the user-info
 /// (`scheme://user:***@host/db`) and in query parameters (`?password=***`,

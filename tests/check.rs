@@ -580,7 +580,7 @@ fn check_tells_a_dba_what_is_meant_and_what_cannot_run() {
         "  table: T_JGDM_BG",
         &format!("  table: {long}"),
     );
-    edit(&dir, "pipeline.yaml", "dialect: mysql", "dialect: oracle");
+    edit(&dir, "pipeline.yaml", "dialect: mysql", "dialect: postgres");
     let out = run(ebis(dir.path()).arg("check"));
     assert_eq!(out.code, 1, "{}", out.stderr);
     let (line, col) = line_col(&dir, "mappings/ntax/tax_penalty.yaml", "tax_punishment");
@@ -608,7 +608,7 @@ fn check_tells_a_dba_what_is_meant_and_what_cannot_run() {
     );
     assert!(
         out.stderr
-            .contains("source aic_city: dialect `oracle` has no connector in this build yet"),
+            .contains("source aic_city: dialect `postgres` has no connector in this build yet"),
         "{}",
         out.stderr
     );
@@ -674,5 +674,116 @@ async fn check_online_warns_of_a_date_read_from_text_without_its_format() {
             ),
         "{}",
         out.stdout
+    );
+}
+
+#[test]
+fn the_oracle_example_checks_clean_and_its_setup_is_pl_sql() {
+    let dir = root().join("examples/oracle");
+    let out = run(ebis(&dir).args(["--config", "pipeline.yaml", "check"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("ok: 2 mapping file(s) checked"),
+        "{}",
+        out.stdout
+    );
+    let out = run(ebis(&dir).args(["--config", "pipeline.yaml", "setup-source", "ltax_city"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for line in [
+        "--   DJDB.DJ_JL_ZXDJ: ORA_ROWSCN",
+        "--   GRANT SELECT ON \"DJDB\".\"DJ_JL_JBSJ\" TO \"EBIS_READER\";",
+        "--   GRANT FLASHBACK ON \"DJDB\".\"DJ_JL_JBSJ\" TO \"EBIS_READER\";",
+    ] {
+        assert!(out.stdout.contains(line), "{line} in:\n{}", out.stdout);
+    }
+    // In changelog mode: the change table, the key package, one trigger per table.
+    let tmp = TempDir::new("ebis_ora");
+    let text = std::fs::read_to_string(dir.join("pipeline.yaml")).expect("example");
+    let changelog = text.replacen("mode: timestamp\n      overlap: 30s", "mode: changelog", 1);
+    assert_ne!(changelog, text);
+    std::fs::write(tmp.path().join("pipeline.yaml"), changelog).expect("write");
+    copy_dir(&dir.join("mappings"), &tmp.path().join("mappings"));
+    let mapping = tmp.path().join("mappings/ltax/tax_deregistration.yaml");
+    let m = std::fs::read_to_string(&mapping).expect("mapping");
+    std::fs::write(&mapping, m.replace("  modified_column: ORA_ROWSCN\n", "")).expect("write");
+    let out = run(ebis(tmp.path()).args(["setup-source", "ltax_city"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for line in [
+        "EXECUTE IMMEDIATE 'CREATE TABLE \"DJDB\".\"EBIS_CHANGE\" (",
+        "CREATE OR REPLACE PACKAGE BODY \"DJDB\".\"EBIS_KEY\" AS",
+        "CREATE OR REPLACE TRIGGER \"DJDB\".\"EBIS_DJ_JL_JBSJ_CAP\"",
+        "AFTER INSERT OR UPDATE OR DELETE ON \"DJDB\".\"DJ_JL_ZXDJ\"",
+        "--   GRANT SELECT ON SYS.GV_$TRANSACTION TO \"EBIS_READER\";",
+    ] {
+        assert!(out.stdout.contains(line), "{line} in:\n{}", out.stdout);
+    }
+    let out = run(ebis(tmp.path()).args(["setup-source", "ltax_city", "--remove"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("EXECUTE IMMEDIATE 'DROP TABLE \"DJDB\".\"EBIS_CHANGE\" PURGE';"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_oracle_client_library_every_command_says_what_to_install() {
+    use crate::support::harness::{Env, SourceDef};
+    let env = Env::custom_in(
+        "oracle",
+        vec![SourceDef {
+            name: "ltax_city".to_owned(),
+            bureau: "ltax".to_owned(),
+            division: "150300".to_owned(),
+            capture: "mode: timestamp".to_owned(),
+            connection: ebis::config::ConnectionConfig {
+                url: "oracle://ebis_reader@127.0.0.1:1/LTAXPDB".to_owned(),
+                password_env: None,
+            },
+            mappings: root().join("examples/oracle/mappings/ltax"),
+        }],
+    )
+    .await;
+    // An empty directory as the client's: no library, even where one is installed.
+    let empty = TempDir::new("ebis_no_client");
+    let cmd = |args: &[&str]| {
+        let mut c = ebis(&root());
+        c.env("EBIS_ORACLE_CLIENT_DIR", empty.path())
+            .arg("--config")
+            .arg(env.config_path())
+            .args(args);
+        c
+    };
+    let says_what_to_install = |text: &str| {
+        text.contains("ltax_city")
+            && text.contains("Oracle Instant Client 19c or later")
+            && text.contains("EBIS_ORACLE_CLIENT_DIR")
+    };
+    let out = run(&mut cmd(&["check", "--online"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(says_what_to_install(&out.stdout), "{}", out.stdout);
+    // `run` stops the source with that error, and `status` shows it.
+    let out = run(&mut cmd(&["run"]));
+    assert!(
+        says_what_to_install(&format!("{}{}", out.stdout, out.stderr)),
+        "run: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = run(&mut cmd(&["status"]));
+    assert!(
+        says_what_to_install(&out.stdout),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = run(&mut cmd(&["verify"]));
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        says_what_to_install(&out.stderr),
+        "{}{}",
+        out.stdout,
+        out.stderr
     );
 }

@@ -4,7 +4,7 @@
 use super::context::{
     load_config, load_optional_config, mappings_of, on_signals, runtime, source_of, warehouse_of,
 };
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use ebis::config;
 use ebis::pipeline::{self, Shutdown};
 use ebis::warehouse::{self, Warehouse};
@@ -162,7 +162,10 @@ pub fn snapshot(config_path: &Path, source: &str, table: Option<&str>) -> Result
         let (trigger, shutdown) = Shutdown::new();
         on_signals(trigger);
         let mut source = pipeline::AnySource::open(&cfg, plans)?;
-        source.check().await?;
+        source
+            .check()
+            .await
+            .with_context(|| format!("source {}", cfg.name))?;
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -227,7 +230,11 @@ pub fn verify(config_path: &Path, source: Option<&str>, json: bool) -> Result<Ex
         let mut reports = Vec::new();
         for s in sources {
             let mappings = mappings_of(s)?;
-            reports.extend(ebis::verify::verify_source(s, &mappings, &wh, 5000).await?);
+            reports.extend(
+                ebis::verify::verify_source(s, &mappings, &wh, 5000)
+                    .await
+                    .with_context(|| format!("source {}", s.name))?,
+            );
         }
         if json {
             println!("{}", serde_json::to_string_pretty(&reports)?);

@@ -6,6 +6,7 @@
 use crate::config::{CaptureMode, Dialect, SourceConfig};
 use crate::mapping::MappingSet;
 use ebis_mysql::MysqlSource;
+use ebis_oracle::OracleSource;
 use ebis_source::{
     Batch, Capture, Change, Clock, GapRules, KeyEntry, Position, SetupRequest, SetupScript, Source,
     SourceError, TablePlan, Value,
@@ -18,10 +19,12 @@ pub enum AnySource {
     Mysql(MysqlSource),
     /// Microsoft SQL Server.
     Sqlserver(SqlServerSource),
+    /// Oracle.
+    Oracle(OracleSource),
 }
 
 /// The dialects this build has a connector for.
-pub const SUPPORTED: &[Dialect] = &[Dialect::Mysql, Dialect::Sqlserver];
+pub const SUPPORTED: &[Dialect] = &[Dialect::Mysql, Dialect::Sqlserver, Dialect::Oracle];
 
 /// Why a dialect cannot be captured by this build, if it cannot.
 pub fn unsupported(dialect: Dialect) -> Option<String> {
@@ -107,6 +110,15 @@ impl AnySource {
                     capture: capture(cfg),
                 },
             )?)),
+            Dialect::Oracle => Ok(AnySource::Oracle(OracleSource::new(
+                ebis_oracle::OracleOptions {
+                    name: cfg.name.clone(),
+                    url: cfg.connection.url.clone(),
+                    password,
+                    plans,
+                    capture: capture(cfg),
+                },
+            )?)),
             other => Err(SourceError::Query(
                 unsupported(other).unwrap_or_else(|| format!("dialect {}", other.name())),
             )),
@@ -122,6 +134,7 @@ macro_rules! each {
         match $self {
             AnySource::Mysql($s) => Box::pin(async move { $call }).await,
             AnySource::Sqlserver($s) => Box::pin(async move { $call }).await,
+            AnySource::Oracle($s) => Box::pin(async move { $call }).await,
         }
     };
 }
@@ -203,6 +216,8 @@ pub mod setup {
             Dialect::Mysql => ebis_mysql::setup::script(req),
             Dialect::Sqlserver if remove => ebis_sqlserver::setup::removal(req),
             Dialect::Sqlserver => ebis_sqlserver::setup::script(req),
+            Dialect::Oracle if remove => ebis_oracle::setup::removal(req),
+            Dialect::Oracle => ebis_oracle::setup::script(req),
             other => Err(unsupported(other).unwrap_or_default()),
         }
     }
@@ -236,6 +251,7 @@ pub mod setup {
             Dialect::Sqlserver => {
                 ebis_sqlserver::setup::apply(url, password, statements, plans).await
             }
+            Dialect::Oracle => ebis_oracle::setup::apply(url, password, statements, plans).await,
             other => Err(SourceError::Query(unsupported(other).unwrap_or_default())),
         }
     }
@@ -245,6 +261,7 @@ pub mod setup {
         match cfg.dialect {
             Dialect::Mysql => ebis_mysql::setup::denied(message),
             Dialect::Sqlserver => ebis_sqlserver::setup::denied(message),
+            Dialect::Oracle => ebis_oracle::setup::denied(message),
             _ => message.contains("denied"),
         }
     }
@@ -254,6 +271,7 @@ pub mod setup {
         match cfg.dialect {
             Dialect::Mysql => ebis_mysql::setup::ADMIN_URL_EXAMPLE,
             Dialect::Sqlserver => ebis_sqlserver::setup::ADMIN_URL_EXAMPLE,
+            Dialect::Oracle => ebis_oracle::setup::ADMIN_URL_EXAMPLE,
             _ => "scheme://dba:password@host/",
         }
     }

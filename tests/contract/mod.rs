@@ -17,6 +17,7 @@
 //! - `KIT_TEXT (ID, one text column per encoding)`, read back as [`KitDb::encodings`] says.
 
 pub mod mysql;
+pub mod oracle;
 pub mod sqlserver;
 
 use crate::support::TempDir;

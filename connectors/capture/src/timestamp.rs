@@ -56,6 +56,24 @@ pub trait TimestampReader: Send {
     /// Seconds the source's wall clock is ahead of UTC, to turn a modified time into an
     /// instant.
     fn utc_offset(&self) -> i64;
+
+    /// Whether table `index` is stamped by the server's commit number (Oracle's
+    /// `ORA_ROWSCN`) rather than a modified time: its rows are read after the mark's
+    /// number up to the number read at the start of the poll, ordered by (number, key),
+    /// with [`TimestampReader::modified_of`] giving the number as an integer. Numbers are
+    /// assigned at commit, so such a table needs no overlap window.
+    fn commit_stamped(&self, _index: usize) -> bool {
+        false
+    }
+
+    /// The server's commit number now (asked only when some table is commit-stamped).
+    fn commit_number(&mut self) -> impl Future<Output = Result<i64, SourceError>> + Send {
+        async {
+            Err(SourceError::Query(
+                "this source has no commit numbers to stamp rows with".to_owned(),
+            ))
+        }
+    }
 }
 
 /// The rows recently returned, so the overlap window returns only rows not seen yet.
@@ -108,7 +126,52 @@ pub async fn poll<R: TimestampReader>(
     let mut next = marks.clone();
     let mut changes = Vec::new();
     let mut full = false;
-    let with_modified: Vec<usize> = (0..count).filter(|t| reader.has_modified(*t)).collect();
+    let stamped: Vec<usize> = (0..count).filter(|t| reader.commit_stamped(*t)).collect();
+    if !stamped.is_empty() {
+        let upto = reader.commit_number().await?;
+        for t in stamped {
+            let name = reader.table_name(t);
+            let mark = marks.get(&name).cloned().unwrap_or_default();
+            let after = mark.scn.map(Value::Int);
+            let key: Vec<Value> = mark.key.iter().map(Value::from).collect();
+            let rows = reader
+                .after_mark(t, after.as_ref(), &key, &Value::Int(upto), per_table)
+                .await?;
+            let page_full = rows.len() >= per_table;
+            full |= page_full;
+            let mut new_mark = mark.clone();
+            match rows.last() {
+                // Stopped inside the range: go on after the last row read.
+                Some(last) if page_full => {
+                    new_mark.scn = match reader.modified_of(t, last) {
+                        Some(Value::Int(n)) => Some(n),
+                        _ => mark.scn,
+                    };
+                    new_mark.key = reader.key_of(t, last).iter().map(MarkValue::from).collect();
+                }
+                // Everything committed up to `upto` is read.
+                _ => {
+                    new_mark.scn = Some(upto.max(mark.scn.unwrap_or(0)));
+                    new_mark.key = Vec::new();
+                }
+            }
+            for row in rows {
+                let key = reader.key_of(t, &row);
+                changes.push(Change {
+                    table: name.clone(),
+                    op: Op::Upsert,
+                    key,
+                    row,
+                    version: stamp,
+                    commit_time: None,
+                });
+            }
+            next.insert(name, new_mark);
+        }
+    }
+    let with_modified: Vec<usize> = (0..count)
+        .filter(|t| reader.has_modified(*t) && !reader.commit_stamped(*t))
+        .collect();
     for t in with_modified {
         let name = reader.table_name(t);
         let mark = marks.get(&name).cloned().unwrap_or_default();
@@ -201,9 +264,9 @@ pub fn head(clock: Clock, newest: Vec<(String, Option<Value>)>) -> Position {
 /// compared does not matter).
 fn same_marks(a: &BTreeMap<String, TableMark>, b: &BTreeMap<String, TableMark>) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|((ta, ma), (tb, mb))| ta == tb && ma.modified == mb.modified && ma.key == mb.key)
+        && a.iter().zip(b).all(|((ta, ma), (tb, mb))| {
+            ta == tb && ma.modified == mb.modified && ma.key == mb.key && ma.scn == mb.scn
+        })
 }
 
 /// A modified value as a wall-clock time (a DATE is its midnight).
@@ -375,5 +438,143 @@ mod tests {
             panic!("a timestamp position");
         };
         assert_eq!(tables["E_BASEINFO"].modified, Some(at(10, 0, 0)));
+    }
+
+    /// One table stamped by commit numbers: (key, number) rows and the server's number.
+    struct Scn {
+        rows: Vec<(i64, i64)>,
+        now: i64,
+    }
+
+    impl TimestampReader for Scn {
+        async fn clock(&mut self) -> Result<Clock, SourceError> {
+            Ok(Clock {
+                utc: instant(at(10, 0, 0), 0),
+                local: at(10, 0, 0),
+            })
+        }
+        fn table_count(&self) -> usize {
+            1
+        }
+        fn table_name(&self, _: usize) -> String {
+            "DJ_NSRXX".to_owned()
+        }
+        fn has_modified(&self, _: usize) -> bool {
+            true
+        }
+        fn key_of(&self, _: usize, row: &Row) -> Vec<Value> {
+            vec![row.get("ID").cloned().unwrap_or(Value::Null)]
+        }
+        fn modified_of(&self, _: usize, row: &Row) -> Option<Value> {
+            row.get("ORA_ROWSCN").cloned()
+        }
+        async fn after_mark(
+            &mut self,
+            _: usize,
+            mark: Option<&Value>,
+            key: &[Value],
+            upto: &Value,
+            limit: usize,
+        ) -> Result<Vec<Row>, SourceError> {
+            let (Some(Value::Int(upto)), mark) = (Some(upto), mark) else {
+                panic!("numbers, not times");
+            };
+            let mark = match mark {
+                Some(Value::Int(m)) => Some(*m),
+                None => None,
+                Some(other) => panic!("a number mark, not {other:?}"),
+            };
+            let key = match key.first() {
+                Some(Value::Int(k)) => *k,
+                _ => i64::MIN,
+            };
+            let mut rows: Vec<(i64, i64)> = self
+                .rows
+                .iter()
+                .copied()
+                .filter(|(k, n)| n <= upto && mark.is_none_or(|m| (*n, *k) > (m, key)))
+                .collect();
+            rows.sort_by_key(|(k, n)| (*n, *k));
+            Ok(rows
+                .into_iter()
+                .take(limit)
+                .map(|(k, n)| {
+                    let mut r = Row::new();
+                    r.push("ID", Value::Int(k));
+                    r.push("ORA_ROWSCN", Value::Int(n));
+                    r
+                })
+                .collect())
+        }
+        async fn modified_between(
+            &mut self,
+            _: usize,
+            _: &Value,
+            _: &Value,
+            _: usize,
+        ) -> Result<Vec<Row>, SourceError> {
+            panic!("a commit-stamped table needs no overlap window")
+        }
+        fn utc_offset(&self) -> i64 {
+            0
+        }
+        fn commit_stamped(&self, _: usize) -> bool {
+            true
+        }
+        async fn commit_number(&mut self) -> Result<i64, SourceError> {
+            Ok(self.now)
+        }
+    }
+
+    #[test]
+    fn commit_stamped_tables_read_after_the_number_and_page_inside_one() {
+        // 150 rows committed together at number 500, one at 520 after the poll's number.
+        let mut rows: Vec<(i64, i64)> = (1..=150).map(|k| (k, 500)).collect();
+        rows.push((999, 520));
+        let mut scn = Scn { rows, now: 510 };
+        let mut window = OverlapWindow::new();
+        let start = Position::Timestamp {
+            tables: BTreeMap::new(),
+            version: 0,
+        };
+        let poll1 = |scn: &mut Scn, p: &Position, w: &mut OverlapWindow| {
+            block_on(poll(scn, p, 100, Duration::from_secs(30), w)).expect("a batch")
+        };
+        let first = poll1(&mut scn, &start, &mut window);
+        assert_eq!(first.changes.len(), 100, "a full page");
+        assert!(first.read_at.is_none(), "more to read");
+        let Position::Timestamp { tables, .. } = &first.position else {
+            panic!("a timestamp position");
+        };
+        assert_eq!(tables["DJ_NSRXX"].scn, Some(500), "inside number 500");
+        assert_eq!(tables["DJ_NSRXX"].key, vec![MarkValue::Int(100)]);
+        let second = poll1(&mut scn, &first.position, &mut window);
+        let keys: Vec<i64> = second
+            .changes
+            .iter()
+            .map(|c| match c.key[0] {
+                Value::Int(k) => k,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(keys, (101..=150).collect::<Vec<_>>(), "the rest, once");
+        let Position::Timestamp { tables, .. } = &second.position else {
+            panic!("a timestamp position");
+        };
+        assert_eq!(
+            tables["DJ_NSRXX"].scn,
+            Some(510),
+            "read up to the poll's number"
+        );
+        assert!(tables["DJ_NSRXX"].key.is_empty());
+        // The row at 520 comes once the server's number passes it.
+        scn.now = 530;
+        let third = poll1(&mut scn, &second.position, &mut window);
+        assert_eq!(third.changes.len(), 1);
+        assert_eq!(third.changes[0].key, vec![Value::Int(999)]);
+        // Marks survive a restart: they are in the stored position.
+        let json = serde_json::to_string(&third.position).expect("json");
+        let back: Position = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, third.position);
     }
 }

@@ -230,17 +230,13 @@ impl Table {
 
     /// The key values of a row read by this table's select list.
     pub fn key_of(&self, row: &Row) -> Vec<Value> {
-        let values: Vec<&Value> = row.iter().map(|(_, v)| v).collect();
-        self.key_idx
-            .iter()
-            .map(|i| values.get(*i).map(|v| (*v).clone()).unwrap_or(Value::Null))
-            .collect()
+        row.values_at(&self.key_idx)
     }
 
     /// The modified column's value as microseconds (for ordering), if the table has one.
     pub fn modified_of(&self, row: &Row) -> Option<Value> {
         let (i, _) = self.modified.as_ref()?;
-        row.iter().nth(*i).map(|(_, v)| v.clone())
+        row.value_at(*i)
     }
 
     /// One snapshot chunk in key order.

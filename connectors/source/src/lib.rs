@@ -15,6 +15,7 @@ mod error;
 mod plan;
 mod position;
 mod source;
+mod text;
 mod value;
 
 pub use capture::{Capture, GapRules, SetupRequest, SetupScript};
@@ -23,4 +24,5 @@ pub use error::{SourceError, scrub_values};
 pub use plan::{Expression, TablePlan};
 pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
 pub use source::{Clock, KeyEntry, Source};
+pub use text::{assert_golden, percent_decode};
 pub use value::{Row, Value, key_text, key_values, storable_text};

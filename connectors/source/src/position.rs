@@ -189,6 +189,11 @@ pub struct TableMark {
     /// Rows whose modified time was ahead of the source's clock at that comparison.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub future_rows: u64,
+    /// Tables stamped by the server's commit number instead of a modified column
+    /// (Oracle's `ORA_ROWSCN`): the last number read up to, with `key` the last key read
+    /// at it when a read stopped inside one number's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scn: Option<i64>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -135,6 +135,19 @@ impl Row {
             .map(|(_, v)| v)
     }
 
+    /// The values at some column positions (NULL where the row has none).
+    pub fn values_at(&self, positions: &[usize]) -> Vec<Value> {
+        positions
+            .iter()
+            .map(|i| self.value_at(*i).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// The value at a column position, if the row has one there.
+    pub fn value_at(&self, position: usize) -> Option<Value> {
+        self.columns.get(position).map(|(_, v)| v.clone())
+    }
+
     /// The columns in source order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.columns.iter().map(|(c, v)| (c.as_str(), v))

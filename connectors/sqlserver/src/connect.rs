@@ -48,25 +48,7 @@ pub enum Encrypt {
     Off,
 }
 
-/// Decodes `%XX` escapes.
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use ebis_source::percent_decode as unescape;
 
 /// Parses a `sqlserver://` URL.
 pub fn parse_url(url: &str) -> Result<Target, String> {

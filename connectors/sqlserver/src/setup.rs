@@ -298,16 +298,8 @@ mod tests {
     }
 
     fn golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(name);
-        if std::env::var("EBIS_BLESS").is_ok() {
-            std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-            std::fs::write(&path, actual).expect("bless");
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("{} missing: run with EBIS_BLESS=1", path.display()));
-        assert_eq!(actual, expected, "{name} differs from its golden file");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        ebis_source::assert_golden(&dir, name, actual);
     }
 
     fn req<'a>(plans: &'a [TablePlan], capture: &'a Capture) -> SetupRequest<'a> {

@@ -1,0 +1,15 @@
+-- Timestamp capture installs nothing. ebis polls each table's modified column (a
+-- DATE or TIMESTAMP the application sets on every write), or ORA_ROWSCN:
+--   NTAX.DJ_NSRXX: XGRQ  (an index on (XGRQ, NSRDZDAH) keeps polls cheap)
+--   NTAX.DJ_ZXDJ: ORA_ROWSCN  (the commit SCN of the row's block: each poll scans the table; a table created with ROWDEPENDENCIES keeps it per row)
+-- Deletes are found by comparing keys every capture.key_scan_every.
+-- The account ebis reads with needs:
+--   GRANT CREATE SESSION TO "EBIS_READER";
+--   GRANT SELECT ON "NTAX"."DJ_NSRXX" TO "EBIS_READER";
+--   GRANT SELECT ON "NTAX"."DJ_ZXDJ" TO "EBIS_READER";
+-- Snapshots read every table as of one SCN (flashback query), so the tables agree
+-- with each other; without these they are read chunk by chunk as they are:
+--   GRANT EXECUTE ON SYS.DBMS_FLASHBACK TO "EBIS_READER";
+--   GRANT FLASHBACK ON "NTAX"."DJ_NSRXX" TO "EBIS_READER";
+--   GRANT FLASHBACK ON "NTAX"."DJ_ZXDJ" TO "EBIS_READER";
+-- ORA_ROWSCN tables need the SCN (EXECUTE ON SYS.DBMS_FLASHBACK above).
