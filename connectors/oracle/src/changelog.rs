@@ -221,22 +221,12 @@ impl ChangelogReader for Reader<'_> {
             .await
     }
 
-    /// `LAST_NUMBER` of the sequence: at least the next number it assigns (it counts
-    /// the cache ahead).
+    /// Oracle cannot tell: `LAST_NUMBER` counts the sequence's cache ahead, so a sequence
+    /// recreated since would still show a number past the position. The change table's
+    /// highest number alone decides: below the position, the table was emptied or
+    /// recreated (ebis's own purge keeps the row at the position).
     async fn next_assigned(&mut self) -> Result<Option<i64>, SourceError> {
-        let owner = self.owner.to_owned();
-        self.session
-            .run(None, move |conn| {
-                let mut out = None;
-                for row in conn.query(
-                    "SELECT LAST_NUMBER FROM ALL_SEQUENCES WHERE SEQUENCE_OWNER = :1 AND SEQUENCE_NAME = :2",
-                    &[&owner, &CHANGE_SEQUENCE],
-                )? {
-                    out = Some(row?.get::<usize, i64>(0)?);
-                }
-                Ok(out)
-            })
-            .await
+        Ok(None)
     }
 
     async fn entries_in(&mut self, ranges: &[(i64, i64)]) -> Result<Vec<ChangeEntry>, SourceError> {
@@ -366,6 +356,44 @@ impl OracleSource {
             .await
     }
 
+    /// The ebis triggers on a table with their status, from `ALL_TRIGGERS` (the reading
+    /// account's own tables, or with CREATE ANY TRIGGER) or else `DBA_TRIGGERS` (with
+    /// SELECT on it); `None` when the account may see neither.
+    async fn triggers_of(&self, t: &Table) -> Result<Option<Vec<(String, String)>>, SourceError> {
+        for view in ["ALL_TRIGGERS", "DBA_TRIGGERS"] {
+            let (owner, name) = (t.owner.clone(), t.name.clone());
+            let sql = format!(
+                "SELECT TRIGGER_NAME, STATUS FROM {view}
+                 WHERE TABLE_OWNER = :1 AND TABLE_NAME = :2 AND TRIGGER_NAME LIKE 'EBIS\\_%' ESCAPE '\\'"
+            );
+            let found = self
+                .session
+                .run(Some(&t.plan.table), move |conn| {
+                    let mut out = Vec::new();
+                    for row in conn.query(&sql, &[&owner, &name])? {
+                        let row = row?;
+                        out.push((row.get(0)?, row.get(1)?));
+                    }
+                    Ok(out)
+                })
+                .await;
+            match found {
+                Ok(list) if !list.is_empty() => return Ok(Some(list)),
+                Ok(_) if view == "ALL_TRIGGERS" => {}
+                Ok(list) => return Ok(Some(list)),
+                Err(e) if e.is_retryable() => return Err(e),
+                // DBA_TRIGGERS not granted (reported as a table that does not exist).
+                Err(_) => {}
+            }
+        }
+        // ALL_TRIGGERS showed none: true when the account owns the table, else unknown.
+        let owns = self
+            .db
+            .as_ref()
+            .is_some_and(|d| d.schema.eq_ignore_ascii_case(&t.owner));
+        Ok(owns.then(Vec::new))
+    }
+
     /// Checks changelog capture is installed: the change table, and each captured
     /// table's own trigger, enabled.
     pub(crate) async fn check_changelog(&mut self) -> Result<(), SourceError> {
@@ -404,22 +432,15 @@ impl OracleSource {
                     t.plan.table, k.name, k.ty
                 )));
             }
-            let (owner, name, plan_table) = (t.owner.clone(), t.name.clone(), t.plan.table.clone());
-            let triggers: Vec<(String, String)> = self
-                .session
-                .run(Some(&plan_table), move |conn| {
-                    let mut out = Vec::new();
-                    for row in conn.query(
-                        "SELECT TRIGGER_NAME, STATUS FROM ALL_TRIGGERS
-                         WHERE TABLE_OWNER = :1 AND TABLE_NAME = :2 AND TRIGGER_NAME LIKE 'EBIS\\_%' ESCAPE '\\'",
-                        &[&owner, &name],
-                    )? {
-                        let row = row?;
-                        out.push((row.get(0)?, row.get(1)?));
-                    }
-                    Ok(out)
-                })
-                .await?;
+            let triggers = self.triggers_of(t).await?;
+            let Some(triggers) = triggers else {
+                tracing::warn!(
+                    source = %self.name,
+                    table = %t.plan.table,
+                    "the account cannot see the table's triggers (ALL_TRIGGERS shows only the triggers of tables it owns): grant SELECT ON SYS.DBA_TRIGGERS so check can confirm capture is installed"
+                );
+                continue;
+            };
             let own = trigger_name(&t.plan.table);
             if let Some((stale, _)) = triggers.iter().find(|(n, _)| !n.eq_ignore_ascii_case(&own)) {
                 return Err(SourceError::CaptureNotInstalled(format!(
@@ -432,7 +453,7 @@ impl OracleSource {
             match triggers.first() {
                 None => {
                     return Err(SourceError::CaptureNotInstalled(format!(
-                        "table {} has no ebis capture trigger {own} (or the account cannot see it: ALL_TRIGGERS shows triggers of tables it may read): run `ebis setup-source` for this source",
+                        "table {} has no ebis capture trigger {own}: run `ebis setup-source` for this source",
                         t.plan.table
                     )));
                 }

@@ -203,7 +203,7 @@ fn grants(req: &SetupRequest<'_>) -> Result<String, String> {
             let owner = change_owner(req)?;
             let table = quote_table(&owner, CHANGE_TABLE);
             out.push_str(&format!(
-                "--   GRANT SELECT ON {table} TO {reader};\n--   GRANT SELECT ON {} TO {reader};\n-- With SELECT on GV_$TRANSACTION it also sees open transactions, so a rolled-back gap\n-- settles in seconds instead of waiting for capture.gap_timeout:\n--   GRANT SELECT ON SYS.GV_$TRANSACTION TO {reader};\n",
+                "--   GRANT SELECT ON {table} TO {reader};\n--   GRANT SELECT ON {} TO {reader};\n-- With SELECT on GV_$TRANSACTION it also sees open transactions, so a rolled-back gap\n-- settles in seconds instead of waiting for capture.gap_timeout:\n--   GRANT SELECT ON SYS.GV_$TRANSACTION TO {reader};\n-- With SELECT on DBA_TRIGGERS `ebis check` confirms each table's trigger is there and\n-- enabled (ALL_TRIGGERS shows an account only the triggers of tables it owns):\n--   GRANT SELECT ON SYS.DBA_TRIGGERS TO {reader};\n",
                 quote_table(&owner, CHANGE_SEQUENCE)
             ));
             if *purge {

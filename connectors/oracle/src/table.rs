@@ -107,7 +107,7 @@ impl ColumnInfo {
         let ph = stmt.bind(p);
         match self.base() {
             "DATE" => format!("CAST({ph} AS DATE)"),
-            "CHAR" => format!("CAST({ph} AS CHAR({}))", self.length.max(1)),
+            "CHAR" => format!("CAST({ph} AS CHAR({} CHAR))", self.length.max(1)),
             "NCHAR" => format!("CAST({ph} AS NCHAR({}))", self.length.max(1)),
             _ => ph,
         }
@@ -532,6 +532,15 @@ impl Table {
         }
     }
 
+    /// A parameter compared with the stamp: cast to `DATE` for a `DATE` column (a
+    /// timestamp bind would make Oracle convert the column and skip its index).
+    fn stamp_param(&self, stmt: &mut Stmt, v: &Value) -> String {
+        match &self.modified {
+            Some((_, m)) if !self.rowscn => m.param(stmt, Param::of(v)),
+            _ => stmt.bind(Param::of(v)),
+        }
+    }
+
     /// Rows ordered by (stamp, key) after the mark (`None`: from the first), with a stamp
     /// no later than `upto`.
     pub fn after_mark_stmt(
@@ -546,16 +555,16 @@ impl Table {
         let mut conds = Vec::new();
         if let Some(mark) = mark {
             if key.is_empty() {
-                let p = s.bind(Param::of(mark));
+                let p = self.stamp_param(&mut s, mark);
                 conds.push(format!("{m} > {p}"));
             } else {
-                let p1 = s.bind(Param::of(mark));
-                let p2 = s.bind(Param::of(mark));
+                let p1 = self.stamp_param(&mut s, mark);
+                let p2 = self.stamp_param(&mut s, mark);
                 let after = after_key(&mut s, &self.key_columns, key);
                 conds.push(format!("({m} > {p1} OR ({m} = {p2} AND {after}))"));
             }
         }
-        let p = s.bind(Param::of(upto));
+        let p = self.stamp_param(&mut s, upto);
         conds.push(format!("{m} <= {p}"));
         s.sql = limited(
             &format!(
@@ -574,8 +583,8 @@ impl Table {
     pub fn between_stmt(&self, from: &Value, to: &Value, limit: usize) -> Stmt {
         let mut s = Stmt::default();
         let m = self.stamp();
-        let a = s.bind(Param::of(from));
-        let b = s.bind(Param::of(to));
+        let a = self.stamp_param(&mut s, from);
+        let b = self.stamp_param(&mut s, to);
         s.sql = limited(
             &format!(
                 "SELECT {} FROM {} WHERE {m} BETWEEN {a} AND {b} ORDER BY {m}, {}",
@@ -592,7 +601,7 @@ impl Table {
     pub fn newest_stmt(&self, upto: &Value) -> Stmt {
         let mut s = Stmt::default();
         let m = self.stamp();
-        let p = s.bind(Param::of(upto));
+        let p = self.stamp_param(&mut s, upto);
         s.sql = format!("SELECT MAX({m}) FROM {} WHERE {m} <= {p}", self.quoted);
         s
     }
@@ -804,17 +813,17 @@ mod tests {
                     .expect("a time"),
             ),
         ];
-        let s = t.by_keys_stmt(&[k.clone()]);
+        let s = t.by_keys_stmt(std::slice::from_ref(&k));
         assert!(
             s.sql.ends_with(
-                "WHERE (\"ZZJG_DM\" = CAST(:1 AS CHAR(9)) AND \"DJRQ\" = CAST(:2 AS DATE))"
+                "WHERE (\"ZZJG_DM\" = CAST(:1 AS CHAR(9 CHAR)) AND \"DJRQ\" = CAST(:2 AS DATE))"
             ),
             "{}",
             s.sql
         );
         let s = t.keys_stmt(Some(&k), 1000);
         assert!(
-            s.sql.contains("WHERE ((\"ZZJG_DM\" > CAST(:1 AS CHAR(9))) OR (\"ZZJG_DM\" = CAST(:2 AS CHAR(9)) AND \"DJRQ\" > CAST(:3 AS DATE)))"),
+            s.sql.contains("WHERE ((\"ZZJG_DM\" > CAST(:1 AS CHAR(9 CHAR))) OR (\"ZZJG_DM\" = CAST(:2 AS CHAR(9 CHAR)) AND \"DJRQ\" > CAST(:3 AS DATE)))"),
             "{}",
             s.sql
         );
@@ -858,6 +867,33 @@ mod tests {
         let e = Table::from_catalog(&plan(&["NSRMC"], None), catalog(), None)
             .expect_err("a key without a unique index");
         assert!(matches!(e, SourceError::Key { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_date_modified_column_is_compared_with_date_parameters() {
+        let t = Table::from_catalog(&plan(&["NSRDZDAH"], Some("DJRQ")), catalog(), None)
+            .expect("a table");
+        let at = |h| {
+            Value::DateTime(
+                chrono::NaiveDate::from_ymd_opt(2006, 3, 1)
+                    .and_then(|d| d.and_hms_opt(h, 0, 0))
+                    .expect("a time"),
+            )
+        };
+        let s = t.after_mark_stmt(Some(&at(8)), &[], &at(9), 100);
+        assert!(
+            s.sql
+                .contains("WHERE \"DJRQ\" > CAST(:1 AS DATE) AND \"DJRQ\" <= CAST(:2 AS DATE)"),
+            "{}",
+            s.sql
+        );
+        let s = t.between_stmt(&at(7), &at(8), 100);
+        assert!(
+            s.sql
+                .contains("\"DJRQ\" BETWEEN CAST(:1 AS DATE) AND CAST(:2 AS DATE)"),
+            "{}",
+            s.sql
+        );
     }
 
     #[test]

@@ -99,5 +99,8 @@ END;
 -- With SELECT on GV_$TRANSACTION it also sees open transactions, so a rolled-back gap
 -- settles in seconds instead of waiting for capture.gap_timeout:
 --   GRANT SELECT ON SYS.GV_$TRANSACTION TO "EBIS_READER";
+-- With SELECT on DBA_TRIGGERS `ebis check` confirms each table's trigger is there and
+-- enabled (ALL_TRIGGERS shows an account only the triggers of tables it owns):
+--   GRANT SELECT ON SYS.DBA_TRIGGERS TO "EBIS_READER";
 -- capture.purge_every is set: ebis deletes the change rows the warehouse has stored:
 --   GRANT DELETE ON "NTAX"."EBIS_CHANGE" TO "EBIS_READER";
