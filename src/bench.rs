@@ -8,7 +8,7 @@
 use crate::config::{ConnectionConfig, PipelineConfig};
 use crate::demo::bureaus::pool_of;
 use crate::mapping::MappingSet;
-use crate::pipeline::{RunSettings, Shutdown, run_source};
+use crate::pipeline::{RunSettings, Shutdown, drain_base, run_source};
 use crate::warehouse::{self, Warehouse};
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
@@ -40,6 +40,8 @@ pub struct BenchReport {
     pub rows: u64,
     /// Seconds the first snapshot took.
     pub snapshot_secs: f64,
+    /// Seconds from the snapshot's start until the enterprise base held every row.
+    pub base_secs: f64,
     /// Updates made.
     pub changes: u64,
     /// Seconds the writers took.
@@ -50,6 +52,8 @@ pub struct BenchReport {
     pub lags: Vec<f64>,
     /// Seconds to apply the same number of updates queued while ebis was stopped.
     pub catch_up_secs: f64,
+    /// Seconds from the catch-up's start until the enterprise base held every update.
+    pub catch_up_base_secs: f64,
     /// Load average before and after.
     pub load_before: String,
     /// Load average after.
@@ -70,14 +74,17 @@ impl BenchReport {
         };
         format!(
             "snapshot:  {} rows in {:.1} s = {:.0} rows/s\n\
+             enterprise base complete {:.1} s after the snapshot began = {:.0} rows/s\n\
              streaming: {} updates written in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
              lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
-             catch-up: {} updates queued while stopped, applied in {:.1} s = {:.0} changes/s\n\
+             catch-up: {} updates queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
              load average before: {}  after: {}\n\
              peak memory (ebis process): {} MB\n",
             self.rows,
             self.snapshot_secs,
             self.rows as f64 / self.snapshot_secs.max(1e-9),
+            self.base_secs,
+            self.rows as f64 / self.base_secs.max(1e-9),
             self.changes,
             self.write_secs,
             self.changes as f64 / self.write_secs.max(1e-9),
@@ -90,6 +97,7 @@ impl BenchReport {
             self.changes,
             self.catch_up_secs,
             self.changes as f64 / self.catch_up_secs.max(1e-9),
+            self.catch_up_base_secs,
             self.load_before,
             self.load_after,
             self.peak_rss_kb / 1024
@@ -219,6 +227,11 @@ async fn measure(
 
     let (trigger, shutdown) = Shutdown::new();
     let settings = RunSettings::from_config(&config);
+    let drainer = tokio::spawn(drain_base(
+        wh.clone(),
+        shutdown.clone(),
+        Duration::from_millis(100),
+    ));
     let task = tokio::spawn(run_source(cfg, mappings, wh.clone(), settings, shutdown));
     let client = wh.client().await?;
     let snap_start = Instant::now();
@@ -242,6 +255,12 @@ async fn measure(
     progress(&format!(
         "snapshot: {} rows in {:.1} s",
         opts.rows, report.snapshot_secs
+    ));
+    wh.settle_base().await?;
+    report.base_secs = snap_start.elapsed().as_secs_f64();
+    progress(&format!(
+        "enterprise base complete after {:.1} s",
+        report.base_secs
     ));
 
     // Streaming: writers update random rows; the warehouse must end with every update.
@@ -283,6 +302,7 @@ async fn measure(
     report.lags = sampler.await.unwrap_or_default();
     trigger.trigger();
     let _ = task.await;
+    let _ = drainer.await;
     progress(&format!(
         "streaming: all applied after {:.1} s",
         report.stream_secs
@@ -298,6 +318,11 @@ async fn measure(
     let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let catch_start = Instant::now();
+    let drainer = tokio::spawn(drain_base(
+        wh.clone(),
+        shutdown.clone(),
+        Duration::from_millis(100),
+    ));
     let task = tokio::spawn(run_source(
         cfg,
         mappings,
@@ -307,8 +332,11 @@ async fn measure(
     ));
     wait_applied(&client, target, &task).await?;
     report.catch_up_secs = catch_start.elapsed().as_secs_f64();
+    wh.settle_base().await?;
+    report.catch_up_base_secs = catch_start.elapsed().as_secs_f64();
     trigger.trigger();
     let _ = task.await;
+    let _ = drainer.await;
     let _ = pool.disconnect().await;
     let _ = std::fs::remove_dir_all(&dir);
     progress("streaming done");
@@ -503,6 +531,7 @@ pub async fn compare_bench(
             anyhow::bail!("source {} failed: {:?}", f.source, f.last_error);
         }
     }
+    wh.settle_base().await?;
     report.snapshot_secs = snap_start.elapsed().as_secs_f64();
     trigger.trigger();
     let _ = pipe.await;

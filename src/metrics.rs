@@ -31,6 +31,10 @@ pub mod names {
     pub const PURGED: &str = "ebis_change_rows_purged_total";
     /// Times the stored position expired and the source was snapshotted again.
     pub const RESNAPSHOTS: &str = "ebis_resnapshots_total";
+    /// Statements queued for the enterprise base and not yet taken in.
+    pub const BASE_QUEUED: &str = "ebis_base_queued_statements";
+    /// Seconds since the oldest statement still queued for the enterprise base.
+    pub const BASE_LAG: &str = "ebis_base_lag_seconds";
 }
 
 /// The metrics page.
@@ -115,6 +119,17 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
             }
         }
     }
+    let base = wh.base_status().await?;
+    let lag = base.oldest.map_or(0.0, |o| {
+        (chrono::Utc::now() - o).num_milliseconds().max(0) as f64 / 1000.0
+    });
+    let _ = writeln!(
+        out,
+        "# HELP {q} Statements queued for the enterprise base and not yet taken in.\n# TYPE {q} gauge\n{q} {}\n# HELP {l} Seconds since the oldest statement still queued for the enterprise base.\n# TYPE {l} gauge\n{l} {lag}",
+        base.queued,
+        q = names::BASE_QUEUED,
+        l = names::BASE_LAG
+    );
     Ok(out)
 }
 

@@ -113,6 +113,24 @@ pub fn human_seconds(s: f64) -> String {
     }
 }
 
+/// The enterprise base's line: how much it has still to take in, and since when.
+pub fn render_base(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chrono::Utc>) -> String {
+    match b.oldest {
+        Some(oldest) if b.queued > 0 => format!(
+            "enterprise base: {} statement(s) queued, the oldest {} ago (the comparison trusts each source only as far as the base has taken it in)",
+            b.queued,
+            human_seconds((now - oldest).num_milliseconds() as f64 / 1000.0)
+        ),
+        _ => match b.drained_at {
+            Some(at) => format!(
+                "enterprise base: up to date (last drained {})",
+                at.format("%Y-%m-%d %H:%M:%S")
+            ),
+            None => "enterprise base: not built yet".to_owned(),
+        },
+    }
+}
+
 /// The status as a text table.
 pub fn render(rows: &[SourceStatus]) -> String {
     let header = [

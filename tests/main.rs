@@ -4,6 +4,7 @@
 
 mod support;
 
+mod base;
 mod capture;
 mod check;
 mod compare;

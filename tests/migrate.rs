@@ -264,8 +264,10 @@ async fn the_base_trigger_looks_identifiers_up_by_primary_key_on_a_chinese_colla
          set auto_explain.log_min_duration = 0;
          set auto_explain.log_nested_statements = on;
          set client_min_messages = log;
+         select core.settle();
          update exchange.aic_establishment set name = name || '分公司', change_version = 2
-          where source_key in ('7', '8', '9');",
+          where source_key in ('7', '8', '9');
+         select core.drain(10);",
     )
     .await
     .expect("rename three enterprises");

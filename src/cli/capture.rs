@@ -208,12 +208,14 @@ pub fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let wh = warehouse_of(config.as_ref(), 1)?;
         let rows = wh.status().await?;
+        let base = wh.base_status().await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else if rows.is_empty() {
             println!("no sources have run yet");
         } else {
             print!("{}", ebis::status::render(&rows));
+            println!("{}", ebis::status::render_base(&base, chrono::Utc::now()));
         }
         Ok(ExitCode::SUCCESS)
     })

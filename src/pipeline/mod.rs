@@ -2,12 +2,14 @@
 //! through the mappings into the warehouse, retrying what can be retried and stopping
 //! only the failing source on what cannot.
 
+mod base;
 pub mod connector;
 mod keyscan;
 mod mapper;
 mod runner;
 pub mod snapshot;
 
+pub use base::drain_base;
 pub use connector::{AnySource, plans};
 pub use mapper::map_changes;
 pub use runner::{RunSettings, run_source, run_sources};

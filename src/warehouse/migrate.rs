@@ -47,6 +47,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0016_latest_voided_code.sql"),
     migration!("0017_faster_refresh.sql"),
     migration!("0018_position_expired.sql"),
+    migration!("0019_base_queue.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

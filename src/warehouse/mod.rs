@@ -6,6 +6,7 @@
 //! with quoted values scrubbed.
 
 mod apply;
+mod base;
 mod keyscan;
 mod migrate;
 mod state;
@@ -14,6 +15,7 @@ pub use apply::{
     Applied, ApplyBatch, Checkpoint, KindBatch, SourceMeta, StagedDelete, StagedRecord,
     StagedRejection, StatusUpdate,
 };
+pub use base::BaseStatus;
 pub use keyscan::KeyScan;
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
 pub use state::{SourceLock, StoredCheckpoint};

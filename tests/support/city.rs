@@ -153,6 +153,11 @@ impl City {
             // Complete-up-to must also have passed the last change for lag-aware rules.
             if ok {
                 tokio::time::sleep(Duration::from_millis(400)).await;
+                // The enterprise base takes the applied records in behind the apply.
+                self.wh
+                    .settle_base()
+                    .await
+                    .expect("settle the enterprise base");
                 return all;
             }
             assert!(

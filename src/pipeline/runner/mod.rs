@@ -87,6 +87,18 @@ pub async fn run_sources(
 ) -> Result<Vec<(String, PipelineError)>, PipelineError> {
     wh.register_sources(&config.sources).await?;
     let settings = RunSettings::from_config(config);
+    // The enterprise base keeps up in the background: until shutdown, or until every
+    // source has stopped.
+    let (sources_done, done) = tokio::sync::oneshot::channel::<()>();
+    let drainer = {
+        let drain = super::drain_base(wh.clone(), shutdown.clone(), settings.poll_interval);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = drain => {}
+                _ = done => {}
+            }
+        })
+    };
     let mut tasks = Vec::new();
     for cfg in config.sources.iter().filter(|s| s.enabled).cloned() {
         let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
@@ -111,6 +123,8 @@ pub async fn run_sources(
             )),
         }
     }
+    let _ = sources_done.send(());
+    let _ = drainer.await;
     Ok(failed)
 }
 

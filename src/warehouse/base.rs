@@ -1,0 +1,53 @@
+//! The enterprise base's queue (migration 0019): the exchange tables' triggers queue what
+//! each statement touched; these calls bring the base up to date with it.
+
+use super::{Warehouse, WarehouseError};
+use chrono::{DateTime, Utc};
+
+/// How far behind the enterprise base is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaseStatus {
+    /// Statements queued and not yet taken in.
+    pub queued: i64,
+    /// When the oldest of them was queued.
+    pub oldest: Option<DateTime<Utc>>,
+    /// When a drain last emptied the queue.
+    pub drained_at: Option<DateTime<Utc>>,
+}
+
+impl Warehouse {
+    /// Takes up to `max` queued statements into the base; how many it took, or -1 when
+    /// another drainer is at work (it never waits for one).
+    pub async fn drain_base(&self, max: i32) -> Result<i64, WarehouseError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("select core.drain($1)", &[&max])
+            .await?
+            .get(0))
+    }
+
+    /// Takes the whole queue in now (waiting for a drainer at work): afterwards the base
+    /// holds every record applied before the call.
+    pub async fn settle_base(&self) -> Result<i64, WarehouseError> {
+        let client = self.client().await?;
+        Ok(client.query_one("select core.settle()", &[]).await?.get(0))
+    }
+
+    /// The queue's length and age.
+    pub async fn base_status(&self) -> Result<BaseStatus, WarehouseError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "select (select count(*) from core.pending),
+                        (select min(queued_at) from core.pending),
+                        (select max(drained_at) from core.base_complete)",
+                &[],
+            )
+            .await?;
+        Ok(BaseStatus {
+            queued: row.get(0),
+            oldest: row.get(1),
+            drained_at: row.get(2),
+        })
+    }
+}
