@@ -54,6 +54,12 @@ pub struct BenchReport {
     pub catch_up_secs: f64,
     /// Seconds from the catch-up's start until the enterprise base held every update.
     pub catch_up_base_secs: f64,
+    /// The raw read limit: the same rows read by `mariadb --quick`, rows/s (`None`:
+    /// the client could not run).
+    pub raw_read: Option<f64>,
+    /// The raw write limit: the same rows, as the warehouse holds them, loaded by
+    /// `psql \copy` into a table without indexes or triggers, rows/s.
+    pub raw_copy: Option<f64>,
     /// Load average before and after.
     pub load_before: String,
     /// Load average after.
@@ -78,6 +84,7 @@ impl BenchReport {
              streaming: {} updates written in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
              lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
              catch-up: {} updates queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
+             raw limits in the same run: {}\n\
              load average before: {}  after: {}\n\
              peak memory (ebis process): {} MB\n",
             self.rows,
@@ -98,9 +105,31 @@ impl BenchReport {
             self.catch_up_secs,
             self.changes as f64 / self.catch_up_secs.max(1e-9),
             self.catch_up_base_secs,
+            self.limits(),
             self.load_before,
             self.load_after,
             self.peak_rss_kb / 1024
+        )
+    }
+}
+
+impl BenchReport {
+    /// The raw limits, and ebis's snapshot and base rates as shares of them.
+    fn limits(&self) -> String {
+        let snapshot = self.rows as f64 / self.snapshot_secs.max(1e-9);
+        let base = self.rows as f64 / self.base_secs.max(1e-9);
+        let part = |name: &str, limit: Option<f64>| match limit {
+            Some(l) if l > 0.0 => format!(
+                "{name} {l:.0} rows/s (snapshot at {:.2}x, base complete at {:.2}x of it)",
+                snapshot / l,
+                base / l
+            ),
+            _ => format!("{name} not measured (client missing)"),
+        };
+        format!(
+            "{}; {}",
+            part("`mariadb --quick` read", self.raw_read),
+            part("`psql \\copy` load", self.raw_copy)
         )
     }
 }
@@ -262,6 +291,9 @@ async fn measure(
         "enterprise base complete after {:.1} s",
         report.base_secs
     ));
+    report.raw_read = raw_read(source, opts.rows).await;
+    report.raw_copy = raw_copy(&wh_conn, opts.rows).await;
+    progress("raw limits measured");
 
     // Streaming: writers update random rows; the warehouse must end with every update.
     let stream_start = Instant::now();
@@ -341,6 +373,107 @@ async fn measure(
     let _ = std::fs::remove_dir_all(&dir);
     progress("streaming done");
     Ok(())
+}
+
+/// Host, port, user and database of a `scheme://user@host:port/db` URL.
+fn url_parts(url: &str) -> (String, String, String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, ""));
+    let db = path.split('?').next().unwrap_or("");
+    (
+        host.to_owned(),
+        port.to_owned(),
+        user.to_owned(),
+        db.to_owned(),
+    )
+}
+
+/// The same rows read by `mariadb --quick` into nothing: the source's own read rate.
+async fn raw_read(source: &ConnectionConfig, rows: u64) -> Option<f64> {
+    let (host, port, user, db) = url_parts(&source.url);
+    let mut cmd = tokio::process::Command::new("mariadb");
+    cmd.args([
+        "--quick",
+        "--batch",
+        "--skip-column-names",
+        "-h",
+        &host,
+        "-u",
+        &user,
+    ]);
+    if !port.is_empty() {
+        cmd.args(["-P", &port]);
+    }
+    if let Ok(Some(pw)) = source.password() {
+        cmd.env("MYSQL_PWD", pw.expose());
+    }
+    cmd.args([&db, "-e", "SELECT * FROM E_BASEINFO"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let start = Instant::now();
+    let ok = cmd.status().await.ok()?.success();
+    ok.then(|| rows as f64 / start.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The warehouse's copy of the rows written out, then loaded back by `psql \copy` into a
+/// table without indexes or triggers: the warehouse's own write rate for them.
+async fn raw_copy(wh: &ConnectionConfig, rows: u64) -> Option<f64> {
+    let (host, port, user, db) = url_parts(&wh.url);
+    let file = std::env::temp_dir().join(format!("ebis_bench_copy_{}.txt", std::process::id()));
+    let psql = |sql: String| {
+        let mut cmd = tokio::process::Command::new("psql");
+        cmd.args([
+            "-X",
+            "-q",
+            "-h",
+            &host,
+            "-U",
+            &user,
+            "-d",
+            &db,
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]);
+        if !port.is_empty() {
+            cmd.args(["-p", &port]);
+        }
+        if let Ok(Some(pw)) = wh.password() {
+            cmd.env("PGPASSWORD", pw.expose());
+        }
+        cmd.args(["-c", &sql])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let path = file.display().to_string();
+    let out = psql(format!(
+        "\\copy (select * from exchange.aic_establishment) to '{path}'"
+    ))
+    .status()
+    .await
+    .ok()?;
+    if !out.success() {
+        return None;
+    }
+    let setup = psql("create table ebis_bench_copy (like exchange.aic_establishment)".to_owned())
+        .status()
+        .await
+        .ok()?;
+    let start = Instant::now();
+    let ok = setup.success()
+        && psql(format!("\\copy ebis_bench_copy from '{path}'"))
+            .status()
+            .await
+            .ok()?
+            .success();
+    let secs = start.elapsed().as_secs_f64();
+    let _ = psql("drop table if exists ebis_bench_copy".to_owned())
+        .status()
+        .await;
+    let _ = std::fs::remove_file(&file);
+    ok.then(|| rows as f64 / secs.max(1e-9))
 }
 
 type Writer = tokio::task::JoinHandle<Result<(), mysql_async::Error>>;

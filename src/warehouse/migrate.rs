@@ -49,6 +49,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0018_position_expired.sql"),
     migration!("0019_base_queue.sql"),
     migration!("0020_set_based_resolve.sql"),
+    migration!("0021_lean_queue_trigger.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

@@ -49,7 +49,9 @@ impl RunSettings {
 enum Step {
     /// More work is waiting.
     Busy,
-    /// Caught up: wait a poll interval.
+    /// Caught up after applying changes: more may follow at once (poll again soon).
+    Drained,
+    /// Caught up, nothing new: wait (longer after each empty poll).
     Idle,
 }
 
@@ -76,6 +78,40 @@ struct Runner {
     version_base: i64,
     /// The stored position cannot be resumed from, for this reason: re-snapshot first.
     expired: Option<String>,
+    /// The snapshot chunk read while the one before it applied.
+    prefetched: Option<snapshots::Prefetched>,
+}
+
+/// How long a caught-up source waits before it polls again: briefly right after it
+/// found changes (a burst goes on, and a commit is seen within tens of milliseconds),
+/// twice as long after each empty poll, up to `poll_interval` (an idle source is polled
+/// at that pace, never hammered). A source starts idle: only changes make it quick.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleWait {
+    next: Duration,
+    max: Duration,
+}
+
+impl IdleWait {
+    /// The shortest wait, right after changes were found.
+    pub const MIN: Duration = Duration::from_millis(10);
+
+    /// Waits of an idle source (`max` each) until changes are found.
+    pub fn new(max: Duration) -> IdleWait {
+        IdleWait { next: max, max }
+    }
+
+    /// The wait after an empty poll (each one twice the last, up to the cap).
+    pub fn next(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    /// Changes were found: the next empty poll waits the shortest again.
+    pub fn reset(&mut self) {
+        self.next = IdleWait::MIN.min(self.max);
+    }
 }
 
 /// Runs every enabled source until shutdown; returns the sources that stopped on a fatal
@@ -155,9 +191,11 @@ pub async fn run_source(
         chunk_next: true,
         version_base: 0,
         expired: None,
+        prefetched: None,
     };
     let mut backoff = Duration::from_millis(500);
     let mut recovering = false;
+    let mut idle = IdleWait::new(r.settings.poll_interval);
     let result = loop {
         if shutdown.requested() {
             break Ok(());
@@ -170,7 +208,17 @@ pub async fn run_source(
                     recovering = false;
                 }
                 backoff = Duration::from_millis(500);
-                if matches!(step, Step::Idle) && shutdown.sleep(r.settings.poll_interval).await {
+                let wait = match step {
+                    Step::Busy => None,
+                    Step::Drained => {
+                        idle.reset();
+                        Some(idle.next())
+                    }
+                    Step::Idle => Some(idle.next()),
+                };
+                if let Some(wait) = wait
+                    && shutdown.sleep(wait).await
+                {
                     break Ok(());
                 }
             }
@@ -277,7 +325,7 @@ impl Runner {
         }
         for _ in 0..5 {
             match self.stream_step().await {
-                Ok(Step::Idle) => return,
+                Ok(Step::Idle | Step::Drained) => return,
                 Ok(Step::Busy) => {}
                 Err(e) => {
                     tracing::warn!(source = %self.cfg.name, error = %e, "the last poll before stopping failed");
@@ -376,6 +424,7 @@ impl Runner {
             c.version = c.version.saturating_add(self.version_base);
         }
         let drained = read.read_at.is_some();
+        let changed = !read.changes.is_empty();
         let mut batch = map_changes(&self.mappings, &self.cfg.division, &read.changes);
         let earliest_gap = match &read.position {
             Position::Changelog { gaps, .. } => gaps.iter().map(|g| g.since).min(),
@@ -437,9 +486,33 @@ impl Runner {
         self.purge_if_due().await?;
         if drained {
             self.key_scan_if_due().await?;
-            Ok(Step::Idle)
+            Ok(if changed { Step::Drained } else { Step::Idle })
         } else {
             Ok(Step::Busy)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caught_up_source_backs_off_to_the_poll_interval_and_wakes_on_changes() {
+        let mut w = IdleWait::new(Duration::from_millis(500));
+        assert_eq!(
+            w.next(),
+            Duration::from_millis(500),
+            "idle until changes come"
+        );
+        w.reset();
+        let waits: Vec<u128> = (0..8).map(|_| w.next().as_millis()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 500, 500]);
+        w.reset();
+        assert_eq!(w.next(), Duration::from_millis(10));
+        // A poll interval below the shortest wait is kept.
+        let mut fast = IdleWait::new(Duration::from_millis(5));
+        fast.reset();
+        assert_eq!(fast.next(), Duration::from_millis(5));
     }
 }

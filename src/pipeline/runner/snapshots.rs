@@ -6,7 +6,7 @@ use super::{Runner, Step, count};
 use crate::mapping::MappingSet;
 use crate::pipeline::PipelineError;
 use crate::pipeline::snapshot::{SnapshotProgress, read_chunk};
-use crate::warehouse::{ApplyBatch, StatusUpdate};
+use crate::warehouse::{ApplyBatch, SourceMeta, StatusUpdate};
 use ebis_source::{MarkValue, Position, Source, Value};
 use std::collections::BTreeMap;
 
@@ -167,16 +167,28 @@ impl Runner {
             .after
             .as_ref()
             .map(|k| k.iter().map(Value::from).collect());
-        let chunk = read_chunk(
-            &mut self.source,
-            &self.cfg,
-            &self.mappings,
-            &table,
-            after.as_deref(),
-            self.settings.batch_size,
-            progress.version,
-        )
-        .await?;
+        // The chunk read while the previous one applied, if it is the one due.
+        let chunk = match self.prefetched.take() {
+            Some(p)
+                if p.table == table
+                    && p.after == progress.after
+                    && p.version == progress.version =>
+            {
+                p.chunk
+            }
+            _ => {
+                read_chunk(
+                    &mut self.source,
+                    &self.cfg,
+                    &self.mappings,
+                    &table,
+                    after.as_deref(),
+                    self.settings.batch_size,
+                    progress.version,
+                )
+                .await?
+            }
+        };
         progress.rows += chunk.rows as u64;
         let mut batch = chunk.batch;
         if chunk.table_done {
@@ -214,7 +226,69 @@ impl Runner {
             batch.status.state = Some("snapshotting");
         }
         let summary = format!("snapshot of {table}");
-        self.wh.apply(self.meta(), &summary, &batch).await?;
+        let meta = SourceMeta {
+            name: &self.cfg.name,
+            bureau: self.cfg.bureau.code(),
+        };
+        let apply = self.wh.apply(meta, &summary, &batch);
+        // While this chunk applies, the next one is read and mapped: the source and the
+        // warehouse work at once. A chunk read ahead is used only if the snapshot goes on
+        // from exactly where it was read (an apply that failed is retried from the stored
+        // progress, and the chunk is read again).
+        let next = self
+            .snapshot
+            .as_ref()
+            .and_then(|p| p.after.clone().map(|after| (after, p.version)));
+        match next {
+            Some((after, version))
+                if progress_table_continues(self.snapshot.as_ref(), &table, &tables) =>
+            {
+                let keys: Vec<Value> = after.iter().map(Value::from).collect();
+                let read = read_chunk(
+                    &mut self.source,
+                    &self.cfg,
+                    &self.mappings,
+                    &table,
+                    Some(&keys),
+                    self.settings.batch_size,
+                    version,
+                );
+                let (applied, ahead) = tokio::join!(apply, read);
+                applied?;
+                if let Ok(chunk) = ahead {
+                    self.prefetched = Some(Prefetched {
+                        table: table.clone(),
+                        after: Some(after),
+                        version,
+                        chunk,
+                    });
+                }
+            }
+            _ => {
+                apply.await?;
+            }
+        }
         Ok(Step::Busy)
     }
+}
+
+/// Whether the snapshot goes on in `table` (it is the current one, not finished).
+fn progress_table_continues(
+    progress: Option<&SnapshotProgress>,
+    table: &str,
+    tables: &[String],
+) -> bool {
+    progress.is_some_and(|p| tables.get(p.table).is_some_and(|t| t == table) && p.after.is_some())
+}
+
+/// A snapshot chunk read while the one before it applied.
+pub(super) struct Prefetched {
+    /// Its table.
+    pub table: String,
+    /// The key it was read after.
+    pub after: Option<Vec<MarkValue>>,
+    /// The version its rows carry.
+    pub version: i64,
+    /// What was read.
+    pub chunk: crate::pipeline::snapshot::ChunkResult,
 }
