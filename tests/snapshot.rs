@@ -177,3 +177,85 @@ async fn ebis_snapshot_repairs_changes_that_bypassed_capture() {
         status.stdout
     );
 }
+
+/// A first snapshot's chunks are copied straight into the warehouse; should one meet rows
+/// already there (a checkpoint deleted by hand, two tables mapped onto one kind), the
+/// chunk applies again as upserts: nothing fails, newer versions win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
+    use ebis::mapping::MappingSet;
+    use ebis::pipeline::map_changes;
+    use ebis::warehouse::{SourceMeta, Warehouse};
+    use ebis_source::{Change, Op, Row, Value};
+    let pg = crate::support::pg::PgDb::create().await;
+    let wh = Warehouse::new(&pg.conn, 2).expect("warehouse");
+    ebis::warehouse::migrate(&wh).await.expect("migrate");
+    let dir = crate::support::TempDir::new("ebis_fresh");
+    std::fs::write(
+        dir.path().join("aic_establishment.yaml"),
+        "record_kind: aic_establishment\nsource: {table: T, key: [ID]}\nfields:\n  reg_no: {column: REGNO}\n  name: {column: NAME}\n",
+    )
+    .expect("mapping");
+    let mappings =
+        MappingSet::load_dir(dir.path(), Some(ebis::indicators::Bureau::Aic)).expect("mappings");
+    let changes = |name: &str, version: i64| -> Vec<Change> {
+        (1..=3)
+            .map(|id| {
+                let mut row = Row::new();
+                row.push("ID", Value::Int(id));
+                row.push("REGNO", Value::Text(format!("15030200000000{id}")));
+                row.push("NAME", Value::Text(format!("{name}{id}")));
+                Change {
+                    table: "T".to_owned(),
+                    op: Op::Upsert,
+                    key: vec![Value::Int(id)],
+                    row,
+                    version,
+                    commit_time: None,
+                }
+            })
+            .collect()
+    };
+    let meta = SourceMeta {
+        name: "aic_fresh",
+        bureau: "aic",
+    };
+    let mut first = map_changes(&mappings, "150302", &changes("乌海市甲商贸有限公司", 1));
+    first.fresh = true;
+    assert_eq!(
+        wh.apply(meta, "seq 1", &first)
+            .await
+            .expect("copied")
+            .upserted,
+        3
+    );
+    let mut again = map_changes(&mappings, "150302", &changes("乌海市乙商贸有限公司", 2));
+    again.fresh = true;
+    assert_eq!(
+        wh.apply(meta, "seq 2", &again)
+            .await
+            .expect("applied as upserts")
+            .upserted,
+        3
+    );
+    let names: Vec<String> = pg
+        .client()
+        .await
+        .query(
+            "select name from exchange.aic_establishment where source = 'aic_fresh' order by source_key",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "乌海市乙商贸有限公司1",
+            "乌海市乙商贸有限公司2",
+            "乌海市乙商贸有限公司3"
+        ]
+    );
+}

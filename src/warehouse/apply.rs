@@ -90,6 +90,10 @@ pub struct ApplyBatch {
     pub checkpoint: Option<Checkpoint>,
     /// Source status after this batch.
     pub status: StatusUpdate,
+    /// The upserts' keys are new to the warehouse (chunks of a first snapshot): they are
+    /// copied straight into their tables, without a staging table or conflict handling.
+    /// Should a key be there after all, the batch applies again as ordinary upserts.
+    pub fresh: bool,
 }
 
 /// A checkpoint to store.
@@ -150,6 +154,7 @@ impl ApplyBatch {
             gap_events: Vec::new(),
             checkpoint: None,
             status: StatusUpdate::default(),
+            fresh: false,
         }
     }
 
@@ -296,7 +301,24 @@ impl Warehouse {
         position_summary: &str,
         batch: &ApplyBatch,
     ) -> Result<Applied, WarehouseError> {
-        match self.apply_once(source, position_summary, batch).await {
+        let first = self.apply_once(source, position_summary, batch).await;
+        let (batch, first) = match first {
+            // A key a first snapshot's chunk expected to be new is there (two tables
+            // mapped onto one record kind, a checkpoint deleted by hand): upserts then.
+            Err(e) if batch.fresh && e.is_unique_violation() => {
+                tracing::info!(
+                    source = source.name,
+                    "rows of a first snapshot were already in the warehouse: applying them as upserts"
+                );
+                let mut again = batch.clone();
+                again.fresh = false;
+                let r = self.apply_once(source, position_summary, &again).await;
+                (std::borrow::Cow::Owned(again), r)
+            }
+            other => (std::borrow::Cow::Borrowed(batch), other),
+        };
+        let batch: &ApplyBatch = &batch;
+        match first {
             Err(e) if e.is_refused_value() => {
                 let refused = self.refused_rows(source, position_summary, batch).await?;
                 if refused.is_empty() {
@@ -363,8 +385,11 @@ impl Warehouse {
         let mut applied = Applied::default();
         for (kind, kb) in batch.kinds.values() {
             if !kb.upserts.is_empty() {
-                applied.upserted +=
-                    upsert(&tx, source, position_summary, kind, &kb.upserts).await?;
+                applied.upserted += if batch.fresh {
+                    copy_new(&tx, source, position_summary, kind, &kb.upserts).await?
+                } else {
+                    upsert(&tx, source, position_summary, kind, &kb.upserts).await?
+                };
             }
             if !kb.deletes.is_empty() {
                 applied.deleted +=
@@ -452,41 +477,38 @@ impl Warehouse {
     }
 }
 
-async fn upsert(
-    tx: &tokio_postgres::Transaction<'_>,
-    source: SourceMeta<'_>,
-    position: &str,
-    kind: &RecordKind,
-    rows: &[StagedRecord],
-) -> Result<u64, WarehouseError> {
-    let table = format!("exchange.{}", escape_identifier(kind.name));
-    let stage = escape_identifier(&format!("ebis_stage_{}", kind.name));
-    tx.batch_execute(&format!(
-        "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows;
-         truncate {stage}"
-    ))
-    .await?;
-    let field_cols: Vec<String> = kind
+/// The columns a record kind's rows are copied with (fields, then provenance), and
+/// their types.
+fn copy_columns(kind: &RecordKind) -> (Vec<String>, Vec<Type>) {
+    let cols = kind
         .fields
         .iter()
         .map(|f| escape_identifier(f.name))
+        .chain(PROVENANCE.iter().map(|(c, _)| (*c).to_owned()))
         .collect();
-    let prov_cols: Vec<&str> = PROVENANCE.iter().map(|(c, _)| *c).collect();
-    let all_cols = field_cols
-        .iter()
-        .map(String::as_str)
-        .chain(prov_cols.iter().copied())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let types: Vec<Type> = kind
+    let types = kind
         .fields
         .iter()
         .map(|f| pg_type(f.ty))
         .chain(PROVENANCE.iter().map(|(_, t)| t.clone()))
         .collect();
+    (cols, types)
+}
+
+/// Copies rows into `target` (binary COPY); how many.
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: SourceMeta<'_>,
+    position: &str,
+    kind: &RecordKind,
+    rows: &[StagedRecord],
+    target: &str,
+) -> Result<u64, WarehouseError> {
+    let (cols, types) = copy_columns(kind);
     let sink = tx
         .copy_in(&format!(
-            "copy {stage} ({all_cols}) from stdin (format binary)"
+            "copy {target} ({}) from stdin (format binary)",
+            cols.join(", ")
         ))
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -512,7 +534,43 @@ async fn upsert(
         values.push(&r.raw_row);
         writer.as_mut().write(&values).await?;
     }
-    writer.finish().await?;
+    Ok(writer.finish().await?)
+}
+
+/// Rows whose keys are new to the warehouse, copied straight into their table.
+async fn copy_new(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: SourceMeta<'_>,
+    position: &str,
+    kind: &RecordKind,
+    rows: &[StagedRecord],
+) -> Result<u64, WarehouseError> {
+    let table = format!("exchange.{}", escape_identifier(kind.name));
+    copy_rows(tx, source, position, kind, rows, &table).await
+}
+
+async fn upsert(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: SourceMeta<'_>,
+    position: &str,
+    kind: &RecordKind,
+    rows: &[StagedRecord],
+) -> Result<u64, WarehouseError> {
+    let table = format!("exchange.{}", escape_identifier(kind.name));
+    let stage = escape_identifier(&format!("ebis_stage_{}", kind.name));
+    tx.batch_execute(&format!(
+        "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows;
+         truncate {stage}"
+    ))
+    .await?;
+    copy_rows(tx, source, position, kind, rows, &stage).await?;
+    let field_cols: Vec<String> = kind
+        .fields
+        .iter()
+        .map(|f| escape_identifier(f.name))
+        .collect();
+    let prov_cols: Vec<&str> = PROVENANCE.iter().map(|(c, _)| *c).collect();
+    let all_cols = copy_columns(kind).0.join(", ");
     let sets = field_cols
         .iter()
         .map(String::as_str)

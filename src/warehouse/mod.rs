@@ -71,6 +71,11 @@ impl WarehouseError {
 }
 
 impl WarehouseError {
+    /// True when a unique key was already taken.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, WarehouseError::Db { code, .. } if code == "23505")
+    }
+
     /// True when the server refused a value of the rows being written — bad data
     /// (SQLSTATE class 22: invalid encoding, out-of-range date or number, …), a NOT NULL
     /// or CHECK violation, or a value too large for an index — rather than the statement

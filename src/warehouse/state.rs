@@ -51,6 +51,31 @@ impl Warehouse {
         .transpose()
     }
 
+    /// Whether any row of `source` is in the given record kinds' tables.
+    pub async fn source_has_rows(
+        &self,
+        source: &str,
+        kinds: &[&str],
+    ) -> Result<bool, WarehouseError> {
+        let client = self.client().await?;
+        for k in kinds {
+            let any: bool = client
+                .query_one(
+                    &format!(
+                        "select exists (select 1 from exchange.{} where source = $1)",
+                        postgres_protocol::escape::escape_identifier(k)
+                    ),
+                    &[&source],
+                )
+                .await?
+                .get(0);
+            if any {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The highest version any row of `source` carries in the given record kinds (0 when
     /// none): where a position written before version stamps existed resumes stamping.
     pub async fn max_change_version(

@@ -80,6 +80,8 @@ struct Runner {
     expired: Option<String>,
     /// The snapshot chunk read while the one before it applied.
     prefetched: Option<snapshots::Prefetched>,
+    /// Whether the first snapshot of this table (its name) copies rows straight in.
+    fresh: Option<(String, bool)>,
 }
 
 /// How long a caught-up source waits before it polls again: briefly right after it
@@ -192,6 +194,7 @@ pub async fn run_source(
         version_base: 0,
         expired: None,
         prefetched: None,
+        fresh: None,
     };
     let mut backoff = Duration::from_millis(500);
     let mut recovering = false;

@@ -191,6 +191,7 @@ impl Runner {
         };
         progress.rows += chunk.rows as u64;
         let mut batch = chunk.batch;
+        batch.fresh = !progress.added && self.fresh_table(&table, &progress).await?;
         if chunk.table_done {
             progress.table += 1;
             progress.after = None;
@@ -269,6 +270,33 @@ impl Runner {
             }
         }
         Ok(Step::Busy)
+    }
+}
+
+impl Runner {
+    /// Whether a first snapshot's chunks of `table` can be copied straight into the
+    /// warehouse: decided when the table's snapshot starts (no row of the source in the
+    /// record kinds it maps to), and not for a table resumed midway after a restart.
+    async fn fresh_table(
+        &mut self,
+        table: &str,
+        progress: &SnapshotProgress,
+    ) -> Result<bool, PipelineError> {
+        if let Some((t, fresh)) = &self.fresh
+            && t == table
+        {
+            return Ok(*fresh);
+        }
+        let fresh = progress.after.is_none() && {
+            let kinds: Vec<&str> = self
+                .mappings
+                .for_table(table)
+                .map(|m| m.kind.name)
+                .collect();
+            !self.wh.source_has_rows(&self.cfg.name, &kinds).await?
+        };
+        self.fresh = Some((table.to_owned(), fresh));
+        Ok(fresh)
     }
 }
 
