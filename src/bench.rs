@@ -1,9 +1,12 @@
 //! `ebis bench`: capture throughput on real servers, reported, never asserted.
 //!
 //! Creates throwaway databases, loads an AIC `E_BASEINFO` of N rows, installs changelog
-//! capture, then measures (1) the first snapshot in rows/s and (2) streaming: M updates
-//! from several writers, changes/s applied and replication lag sampled from the
-//! warehouse while they run. Prints machine load and peak memory with the figures.
+//! capture, then measures (1) the first snapshot in rows/s and the enterprise base
+//! complete, (2) streaming: M changes from several writers (names and addresses updated,
+//! enterprises registered and deleted), changes/s applied and replication lag sampled
+//! from the warehouse while they run, (3) the catch-up of as many changes queued while
+//! ebis was stopped, and the raw limits of the same rows (`mariadb --quick`, `psql
+//! \copy`) in the same run. Prints machine load and peak memory with the figures.
 
 use crate::config::{ConnectionConfig, PipelineConfig};
 use crate::demo::bureaus::pool_of;
@@ -81,9 +84,9 @@ impl BenchReport {
         format!(
             "snapshot:  {} rows in {:.1} s = {:.0} rows/s\n\
              enterprise base complete {:.1} s after the snapshot began = {:.0} rows/s\n\
-             streaming: {} updates written in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
+             streaming: {} changes written (names and addresses updated, enterprises registered and deleted) in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
              lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
-             catch-up: {} updates queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
+             catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
              raw limits in the same run: {}\n\
              load average before: {}  after: {}\n\
              peak memory (ebis process): {} MB\n",
@@ -478,13 +481,18 @@ async fn raw_copy(wh: &ConnectionConfig, rows: u64) -> Option<f64> {
 
 type Writer = tokio::task::JoinHandle<Result<(), mysql_async::Error>>;
 
-/// Writers that update random rows, `opts.changes` in all.
+/// Writers that change random rows as a bureau's clerks do, `opts.changes` in all: nine
+/// in ten update a name or an address (columns the enterprise base and the comparison
+/// read), about one in eleven registers a new enterprise, one in a hundred deletes one.
 fn spawn_writers(pool: &mysql_async::Pool, opts: &BenchOptions, round: u64) -> Vec<Writer> {
-    let per_writer = opts.changes / opts.writers.max(1);
-    (0..opts.writers.max(1))
+    let writers = opts.writers.max(1);
+    let per_writer = opts.changes / writers;
+    (0..writers)
         .map(|w| {
             let pool = pool.clone();
             let rows = opts.rows.max(1);
+            // New enterprises get ids no other writer or round uses.
+            let first_new = rows + (round * writers + w) * per_writer;
             tokio::spawn(async move {
                 let mut conn = pool.get_conn().await?;
                 let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1) ^ (round << 32);
@@ -492,11 +500,21 @@ fn spawn_writers(pool: &mysql_async::Pool, opts: &BenchOptions, round: u64) -> V
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    conn.query_drop(format!(
-                        "UPDATE E_BASEINFO SET TEL = '{round}-{w}-{i}' WHERE PRIPID = {}",
-                        x % rows
-                    ))
-                    .await?;
+                    let id = x % rows;
+                    let sql = match i % 100 {
+                        0 => format!("DELETE FROM E_BASEINFO WHERE PRIPID = {id}"),
+                        1..=9 => format!(
+                            "INSERT INTO E_BASEINFO (PRIPID, REGNO, ENTNAME, ENTTYPE, INDUSTRYPHY, INDUSTRYCO, NAME, DOM, DOMDISTRICT, CBUITEM, ESTDATE, REGORG, REGSTATE) VALUES {}",
+                            row_values(first_new + i)
+                        ),
+                        n if n % 2 == 0 => format!(
+                            "UPDATE E_BASEINFO SET ENTNAME = CONCAT('乌海市', '{round}{w}{i}', '商贸有限公司') WHERE PRIPID = {id}"
+                        ),
+                        _ => format!(
+                            "UPDATE E_BASEINFO SET DOM = CONCAT('乌海市新华街', '{round}{w}{i}', '号') WHERE PRIPID = {id}"
+                        ),
+                    };
+                    conn.query_drop(sql).await?;
                 }
                 Ok(())
             })
