@@ -35,6 +35,8 @@ pub mod names {
     pub const BASE_QUEUED: &str = "ebis_base_queued_statements";
     /// Seconds since the oldest statement still queued for the enterprise base.
     pub const BASE_LAG: &str = "ebis_base_lag_seconds";
+    /// Statements the enterprise base refused, parked with their reasons.
+    pub const BASE_PARKED: &str = "ebis_base_parked_statements";
 }
 
 /// The metrics page.
@@ -125,10 +127,12 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
     });
     let _ = writeln!(
         out,
-        "# HELP {q} Statements queued for the enterprise base and not yet taken in.\n# TYPE {q} gauge\n{q} {}\n# HELP {l} Seconds since the oldest statement still queued for the enterprise base.\n# TYPE {l} gauge\n{l} {lag}",
+        "# HELP {q} Statements queued for the enterprise base and not yet taken in.\n# TYPE {q} gauge\n{q} {}\n# HELP {l} Seconds since the oldest statement still queued for the enterprise base.\n# TYPE {l} gauge\n{l} {lag}\n# HELP {p} Statements the enterprise base refused, parked with their reasons.\n# TYPE {p} gauge\n{p} {}",
         base.queued,
+        base.parked,
         q = names::BASE_QUEUED,
-        l = names::BASE_LAG
+        l = names::BASE_LAG,
+        p = names::BASE_PARKED
     );
     Ok(out)
 }

@@ -115,6 +115,18 @@ pub fn human_seconds(s: f64) -> String {
 
 /// The enterprise base's line: how much it has still to take in, and since when.
 pub fn render_base(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chrono::Utc>) -> String {
+    let line = render_queue(b, now);
+    if b.parked > 0 {
+        format!(
+            "{line}; {} statement(s) parked: the base refused them, their records are missing from it (see core.pending_parked)",
+            b.parked
+        )
+    } else {
+        line
+    }
+}
+
+fn render_queue(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chrono::Utc>) -> String {
     match b.oldest {
         Some(oldest) if b.queued > 0 => format!(
             "enterprise base: {} statement(s) queued, the oldest {} ago (the comparison trusts each source only as far as the base has taken it in)",

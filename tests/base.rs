@@ -121,3 +121,55 @@ async fn applies_never_wait_for_the_base_and_the_comparison_waits_for_it() {
     let summary = env.wh.compare().await.expect("compare");
     assert!(summary.held_back.is_empty(), "{:?}", summary.held_back);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_base_refuses_is_parked_and_the_rest_goes_on() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let pg = env.pg().await;
+    // Something the base refuses that the exchange table takes: here a check the base
+    // has and the exchange table has not.
+    pg.batch_execute(
+        "alter table core.enterprise add constraint no_poison check (name not like '%投毒%')",
+    )
+    .await
+    .expect("a check the base has");
+    let mut rng = Rng::new(17);
+    for id in 1..=5 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let run = env.start();
+    env.wait_count("select count(*) from core.enterprise", 5, T)
+        .await;
+    aic.exec("UPDATE E_BASEINFO SET ENTNAME = '乌海市投毒商贸有限公司' WHERE PRIPID = 1")
+        .await;
+    for id in 6..=8 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    // Capture has everything; the base takes in all but the refused statement.
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment where name like '%投毒%'",
+        1,
+        T,
+    )
+    .await;
+    env.wait_count("select count(*) from core.pending_parked", 1, T)
+        .await;
+    env.wait_count("select count(*) from core.enterprise", 8, T)
+        .await;
+    env.wait_count("select count(*) from core.pending", 0, T)
+        .await;
+    let reason: String = pg
+        .query_one("select reason from core.pending_parked", &[])
+        .await
+        .expect("parked")
+        .get(0);
+    assert!(reason.contains("no_poison"), "{reason}");
+    assert!(!reason.contains("投毒"), "no value in the reason: {reason}");
+    let line = ebis::status::render_base(
+        &env.wh.base_status().await.expect("base status"),
+        chrono::Utc::now(),
+    );
+    assert!(line.contains("1 statement(s) parked"), "{line}");
+    assert!(run.stop().await.is_empty());
+}

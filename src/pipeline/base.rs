@@ -16,20 +16,47 @@ pub const DRAIN_BATCH: i32 = 500;
 pub const DRAIN_PAUSE: Duration = Duration::from_secs(1);
 
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
-/// every `idle` while it is short, and after an error a second later.
+/// every `idle` while it is short. When a drain fails for a reason other than the
+/// connection, the statements are taken one at a time, and one the base still refuses is
+/// parked with the server's reason (`core.pending_parked`), so one bad record never stalls
+/// the base; after a lost connection, a second later.
 pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
     let idle = idle.max(DRAIN_PAUSE);
     loop {
         let wait = match wh.drain_base(DRAIN_BATCH).await {
             Ok(n) if n >= i64::from(DRAIN_BATCH) => Duration::ZERO,
             Ok(_) => idle,
-            Err(e) => {
+            Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "enterprise base: drain failed (retrying)");
                 Duration::from_secs(1)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "enterprise base: a drain failed; taking statements one at a time");
+                one_at_a_time(&wh).await
             }
         };
         if shutdown.requested() || (!wait.is_zero() && shutdown.sleep(wait).await) {
             return;
         }
+    }
+}
+
+/// Takes in the oldest statement alone; parks it when the base refuses it. The wait
+/// before the next drain.
+async fn one_at_a_time(wh: &Warehouse) -> Duration {
+    match wh.drain_base(1).await {
+        Ok(_) => Duration::ZERO,
+        Err(e) if e.is_retryable() => Duration::from_secs(1),
+        Err(e) => match wh.park_oldest(&e.to_string()).await {
+            Ok(Some(seq)) => {
+                tracing::warn!(statement = seq, error = %e, "enterprise base: a queued statement it refuses is parked in core.pending_parked");
+                Duration::ZERO
+            }
+            Ok(None) => Duration::from_secs(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "enterprise base: parking a refused statement failed (retrying)");
+                Duration::from_secs(1)
+            }
+        },
     }
 }

@@ -13,6 +13,8 @@ pub struct BaseStatus {
     pub oldest: Option<DateTime<Utc>>,
     /// When a drain last emptied the queue.
     pub drained_at: Option<DateTime<Utc>>,
+    /// Statements the base could not take in, parked with their reasons.
+    pub parked: i64,
 }
 
 impl Warehouse {
@@ -33,6 +35,17 @@ impl Warehouse {
         Ok(client.query_one("select core.settle()", &[]).await?.get(0))
     }
 
+    /// Parks the oldest queued statement, which the base refuses, with `reason`; its
+    /// number, or `None` when a drainer is at work or nothing is queued.
+    pub async fn park_oldest(&self, reason: &str) -> Result<Option<i64>, WarehouseError> {
+        let client = self.client().await?;
+        let parked: Option<i64> = client
+            .query_one("select core.park_oldest($1)", &[&reason])
+            .await?
+            .get(0);
+        Ok(parked.filter(|n| *n >= 0))
+    }
+
     /// The queue's length and age.
     pub async fn base_status(&self) -> Result<BaseStatus, WarehouseError> {
         let client = self.client().await?;
@@ -40,7 +53,8 @@ impl Warehouse {
             .query_one(
                 "select (select count(*) from core.pending),
                         (select min(queued_at) from core.pending),
-                        (select max(drained_at) from core.base_complete)",
+                        (select max(drained_at) from core.base_complete),
+                        (select count(*) from core.pending_parked)",
                 &[],
             )
             .await?;
@@ -48,6 +62,7 @@ impl Warehouse {
             queued: row.get(0),
             oldest: row.get(1),
             drained_at: row.get(2),
+            parked: row.get(3),
         })
     }
 }
