@@ -39,51 +39,67 @@ create table core.base_complete (
 );
 comment on table core.base_complete is '企业基础信息库完整至（按来源）：已纳入基础库的数据的完整时间';
 
--- The trigger: what the statement touched, queued. No lock, no lookup.
+-- The trigger: what the statement touched, queued. No lock, no lookup, and no row
+-- turned into JSON (converting every row, raw row and all, to read three identifiers cost
+-- more than the insert itself): the identifier columns the table has are read by name, in
+-- one statement built from the trigger's column list.
 create or replace function core.on_exchange_change() returns trigger
 language plpgsql set jit = off as $$
 declare
     relevant text[] := string_to_array(tg_argv[0], ',');
-    identity constant text[] := array['reg_no', 'org_code', 'taxpayer_id', 'deleted_at'];
     resolving boolean := tg_table_name in ('aic_establishment', 'qts_code_issuance', 'tax_registration');
-    rows jsonb[];
-    refresh jsonb[];
+    ids text[];
+    pick text[];
+    moved text;
+    changed text;
     r text[];
     o text[];
     t text[];
+    refs core.row_ref[] := '{}';
+    c text;
 begin
-    if tg_op = 'INSERT' then
-        rows := array(select to_jsonb(n) - 'raw_row' from new_rows n);
-    elsif tg_op = 'DELETE' then
-        rows := array(select to_jsonb(d) - 'raw_row' from old_rows d);
+    -- For each identifier: the expression reading it, '{}' where the table has none.
+    foreach c in array array['reg_no', 'org_code', 'taxpayer_id'] loop
+        ids := ids || case when c = any(relevant) then c end;
+    end loop;
+    if tg_op in ('INSERT', 'DELETE') then
+        foreach c in array array['reg_no', 'org_code', 'taxpayer_id'] loop
+            pick := pick || case when c = any(relevant)
+                then format('array(select distinct x.%1$I from %2$I x where x.%1$I is not null)', c,
+                            case when tg_op = 'INSERT' then 'new_rows' else 'old_rows' end)
+                else '''{}''::text[]' end;
+        end loop;
+        execute format('select %s, %s, %s', pick[1], pick[2], pick[3]) into r, o, t;
     else
-        with pairs as (
-            select to_jsonb(n) - 'raw_row' as nj, to_jsonb(d) - 'raw_row' as oj
-            from new_rows n join old_rows d on d.source = n.source and d.source_key = n.source_key
-        ), changed as (
-            select nj, oj,
-                   exists (select 1 from unnest(identity) c where nj -> c is distinct from oj -> c) as moved
-            from pairs
-            where exists (select 1 from unnest(relevant) c where nj -> c is distinct from oj -> c)
-        )
-        select array(select x from changed, lateral (values (nj), (oj)) v(x) where moved or not resolving),
-               array(select nj from changed where not moved and resolving)
-          into rows, refresh
-          from (select 1) one;
+        select string_agg(format('n.%1$I is distinct from d.%1$I', x), ' or ') into moved
+          from unnest(array_remove(ids, null) || array['deleted_at']) x;
+        select string_agg(format('n.%1$I is distinct from d.%1$I', x), ' or ') into changed
+          from unnest(relevant) x;
+        foreach c in array array['reg_no', 'org_code', 'taxpayer_id'] loop
+            pick := pick || case when c = any(relevant)
+                then format('array(select distinct v from c, unnest(array[c.%1$I, c.%2$I]) v
+                                   where (c.moved or not $1) and v is not null)', 'n_' || c, 'o_' || c)
+                else '''{}''::text[]' end;
+        end loop;
+        execute format(
+            'with c as (
+                 select n.source, n.source_key, (%s) as moved %s
+                 from new_rows n join old_rows d on d.source = n.source and d.source_key = n.source_key
+                 where %s)
+             select %s, %s, %s,
+                    array(select row(%L, c.source, c.source_key)::core.row_ref from c where not c.moved and $1)',
+            moved,
+            (select coalesce(string_agg(format(', n.%1$I as %2$I, d.%1$I as %3$I', x, 'n_' || x, 'o_' || x), ''), '')
+               from unnest(array_remove(ids, null)) x),
+            changed, pick[1], pick[2], pick[3], tg_table_name)
+          into r, o, t, refs using resolving;
     end if;
-    if cardinality(rows) = 0 and coalesce(cardinality(refresh), 0) = 0 then
+    if cardinality(r) + cardinality(o) + cardinality(t) + cardinality(refs) = 0 then
         return null;
     end if;
-    select coalesce(array_agg(distinct j->>'reg_no') filter (where j->>'reg_no' is not null), '{}'),
-           coalesce(array_agg(distinct j->>'org_code') filter (where j->>'org_code' is not null), '{}'),
-           coalesce(array_agg(distinct j->>'taxpayer_id') filter (where j->>'taxpayer_id' is not null), '{}')
-      into r, o, t
-      from unnest(rows) j;
     if resolving then
         insert into core.pending (resolve_reg, resolve_org, resolve_tax, touch_rows)
-        values (r, o, t, array(
-            select row(tg_table_name::text, j->>'source', j->>'source_key')::core.row_ref
-            from unnest(coalesce(refresh, '{}')) j));
+        values (r, o, t, refs);
     elsif tg_table_name = 'qts_code_voided' then
         -- A code voided (or restored) changes which code its registration number links to.
         insert into core.pending (resolve_org, touch_org) values (o, o);
@@ -107,6 +123,12 @@ begin
        into out using ids;
     return out;
 end $$;
+
+-- Names are looked up by equality only (a report's name against the registry's): a hash
+-- index serves that for a name of any length, where a B-tree refuses one longer than a
+-- third of a page, and the refusal would now stop the drainer instead of one apply.
+drop index core.enterprise_name_norm;
+create index enterprise_name_norm on core.enterprise using hash (name_norm);
 
 -- Takes up to `max_statements` queued statements (oldest first) and brings the base up
 -- to date with them, set-wise. Returns how many it took, or -1 when another drainer is
@@ -171,6 +193,41 @@ begin
 end $$;
 comment on function core.drain(integer) is '处理企业基础信息库待处理队列中的一批语句（后台运行）';
 
+-- A queued statement the base cannot take in (a value one of its indexes or checks
+-- refuses, which the exchange tables do not) would fail every drain and stall the whole
+-- base behind it. When a drain fails, the drainer takes the statements one at a time and
+-- parks the one that still fails here, with the server's reason: the rest of the queue
+-- goes on, and `ebis status` counts what is parked. Its records are missing from
+-- the base until the cause is fixed and the statement is queued again
+-- (`insert into core.pending (...) select ... from core.pending_parked`) or the base is
+-- rebuilt (`core.rebuild()`).
+create table core.pending_parked (
+    like core.pending,
+    parked_at timestamptz not null default now(),
+    reason text not null
+);
+comment on table core.pending_parked is '企业基础信息库无法纳入的语句（附原因），待修复后重新排队';
+
+-- Parks the oldest queued statement with `reason`; its number, or -1 when a drainer is
+-- at work (it never waits), or NULL when nothing is queued.
+create function core.park_oldest(reason text) returns bigint
+language plpgsql as $$
+declare
+    parked bigint;
+begin
+    if not pg_try_advisory_xact_lock(hashtext('ebis.core')) then
+        return -1;
+    end if;
+    with p as (
+        delete from core.pending
+        where seq = (select min(seq) from core.pending)
+        returning *)
+    insert into core.pending_parked
+    select p.*, now(), reason from p
+    returning seq into parked;
+    return parked;
+end $$;
+
 -- Drains the whole queue now, waiting for a drainer at work: afterwards the base holds
 -- every record applied before the call.
 create function core.settle() returns bigint
@@ -229,3 +286,5 @@ comment on function compare.refresh() is '运行一次一致性比对（先处�
 grant select, insert, update, delete on core.pending, core.base_complete to ebis_pipeline;
 grant usage on sequence core.pending_seq_seq to ebis_pipeline;
 grant select on core.base_complete to ebis_analyst;
+grant select, insert, update, delete on core.pending_parked to ebis_pipeline;
+grant select on core.pending_parked to ebis_analyst;

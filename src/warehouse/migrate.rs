@@ -49,8 +49,6 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0018_position_expired.sql"),
     migration!("0019_base_queue.sql"),
     migration!("0020_set_based_resolve.sql"),
-    migration!("0021_lean_queue_trigger.sql"),
-    migration!("0022_parked_statements.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

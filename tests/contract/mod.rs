@@ -54,6 +54,10 @@ pub trait KitDb: Send + Sync {
     fn now(&self) -> &'static str;
     /// A Unicode string literal.
     fn text(&self, s: &str) -> String;
+    /// A date literal (`YYYY-MM-DD`).
+    fn date(&self, d: &str) -> String {
+        format!("'{d}'")
+    }
     /// Whether the server can capture in `mode` (`Err(why)`: the kit reports the
     /// scenario as not run, by name).
     fn supports(&self, _mode: &str) -> impl Future<Output = Result<(), String>> + Send {
@@ -108,9 +112,10 @@ pub struct Dml<'a, D: KitDb>(&'a D);
 impl<D: KitDb> Dml<'_, D> {
     fn insert(&self, id: i64, v: u32) -> String {
         format!(
-            "INSERT INTO KIT_ENT (ID, REGNO, ENTNAME, ESTDATE, LAST_UPDATED) VALUES ({id}, '{:015}', {}, '2006-03-01', {})",
+            "INSERT INTO KIT_ENT (ID, REGNO, ENTNAME, ESTDATE, LAST_UPDATED) VALUES ({id}, '{:015}', {}, {}, {})",
             150_302_000_000_000i64 + id,
             self.0.text(&name(id, v)),
+            self.0.date("2006-03-01"),
             self.0.now()
         )
     }

@@ -217,19 +217,15 @@ impl KitDb for OraDb {
     }
 
     async fn exec(&self, sql: &str) {
-        // The kit writes its date as a plain string literal; Oracle wants a DATE literal.
-        run(
-            &self.session,
-            &sql.replace("'2006-03-01'", "DATE '2006-03-01'"),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {sql}"));
+        run(&self.session, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
 
     async fn hold(&self, statements: &[String]) -> Held {
         let s = session(&url_as(&self.admin_url, &self.user));
         for st in statements {
-            let sql = st.replace("'2006-03-01'", "DATE '2006-03-01'");
+            let sql = st.clone();
             s.run(None, move |conn| conn.execute(&sql, &[]).map(|_| ()))
                 .await
                 .unwrap_or_else(|e| panic!("{e}: {st}"));
@@ -243,6 +239,10 @@ impl KitDb for OraDb {
 
     fn text(&self, s: &str) -> String {
         format!("N'{}'", s.replace('\'', "''"))
+    }
+
+    fn date(&self, d: &str) -> String {
+        format!("DATE '{d}'")
     }
 
     async fn expire_position(&self, mode: &str) -> Result<(), String> {

@@ -276,11 +276,6 @@ impl Session {
         }
     }
 
-    /// Where it connects (no account).
-    pub fn display(&self) -> &str {
-        &self.target.display
-    }
-
     /// Runs `f` on the connection, on the blocking pool. `table` names what is read, for
     /// errors about it.
     pub async fn run<T, F>(&self, table: Option<&str>, f: F) -> Result<T, SourceError>

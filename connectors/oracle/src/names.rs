@@ -55,11 +55,6 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The schema a mapping's table lives in: the one it names, else `default`.
-pub fn owner_of<'a>(table: &'a str, default: &'a str) -> &'a str {
-    split_table(table).0.unwrap_or(default)
-}
-
 /// A short stable hash of a name (FNV-1a), for generated names that must be shortened.
 fn short_hash(s: &str) -> String {
     let mut h: u32 = 0x811c_9dc5;
@@ -114,8 +109,6 @@ mod tests {
         // 43 Chinese characters are 129 bytes in UTF-8.
         assert!(check_identifier(&"纳".repeat(43)).is_some());
         assert_eq!(literal("O'Brien"), "'O''Brien'");
-        assert_eq!(owner_of("NTAX.DJ_NSRXX", "EBIS"), "NTAX");
-        assert_eq!(owner_of("DJ_NSRXX", "EBIS"), "EBIS");
     }
 
     #[test]
