@@ -587,8 +587,19 @@ pub struct CompareBenchReport {
     pub base_rows: i64,
     /// Seconds of the first comparison run (all findings new).
     pub first_run_secs: f64,
-    /// Seconds of a second run (findings touched).
+    /// Seconds of a second full run (findings touched).
     pub second_run_secs: f64,
+    /// Seconds of an incremental run when nothing changed (the floor of `compare.every`).
+    pub idle_run_secs: f64,
+    /// Enterprises changed before the incremental run.
+    pub changed: usize,
+    /// Seconds the base took to take the changes in.
+    pub changed_base_secs: f64,
+    /// The run after the changes: its kind, enterprises re-evaluated, seconds.
+    pub incremental: (String, Option<i64>, f64),
+    /// New and resolved findings of a full run right after the incremental one (both 0
+    /// when the incremental run found what a full run finds).
+    pub full_after: (i64, i64),
     /// Open findings.
     pub findings: i64,
     /// Precision/recall against the simulator's truth.
@@ -603,7 +614,10 @@ impl CompareBenchReport {
         format!(
             "enterprises: {}; {} native rows loaded in {:.1} s\n\
              first snapshot of the 4 sources (with the enterprise base): {:.1} s = {:.0} rows/s; base: {} enterprises\n\
-             comparison run: first {:.2} s (all findings new), second {:.2} s; {} open findings\n{}\
+             comparison run: first {:.2} s (all findings new), second (full) {:.2} s; {} open findings\n\
+             with nothing changed: {:.3} s\n\
+             after {} enterprises changed (their AIC addresses): base took them in in {:.2} s, then a run ({}) took {:.2} s\n\
+             a full run right after it: {} new, {} resolved (0 and 0: the incremental run found what a full run finds)\n{}\
              load average before: {}  after: {}\n",
             self.enterprises,
             self.rows,
@@ -614,6 +628,16 @@ impl CompareBenchReport {
             self.first_run_secs,
             self.second_run_secs,
             self.findings,
+            self.idle_run_secs,
+            self.changed,
+            self.changed_base_secs,
+            match self.incremental.1 {
+                Some(n) => format!("{}, {n} enterprises re-evaluated", self.incremental.0),
+                None => self.incremental.0.clone(),
+            },
+            self.incremental.2,
+            self.full_after.0,
+            self.full_after.1,
             crate::compare::render_scores(&self.scores),
             self.load.0,
             self.load.1
@@ -696,12 +720,37 @@ pub async fn compare_bench(
     wh.set_as_of(Some(world.options.as_of)).await?;
     let first = wh.compare().await?;
     report.first_run_secs = first.seconds;
-    let second = wh.compare().await?;
+    let second = wh.compare_full().await?;
     report.second_run_secs = second.seconds;
     report.findings = second.rules.iter().map(|r| r.open).sum();
     let t = truth::ground_truth(&world, &truth::Thresholds::default());
     let parsed = crate::compare::parse_truth(&truth::to_csv(&t)).map_err(anyhow::Error::msg)?;
     report.scores = crate::compare::score_against_truth(&wh, &parsed).await?;
+    report.idle_run_secs = wh.compare().await?.seconds;
+
+    // Some enterprises change (in the warehouse's exchange table, as an apply would: the
+    // base queues them), then one run.
+    report.changed = (enterprises / 100).clamp(1, 1000);
+    let n = report.changed as i64;
+    client
+        .execute(
+            "update exchange.aic_establishment set address = address || '号'
+             where (source, source_key) in (select source, source_key from exchange.aic_establishment
+                                            where deleted_at is null and address is not null
+                                            order by source_key limit $1)",
+            &[&n],
+        )
+        .await?;
+    let t0 = Instant::now();
+    wh.settle_base().await?;
+    report.changed_base_secs = t0.elapsed().as_secs_f64();
+    let inc = wh.compare().await?;
+    report.incremental = (inc.kind.clone(), inc.evaluated, inc.seconds);
+    let full = wh.compare_full().await?;
+    report.full_after = (
+        full.rules.iter().map(|r| r.new).sum(),
+        full.rules.iter().map(|r| r.resolved).sum(),
+    );
     report.load.1 = loadavg();
     drop(client);
     drop(wh);

@@ -245,6 +245,12 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
         );
     }
     same_base_by_every_path(&city).await;
+    // (A rebuilt base counts as every enterprise changed: one run takes that in.)
+    assert_eq!(
+        city.compare().await,
+        found,
+        "the rebuilt base finds the same"
+    );
 
     // Unlicensed reports: both are findings; only the first matches the registry.
     let pg = city.pg.client().await;
@@ -297,6 +303,38 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
         .get(0);
     assert!(resolved.is_some());
     assert_eq!(after.len(), found.len() - 1, "nothing else changed");
+
+    // That run looked again only at what changed, and found what a full run finds.
+    let (kind, evaluated): (String, Option<i64>) = pg
+        .query_one(
+            "select kind, evaluated from compare.run order by id desc limit 1",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("last run");
+    let enterprises: i64 = pg
+        .query_one("select count(*) from core.enterprise", &[])
+        .await
+        .expect("base")
+        .get(0);
+    assert_eq!(kind, "incremental");
+    let evaluated = evaluated.expect("incremental runs count what they looked at");
+    assert!(
+        (1..enterprises / 4).contains(&evaluated),
+        "{evaluated} of {enterprises} enterprises re-evaluated"
+    );
+    let full = city.wh.compare_full().await.expect("full run");
+    assert_eq!(full.kind, "full");
+    let new: i64 = full.rules.iter().map(|r| r.new).sum();
+    let gone: i64 = full.rules.iter().map(|r| r.resolved).sum();
+    assert_eq!((new, gone), (0, 0), "a full run disagrees: {full:?}");
+    // A new as-of date (a new day's due dates) makes the next run full.
+    city.wh
+        .set_as_of(Some(as_of + Days::new(1)))
+        .await
+        .expect("as of");
+    assert_eq!(city.wh.compare().await.expect("run").kind, "full");
 
     // Work lists: the AIC workbook, read back.
     let out = crate::support::TempDir::new("ebis_export");
@@ -459,9 +497,10 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
     city.drop_sources().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_lagging_source_makes_no_finding_until_it_has_caught_up() {
-    let mut w = quiet(7);
+/// A city of three clean enterprises registered 400 days before the as-of date, captured
+/// and compared (nothing found); and that date.
+async fn three_clean_enterprises(seed: u64) -> (City, chrono::NaiveDate) {
+    let mut w = quiet(seed);
     let old = w.options.as_of - Days::new(400);
     for _ in 0..3 {
         w.establish_in(old, "150303");
@@ -470,6 +509,12 @@ async fn a_lagging_source_makes_no_finding_until_it_has_caught_up() {
     city.start(&[]);
     city.wait_caught_up().await;
     assert!(city.compare().await.is_empty());
+    (city, old)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_source_makes_no_finding_until_it_has_caught_up() {
+    let (mut city, old) = three_clean_enterprises(7).await;
 
     // National tax falls behind; meanwhile an old enterprise is registered at AIC and,
     // correctly, at national tax too — but that registration is still in flight.
@@ -511,6 +556,66 @@ async fn a_lagging_source_makes_no_finding_until_it_has_caught_up() {
         .expect("base")
         .get(0);
     assert_eq!(ntax_now.as_deref(), Some("active"));
+    city.drop_sources().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_back_finding_is_reported_once_its_bureau_catches_up_without_changing_again() {
+    let (mut city, old) = three_clean_enterprises(11).await;
+
+    // National tax is stopped when an enterprise that never registered for tax appears
+    // at AIC: the finding rests on national tax, which is not complete up to it.
+    city.stop("ntax_city").await;
+    let mut found = None;
+    for _ in 0..40 {
+        let i = city.world.establish_in(old, "150303");
+        if city.world.inject(i, Rule::RegisteredNotTaxRegistered) {
+            found = Some(i);
+            break;
+        }
+    }
+    let i = found.expect("an enterprise without tax registrations");
+    let reg = city.world.enterprises[i].reg_no.clone();
+    let rows = ebis::demo::native::enterprise_rows(&city.world.enterprises[i]);
+    city.write(&rows, &[]).await;
+    city.wait_caught_up().await;
+    let finding = ("registered_not_tax_registered".to_owned(), reg.clone());
+    assert!(!city.compare().await.contains(&finding), "held back");
+    let pg = city.pg.client().await;
+    let held: i64 = pg
+        .query_one(
+            "select count(*) from compare.held h join core.enterprise e using (enterprise_key)
+             where h.rule = 'registered_not_tax_registered' and e.reg_no = $1",
+            &[&reg],
+        )
+        .await
+        .expect("held")
+        .get(0);
+    assert_eq!(held, 1, "kept for the next run");
+
+    // National tax catches up with nothing new for that enterprise: the next run, an
+    // incremental one, reports it.
+    city.start(&["ntax_city"]);
+    city.wait_caught_up().await;
+    // Wait until national tax is complete past the AIC record.
+    let start = std::time::Instant::now();
+    loop {
+        let found = city.compare().await;
+        let kind: String = pg
+            .query_one("select kind from compare.run order by id desc limit 1", &[])
+            .await
+            .expect("run")
+            .get(0);
+        assert_eq!(kind, "incremental");
+        if found.contains(&finding) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "never reported: {found:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     city.drop_sources().await;
 }
 

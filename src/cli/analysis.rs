@@ -34,6 +34,10 @@ pub struct CompareArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Compare every enterprise, even when only some changed since the last run (a run is
+    /// otherwise incremental when it can be).
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
@@ -76,7 +80,11 @@ pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
         if let Some(a) = as_of {
             wh.set_as_of(a).await?;
         }
-        let run = wh.compare().await?;
+        let run = if args.full {
+            wh.compare_full().await?
+        } else {
+            wh.compare().await?
+        };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&run)?);
         } else {

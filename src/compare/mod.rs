@@ -36,6 +36,11 @@ pub struct RunSummary {
     pub run: i64,
     /// The as-of date it used.
     pub as_of: NaiveDate,
+    /// "full" (every enterprise) or "incremental" (only those changed since the last run,
+    /// and those it held back).
+    pub kind: String,
+    /// Enterprises an incremental run re-evaluated.
+    pub evaluated: Option<i64>,
     /// Seconds it took.
     pub seconds: f64,
     /// Per rule.
@@ -49,15 +54,30 @@ pub struct RunSummary {
 }
 
 impl Warehouse {
-    /// Runs the comparison once and summarizes it.
+    /// Runs the comparison once — incremental when it can be — and summarizes it.
     pub async fn compare(&self) -> Result<RunSummary, WarehouseError> {
+        self.compare_run(false).await
+    }
+
+    /// Runs the comparison once over every enterprise and summarizes it.
+    pub async fn compare_full(&self) -> Result<RunSummary, WarehouseError> {
+        self.compare_run(true).await
+    }
+
+    async fn compare_run(&self, full: bool) -> Result<RunSummary, WarehouseError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let run: i64 = tx.query_one("select compare.refresh()", &[]).await?.get(0);
+        let sql = if full {
+            "select compare.refresh_full()"
+        } else {
+            "select compare.refresh()"
+        };
+        let run: i64 = tx.query_one(sql, &[]).await?.get(0);
         tx.commit().await?;
         let meta = client
             .query_one(
-                "select as_of, extract(epoch from finished_at - started_at)::float8, held_back, rejections
+                "select as_of, extract(epoch from finished_at - started_at)::float8, held_back, rejections,
+                        kind, evaluated
                  from compare.run where id = $1",
                 &[&run],
             )
@@ -93,6 +113,8 @@ impl Warehouse {
             rules,
             held_back: serde_json::from_value(meta.get(2)).unwrap_or_default(),
             rejections: serde_json::from_value(meta.get(3)).unwrap_or_default(),
+            kind: meta.get(4),
+            evaluated: meta.get(5),
         })
     }
 
@@ -111,11 +133,29 @@ impl Warehouse {
 }
 
 impl RunSummary {
+    /// "full", or "incremental, N enterprises re-evaluated".
+    pub fn scope(&self) -> String {
+        match self.evaluated {
+            Some(n) if self.kind == "incremental" => {
+                format!("incremental, {n} enterprises re-evaluated")
+            }
+            _ => self.kind.clone(),
+        }
+    }
+
     /// As a text table.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "comparison run {} as of {} took {:.2} s\n{:<32} {:<28} {:>6} {:>6} {:>9}\n",
-            self.run, self.as_of, self.seconds, "RULE", "", "OPEN", "NEW", "RESOLVED"
+            "comparison run {} ({}) as of {} took {:.2} s\n{:<32} {:<28} {:>6} {:>6} {:>9}\n",
+            self.run,
+            self.scope(),
+            self.as_of,
+            self.seconds,
+            "RULE",
+            "",
+            "OPEN",
+            "NEW",
+            "RESOLVED"
         );
         for r in &self.rules {
             out.push_str(&format!(

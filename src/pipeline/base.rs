@@ -15,14 +15,26 @@ pub const DRAIN_BATCH: i32 = 500;
 /// comparison, which settles the queue first, never sees the lag.
 pub const DRAIN_PAUSE: Duration = Duration::from_secs(1);
 
+/// How often the drainer has the warehouse's statistics refreshed where tables changed
+/// much (`ebis.analyze_stale()`, migration 0021: autovacuum may be off or behind a bulk
+/// load, and the base's set-wise refresh plans by them).
+pub const ANALYZE_EVERY: Duration = Duration::from_secs(10);
+
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
-/// every `idle` while it is short. When a drain fails for a reason other than the
+/// every `idle` while it is short; statistics refreshed first, every [`ANALYZE_EVERY`]. When a drain fails for a reason other than the
 /// connection, the statements are taken one at a time, and one the base still refuses is
 /// parked with the server's reason (`core.pending_parked`), so one bad record never stalls
 /// the base; after a lost connection, a second later.
 pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
     let idle = idle.max(DRAIN_PAUSE);
+    let mut analyzed: Option<std::time::Instant> = None;
     loop {
+        if analyzed.is_none_or(|t| t.elapsed() >= ANALYZE_EVERY) {
+            analyzed = Some(std::time::Instant::now());
+            if let Err(e) = wh.analyze_stale().await {
+                tracing::warn!(error = %e, "warehouse statistics: analyze failed (retrying)");
+            }
+        }
         let wait = match wh.drain_base(DRAIN_BATCH).await {
             Ok(n) if n >= i64::from(DRAIN_BATCH) => Duration::ZERO,
             Ok(_) => idle,

@@ -28,11 +28,22 @@ impl Warehouse {
             .get(0))
     }
 
-    /// Takes the whole queue in now (waiting for a drainer at work): afterwards the base
-    /// holds every record applied before the call.
+    /// Takes the whole queue in now (waiting for a drainer at work), with statistics
+    /// refreshed first: afterwards the base holds every record applied before the call.
     pub async fn settle_base(&self) -> Result<i64, WarehouseError> {
+        self.analyze_stale().await?;
         let client = self.client().await?;
         Ok(client.query_one("select core.settle()", &[]).await?.get(0))
+    }
+
+    /// Analyzes the warehouse tables that changed by more than autovacuum's threshold
+    /// since they were last analyzed; their names.
+    pub async fn analyze_stale(&self) -> Result<Vec<String>, WarehouseError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("select ebis.analyze_stale()", &[])
+            .await?
+            .get(0))
     }
 
     /// Parks the oldest queued statement, which the base refuses, with `reason`; its

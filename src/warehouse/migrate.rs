@@ -49,6 +49,8 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0018_position_expired.sql"),
     migration!("0019_base_queue.sql"),
     migration!("0020_set_based_resolve.sql"),
+    migration!("0021_statistics.sql"),
+    migration!("0022_faster_compare.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
