@@ -692,15 +692,15 @@ async fn identifier_rows(pg: &tokio_postgres::Client) -> Vec<String> {
 }
 
 /// The base built record by record as capture went (drained in small batches) equals
-/// the base the bulk refresh computes set-wise, and the one a full rebuild computes, on
-/// a city with every rule's positive and negative cases.
-async fn same_base_by_every_path(city: &City) {
+/// the base the bulk refresh computes set-wise, and the one a full rebuild (the set-wise
+/// resolve) computes, on a city with every rule's positive and negative cases.
+pub(crate) async fn same_base_by_every_path(city: &City) {
     let pg = city.pg.client().await;
     pg.execute("select core.settle()", &[])
         .await
         .expect("settle");
     let incremental = base_rows(&pg).await;
-    assert!(incremental.len() > 20, "a base to compare");
+    assert!(!incremental.is_empty(), "a base to compare");
     let identifiers = identifier_rows(&pg).await;
     pg.batch_execute(
         "begin;

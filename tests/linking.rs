@@ -65,6 +65,7 @@ async fn a_code_known_only_through_tax_links_the_enterprise_as_one() {
         [(code, Some("issued".to_owned()), Some("active".to_owned()))],
         "one enterprise, keyed by the code national tax holds"
     );
+    crate::compare::same_base_by_every_path(&city).await;
     city.drop_sources().await;
 }
 
@@ -140,6 +141,7 @@ async fn a_reissued_code_every_bureau_followed_is_clean_and_a_lagging_bureau_is_
             .all(|(k, q, _)| *k == code_all || q.as_deref() == Some("voided")),
         "{base:?}"
     );
+    crate::compare::same_base_by_every_path(&city).await;
     city.drop_sources().await;
 }
 
@@ -169,5 +171,6 @@ async fn credit_codes_are_valid_identifiers_and_link_to_the_code_they_embed() {
         base_of(&city, &reg).await,
         [(code, Some("issued".to_owned()), Some("active".to_owned()))]
     );
+    crate::compare::same_base_by_every_path(&city).await;
     city.drop_sources().await;
 }

@@ -51,6 +51,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0020_set_based_resolve.sql"),
     migration!("0021_statistics.sql"),
     migration!("0022_faster_compare.sql"),
+    migration!("0023_bulk_resolve.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
