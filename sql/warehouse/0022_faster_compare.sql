@@ -361,3 +361,26 @@ select 'invalid_identifier'::text, p.enterprise_key, p.enterprise_key, e.org_cod
        null::date, compare.greatest_seen(e, p.bureaus), p.bureaus
 from per p join core.enterprise e on e.enterprise_key = p.enterprise_key
 where compare.settled(p.bureaus, e.division, compare.greatest_seen(e, p.bureaus));
+
+-- Unlicensed-business reports, evaluated whole in every run: the registered enterprise of
+-- a report's name is picked by key (aggregating whole enterprise rows per name cost 0.3 ms
+-- a report, 4 s a run on a 1,000,000-enterprise city), then read once.
+create or replace view compare.unlicensed_business
+    (rule, subject, enterprise_key, org_code, reg_no, enterprise_name, division, bureaus, detail, since, evidence_at, involved) as
+select 'unlicensed_business'::text, 'U:' || u.source || '/' || u.source_key, m.enterprise_key, m.org_code,
+       m.reg_no, u.name, coalesce(m.division, u.division), array['aic']::text[],
+       jsonb_build_object('reported_by', u.bureau, 'name', u.name, 'address', u.address,
+                          'matched', m.reg_no is not null, 'matched_reg_no', m.reg_no,
+                          'address_matches', m.reg_no is not null and core.norm_text(u.address) = m.address_norm),
+       u.applied_at::date, core.seen(u.source_commit_time, u.applied_at), array['aic', u.bureau]
+from exchange.tax_unlicensed u
+cross join lateral (select core.norm_text(u.name) as name_norm) n
+left join lateral (
+    -- The registered enterprise of that name with the smallest reg_no (an aggregate, so
+    -- the name index is used whatever the statistics say).
+    select (array_agg(e.enterprise_key order by e.reg_no, e.enterprise_key))[1] as enterprise_key
+    from core.enterprise e
+    where e.name_norm = n.name_norm and e.aic_status is not null) best on true
+left join core.enterprise m on m.enterprise_key = best.enterprise_key
+where u.deleted_at is null
+  and compare.settled_everywhere(array['aic'], core.seen(u.source_commit_time, u.applied_at));
