@@ -143,16 +143,17 @@ begin
     returning id into run_id;
     perform set_config('ebis.mask_ids', 'on', true);
     perform set_config('ebis.all_candidates', 'on', true);
+    -- Two statements, each with its own cached plan: a full run's plan never serves an
+    -- incremental one. (The rule of each branch of compare.current is a constant: the
+    -- planner keeps the key condition in the keyed rules' branches, drops it from the
+    -- whole ones.)
     if keys is null then
         create temp table ebis_candidates on commit drop as select * from compare.current;
     else
         create temp table ebis_candidates on commit drop as
             select * from compare.current c
-            where c.enterprise_key = any(keys) and c.rule <> all(compare.whole_rules())
-            union all
-            select * from compare.unlicensed_business
-            union all
-            select * from compare.revocation_request_pending;
+            where (c.enterprise_key = any(keys) and c.rule <> all(compare.whole_rules()))
+               or c.rule = any(compare.whole_rules());
     end if;
     perform set_config('ebis.all_candidates', 'off', true);
     perform set_config('ebis.mask_ids', 'off', true);

@@ -537,6 +537,11 @@ async fn copy_rows(
     Ok(writer.finish().await?)
 }
 
+/// A record kind's exchange table, quoted.
+fn exchange_table(kind: &RecordKind) -> String {
+    format!("exchange.{}", escape_identifier(kind.name))
+}
+
 /// Rows whose keys are new to the warehouse, copied straight into their table.
 async fn copy_new(
     tx: &tokio_postgres::Transaction<'_>,
@@ -545,8 +550,7 @@ async fn copy_new(
     kind: &RecordKind,
     rows: &[StagedRecord],
 ) -> Result<u64, WarehouseError> {
-    let table = format!("exchange.{}", escape_identifier(kind.name));
-    copy_rows(tx, source, position, kind, rows, &table).await
+    copy_rows(tx, source, position, kind, rows, &exchange_table(kind)).await
 }
 
 async fn upsert(
@@ -556,7 +560,7 @@ async fn upsert(
     kind: &RecordKind,
     rows: &[StagedRecord],
 ) -> Result<u64, WarehouseError> {
-    let table = format!("exchange.{}", escape_identifier(kind.name));
+    let table = exchange_table(kind);
     let stage = escape_identifier(&format!("ebis_stage_{}", kind.name));
     tx.batch_execute(&format!(
         "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows;
@@ -564,22 +568,14 @@ async fn upsert(
     ))
     .await?;
     copy_rows(tx, source, position, kind, rows, &stage).await?;
-    let field_cols: Vec<String> = kind
-        .fields
-        .iter()
-        .map(|f| escape_identifier(f.name))
-        .collect();
-    let prov_cols: Vec<&str> = PROVENANCE.iter().map(|(c, _)| *c).collect();
-    let all_cols = copy_columns(kind).0.join(", ");
+    let (cols, _) = copy_columns(kind);
+    let all_cols = cols.join(", ");
+    let (field_cols, prov_cols) = cols.split_at(kind.fields.len());
     let sets = field_cols
         .iter()
+        .chain(prov_cols)
         .map(String::as_str)
-        .chain(
-            prov_cols
-                .iter()
-                .copied()
-                .filter(|c| *c != "source" && *c != "source_key"),
-        )
+        .filter(|c| *c != "source" && *c != "source_key")
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
