@@ -173,3 +173,127 @@ async fn a_record_the_base_refuses_is_parked_and_the_rest_goes_on() {
     assert!(line.contains("1 statement(s) parked"), "{line}");
     assert!(run.stop().await.is_empty());
 }
+
+/// `count` AIC establishments inserted into the warehouse in one statement, as an apply
+/// of a snapshot chunk would; registration numbers `prefix` + number.
+async fn insert_establishments(pg: &tokio_postgres::Client, prefix: &str, from: i64, count: i64) {
+    pg.execute(
+        "insert into exchange.aic_establishment
+           (reg_no, name, address, established_on, source, bureau, division, source_key,
+            change_position, change_version, mapping_version, raw_row)
+         select $1 || lpad(n::text, 9, '0'), '乌海市第' || n || '商贸有限公司', '乌海市新华街' || n || '号',
+                date '2006-03-01', 'aic_city', 'aic', '150302', n::text, 'snapshot', 1, 'v1', '{}'
+         from generate_series($2::bigint, $2::bigint + $3::bigint - 1) n",
+        &[&prefix, &from, &count],
+    )
+    .await
+    .expect("insert establishments");
+}
+
+/// The base's keys and indexes, as definitions.
+async fn base_indexes(pg: &tokio_postgres::Client) -> Vec<String> {
+    pg.query(
+        "select indexdef from pg_indexes where schemaname = 'core'
+           and tablename in ('identifier', 'enterprise') order by indexname",
+        &[],
+    )
+    .await
+    .expect("indexes")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_goes_into_the_base_by_one_rebuild_and_applies_never_wait_for_it() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let pg = env.pg().await;
+    let indexes = base_indexes(&pg).await;
+    assert!(indexes.len() >= 8, "{indexes:?}");
+    // A first snapshot's chunks: three statements naming more identifiers than a rebuild
+    // costs (20,000 at least), and a QTS code for one registration number.
+    for chunk in 0..3 {
+        insert_establishments(&pg, "150302", 1 + chunk * 11_000, 11_000).await;
+    }
+    pg.batch_execute(
+        "insert into exchange.qts_code_issuance
+           (reg_no, org_code, org_name, source, bureau, division, source_key, change_position,
+            change_version, mapping_version, raw_row)
+         values ('150302000000007', '100000016', '乌海市第7商贸有限公司', 'qts_city', 'qts', '150302',
+                 '1', 'snapshot', 1, 'v1', '{}')",
+    )
+    .await
+    .expect("a QTS code");
+    let queued: i64 = pg
+        .query_one("select count(*) from core.pending", &[])
+        .await
+        .expect("queue")
+        .get(0);
+    assert_eq!(queued, 4);
+
+    // Without rebuilds, a drain of one statement takes one.
+    let took: i64 = pg
+        .query_one("select core.drain(1, false)", &[])
+        .await
+        .expect("drain")
+        .get(0);
+    assert_eq!(took, 1);
+    // With them, the rest goes in at once: the queue is larger than a quarter of the base.
+    let took: i64 = pg
+        .query_one("select core.drain(1)", &[])
+        .await
+        .expect("drain")
+        .get(0);
+    assert_eq!(took, 3, "the whole queue, by a rebuild");
+    let row = pg
+        .query_one(
+            "select (select count(*) from core.enterprise),
+                    (select count(*) from core.identifier),
+                    (select count(*) from core.pending),
+                    (select enterprise_key from core.identifier where reg_no = '150302000000007'
+                       and record_kind = 'aic_establishment'),
+                    (select count(*) from core.enterprise where name_norm is null)",
+            &[],
+        )
+        .await
+        .expect("base");
+    let (enterprises, identifiers, pending, linked, unnamed): (i64, i64, i64, String, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(enterprises, 33_000, "one enterprise per registration");
+    assert_eq!(identifiers, 33_001);
+    assert_eq!(pending, 0);
+    assert_eq!(linked, "100000016", "linked to the code QTS issued");
+    assert_eq!(unnamed, 0);
+    assert_eq!(
+        base_indexes(&pg).await,
+        indexes,
+        "keys and indexes built again"
+    );
+
+    // While a rebuild holds the base, an apply goes on, and its statement stays queued
+    // for the next drain.
+    let rebuilding = env.pg().await;
+    rebuilding
+        .batch_execute("begin; select core.rebuild();")
+        .await
+        .expect("a rebuild in progress");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        insert_establishments(&pg, "150303", 50_000, 10),
+    )
+    .await
+    .expect("an apply never waits for a rebuild");
+    rebuilding.batch_execute("commit").await.expect("commit");
+    let queued: i64 = pg
+        .query_one("select count(*) from core.pending", &[])
+        .await
+        .expect("queue")
+        .get(0);
+    assert_eq!(queued, 1, "the apply's statement, unseen by the rebuild");
+    pg.execute("select core.settle()", &[])
+        .await
+        .expect("settle");
+    env.wait_count("select count(*) from core.enterprise", 33_010, T)
+        .await;
+    assert_eq!(base_indexes(&pg).await, indexes);
+}

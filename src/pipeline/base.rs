@@ -20,14 +20,29 @@ pub const DRAIN_PAUSE: Duration = Duration::from_secs(1);
 /// load, and the base's set-wise refresh plans by them).
 pub const ANALYZE_EVERY: Duration = Duration::from_secs(10);
 
+/// How long queued statements may wait while a source's first snapshot runs. Its chunks
+/// queue every record it loads; taken in one rebuild at its end (migration 0024), they
+/// cost a fraction of what draining them chunk by chunk against a growing base does, and
+/// the drains would take the cores the load needs. Other sources' changes wait at most
+/// this long meanwhile; a comparison run settles the queue first whatever its age.
+pub const DEFER_DURING_SNAPSHOT: Duration = Duration::from_secs(300);
+
+/// After a drain failed, how long drains take the queue statement by statement instead of
+/// rebuilding the base for a large queue: a record the base refuses fails every rebuild
+/// (a rebuild reads every record) until the statement holding it is parked.
+pub const NO_REBUILD_AFTER_FAILURE: Duration = Duration::from_secs(600);
+
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
-/// every `idle` while it is short; statistics refreshed first, every [`ANALYZE_EVERY`]. When a drain fails for a reason other than the
-/// connection, the statements are taken one at a time, and one the base still refuses is
-/// parked with the server's reason (`core.pending_parked`), so one bad record never stalls
-/// the base; after a lost connection, a second later.
+/// every `idle` while it is short, and not while a first snapshot runs (up to
+/// [`DEFER_DURING_SNAPSHOT`]); statistics refreshed first, every [`ANALYZE_EVERY`].
+/// When a drain fails for a reason other than the connection, the statements are taken
+/// one at a time (and no rebuild is tried for [`NO_REBUILD_AFTER_FAILURE`]), and one the
+/// base still refuses is parked with the server's reason (`core.pending_parked`), so one
+/// bad record never stalls the base; after a lost connection, a second later.
 pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
     let idle = idle.max(DRAIN_PAUSE);
     let mut analyzed: Option<std::time::Instant> = None;
+    let mut failed: Option<std::time::Instant> = None;
     loop {
         if analyzed.is_none_or(|t| t.elapsed() >= ANALYZE_EVERY) {
             analyzed = Some(std::time::Instant::now());
@@ -35,16 +50,29 @@ pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
                 tracing::warn!(error = %e, "warehouse statistics: analyze failed (retrying)");
             }
         }
-        let wait = match wh.drain_base(DRAIN_BATCH).await {
-            Ok(n) if n >= i64::from(DRAIN_BATCH) => Duration::ZERO,
-            Ok(_) => idle,
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "enterprise base: drain failed (retrying)");
-                Duration::from_secs(1)
-            }
+        let deferred = match wh.defer_drain(DEFER_DURING_SNAPSHOT).await {
+            Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "enterprise base: a drain failed; taking statements one at a time");
-                one_at_a_time(&wh).await
+                tracing::warn!(error = %e, "enterprise base: reading the queue failed (retrying)");
+                false
+            }
+        };
+        let wait = if deferred {
+            idle
+        } else {
+            let rebuild_allowed = failed.is_none_or(|t| t.elapsed() >= NO_REBUILD_AFTER_FAILURE);
+            match wh.drain_base(DRAIN_BATCH, rebuild_allowed).await {
+                Ok(n) if n >= i64::from(DRAIN_BATCH) => Duration::ZERO,
+                Ok(_) => idle,
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "enterprise base: drain failed (retrying)");
+                    Duration::from_secs(1)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "enterprise base: a drain failed; taking statements one at a time");
+                    failed = Some(std::time::Instant::now());
+                    one_at_a_time(&wh).await
+                }
             }
         };
         if shutdown.requested() || (!wait.is_zero() && shutdown.sleep(wait).await) {
@@ -56,7 +84,7 @@ pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
 /// Takes in the oldest statement alone; parks it when the base refuses it. The wait
 /// before the next drain.
 async fn one_at_a_time(wh: &Warehouse) -> Duration {
-    match wh.drain_base(1).await {
+    match wh.drain_base(1, false).await {
         Ok(_) => Duration::ZERO,
         Err(e) if e.is_retryable() => Duration::from_secs(1),
         Err(e) => match wh.park_oldest(&e.to_string()).await {

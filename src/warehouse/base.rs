@@ -18,12 +18,29 @@ pub struct BaseStatus {
 }
 
 impl Warehouse {
-    /// Takes up to `max` queued statements into the base; how many it took, or -1 when
-    /// another drainer is at work (it never waits for one).
-    pub async fn drain_base(&self, max: i32) -> Result<i64, WarehouseError> {
+    /// Takes up to `max` queued statements into the base — or, when `rebuild_allowed`
+    /// and the queue is large against the base, the whole queue by rebuilding the base
+    /// (migration 0024); how many it took, or -1 when another drainer is at work (it
+    /// never waits for one).
+    pub async fn drain_base(&self, max: i32, rebuild_allowed: bool) -> Result<i64, WarehouseError> {
         let client = self.client().await?;
         Ok(client
-            .query_one("select core.drain($1)", &[&max])
+            .query_one("select core.drain($1, $2)", &[&max, &rebuild_allowed])
+            .await?
+            .get(0))
+    }
+
+    /// True when draining should wait: a source's first snapshot is running and the
+    /// oldest queued statement is younger than `max_wait`.
+    pub async fn defer_drain(&self, max_wait: std::time::Duration) -> Result<bool, WarehouseError> {
+        let client = self.client().await?;
+        let secs = max_wait.as_secs_f64();
+        Ok(client
+            .query_one(
+                "select exists (select 1 from ebis.source_status where state = 'snapshotting')
+                        and coalesce((select min(queued_at) from core.pending) > clock_timestamp() - make_interval(secs => $1), true)",
+                &[&secs],
+            )
             .await?
             .get(0))
     }

@@ -52,6 +52,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0021_statistics.sql"),
     migration!("0022_faster_compare.sql"),
     migration!("0023_bulk_resolve.sql"),
+    migration!("0024_base_rebuild.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
