@@ -181,23 +181,34 @@ async fn ebis_snapshot_repairs_changes_that_bypassed_capture() {
 /// A first snapshot's chunks are copied straight into the warehouse; should one meet rows
 /// already there (a checkpoint deleted by hand, two tables mapped onto one kind), the
 /// chunk applies again as upserts: nothing fails, newer versions win.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
-    use ebis::mapping::MappingSet;
-    use ebis::pipeline::map_changes;
-    use ebis::warehouse::{SourceMeta, Warehouse};
-    use ebis_source::{Change, Op, Row, Value};
+/// A migrated warehouse and a mapping of table `T` (ID, REGNO, NAME) to AIC
+/// establishments.
+async fn one_table_warehouse() -> (
+    crate::support::pg::PgDb,
+    ebis::warehouse::Warehouse,
+    ebis::mapping::MappingSet,
+) {
     let pg = crate::support::pg::PgDb::create().await;
-    let wh = Warehouse::new(&pg.conn, 2).expect("warehouse");
+    let wh = ebis::warehouse::Warehouse::new(&pg.conn, 4).expect("warehouse");
     ebis::warehouse::migrate(&wh).await.expect("migrate");
-    let dir = crate::support::TempDir::new("ebis_fresh");
+    let dir = crate::support::TempDir::new("ebis_one_table");
     std::fs::write(
         dir.path().join("aic_establishment.yaml"),
         "record_kind: aic_establishment\nsource: {table: T, key: [ID]}\nfields:\n  reg_no: {column: REGNO}\n  name: {column: NAME}\n",
     )
     .expect("mapping");
     let mappings =
-        MappingSet::load_dir(dir.path(), Some(ebis::indicators::Bureau::Aic)).expect("mappings");
+        ebis::mapping::MappingSet::load_dir(dir.path(), Some(ebis::indicators::Bureau::Aic))
+            .expect("mappings");
+    (pg, wh, mappings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
+    use ebis::pipeline::map_changes;
+    use ebis::warehouse::SourceMeta;
+    use ebis_source::{Change, Op, Row, Value};
+    let (pg, wh, mappings) = one_table_warehouse().await;
     let changes = |name: &str, version: i64| -> Vec<Change> {
         (1..=3)
             .map(|id| {
@@ -258,4 +269,102 @@ async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
             "乌海市乙商贸有限公司3"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_half_never_commits_past_a_first_half_that_did_not() {
+    use ebis::pipeline::map_changes;
+    use ebis::warehouse::{Checkpoint, SourceMeta};
+    use ebis_source::{Change, Op, Position, Row, Value};
+    let (pg, wh, mappings) = one_table_warehouse().await;
+    // Rows `ids`, with the checkpoint a snapshot would store after them.
+    let half = |ids: std::ops::RangeInclusive<i64>| {
+        let changes: Vec<Change> = ids
+            .clone()
+            .map(|id| {
+                let mut row = Row::new();
+                row.push("ID", Value::Int(id));
+                row.push("REGNO", Value::Text(format!("1503020000{id:05}")));
+                row.push("NAME", Value::Text(format!("乌海市第{id}商贸有限公司")));
+                Change {
+                    table: "T".to_owned(),
+                    op: Op::Upsert,
+                    key: vec![Value::Int(id)],
+                    row,
+                    version: 1,
+                    commit_time: None,
+                }
+            })
+            .collect();
+        let mut batch = map_changes(&mappings, "150302", &changes);
+        batch.checkpoint = Some(Checkpoint {
+            position: Position::Initial,
+            snapshot: Some(serde_json::json!({ "after": ids.end() })),
+            mode: "changelog".to_owned(),
+            captured: Default::default(),
+            version_base: 0,
+        });
+        batch
+    };
+    let meta = SourceMeta {
+        name: "aic_halves",
+        bureau: "aic",
+    };
+    let client = pg.client().await;
+    let stored = || async {
+        let r = client
+            .query_one(
+                "select (select count(*) from exchange.aic_establishment where source = 'aic_halves'),
+                        (select snapshot->>'after' from ebis.checkpoint where source = 'aic_halves')",
+                &[],
+            )
+            .await
+            .expect("stored");
+        (r.get::<_, i64>(0), r.get::<_, Option<String>>(1))
+    };
+    wh.apply(meta, "snapshot", &half(1..=10))
+        .await
+        .expect("a chunk before");
+    assert_eq!(stored().await, (10, Some("10".to_owned())));
+
+    // The first half of the next chunk fails: the second, applying at the same time, is
+    // rolled back, and the checkpoint stays where the last committed chunk left it.
+    let (committed, before) = tokio::sync::watch::channel(None);
+    let mut second = half(21..=30);
+    second.follows = half(11..=20).checkpoint.and_then(|c| c.snapshot);
+    let waiting = wh.apply_after(meta, "snapshot", &second, Some(&before));
+    let (result, ()) = tokio::join!(waiting, async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        committed.send(Some(false)).expect("send");
+    });
+    let e = result.expect_err("refused");
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(stored().await, (10, Some("10".to_owned())));
+
+    // Its checkpoint does not move past one that is not stored either.
+    let (committed, before) = tokio::sync::watch::channel(Some(true));
+    let e = wh
+        .apply_after(meta, "snapshot", &second, Some(&before))
+        .await
+        .expect_err("the first half's checkpoint is not there");
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(stored().await, (10, Some("10".to_owned())));
+
+    // Both halves at once: the second waits for the first and lands on top of it.
+    let (committed2, before2) = tokio::sync::watch::channel(None);
+    let first = half(11..=20);
+    let first = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = wh.apply(meta, "snapshot", &first).await;
+        committed2.send(Some(r.is_ok())).expect("send");
+        r
+    };
+    let (a, b) = tokio::join!(
+        first,
+        wh.apply_after(meta, "snapshot", &second, Some(&before2))
+    );
+    assert_eq!(a.expect("first").upserted, 10);
+    assert_eq!(b.expect("second").upserted, 10);
+    assert_eq!(stored().await, (30, Some("30".to_owned())));
+    drop(committed);
 }

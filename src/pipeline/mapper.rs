@@ -3,9 +3,12 @@
 //! Pure: no I/O.
 
 use crate::mapping::{MappingSet, Outcome};
-use crate::warehouse::{ApplyBatch, KindBatch, StagedDelete, StagedRecord, StagedRejection};
+use crate::warehouse::{
+    ApplyBatch, KindBatch, RawRow, StagedDelete, StagedRecord, StagedRejection,
+};
 use ebis_source::Change;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 enum Pending {
     Upsert(StagedRecord),
@@ -15,10 +18,12 @@ enum Pending {
 
 /// Maps a list of changes (in apply order) into a batch with no checkpoint yet.
 pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change]) -> ApplyBatch {
-    let mut order: Vec<(&'static str, String)> = Vec::new();
-    let mut pending: HashMap<(&'static str, String), Pending> = HashMap::new();
+    // Each (record kind, key) in the order first seen, with its last outcome.
+    let mut slots: Vec<(&'static str, Pending)> = Vec::with_capacity(changes.len());
+    let mut index: HashMap<(&'static str, String), usize> = HashMap::with_capacity(changes.len());
     for change in changes {
-        let raw = change.row.to_json();
+        let mut raw: Option<RawRow> = None;
+        let mut raw_row = || raw.get_or_insert_with(|| RawRow::of(&change.row)).clone();
         for m in set.for_table(&change.table) {
             let (key, p) = match m.apply(change, default_division) {
                 Outcome::Upsert(record) => (
@@ -29,7 +34,7 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
                         version: change.version,
                         commit_time: change.commit_time,
                         mapping_version: m.version.clone(),
-                        raw_row: raw.clone(),
+                        raw_row: raw_row(),
                     }),
                 ),
                 Outcome::Delete { source_key } => (
@@ -49,23 +54,24 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
                         field: r.field,
                         reason: r.reason,
                         raw_value: r.raw,
-                        raw_row: raw.clone(),
+                        raw_row: raw_row(),
                         mapping_version: m.version.clone(),
                     }),
                 ),
             };
-            let slot = (m.kind.name, key);
-            if pending.insert(slot.clone(), p).is_none() {
-                order.push(slot);
+            match index.entry((m.kind.name, key)) {
+                Entry::Occupied(e) => slots[*e.get()].1 = p,
+                Entry::Vacant(e) => {
+                    e.insert(slots.len());
+                    slots.push((m.kind.name, p));
+                }
             }
         }
     }
+    drop(index);
     let mut batch = ApplyBatch::new();
-    for slot in order {
-        let Some(p) = pending.remove(&slot) else {
-            continue;
-        };
-        let Some(kind) = crate::indicators::record_kind(slot.0) else {
+    for (kind_name, p) in slots {
+        let Some(kind) = crate::indicators::record_kind(kind_name) else {
             continue;
         };
         let entry = batch

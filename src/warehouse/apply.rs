@@ -33,7 +33,45 @@ pub struct StagedRecord {
     /// The mapping's version.
     pub mapping_version: String,
     /// The raw source row.
-    pub raw_row: serde_json::Value,
+    pub raw_row: RawRow,
+}
+
+/// A raw source row as JSON text ([`ebis_source::Row::to_json_text`]), shared by every
+/// record and rejection mapped from it, and sent to PostgreSQL as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRow(std::sync::Arc<str>);
+
+impl RawRow {
+    /// The row's JSON text.
+    pub fn of(row: &ebis_source::Row) -> RawRow {
+        RawRow(row.to_json_text().into())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl ToSql for RawRow {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // jsonb's binary format: a version byte, then the text.
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+
+    to_sql_checked!();
 }
 
 /// A record that no longer exists at the source.
@@ -63,7 +101,7 @@ pub struct StagedRejection {
     /// The raw value.
     pub raw_value: Option<String>,
     /// The raw row.
-    pub raw_row: serde_json::Value,
+    pub raw_row: RawRow,
     /// Mapping version.
     pub mapping_version: String,
 }
@@ -94,6 +132,12 @@ pub struct ApplyBatch {
     /// copied straight into their tables, without a staging table or conflict handling.
     /// Should a key be there after all, the batch applies again as ordinary upserts.
     pub fresh: bool,
+    /// The batch commits only on top of this stored snapshot progress: it is the second
+    /// part of a snapshot chunk applying concurrently with the first, whose checkpoint
+    /// this is. Its checkpoint update waits for the first part's transaction; should that
+    /// one not commit, this one fails (retryably) instead of moving the checkpoint past
+    /// rows that are not there.
+    pub follows: Option<serde_json::Value>,
 }
 
 /// A checkpoint to store.
@@ -155,6 +199,7 @@ impl ApplyBatch {
             checkpoint: None,
             status: StatusUpdate::default(),
             fresh: false,
+            follows: None,
         }
     }
 
@@ -301,7 +346,25 @@ impl Warehouse {
         position_summary: &str,
         batch: &ApplyBatch,
     ) -> Result<Applied, WarehouseError> {
-        let first = self.apply_once(source, position_summary, batch).await;
+        self.apply_after(source, position_summary, batch, None)
+            .await
+    }
+
+    /// [`Warehouse::apply`] of a batch that must commit after another applying at the
+    /// same time (the second half of a snapshot chunk): its rows are written at once,
+    /// but its checkpoint only once `before` says the other committed (`Some(true)`);
+    /// should it not (`Some(false)`, or the sender gone), this batch is rolled back with
+    /// a retryable error.
+    pub async fn apply_after(
+        &self,
+        source: SourceMeta<'_>,
+        position_summary: &str,
+        batch: &ApplyBatch,
+        before: Option<&tokio::sync::watch::Receiver<Option<bool>>>,
+    ) -> Result<Applied, WarehouseError> {
+        let first = self
+            .apply_once(source, position_summary, batch, before)
+            .await;
         let (batch, first) = match first {
             // A key a first snapshot's chunk expected to be new is there (two tables
             // mapped onto one record kind, a checkpoint deleted by hand): upserts then.
@@ -312,7 +375,9 @@ impl Warehouse {
                 );
                 let mut again = batch.clone();
                 again.fresh = false;
-                let r = self.apply_once(source, position_summary, &again).await;
+                let r = self
+                    .apply_once(source, position_summary, &again, before)
+                    .await;
                 (std::borrow::Cow::Owned(again), r)
             }
             other => (std::borrow::Cow::Borrowed(batch), other),
@@ -330,7 +395,8 @@ impl Warehouse {
                     "the warehouse refused values of some rows; they go to quarantine"
                 );
                 let sifted = batch.without_refused(refused);
-                self.apply_once(source, position_summary, &sifted).await
+                self.apply_once(source, position_summary, &sifted, before)
+                    .await
             }
             other => other,
         }
@@ -379,6 +445,7 @@ impl Warehouse {
         source: SourceMeta<'_>,
         position_summary: &str,
         batch: &ApplyBatch,
+        before: Option<&tokio::sync::watch::Receiver<Option<bool>>>,
     ) -> Result<Applied, WarehouseError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -420,21 +487,45 @@ impl Warehouse {
             )
             .await?;
         }
+        if let Some(before) = before {
+            let mut rx = before.clone();
+            let committed = rx
+                .wait_for(Option::is_some)
+                .await
+                .is_ok_and(|v| *v == Some(true));
+            if !committed {
+                return Err(behind_uncommitted());
+            }
+        }
         if let Some(cp) = &batch.checkpoint {
             let position = serde_json::to_value(&cp.position)
                 .map_err(|e| WarehouseError::Config(format!("position: {e}")))?;
             let captured = serde_json::to_value(&cp.captured)
                 .map_err(|e| WarehouseError::Config(format!("captured tables: {e}")))?;
-            tx.execute(
-                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, version_base, updated_at)
-                 values ($1, $2, $3, $4, $5, $6, $7, now())
-                 on conflict (source) do update set position = excluded.position,
-                   position_summary = excluded.position_summary, snapshot = excluded.snapshot,
-                   mode = excluded.mode, captured = excluded.captured,
-                   version_base = excluded.version_base, updated_at = now()",
-                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base],
-            )
-            .await?;
+            if let Some(follows) = &batch.follows {
+                let n = tx
+                    .execute(
+                        "update ebis.checkpoint set position = $2, position_summary = $3, snapshot = $4,
+                           mode = $5, captured = $6, version_base = $7, updated_at = now()
+                         where source = $1 and snapshot = $8",
+                        &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base, follows],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Err(behind_uncommitted());
+                }
+            } else {
+                tx.execute(
+                    "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, version_base, updated_at)
+                     values ($1, $2, $3, $4, $5, $6, $7, now())
+                     on conflict (source) do update set position = excluded.position,
+                       position_summary = excluded.position_summary, snapshot = excluded.snapshot,
+                       mode = excluded.mode, captured = excluded.captured,
+                       version_base = excluded.version_base, updated_at = now()",
+                    &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base],
+                )
+                .await?;
+            }
         }
         let s = &batch.status;
         let rows = i64::try_from(applied.upserted + applied.deleted).unwrap_or(i64::MAX);
@@ -474,6 +565,17 @@ impl Warehouse {
         .await?;
         tx.commit().await?;
         Ok(applied)
+    }
+}
+
+/// The error of a batch whose predecessor did not commit: retryable, so the source goes
+/// on from its stored checkpoint.
+fn behind_uncommitted() -> WarehouseError {
+    WarehouseError::Db {
+        code: "40001".to_owned(),
+        message: "the first half of the snapshot chunk did not commit; the chunk is read again"
+            .to_owned(),
+        column: None,
     }
 }
 
@@ -647,7 +749,7 @@ async fn quarantine(
     let reasons = col(|r| r.reason.clone());
     let versions = col(|r| r.mapping_version.clone());
     let raw_values: Vec<Option<String>> = rejections.iter().map(|r| r.raw_value.clone()).collect();
-    let raw_rows: Vec<serde_json::Value> = rejections.iter().map(|r| r.raw_row.clone()).collect();
+    let raw_rows: Vec<RawRow> = rejections.iter().map(|r| r.raw_row.clone()).collect();
     let n = tx
         .execute(
             "insert into ebis.quarantine (source, record_kind, source_table, source_key, field, reason,

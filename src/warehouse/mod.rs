@@ -12,7 +12,7 @@ mod migrate;
 mod state;
 
 pub use apply::{
-    Applied, ApplyBatch, Checkpoint, KindBatch, SourceMeta, StagedDelete, StagedRecord,
+    Applied, ApplyBatch, Checkpoint, KindBatch, RawRow, SourceMeta, StagedDelete, StagedRecord,
     StagedRejection, StatusUpdate,
 };
 pub use base::BaseStatus;

@@ -172,6 +172,50 @@ impl Row {
                 .collect(),
         )
     }
+
+    /// [`Row::to_json`] as JSON text, written straight out without building the tree
+    /// (the raw row kept beside every record of a snapshot: building and cloning the
+    /// tree was a third of mapping's time).
+    pub fn to_json_text(&self) -> String {
+        let mut out = Vec::with_capacity(48 * self.columns.len() + 2);
+        // Strings, numbers and NULLs into a Vec: nothing can fail.
+        if serde_json::to_writer(&mut out, &JsonRow(self)).is_err() {
+            return self.to_json().to_string();
+        }
+        String::from_utf8(out).unwrap_or_else(|_| self.to_json().to_string())
+    }
+}
+
+/// A row serialized as [`Row::to_json`] builds it.
+struct JsonRow<'a>(&'a Row);
+
+impl serde::Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .columns
+                .iter()
+                .map(|(c, v)| (c.as_str(), JsonValue(v))),
+        )
+    }
+}
+
+/// A value serialized as [`Value::to_json`] builds it.
+struct JsonValue<'a>(&'a Value);
+
+impl serde::Serialize for JsonValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Text(t) if t.contains('\0') => s.serialize_str(&hex_text(t.as_bytes())),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::UInt(u) => s.serialize_u64(*u),
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            other => s.serialize_str(&other.to_text().unwrap_or_default()),
+        }
+    }
 }
 
 impl FromIterator<(String, Value)> for Row {
@@ -266,6 +310,35 @@ pub fn key_values(text: &str, parts: usize) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rows_json_text_is_its_json() {
+        let d = NaiveDate::from_ymd_opt(2006, 3, 1).expect("date");
+        let mut row = Row::new();
+        row.push(
+            "ENTNAME",
+            Value::Text("乌海市\"宏达\"\\商贸\n有限公司\u{1}".into()),
+        );
+        row.push("NUL", Value::Text("a\0b".into()));
+        row.push("NONE", Value::Null);
+        row.push("FLAG", Value::Bool(true));
+        row.push("ID", Value::Int(-42));
+        row.push("BIG", Value::UInt(u64::MAX));
+        row.push("RATE", Value::Float(0.1));
+        row.push("NAN", Value::Float(f64::NAN));
+        row.push("INF", Value::Float(f64::NEG_INFINITY));
+        row.push("CAPITAL", Value::Decimal("12345678901234567890.01".into()));
+        row.push("GBK", Value::Bytes(vec![0xd6, 0xd0]));
+        row.push("ESTDATE", Value::Date(d));
+        row.push(
+            "UPDATED",
+            Value::DateTime(d.and_hms_micro_opt(8, 5, 0, 120).expect("time")),
+        );
+        let text = row.to_json_text();
+        let parsed: Json = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(parsed, row.to_json(), "{text}");
+        assert_eq!(Row::new().to_json_text(), "{}");
+    }
 
     #[test]
     fn text_forms_are_canonical() {
