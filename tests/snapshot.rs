@@ -272,7 +272,7 @@ async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_half_never_commits_past_a_first_half_that_did_not() {
+async fn a_batch_in_two_halves_never_commits_past_a_half_that_did_not() {
     use ebis::pipeline::map_changes;
     use ebis::warehouse::{Checkpoint, SourceMeta};
     use ebis_source::{Change, Op, Position, Row, Value};
@@ -327,11 +327,10 @@ async fn a_second_half_never_commits_past_a_first_half_that_did_not() {
         .expect("a chunk before");
     assert_eq!(stored().await, (10, Some("10".to_owned())));
 
-    // The first half of the next chunk fails: the second, applying at the same time, is
-    // rolled back, and the checkpoint stays where the last committed chunk left it.
+    // The first half of the next batch fails: the second, applying at the same time, is
+    // rolled back, and the checkpoint stays where the last committed batch left it.
     let (committed, before) = tokio::sync::watch::channel(None);
-    let mut second = half(21..=30);
-    second.follows = half(11..=20).checkpoint.and_then(|c| c.snapshot);
+    let second = half(21..=30);
     let waiting = wh.apply_after(meta, "snapshot", &second, Some(&before));
     let (result, ()) = tokio::join!(waiting, async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -341,30 +340,11 @@ async fn a_second_half_never_commits_past_a_first_half_that_did_not() {
     assert!(e.is_retryable(), "{e}");
     assert_eq!(stored().await, (10, Some("10".to_owned())));
 
-    // Its checkpoint does not move past one that is not stored either.
-    let (committed, before) = tokio::sync::watch::channel(Some(true));
-    let e = wh
-        .apply_after(meta, "snapshot", &second, Some(&before))
+    // A large batch in two halves: both land, the checkpoint with the second.
+    let applied = wh
+        .apply_split(meta, "snapshot", &half(11..=400))
         .await
-        .expect_err("the first half's checkpoint is not there");
-    assert!(e.is_retryable(), "{e}");
-    assert_eq!(stored().await, (10, Some("10".to_owned())));
-
-    // Both halves at once: the second waits for the first and lands on top of it.
-    let (committed2, before2) = tokio::sync::watch::channel(None);
-    let first = half(11..=20);
-    let first = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let r = wh.apply(meta, "snapshot", &first).await;
-        committed2.send(Some(r.is_ok())).expect("send");
-        r
-    };
-    let (a, b) = tokio::join!(
-        first,
-        wh.apply_after(meta, "snapshot", &second, Some(&before2))
-    );
-    assert_eq!(a.expect("first").upserted, 10);
-    assert_eq!(b.expect("second").upserted, 10);
-    assert_eq!(stored().await, (30, Some("30".to_owned())));
-    drop(committed);
+        .expect("both halves");
+    assert_eq!(applied.upserted, 390);
+    assert_eq!(stored().await, (400, Some("400".to_owned())));
 }

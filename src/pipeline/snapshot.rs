@@ -69,22 +69,13 @@ pub struct ChunkResult {
     pub rows: usize,
     /// True when the table has no more rows after this chunk.
     pub table_done: bool,
-    /// The batch to apply (no checkpoint set): the whole chunk, or its second half when
-    /// [`ChunkResult::head`] holds the first.
+    /// The batch to apply (no checkpoint set).
     pub batch: ApplyBatch,
     /// The key to continue after.
     pub last_key: Option<Vec<Value>>,
-    /// The chunk's first half, when it was read to be applied in two concurrent
-    /// transactions: its batch, its rows and its last key.
-    pub head: Option<(ApplyBatch, usize, Vec<Value>)>,
 }
 
-/// Chunks of fewer rows than this are applied in one transaction.
-pub const SPLIT_MIN_ROWS: usize = 200;
-
-/// Reads and maps one chunk of `table` after `after`; with `split`, a chunk of at least
-/// [`SPLIT_MIN_ROWS`] rows is mapped as two halves.
-#[allow(clippy::too_many_arguments)]
+/// Reads and maps one chunk of `table` after `after`.
 pub async fn read_chunk(
     source: &mut AnySource,
     cfg: &SourceConfig,
@@ -93,27 +84,15 @@ pub async fn read_chunk(
     after: Option<&[Value]>,
     limit: usize,
     version: i64,
-    split: bool,
 ) -> Result<ChunkResult, PipelineError> {
     let changes = source.snapshot_chunk(table, after, limit, version).await?;
     let last_key = changes.last().map(|c| c.key.clone());
-    let (head, rest) = if split && changes.len() >= SPLIT_MIN_ROWS {
-        let (a, b) = changes.split_at(changes.len() / 2);
-        let head_key = a.last().map(|c| c.key.clone()).unwrap_or_default();
-        (
-            Some((map_changes(mappings, &cfg.division, a), a.len(), head_key)),
-            b,
-        )
-    } else {
-        (None, &changes[..])
-    };
-    let batch = map_changes(mappings, &cfg.division, rest);
+    let batch = map_changes(mappings, &cfg.division, &changes);
     Ok(ChunkResult {
         rows: changes.len(),
         table_done: changes.len() < limit,
         batch,
         last_key,
-        head,
     })
 }
 
@@ -155,7 +134,6 @@ pub async fn resnapshot(
                 after.as_deref(),
                 batch_size,
                 version,
-                false,
             )
             .await?;
             read += chunk.rows as u64;

@@ -74,6 +74,10 @@ impl ToSql for RawRow {
     to_sql_checked!();
 }
 
+/// Batches of fewer rows than this are applied in one transaction by
+/// [`Warehouse::apply_split`].
+pub const SPLIT_MIN_ROWS: usize = 200;
+
 /// A record that no longer exists at the source.
 #[derive(Clone, Debug)]
 pub struct StagedDelete {
@@ -132,12 +136,6 @@ pub struct ApplyBatch {
     /// copied straight into their tables, without a staging table or conflict handling.
     /// Should a key be there after all, the batch applies again as ordinary upserts.
     pub fresh: bool,
-    /// The batch commits only on top of this stored snapshot progress: it is the second
-    /// part of a snapshot chunk applying concurrently with the first, whose checkpoint
-    /// this is. Its checkpoint update waits for the first part's transaction; should that
-    /// one not commit, this one fails (retryably) instead of moving the checkpoint past
-    /// rows that are not there.
-    pub follows: Option<serde_json::Value>,
 }
 
 /// A checkpoint to store.
@@ -199,8 +197,35 @@ impl ApplyBatch {
             checkpoint: None,
             status: StatusUpdate::default(),
             fresh: false,
-            follows: None,
         }
+    }
+
+    /// Splits off the first half of every record kind's upserts and tombstones, for
+    /// [`Warehouse::apply_split`]: the part returned writes data only (no checkpoint,
+    /// status change, gap events or rejections, which stay here). `None` below
+    /// [`SPLIT_MIN_ROWS`] rows. A batch holds one outcome per key, so the parts never
+    /// touch the same row.
+    pub fn split_half(&mut self) -> Option<ApplyBatch> {
+        let rows: usize = self
+            .kinds
+            .values()
+            .map(|(_, k)| k.upserts.len() + k.deletes.len())
+            .sum();
+        if rows < SPLIT_MIN_ROWS {
+            return None;
+        }
+        let mut first = ApplyBatch::new();
+        first.fresh = self.fresh;
+        for (name, (kind, kb)) in &mut self.kinds {
+            let upserts: Vec<StagedRecord> = kb.upserts.drain(..kb.upserts.len() / 2).collect();
+            let deletes: Vec<StagedDelete> = kb.deletes.drain(..kb.deletes.len() / 2).collect();
+            if !upserts.is_empty() || !deletes.is_empty() {
+                first
+                    .kinds
+                    .insert(name, (kind, KindBatch { upserts, deletes }));
+            }
+        }
+        Some(first)
     }
 
     /// True when it writes no data.
@@ -348,6 +373,41 @@ impl Warehouse {
     ) -> Result<Applied, WarehouseError> {
         self.apply_after(source, position_summary, batch, None)
             .await
+    }
+
+    /// [`Warehouse::apply`] in two transactions at once when the batch is large (the
+    /// warehouse's COPY, index and trigger work then runs on two cores): the first half
+    /// of its rows alone, and the rest with the checkpoint and status, which commit only
+    /// after the first half committed. Should the first fail, the second rolls back and
+    /// the source goes on from its stored checkpoint (rows of a committed first half are
+    /// applied again then, which changes nothing); the checkpoint never passes rows that
+    /// are not there.
+    pub async fn apply_split(
+        &self,
+        source: SourceMeta<'_>,
+        position_summary: &str,
+        batch: &ApplyBatch,
+    ) -> Result<Applied, WarehouseError> {
+        let mut rest = batch.clone();
+        let Some(first) = rest.split_half() else {
+            return self.apply(source, position_summary, batch).await;
+        };
+        let (committed, before) = tokio::sync::watch::channel(None);
+        let first = async {
+            let r = self.apply(source, position_summary, &first).await;
+            let _ = committed.send(Some(r.is_ok()));
+            r
+        };
+        let (a, b) = tokio::join!(
+            first,
+            self.apply_after(source, position_summary, &rest, Some(&before))
+        );
+        let (a, b) = (a?, b?);
+        Ok(Applied {
+            upserted: a.upserted + b.upserted,
+            deleted: a.deleted + b.deleted,
+            quarantined: a.quarantined + b.quarantined,
+        })
     }
 
     /// [`Warehouse::apply`] of a batch that must commit after another applying at the
@@ -502,30 +562,16 @@ impl Warehouse {
                 .map_err(|e| WarehouseError::Config(format!("position: {e}")))?;
             let captured = serde_json::to_value(&cp.captured)
                 .map_err(|e| WarehouseError::Config(format!("captured tables: {e}")))?;
-            if let Some(follows) = &batch.follows {
-                let n = tx
-                    .execute(
-                        "update ebis.checkpoint set position = $2, position_summary = $3, snapshot = $4,
-                           mode = $5, captured = $6, version_base = $7, updated_at = now()
-                         where source = $1 and snapshot = $8",
-                        &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base, follows],
-                    )
-                    .await?;
-                if n == 0 {
-                    return Err(behind_uncommitted());
-                }
-            } else {
-                tx.execute(
-                    "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, version_base, updated_at)
-                     values ($1, $2, $3, $4, $5, $6, $7, now())
-                     on conflict (source) do update set position = excluded.position,
-                       position_summary = excluded.position_summary, snapshot = excluded.snapshot,
-                       mode = excluded.mode, captured = excluded.captured,
-                       version_base = excluded.version_base, updated_at = now()",
-                    &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base],
-                )
-                .await?;
-            }
+            tx.execute(
+                "insert into ebis.checkpoint (source, position, position_summary, snapshot, mode, captured, version_base, updated_at)
+                 values ($1, $2, $3, $4, $5, $6, $7, now())
+                 on conflict (source) do update set position = excluded.position,
+                   position_summary = excluded.position_summary, snapshot = excluded.snapshot,
+                   mode = excluded.mode, captured = excluded.captured,
+                   version_base = excluded.version_base, updated_at = now()",
+                &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base],
+            )
+            .await?;
         }
         let s = &batch.status;
         let rows = i64::try_from(applied.upserted + applied.deleted).unwrap_or(i64::MAX);
@@ -568,13 +614,12 @@ impl Warehouse {
     }
 }
 
-/// The error of a batch whose predecessor did not commit: retryable, so the source goes
+/// The error of a batch whose first half did not commit: retryable, so the source goes
 /// on from its stored checkpoint.
 fn behind_uncommitted() -> WarehouseError {
     WarehouseError::Db {
         code: "40001".to_owned(),
-        message: "the first half of the snapshot chunk did not commit; the chunk is read again"
-            .to_owned(),
+        message: "the first half of the batch did not commit; the batch is read again".to_owned(),
         column: None,
     }
 }

@@ -80,6 +80,9 @@ struct Runner {
     expired: Option<String>,
     /// The snapshot chunk read while the one before it applied.
     prefetched: Option<snapshots::Prefetched>,
+    /// Changelog changes read while the batch before them applied, with the position
+    /// they were read from: used only if the stream is still there.
+    read_ahead: Option<(Position, Batch)>,
     /// Whether the first snapshot of this table (its name) copies rows straight in.
     fresh: Option<(String, bool)>,
 }
@@ -194,6 +197,7 @@ pub async fn run_source(
         version_base: 0,
         expired: None,
         prefetched: None,
+        read_ahead: None,
         fresh: None,
     };
     let mut backoff = Duration::from_millis(500);
@@ -419,10 +423,14 @@ impl Runner {
     }
 
     async fn stream_step(&mut self) -> Result<Step, PipelineError> {
-        let mut read: Batch = self
-            .source
-            .changes(&self.position, self.settings.batch_size)
-            .await?;
+        let mut read: Batch = match self.read_ahead.take() {
+            Some((from, ahead)) if from == self.position => ahead,
+            _ => {
+                self.source
+                    .changes(&self.position, self.settings.batch_size)
+                    .await?
+            }
+        };
         for c in &mut read.changes {
             c.version = c.version.saturating_add(self.version_base);
         }
@@ -469,10 +477,28 @@ impl Runner {
             future_rows: None,
             resnapshot: None,
         };
-        let applied = self
-            .wh
-            .apply(self.meta(), &read.position.summary(), &batch)
-            .await?;
+        let summary = read.position.summary();
+        let meta = SourceMeta {
+            name: &self.cfg.name,
+            bureau: self.cfg.bureau.code(),
+        };
+        let apply = self.wh.apply_split(meta, &summary, &batch);
+        // A backlog: the next changelog batch is read (and its rows fetched) while this
+        // one applies. Only changelog capture: the position alone says what comes next
+        // (timestamp capture keeps its overlap window in the connector), and a batch read
+        // ahead is used only if the stream is still where it was read from.
+        let applied = if !drained && matches!(read.position, Position::Changelog { .. }) {
+            let next = self
+                .source
+                .changes(&read.position, self.settings.batch_size);
+            let (applied, ahead) = tokio::join!(apply, next);
+            if let Ok(ahead) = ahead {
+                self.read_ahead = Some((read.position.clone(), ahead));
+            }
+            applied?
+        } else {
+            apply.await?
+        };
         if !read.changes.is_empty() {
             tracing::debug!(
                 source = %self.cfg.name,

@@ -185,37 +185,13 @@ impl Runner {
                     after.as_deref(),
                     self.settings.batch_size,
                     progress.version,
-                    !progress.added && progress.rows > 0,
                 )
                 .await?
             }
         };
-        // A chunk read in two halves applies in two transactions at once (the warehouse
-        // works on both cores), the second committing only on top of the first's
-        // checkpoint. Before anything is stored (no checkpoint to follow), one after the
-        // other.
-        let concurrent = progress.rows > 0;
-        let fresh = !progress.added && self.fresh_table(&table, &progress).await?;
-        let head = match chunk.head {
-            Some((mut first, rows, key)) => {
-                let mut p = progress.clone();
-                p.rows += rows as u64;
-                p.after = Some(key.iter().map(MarkValue::from).collect());
-                self.snapshot = Some(p);
-                let cp = self.checkpoint(self.position.clone())?;
-                first.fresh = fresh;
-                first.status.state = Some("snapshotting");
-                first.checkpoint = Some(cp);
-                Some(first)
-            }
-            None => None,
-        };
         progress.rows += chunk.rows as u64;
         let mut batch = chunk.batch;
-        batch.fresh = fresh;
-        if concurrent && let Some(first) = &head {
-            batch.follows = first.checkpoint.as_ref().and_then(|c| c.snapshot.clone());
-        }
+        batch.fresh = !progress.added && self.fresh_table(&table, &progress).await?;
         if chunk.table_done {
             progress.table += 1;
             progress.after = None;
@@ -255,30 +231,9 @@ impl Runner {
             name: &self.cfg.name,
             bureau: self.cfg.bureau.code(),
         };
-        let wh = &self.wh;
-        let apply = async {
-            match &head {
-                None => wh.apply(meta, &summary, &batch).await,
-                Some(first) if concurrent => {
-                    let (committed, before) = tokio::sync::watch::channel(None);
-                    let first = async {
-                        let r = wh.apply(meta, &summary, first).await;
-                        let _ = committed.send(Some(r.is_ok()));
-                        r
-                    };
-                    let (a, b) =
-                        tokio::join!(first, wh.apply_after(meta, &summary, &batch, Some(&before)));
-                    a?;
-                    b
-                }
-                Some(first) => {
-                    wh.apply(meta, &summary, first).await?;
-                    wh.apply(meta, &summary, &batch).await
-                }
-            }
-        };
-        // While this chunk applies, the next one is read and mapped: the source and the
-        // warehouse work at once. A chunk read ahead is used only if the snapshot goes on
+        let apply = self.wh.apply_split(meta, &summary, &batch);
+        // While this chunk applies (in two concurrent halves when large), the next one is
+        // read and mapped: the source and the warehouse work at once. A chunk read ahead is used only if the snapshot goes on
         // from exactly where it was read (an apply that failed is retried from the stored
         // progress, and the chunk is read again).
         let next = self
@@ -298,7 +253,6 @@ impl Runner {
                     Some(&keys),
                     self.settings.batch_size,
                     version,
-                    !added,
                 );
                 let (applied, ahead) = tokio::join!(apply, read);
                 applied?;
