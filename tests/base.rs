@@ -296,4 +296,16 @@ async fn a_first_load_goes_into_the_base_by_one_rebuild_and_applies_never_wait_f
     env.wait_count("select count(*) from core.enterprise", 33_010, T)
         .await;
     assert_eq!(base_indexes(&pg).await, indexes);
+
+    // After a rebuild every enterprise may have changed: the next comparison is full,
+    // while one after a small drain is incremental.
+    env.wh.compare().await.expect("a first comparison");
+    insert_establishments(&pg, "150304", 60_000, 5).await;
+    let small = env.wh.compare().await.expect("after a small drain");
+    assert_eq!(small.kind, "incremental");
+    pg.execute("select core.rebuild()", &[])
+        .await
+        .expect("rebuild");
+    let after = env.wh.compare().await.expect("after a rebuild");
+    assert_eq!(after.kind, "full");
 }
