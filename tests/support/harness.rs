@@ -246,7 +246,20 @@ impl Env {
                 return;
             }
             if start.elapsed() > timeout {
-                panic!("`{sql}` is {n}, want {want}, after {timeout:?}");
+                // What the sources were doing, so a stall says why.
+                let states: Vec<String> = c
+                    .query(
+                        "select source || ': ' || state || coalesce(' (' || last_error || ')', '')
+                         from ebis.source_status order by source",
+                        &[],
+                    )
+                    .await
+                    .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                    .unwrap_or_default();
+                panic!(
+                    "`{sql}` is {n}, want {want}, after {timeout:?}; sources: {}",
+                    states.join("; ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
