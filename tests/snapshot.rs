@@ -342,7 +342,7 @@ async fn a_batch_in_two_halves_never_commits_past_a_half_that_did_not() {
 
     // A large batch in two halves: both land, the checkpoint with the second.
     let applied = wh
-        .apply_split(meta, "snapshot", &half(11..=400))
+        .apply_split(meta, "snapshot", half(11..=400))
         .await
         .expect("both halves");
     assert_eq!(applied.upserted, 390);

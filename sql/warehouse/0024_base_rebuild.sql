@@ -334,30 +334,28 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp set enab
     set work_mem = '64MB' set maintenance_work_mem = '256MB' as $$
 declare
     base constant regclass[] := array['core.identifier'::regclass, 'core.enterprise'::regclass];
+    drops text[];
     again text[];
     d text;
 begin
-    -- Keys and indexes, to build again afterwards (in one sort each, not row by row).
-    select coalesce(array_agg(format('alter table %s add constraint %I %s', c.conrelid::regclass, c.conname,
-                                     pg_get_constraintdef(c.oid))), '{}')
-      into again
-      from pg_constraint c
-     where c.conrelid = any(base) and c.contype in ('p', 'u');
-    select again || coalesce(array_agg(pg_get_indexdef(i.indexrelid)), '{}')
-      into again
-      from pg_index i
-     where i.indrelid = any(base)
-       and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid);
-    truncate core.identifier, core.enterprise;
-    for d in
-        select format('alter table %s drop constraint %I', c.conrelid::regclass, c.conname)
-          from pg_constraint c where c.conrelid = any(base) and c.contype in ('p', 'u')
+    -- Keys and indexes: dropped now, built again afterwards (in one sort each, not row
+    -- by row).
+    with parts(drop_sql, create_sql) as (
+        select format('alter table %s drop constraint %I', c.conrelid::regclass, c.conname),
+               format('alter table %s add constraint %I %s', c.conrelid::regclass, c.conname,
+                      pg_get_constraintdef(c.oid))
+          from pg_constraint c
+         where c.conrelid = any(base) and c.contype in ('p', 'u')
         union all
-        select format('drop index %s', i.indexrelid::regclass)
+        select format('drop index %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
           from pg_index i
          where i.indrelid = any(base)
-           and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)
-    loop
+           and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid))
+    select coalesce(array_agg(drop_sql), '{}'), coalesce(array_agg(create_sql), '{}')
+      into drops, again
+      from parts;
+    truncate core.identifier, core.enterprise;
+    foreach d in array drops loop
         execute d;
     end loop;
     -- Every enterprise changes: the next comparison runs full (a marker, instead of every

@@ -46,11 +46,6 @@ impl RawRow {
     pub fn of(row: &ebis_source::Row) -> RawRow {
         RawRow(row.to_json_text().into())
     }
-
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl ToSql for RawRow {
@@ -386,11 +381,10 @@ impl Warehouse {
         &self,
         source: SourceMeta<'_>,
         position_summary: &str,
-        batch: &ApplyBatch,
+        mut rest: ApplyBatch,
     ) -> Result<Applied, WarehouseError> {
-        let mut rest = batch.clone();
         let Some(first) = rest.split_half() else {
-            return self.apply(source, position_summary, batch).await;
+            return self.apply(source, position_summary, &rest).await;
         };
         let (committed, before) = tokio::sync::watch::channel(None);
         let first = async {
@@ -411,7 +405,7 @@ impl Warehouse {
     }
 
     /// [`Warehouse::apply`] of a batch that must commit after another applying at the
-    /// same time (the second half of a snapshot chunk): its rows are written at once,
+    /// same time (the second half of a split batch): its rows are written at once,
     /// but its checkpoint only once `before` says the other committed (`Some(true)`);
     /// should it not (`Some(false)`, or the sender gone), this batch is rolled back with
     /// a retryable error.

@@ -482,7 +482,7 @@ impl Runner {
             name: &self.cfg.name,
             bureau: self.cfg.bureau.code(),
         };
-        let apply = self.wh.apply_split(meta, &summary, &batch);
+        let apply = self.wh.apply_split(meta, &summary, batch);
         // A backlog: the next changelog batch is read (and its rows fetched) while this
         // one applies. Only changelog capture: the position alone says what comes next
         // (timestamp capture keeps its overlap window in the connector), and a batch read

@@ -231,11 +231,11 @@ impl Runner {
             name: &self.cfg.name,
             bureau: self.cfg.bureau.code(),
         };
-        let apply = self.wh.apply_split(meta, &summary, &batch);
+        let apply = self.wh.apply_split(meta, &summary, batch);
         // While this chunk applies (in two concurrent halves when large), the next one is
-        // read and mapped: the source and the warehouse work at once. A chunk read ahead is used only if the snapshot goes on
-        // from exactly where it was read (an apply that failed is retried from the stored
-        // progress, and the chunk is read again).
+        // read and mapped: the source and the warehouse work at once. A chunk read ahead
+        // is used only if the snapshot goes on from exactly where it was read (an apply
+        // that failed is retried from the stored progress, and the chunk is read again).
         let next = self
             .snapshot
             .as_ref()
