@@ -6,7 +6,8 @@
 //! enterprises registered and deleted), changes/s applied and replication lag sampled
 //! from the warehouse while they run, (3) the catch-up of as many changes queued while
 //! ebis was stopped, and the raw limits of the same rows (`mariadb --quick`, `psql
-//! \copy`) in the same run. Prints machine load and peak memory with the figures.
+//! \copy`) and pgloader's load of the same table (when installed) in the same run. Prints
+//! machine load and peak memory with the figures.
 
 use crate::config::{ConnectionConfig, PipelineConfig};
 use crate::demo::bureaus::pool_of;
@@ -63,6 +64,11 @@ pub struct BenchReport {
     /// The raw write limit: the same rows, as the warehouse holds them, loaded by
     /// `psql \copy` into a table without indexes or triggers, rows/s.
     pub raw_copy: Option<f64>,
+    /// Peers in the same run: pgloader's full load of the same table (rows/s) with its
+    /// default settings and tuned (`None`: pgloader is not installed or failed).
+    pub pgloader: Option<f64>,
+    /// pgloader with larger batches and more workers.
+    pub pgloader_tuned: Option<f64>,
     /// Load average before and after.
     pub load_before: String,
     /// Load average after.
@@ -88,6 +94,7 @@ impl BenchReport {
              lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
              catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
              raw limits in the same run: {}\n\
+             peers in the same run: {}\n\
              load average before: {}  after: {}\n\
              peak memory (ebis process): {} MB\n",
             self.rows,
@@ -109,6 +116,7 @@ impl BenchReport {
             self.changes as f64 / self.catch_up_secs.max(1e-9),
             self.catch_up_base_secs,
             self.limits(),
+            self.peers(),
             self.load_before,
             self.load_after,
             self.peak_rss_kb / 1024
@@ -117,22 +125,37 @@ impl BenchReport {
 }
 
 impl BenchReport {
-    /// The raw limits, and ebis's snapshot and base rates as shares of them.
-    fn limits(&self) -> String {
+    /// A rate measured beside ebis (a raw limit or a peer), with ebis's snapshot and base
+    /// rates as shares of it.
+    fn beside(&self, name: &str, rate: Option<f64>, missing: &str) -> String {
         let snapshot = self.rows as f64 / self.snapshot_secs.max(1e-9);
         let base = self.rows as f64 / self.base_secs.max(1e-9);
-        let part = |name: &str, limit: Option<f64>| match limit {
-            Some(l) if l > 0.0 => format!(
-                "{name} {l:.0} rows/s (snapshot at {:.2}x, base complete at {:.2}x of it)",
-                snapshot / l,
-                base / l
+        match rate {
+            Some(r) if r > 0.0 => format!(
+                "{name} {r:.0} rows/s (ebis's snapshot at {:.2}x, base complete at {:.2}x of it)",
+                snapshot / r,
+                base / r
             ),
-            _ => format!("{name} not measured (client missing)"),
-        };
+            _ => format!("{name} not measured ({missing})"),
+        }
+    }
+
+    /// The raw limits of the same rows.
+    fn limits(&self) -> String {
         format!(
             "{}; {}",
-            part("`mariadb --quick` read", self.raw_read),
-            part("`psql \\copy` load", self.raw_copy)
+            self.beside("`mariadb --quick` read", self.raw_read, "client missing"),
+            self.beside("`psql \\copy` load", self.raw_copy, "client missing")
+        )
+    }
+
+    /// pgloader on the same table.
+    fn peers(&self) -> String {
+        let missing = "pgloader missing or failed";
+        format!(
+            "{}; {}",
+            self.beside("pgloader", self.pgloader, missing),
+            self.beside("pgloader tuned", self.pgloader_tuned, missing)
         )
     }
 }
@@ -297,6 +320,9 @@ async fn measure(
     report.raw_read = raw_read(source, opts.rows).await;
     report.raw_copy = raw_copy(&wh_conn, opts.rows).await;
     progress("raw limits measured");
+    report.pgloader = pgloader(source, &wh_conn, opts.rows, PGLOADER_DEFAULT).await;
+    report.pgloader_tuned = pgloader(source, &wh_conn, opts.rows, PGLOADER_TUNED).await;
+    progress("pgloader measured");
 
     // Streaming: writers update random rows; the warehouse must end with every update.
     let stream_start = Instant::now();
@@ -391,6 +417,96 @@ fn url_parts(url: &str) -> (String, String, String, String) {
         user.to_owned(),
         db.to_owned(),
     )
+}
+
+/// pgloader's settings as it ships them (but for the target schema).
+const PGLOADER_DEFAULT: &str = "";
+/// pgloader tuned for one large table on two cores: larger batches and prefetch, four
+/// workers (its `concurrency` splits a read only on an integer key, which E_BASEINFO has not).
+const PGLOADER_TUNED: &str = ", workers = 4, batch rows = 50000, prefetch rows = 100000";
+
+/// The same table loaded by pgloader (the peer a DBA would reach for) into a schema of its
+/// own in the warehouse database, with its primary key, as ebis's table has (MariaDB's
+/// `current_timestamp(6)` defaults are dropped: pgloader cannot translate them). Rows/s, or
+/// `None` when pgloader is missing, fails, or does not load every row.
+async fn pgloader(
+    source: &ConnectionConfig,
+    wh: &ConnectionConfig,
+    rows: u64,
+    with: &str,
+) -> Option<f64> {
+    let url = |c: &ConnectionConfig, scheme: &str| -> Option<String> {
+        let (host, port, user, db) = url_parts(&c.url);
+        let pw = match c.password() {
+            Ok(Some(pw)) => format!(":{}", percent(pw.expose())),
+            Ok(None) => String::new(),
+            Err(_) => return None,
+        };
+        let port = if port.is_empty() {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        Some(format!("{scheme}://{user}{pw}@{host}{port}/{db}"))
+    };
+    let (_, _, _, source_db) = url_parts(&source.url);
+    let dir = std::env::temp_dir().join(format!("ebis_bench_pgloader_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let command = dir.join("load.pgl");
+    // The file may hold passwords: readable by this user only.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&command)
+            .ok()?;
+        write!(
+            f,
+            "LOAD DATABASE\n  FROM {}\n  INTO {}\n  WITH include drop, create tables, create indexes, reset sequences{with}\n  CAST type datetime to timestamptz drop default using zero-dates-to-null,\n       type timestamp to timestamptz drop default using zero-dates-to-null\n  INCLUDING ONLY TABLE NAMES MATCHING 'E_BASEINFO'\n  ALTER SCHEMA '{source_db}' RENAME TO 'ebis_bench_pgloader';\n",
+            url(source, "mysql")?,
+            url(wh, "postgresql")?,
+        )
+        .ok()?;
+    }
+    let start = Instant::now();
+    let status = tokio::process::Command::new("pgloader")
+        .arg("--root-dir")
+        .arg(&dir)
+        .arg("--quiet")
+        .arg(&command)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    let wh_client = Warehouse::new(wh, 1).ok()?.dedicated().await.ok()?;
+    let loaded: Option<i64> = wh_client
+        .query_one("select count(*) from ebis_bench_pgloader.e_baseinfo", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0));
+    let _ = wh_client
+        .batch_execute("drop schema if exists ebis_bench_pgloader cascade")
+        .await;
+    (status.ok()?.success() && loaded == Some(rows as i64)).then(|| rows as f64 / secs.max(1e-9))
+}
+
+/// A URL's userinfo part percent-encoded.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The same rows read by `mariadb --quick` into nothing: the source's own read rate.

@@ -309,3 +309,89 @@ async fn a_first_load_goes_into_the_base_by_one_rebuild_and_applies_never_wait_f
     let after = env.wh.compare().await.expect("after a rebuild");
     assert_eq!(after.kind, "full");
 }
+
+/// The registered enterprise an unlicensed-business report names, as the comparison sees
+/// it (completeness set aside, as a run collects its candidates).
+async fn report_matches(pg: &tokio_postgres::Client) -> Vec<(String, Option<String>)> {
+    pg.batch_execute("set ebis.all_candidates = 'on'")
+        .await
+        .expect("set");
+    let rows = pg
+        .query(
+            "select subject, detail->>'matched_reg_no' from compare.unlicensed_business order by 1",
+            &[],
+        )
+        .await
+        .expect("reports");
+    pg.batch_execute("reset ebis.all_candidates")
+        .await
+        .expect("reset");
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_names_the_registered_enterprise_with_the_smallest_registration_number_whatever_its_length()
+ {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let pg = env.pg().await;
+    // Three registered enterprises of one name (in width variants the normalization
+    // folds), and one whose name is longer than a B-tree entry may be.
+    let long: String = "乌海市".to_owned() + &"长".repeat(3000) + "有限公司";
+    pg.execute(
+        "insert into exchange.aic_establishment
+           (reg_no, name, address, established_on, source, bureau, division, source_key,
+            change_position, change_version, mapping_version, raw_row)
+         select r, n, '乌海市新华街1号', date '2006-03-01', 'aic_city', 'aic', '150302', r,
+                'snapshot', 1, 'v1', '{}'
+         from (values ('150302000000300', '乌海市同名商贸有限公司'),
+                      ('150302000000100', '乌海市同名商贸 有限公司'),
+                      ('150302000000200', '乌海市同名商贸有限公司'),
+                      ('150302000000400', $1)) v(r, n)",
+        &[&long],
+    )
+    .await
+    .expect("establishments");
+    pg.execute(
+        "insert into exchange.tax_unlicensed
+           (name, address, source, bureau, division, source_key, change_position, change_version,
+            mapping_version, raw_row)
+         values ('乌海市同名商贸有限公司', '乌海市新华街1号', 'ntax_city', 'ntax', '150302', 'a', 'snapshot', 1, 'v1', '{}'),
+                ($1, '乌海市新华街1号', 'ntax_city', 'ntax', '150302', 'b', 'snapshot', 1, 'v1', '{}'),
+                ('乌海市无照烧烤店', '乌海市滨河路8号', 'ntax_city', 'ntax', '150302', 'c', 'snapshot', 1, 'v1', '{}')",
+        &[&long],
+    )
+    .await
+    .expect("reports");
+    pg.execute("select core.settle()", &[])
+        .await
+        .expect("settle");
+    let expected = vec![
+        (
+            "U:ntax_city/a".to_owned(),
+            Some("150302000000100".to_owned()),
+        ),
+        (
+            "U:ntax_city/b".to_owned(),
+            Some("150302000000400".to_owned()),
+        ),
+        ("U:ntax_city/c".to_owned(), None),
+    ];
+    assert_eq!(report_matches(&pg).await, expected);
+    // With the smallest one's record removed, the next smallest is named.
+    pg.execute(
+        "delete from exchange.aic_establishment where reg_no = '150302000000100'",
+        &[],
+    )
+    .await
+    .expect("delete");
+    pg.execute("select core.settle()", &[])
+        .await
+        .expect("settle");
+    assert_eq!(
+        report_matches(&pg).await[0],
+        (
+            "U:ntax_city/a".to_owned(),
+            Some("150302000000200".to_owned())
+        )
+    );
+}

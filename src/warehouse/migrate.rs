@@ -53,6 +53,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0022_faster_compare.sql"),
     migration!("0023_bulk_resolve.sql"),
     migration!("0024_base_rebuild.sql"),
+    migration!("0025_compare_keeps_up.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
