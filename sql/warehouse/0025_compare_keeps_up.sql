@@ -209,3 +209,43 @@ begin
     end loop;
     return done;
 end $$;
+
+-- A bulk refresh of a few percent of the base probes the tables by key. The set-wise
+-- refresh (more than 5,000 enterprises) scanned every table it reads, without nested
+-- loops: right for a first load, but during a catch-up each 10,000-change batch of a
+-- 1,000,000-enterprise city cost 1.2 s of scans, where probing by key costs 0.55 s
+-- (and 2.6 s against 3.1 s at 50,000). The caller now picks the plan's shape: scans
+-- during a rebuild or above 5 % of the base, probes below.
+alter function core.refresh_enterprises_bulk(text[]) reset enable_seqscan;
+alter function core.refresh_enterprises_bulk(text[]) reset enable_nestloop;
+
+create function core.refresh_enterprises_scanning(keys text[]) returns void
+language plpgsql set enable_seqscan = on set enable_nestloop = off as $$
+begin
+    perform core.refresh_enterprises_bulk(keys);
+end $$;
+
+create function core.refresh_enterprises_probing(keys text[]) returns void
+language plpgsql set enable_seqscan = off set enable_nestloop = on as $$
+begin
+    perform core.refresh_enterprises_bulk(keys);
+end $$;
+
+create or replace function core.refresh_enterprises(keys text[]) returns void
+language plpgsql as $$
+begin
+    if cardinality(keys) <= 5000 then
+        perform core.refresh_enterprises_by_key(keys);
+    elsif not core.rebuilding()
+          and cardinality(keys) < 0.05 * (select greatest(c.reltuples, 0) from pg_class c
+                                          where c.oid = 'core.enterprise'::regclass) then
+        perform core.refresh_enterprises_probing(keys);
+    else
+        perform core.refresh_enterprises_scanning(keys);
+    end if;
+    if not core.rebuilding() then
+        insert into compare.changed
+        select distinct k from unnest(keys) k where k is not null
+        on conflict do nothing;
+    end if;
+end $$;
