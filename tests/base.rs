@@ -3,6 +3,7 @@
 //! trusts the base no further than it has taken records in.
 
 use crate::support::harness::{AIC_CHANGELOG, Env, Rng, aic_insert};
+use crate::support::pg::{base_rows, texts};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -192,16 +193,12 @@ async fn insert_establishments(pg: &tokio_postgres::Client, prefix: &str, from: 
 
 /// The base's keys and indexes, as definitions.
 async fn base_indexes(pg: &tokio_postgres::Client) -> Vec<String> {
-    pg.query(
+    texts(
+        pg,
         "select indexdef from pg_indexes where schemaname = 'core'
            and tablename in ('identifier', 'enterprise') order by indexname",
-        &[],
     )
     .await
-    .expect("indexes")
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,5 +390,64 @@ async fn a_report_names_the_registered_enterprise_with_the_smallest_registration
             "U:ntax_city/a".to_owned(),
             Some("150302000000200".to_owned())
         )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_refreshing_a_few_percent_of_the_base_probes_by_key_and_builds_what_a_rebuild_builds()
+ {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let pg = env.pg().await;
+    // A base of 160,000 enterprises (taken in by one rebuild), with statistics.
+    for chunk in 0..4 {
+        insert_establishments(&pg, "150302", 1 + chunk * 40_000, 40_000).await;
+    }
+    pg.batch_execute("select core.settle(); analyze core.enterprise")
+        .await
+        .expect("first load");
+    // A catch-up batch: 6,400 renamed and moved, 10 deleted (more than a refresh by key
+    // takes, under 5 % of the base).
+    pg.batch_execute(
+        "update exchange.aic_establishment set name = name || '（改）', address = address || '2楼',
+                change_version = change_version + 1
+         where source_key::bigint % 25 = 3;
+         update exchange.aic_establishment set deleted_at = now() where source_key::bigint % 25 = 7 and source_key::bigint < 250",
+    )
+    .await
+    .expect("changes");
+    pg.batch_execute(
+        "begin; set local track_functions = 'pl'; select core.drain(1000, false);
+         create temp table ebis_t_calls as
+           select funcname::text, calls from pg_stat_xact_user_functions
+           where funcname in ('refresh_enterprises_probing', 'refresh_enterprises_scanning');
+         commit",
+    )
+    .await
+    .expect("drain");
+    let calls: Vec<(String, i64)> = pg
+        .query("select funcname, calls from ebis_t_calls order by 1", &[])
+        .await
+        .expect("calls")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(calls, [("refresh_enterprises_probing".to_owned(), 1)]);
+    let drained = base_rows(&pg).await;
+    assert_eq!(drained.len(), 159_990);
+    let renamed: i64 = pg
+        .query_one(
+            "select count(*) from core.enterprise where name like '%（改）' and address like '%2楼'",
+            &[],
+        )
+        .await
+        .expect("renamed")
+        .get(0);
+    assert_eq!(renamed, 6_400);
+    pg.execute("select core.rebuild()", &[])
+        .await
+        .expect("rebuild");
+    assert!(
+        base_rows(&pg).await == drained,
+        "the probing refresh and a rebuild build the same base"
     );
 }

@@ -2,7 +2,7 @@
 //! base → rule views → findings. Never by writing into the warehouse directly.
 
 use crate::support::city::City;
-use crate::support::pg::PgDb;
+use crate::support::pg::{PgDb, base_rows, texts};
 use chrono::Days;
 use ebis::demo::people::widened;
 use ebis::demo::world::{AicState, Options, World};
@@ -665,30 +665,13 @@ async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
     assert!(same);
 }
 
-/// The enterprise base as a text per row (every column but when it was written).
-async fn base_rows(pg: &tokio_postgres::Client) -> Vec<String> {
-    pg.query(
-        "select (to_jsonb(e) - 'updated_at')::text from core.enterprise e order by enterprise_key",
-        &[],
-    )
-    .await
-    .expect("base")
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
-}
-
 /// The crosswalk as a text per row.
 async fn identifier_rows(pg: &tokio_postgres::Client) -> Vec<String> {
-    pg.query(
+    texts(
+        pg,
         "select (to_jsonb(i))::text from core.identifier i order by record_kind, source, source_key",
-        &[],
     )
     .await
-    .expect("identifiers")
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 /// The base built record by record as capture went (drained in small batches) equals

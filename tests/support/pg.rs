@@ -129,3 +129,22 @@ impl Drop for PgDb {
         });
     }
 }
+
+/// The first column of every row `sql` returns, as text.
+pub async fn texts(pg: &Client, sql: &str) -> Vec<String> {
+    pg.query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The enterprise base as a text per row (every column but when it was written).
+pub async fn base_rows(pg: &Client) -> Vec<String> {
+    texts(
+        pg,
+        "select (to_jsonb(e) - 'updated_at')::text from core.enterprise e order by enterprise_key",
+    )
+    .await
+}
