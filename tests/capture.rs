@@ -433,3 +433,38 @@ async fn timestamp_changes_reread_from_a_stored_position_return_the_rows_again()
     assert!(next.changes.is_empty(), "{:?}", keys(&next));
     source.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_catch_up_batch_of_thousands_of_keys_is_fetched_over_several_connections_and_lands_whole()
+{
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    // Batches large enough that their rows are fetched over several connections.
+    let path = env.config_path();
+    let yaml = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, yaml.replace("batch_size: 500", "batch_size: 5000")).expect("config");
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(29);
+    for id in 1..=1500 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let run = env.start();
+    env.wait_verified(T).await;
+    assert!(run.stop().await.is_empty());
+    // While ebis is stopped: every row renamed, as many registered, a few deleted.
+    aic.exec("UPDATE E_BASEINFO SET ENTNAME = CONCAT(ENTNAME, '（改）')")
+        .await;
+    for id in 1501..=3000 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    aic.exec("DELETE FROM E_BASEINFO WHERE PRIPID BETWEEN 100 AND 109")
+        .await;
+    let run = env.start();
+    env.wait_verified(T).await;
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment where name like '%（改）' and deleted_at is null",
+        1490,
+        T,
+    )
+    .await;
+    assert!(run.stop().await.is_empty());
+}

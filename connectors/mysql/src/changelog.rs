@@ -26,6 +26,8 @@ const PURGE_CHUNK: u64 = 5_000;
 /// One poll's reader: a connection and the captured tables.
 struct Reader<'a> {
     conn: Conn,
+    /// More connections, for fetching many rows by key at once.
+    pool: &'a mysql_async::Pool,
     tables: &'a [Table],
     name: &'a str,
     /// Whether the account sees open transactions (probed once, kept by the source).
@@ -60,7 +62,7 @@ impl RowReader for Reader<'_> {
         keys: &[Vec<Value>],
     ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
         let t = &self.tables[index];
-        Ok(t.by_keys(&mut self.conn, keys)
+        Ok(t.by_keys_spread(&mut self.conn, self.pool, keys)
             .await?
             .into_iter()
             .map(|row| (t.key_of(&row), row))
@@ -221,6 +223,7 @@ impl MysqlSource {
         let conn = self.conn().await?;
         let mut reader = Reader {
             conn,
+            pool: &self.pool,
             tables: self.tables.as_deref().unwrap_or(&[]),
             name: &self.name,
             sees_transactions: &mut self.sees_transactions,
