@@ -261,14 +261,7 @@ fn mapping_files_can_be_checked_without_a_config() {
 async fn check_online_reaches_every_source_and_the_warehouse() {
     use crate::support::harness::{AIC_CHANGELOG, Env, LTAX_TIMESTAMP};
     let env = Env::new(&[&AIC_CHANGELOG, &LTAX_TIMESTAMP]).await;
-    let check = || {
-        run(ebis(&root()).args([
-            "--config".as_ref(),
-            env.config_path().as_os_str(),
-            "check".as_ref(),
-            "--online".as_ref(),
-        ]))
-    };
+    let check = || check_online(&env.config_path());
     let out = check();
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -786,4 +779,49 @@ async fn without_the_oracle_client_library_every_command_says_what_to_install() 
         out.stdout,
         out.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_refuses_an_account_limited_below_the_connections_ebis_holds() {
+    use crate::support::harness::{AIC_CHANGELOG, Env};
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let (_cleanup, reader) = aic.reader().await;
+    let user = format!("{}_ro", aic.name);
+    let config = std::fs::read_to_string(env.config_path()).expect("config");
+    std::fs::write(env.config_path(), config.replace(&aic.url, &reader.url)).expect("config");
+    let check = || check_online(&env.config_path());
+    assert_eq!(check().code, 0, "unlimited, the reading account passes");
+    aic.exec(&format!(
+        "ALTER USER '{user}'@'127.0.0.1' WITH MAX_USER_CONNECTIONS 2"
+    ))
+    .await;
+    let out = check();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("source aic_city: error: ")
+            && out.stdout.contains(
+                "this account may hold only 2 connection(s) at once (MAX_USER_CONNECTIONS)"
+            )
+            && out
+                .stdout
+                .contains("raise the account's limit to at least 4"),
+        "{}",
+        out.stdout
+    );
+    aic.exec(&format!(
+        "ALTER USER '{user}'@'127.0.0.1' WITH MAX_USER_CONNECTIONS 4"
+    ))
+    .await;
+    assert_eq!(check().code, 0, "a limit of 4 is enough");
+}
+
+/// `ebis --config <config> check --online`.
+fn check_online(config: &std::path::Path) -> crate::support::Ran {
+    run(ebis(&root()).args([
+        "--config".as_ref(),
+        config.as_os_str(),
+        "check".as_ref(),
+        "--online".as_ref(),
+    ]))
 }

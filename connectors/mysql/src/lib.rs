@@ -41,6 +41,10 @@ use table::Table;
 pub const CHANGE_TABLE: &str = "ebis_change";
 /// How long one statement may take before the source counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Connections a source holds at most (a large catch-up fetch uses
+/// [`table::FETCH_CONNECTIONS`] of them at once).
+pub const POOL_CONNECTIONS: usize = 4;
 /// How to reach and read one MySQL/MariaDB source.
 #[derive(Clone, Debug)]
 pub struct MysqlOptions {
@@ -144,7 +148,7 @@ impl MysqlSource {
     pub fn new(opts: MysqlOptions) -> Result<MysqlSource, SourceError> {
         Ok(MysqlSource {
             name: opts.name,
-            pool: pool(&opts.url, opts.password.as_deref(), 4)?,
+            pool: pool(&opts.url, opts.password.as_deref(), POOL_CONNECTIONS)?,
             plans: opts.plans,
             capture: opts.capture,
             tables: None,
@@ -214,6 +218,19 @@ impl Source for MysqlSource {
         self.existing_unmapped.clear();
         self.tables().await?;
         let mut conn = self.conn().await?;
+        // The account's own connection limit (MAX_USER_CONNECTIONS; the session value
+        // is the account's where it has one): below the pool's size, a large catch-up
+        // would fail mid-way on a connection the server refuses.
+        let limit: Option<i64> = conn
+            .query_first("SELECT @@SESSION.max_user_connections")
+            .await
+            .map_err(|e| classify(e, None))?;
+        if let Some(n) = limit.filter(|n| *n > 0 && *n < POOL_CONNECTIONS as i64) {
+            return Err(SourceError::Query(format!(
+                "this account may hold only {n} connection(s) at once (MAX_USER_CONNECTIONS); ebis holds up to {POOL_CONNECTIONS} per source (a large catch-up reads rows over {} at once): raise the account's limit to at least {POOL_CONNECTIONS}",
+                table::FETCH_CONNECTIONS
+            )));
+        }
         match &self.capture {
             Capture::Changelog { .. } => self.check_changelog(&mut conn).await?,
             Capture::ChangeTracking => {
