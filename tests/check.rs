@@ -786,17 +786,13 @@ async fn check_online_refuses_an_account_limited_below_the_connections_ebis_hold
     use crate::support::harness::{AIC_CHANGELOG, Env};
     let env = Env::new(&[&AIC_CHANGELOG]).await;
     let aic = env.db("aic_city");
-    let (_cleanup, reader) = aic.reader().await;
-    let user = format!("{}_ro", aic.name);
     let config = std::fs::read_to_string(env.config_path()).expect("config");
-    std::fs::write(env.config_path(), config.replace(&aic.url, &reader.url)).expect("config");
-    let check = || check_online(&env.config_path());
-    assert_eq!(check().code, 0, "unlimited, the reading account passes");
-    aic.exec(&format!(
-        "ALTER USER '{user}'@'127.0.0.1' WITH MAX_USER_CONNECTIONS 2"
-    ))
-    .await;
-    let out = check();
+    let check_as = |url: &str| {
+        std::fs::write(env.config_path(), config.replace(&aic.url, url)).expect("config");
+        check_online(&env.config_path())
+    };
+    let (_two, two) = aic.reader_limited(Some(2)).await;
+    let out = check_as(&two.url);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("source aic_city: error: ")
@@ -809,11 +805,11 @@ async fn check_online_refuses_an_account_limited_below_the_connections_ebis_hold
         "{}",
         out.stdout
     );
-    aic.exec(&format!(
-        "ALTER USER '{user}'@'127.0.0.1' WITH MAX_USER_CONNECTIONS 4"
-    ))
-    .await;
-    assert_eq!(check().code, 0, "a limit of 4 is enough");
+    let (_four, four) = aic.reader_limited(Some(4)).await;
+    let out = check_as(&four.url);
+    assert_eq!(out.code, 0, "a limit of 4 is enough: {}", out.stdout);
+    let (_none, unlimited) = aic.reader().await;
+    assert_eq!(check_as(&unlimited.url).code, 0, "no limit");
 }
 
 /// `ebis --config <config> check --online`.

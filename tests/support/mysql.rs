@@ -90,13 +90,28 @@ impl MyDb {
     /// A reading account on this database (SELECT only, as bureau DBAs grant at first),
     /// with the test account's password; dropped with the returned guard.
     pub async fn reader(&self) -> (DropUser, ConnectionConfig) {
-        let user = format!("{}_ro", self.name);
+        self.reader_limited(None).await
+    }
+
+    /// A reading account that may hold at most `limit` connections at once (set when it
+    /// is created: the server keeps an account's limit while any of its connections
+    /// lives, so a later ALTER USER may not apply to the next one).
+    pub async fn reader_limited(&self, limit: Option<u32>) -> (DropUser, ConnectionConfig) {
+        let user = match limit {
+            None => format!("{}_ro", self.name),
+            Some(n) => format!("{}_ro{n}", self.name),
+        };
         let guard = DropUser(user.clone());
         let identified = std::env::var(PASSWORD_ENV)
             .map(|pw| format!(" IDENTIFIED BY '{pw}'"))
             .unwrap_or_default();
-        self.exec(&format!("CREATE USER '{user}'@'127.0.0.1'{identified}"))
-            .await;
+        let with = limit
+            .map(|n| format!(" WITH MAX_USER_CONNECTIONS {n}"))
+            .unwrap_or_default();
+        self.exec(&format!(
+            "CREATE USER '{user}'@'127.0.0.1'{identified}{with}"
+        ))
+        .await;
         self.exec(&format!(
             "GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1'",
             self.name
