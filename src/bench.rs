@@ -438,7 +438,7 @@ async fn pgloader(
     let url = |c: &ConnectionConfig, scheme: &str| -> Option<String> {
         let (host, port, user, db) = url_parts(&c.url);
         let pw = match c.password() {
-            Ok(Some(pw)) => format!(":{}", percent(pw.expose())),
+            Ok(Some(pw)) => format!(":{}", ebis_source::percent_encode(pw.expose())),
             Ok(None) => String::new(),
             Err(_) => return None,
         };
@@ -494,19 +494,6 @@ async fn pgloader(
         .batch_execute("drop schema if exists ebis_bench_pgloader cascade")
         .await;
     (status.ok()?.success() && loaded == Some(rows as i64)).then(|| rows as f64 / secs.max(1e-9))
-}
-
-/// A URL's userinfo part percent-encoded.
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The same rows read by `mariadb --quick` into nothing: the source's own read rate.

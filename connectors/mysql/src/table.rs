@@ -13,6 +13,9 @@ use mysql_async::{Conn, Pool, Value as My};
 /// Connections a large fetch of rows by key is spread over (see [`Table::by_keys_spread`]).
 pub const FETCH_CONNECTIONS: usize = 3;
 
+/// Keys per `IN` list when rows are fetched by key.
+const FETCH_CHUNK: usize = 512;
+
 /// Quotes an identifier with backticks.
 pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -318,7 +321,7 @@ impl Table {
         pool: &Pool,
         keys: &'a [Vec<Value>],
     ) -> Result<Vec<Row>, SourceError> {
-        if keys.len() <= 2 * 512 {
+        if keys.len() <= 2 * FETCH_CHUNK {
             return self.by_keys(conn, keys).await;
         }
         let part = keys.len().div_ceil(FETCH_CONNECTIONS);
@@ -342,12 +345,12 @@ impl Table {
         keys: &[Vec<Value>],
     ) -> Result<Vec<Row>, SourceError> {
         let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(512) {
+        for chunk in keys.chunks(FETCH_CHUNK) {
             // Pad to a few fixed sizes so the prepared-statement cache stays small.
-            let size = [1usize, 8, 32, 128, 512]
+            let size = [1usize, 8, 32, 128, FETCH_CHUNK]
                 .into_iter()
                 .find(|s| *s >= chunk.len())
-                .unwrap_or(512);
+                .unwrap_or(FETCH_CHUNK);
             let one = if self.key_quoted.len() == 1 {
                 "?".to_owned()
             } else {

@@ -24,5 +24,5 @@ pub use error::{SourceError, scrub_values};
 pub use plan::{Expression, TablePlan};
 pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
 pub use source::{Clock, KeyEntry, Source};
-pub use text::{assert_golden, percent_decode};
+pub use text::{assert_golden, percent_decode, percent_encode};
 pub use value::{Row, Value, key_text, key_values, storable_text};

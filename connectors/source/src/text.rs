@@ -1,5 +1,5 @@
-//! Small text helpers every connector and the app share: `%XX` decoding of URL parts, and
-//! the golden-file check connectors' script tests use.
+//! Small text helpers every connector and the app share: `%XX` decoding and encoding of
+//! URL parts, and the golden-file check connectors' script tests use.
 
 /// Decodes `%XX` escapes (a malformed escape stays as written; invalid UTF-8 is replaced).
 pub fn percent_decode(s: &str) -> String {
@@ -20,6 +20,20 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Encodes every byte but RFC 3986's unreserved characters as `%XX` (for a password in a
+/// URL's userinfo).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Asserts `actual` equals the golden file `name` under `dir`; with `EBIS_BLESS` set in
@@ -45,5 +59,14 @@ mod tests {
         assert_eq!(percent_decode("%E4%B9%8C"), "乌");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn encoding_keeps_unreserved_characters_and_decodes_back() {
+        assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(percent_encode("p@ss:w/rd%"), "p%40ss%3Aw%2Frd%25");
+        for s in ["p@ss:w/rd%", "口令#1 ", ""] {
+            assert_eq!(percent_decode(&percent_encode(s)), s);
+        }
     }
 }
