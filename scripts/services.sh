@@ -69,6 +69,27 @@ if ! mysql_up; then
 fi
 mysql_up || { say "MariaDB does not answer"; exit 1; }
 
+# Binlog capture's tests read the server's binary log: row-based, full row images, with
+# column names. A server started without it is restarted with it (command-line options,
+# so the machine's own configuration files stay as they are).
+as_admin() { mariadb -N -B -u root "$@" 2>/dev/null || mariadb --protocol=tcp -h 127.0.0.1 -P 3306 -N -B -u root "$@"; }
+binlog_ready() {
+  [ "$(as_admin -e "select @@log_bin and @@binlog_format = 'ROW' and @@binlog_row_image = 'FULL' and @@binlog_row_metadata = 'FULL'" 2>/dev/null)" = 1 ]
+}
+if ! binlog_ready; then
+  say "restarting MariaDB with its binary log on (ROW format, FULL metadata)"
+  as_root mariadb-admin -u root shutdown >&2 || as_root mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -u root shutdown >&2
+  for _ in $(seq 1 60); do mysql_up || break; sleep 0.5; done
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql \
+    --log-bin=mariadb-bin --server-id=1 --binlog-format=ROW --binlog-row-image=FULL \
+    --binlog-row-metadata=FULL --max-binlog-size=64M --binlog-expire-logs-seconds=86400 >&2
+  for _ in $(seq 1 60); do mysql_up && break; sleep 0.5; done
+  mysql_up || { say "MariaDB does not answer after its restart"; exit 1; }
+  binlog_ready || { say "MariaDB runs without a row-based binary log; binlog tests would fail"; exit 1; }
+fi
+
 if [ -z "${EBIS_TEST_MYSQL_URL:-}" ]; then
   if mariadb --protocol=tcp -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; then
     EBIS_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/"

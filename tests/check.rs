@@ -813,7 +813,7 @@ async fn check_online_refuses_an_account_limited_below_the_connections_ebis_hold
 }
 
 /// `ebis --config <config> check --online`.
-fn check_online(config: &std::path::Path) -> crate::support::Ran {
+pub(crate) fn check_online(config: &std::path::Path) -> crate::support::Ran {
     run(ebis(&root()).args([
         "--config".as_ref(),
         config.as_os_str(),

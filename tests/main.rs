@@ -5,6 +5,7 @@
 mod support;
 
 mod base;
+mod binlog;
 mod capture;
 mod check;
 mod compare;

@@ -158,15 +158,21 @@ pub enum CaptureMode {
     },
     /// SQL Server Change Tracking: the server records which rows changed.
     ChangeTracking,
+    /// MySQL/MariaDB's row-based binary log, read as a replica reads it.
+    Binlog {
+        /// The replica id ebis registers with; `None`: derived from the source's name.
+        server_id: Option<u32>,
+    },
 }
 
 impl CaptureMode {
-    /// `changelog`, `timestamp` or `change_tracking`.
+    /// `changelog`, `timestamp`, `change_tracking` or `binlog`.
     pub fn name(&self) -> &'static str {
         match self {
             CaptureMode::Changelog { .. } => "changelog",
             CaptureMode::Timestamp { .. } => "timestamp",
             CaptureMode::ChangeTracking => "change_tracking",
+            CaptureMode::Binlog { .. } => "binlog",
         }
     }
 }
@@ -300,6 +306,63 @@ sources:
     }
 
     #[test]
+    fn binlog_is_a_mysql_mode_with_an_optional_replica_id() {
+        let binlog = |extra: &str| {
+            GOOD.replace(
+                "mode: changelog\n      gap_timeout: 2m",
+                &format!("mode: binlog{extra}"),
+            )
+        };
+        let cfg = load_text(&binlog("")).expect("valid");
+        assert_eq!(
+            cfg.sources[0].capture,
+            CaptureMode::Binlog { server_id: None }
+        );
+        let cfg = load_text(&binlog("\n      server_id: 4711")).expect("valid");
+        assert_eq!(
+            cfg.sources[0].capture,
+            CaptureMode::Binlog {
+                server_id: Some(4711)
+            }
+        );
+        let text = load_text(&binlog("\n      server_id: 0"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("`capture.server_id`: a replica id from 1"),
+            "{text}"
+        );
+        let text = load_text(&binlog("\n      gap_timeout: 2m"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("`capture.gap_timeout` does not apply to binlog mode"),
+            "{text}"
+        );
+        let text = load_text(&binlog("").replace("dialect: mysql", "dialect: oracle"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("binlog is MySQL/MariaDB's binary log; a oracle source"),
+            "{text}"
+        );
+        let text = load_text(&GOOD.replace("gap_timeout: 2m", "server_id: 7"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("`capture.server_id` applies to binlog mode only"),
+            "{text}"
+        );
+        // The id ebis takes when none is set: stable, in its own range, per source and URL.
+        let id = crate::pipeline::binlog_server_id;
+        let a = id("aic_city", "mysql://ebis@10.0.0.1:3306/aic");
+        assert_eq!(a, id("aic_city", "mysql://ebis@10.0.0.1:3306/aic"));
+        assert_ne!(a, id("aic_city2", "mysql://ebis@10.0.0.1:3306/aic"));
+        assert_ne!(a, id("aic_city", "mysql://ebis@10.0.0.2:3306/aic"));
+        assert_eq!(a & 0xff00_0000, 0x4500_0000);
+    }
+
+    #[test]
     fn purging_is_a_changelog_setting() {
         let purged =
             load_text(&GOOD.replace("gap_timeout: 2m", "gap_timeout: 2m\n      purge_every: 1m"))
@@ -339,7 +402,7 @@ sources:
         let bad = GOOD
             .replace("bureau: aic", "bureau: tax")
             .replace("division: 150300", "division: 1503")
-            .replace("mode: changelog", "mode: binlog")
+            .replace("mode: changelog", "mode: logminer")
             .replace("postgres://ebis@", "postgres://ebis:secret@");
         let err = load_text(&bad).expect_err("invalid");
         let text = err.to_string();
@@ -357,7 +420,7 @@ sources:
         );
         assert!(text.contains(":10:15: error: `division`: `1503`"), "{text}");
         assert!(
-            text.contains(":17:13: error: `capture.mode`: unknown mode `binlog`"),
+            text.contains(":17:13: error: `capture.mode`: unknown mode `logminer`"),
             "{text}"
         );
         assert_eq!(err.0.len(), 4, "{text}");

@@ -66,6 +66,7 @@ struct RawCapture {
     key_scan_every: Option<Spanned<String>>,
     modified_column: Option<Spanned<String>>,
     purge_every: Option<Spanned<String>>,
+    server_id: Option<Spanned<u64>>,
 }
 
 struct Checker<'a> {
@@ -221,6 +222,20 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
             });
         let connection = c.connection(s.connection, "connection");
         let capture = capture_mode(&mut c, &s.capture);
+        if matches!(capture, CaptureMode::Binlog { .. }) && dialect != Dialect::Mysql {
+            c.error(
+                &s.capture.mode,
+                format!(
+                    "`capture.mode`: binlog is MySQL/MariaDB's binary log; a {} source captures with {}",
+                    dialect.name(),
+                    if dialect == Dialect::Sqlserver {
+                        "changelog (triggers), timestamp or change_tracking"
+                    } else {
+                        "changelog (triggers) or timestamp"
+                    }
+                ),
+            );
+        }
         if capture == CaptureMode::ChangeTracking && dialect != Dialect::Sqlserver {
             c.error(
                 &s.capture.mode,
@@ -265,6 +280,11 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
 }
 
 fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
+    if raw.mode.value != "binlog"
+        && let Some(v) = &raw.server_id
+    {
+        c.error(v, "`capture.server_id` applies to binlog mode only");
+    }
     match raw.mode.value.as_str() {
         "changelog" => {
             for (v, key) in [
@@ -351,10 +371,40 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
             }
             CaptureMode::ChangeTracking
         }
+        "binlog" => {
+            for (v, key) in [
+                (&raw.gap_timeout, "gap_timeout"),
+                (&raw.gap_watch, "gap_watch"),
+                (&raw.purge_every, "purge_every"),
+                (&raw.overlap, "overlap"),
+                (&raw.key_scan_every, "key_scan_every"),
+                (&raw.modified_column, "modified_column"),
+            ] {
+                if let Some(v) = v {
+                    c.error(
+                        v,
+                        format!("`capture.{key}` does not apply to binlog mode (the server's binary log orders every change; it expires its own files)"),
+                    );
+                }
+            }
+            let server_id = raw.server_id.as_ref().and_then(|v| {
+                match u32::try_from(v.value).ok().filter(|n| *n > 0) {
+                    Some(n) => Some(n),
+                    None => {
+                        c.error(
+                            v,
+                            "`capture.server_id`: a replica id from 1 to 4294967295, unique among the server's replicas",
+                        );
+                        None
+                    }
+                }
+            });
+            CaptureMode::Binlog { server_id }
+        }
         other => {
             c.error(
                 &raw.mode,
-                format!("`capture.mode`: unknown mode `{other}` (expected changelog, timestamp or change_tracking)"),
+                format!("`capture.mode`: unknown mode `{other}` (expected changelog, timestamp, change_tracking or binlog)"),
             );
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(600),

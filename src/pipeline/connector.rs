@@ -75,7 +75,26 @@ pub fn capture(cfg: &SourceConfig) -> Capture {
         },
         CaptureMode::Timestamp { overlap, .. } => Capture::Timestamp { overlap: *overlap },
         CaptureMode::ChangeTracking => Capture::ChangeTracking,
+        CaptureMode::Binlog { server_id } => Capture::Binlog {
+            server_id: server_id
+                .unwrap_or_else(|| binlog_server_id(&cfg.name, &cfg.connection.url)),
+        },
     }
+}
+
+/// The replica id a binlog source registers with when the config names none: one of
+/// 2^24 ids from 0x4500_0000 up, chosen by the source's name and connection URL (FNV-1a),
+/// so two sources (or two deployments) reading the same server do not take each other's
+/// place, and ids a DBA's own replicas usually have (small numbers) are left alone.
+pub fn binlog_server_id(source: &str, url: &str) -> u32 {
+    let hash = source
+        .bytes()
+        .chain([0])
+        .chain(url.bytes())
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    0x4500_0000 | (hash & 0x00ff_ffff)
 }
 
 /// The source's password from the environment.

@@ -10,7 +10,7 @@ mod runner;
 pub mod snapshot;
 
 pub use base::drain_base;
-pub use connector::{AnySource, plans};
+pub use connector::{AnySource, binlog_server_id, plans};
 pub use mapper::map_changes;
 pub use runner::{RunSettings, run_source, run_sources};
 

@@ -48,6 +48,7 @@ impl SnapshotProgress {
             Position::Changelog { seq, .. } => *seq,
             Position::Timestamp { version, .. } => *version,
             Position::ChangeTracking { version } => *version,
+            Position::Binlog { file, pos, .. } => Position::binlog_version(file, *pos),
             Position::Initial => 0,
         };
         SnapshotProgress {

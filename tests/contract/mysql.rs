@@ -1,5 +1,5 @@
-//! The contract kit against MySQL/MariaDB (the test server), in changelog and timestamp
-//! mode.
+//! The contract kit against MySQL/MariaDB (the test server), in changelog, timestamp and
+//! binlog mode (the test server logs rows: `scripts/services.sh` starts it so).
 
 use super::{KitDb, KitHeld, KitServer, SAMPLE};
 use crate::support::mysql::MyDb;
@@ -127,6 +127,41 @@ impl KitDb for MyDb {
                 MyDb::exec(self, "TRUNCATE TABLE ebis_change").await;
                 Ok(())
             }
+            "binlog" => {
+                // The files ebis has not read yet, gone: a DBA's purge by age while ebis
+                // was stopped.
+                let mut c = self.conn().await;
+                c.query_drop("FLUSH BINARY LOGS").await.expect("flush");
+                let current: Option<(String, u64)> = c
+                    .query_first("SHOW MASTER STATUS")
+                    .await
+                    .map(|r: Option<mysql_async::Row>| {
+                        r.map(|r| (r.get(0).unwrap_or_default(), r.get(1).unwrap_or(0)))
+                    })
+                    .expect("master status");
+                let (file, _) = current.expect("the test server logs rows");
+                // The server keeps a file a replica connection still reads (ebis's last
+                // one may linger a moment after it stopped): purge until it is gone.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                loop {
+                    c.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+                        .await
+                        .expect("purge");
+                    let oldest: Option<String> = c
+                        .query_first("SHOW BINARY LOGS")
+                        .await
+                        .map(|r: Option<mysql_async::Row>| r.and_then(|r| r.get(0)))
+                        .expect("binary logs");
+                    if oldest.as_deref() == Some(file.as_str()) {
+                        return Ok(());
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the server would not purge its binary logs before {file}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
             other => Err(format!(
                 "{other} capture keeps no position on the server that could expire"
             )),
@@ -191,4 +226,5 @@ crate::contract_kit!(
     Mysql,
     changelog: "mode: changelog\ngap_timeout: 30s",
     timestamp: "mode: timestamp\noverlap: 2s\nkey_scan_every: 1s",
+    binlog: "mode: binlog",
 );

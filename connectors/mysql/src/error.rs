@@ -18,7 +18,9 @@ pub fn classify(e: Error, table: Option<&str>) -> SourceError {
         Error::Server(s) => match s.code {
             // deadlock, lock wait timeout, too many connections, query interrupted,
             // MariaDB "connection was killed", out of resources
-            1213 | 1205 | 1040 | 1203 | 1317 | 1927 | 1041 => {
+            // 4052: a replica with this id is still connected (a binlog reader of an
+            // earlier run the server has not let go of yet).
+            1213 | 1205 | 1040 | 1203 | 1317 | 1927 | 1041 | 4052 => {
                 SourceError::Transient(format!("{} ({})", scrub_values(&s.message), s.code))
             }
             // server shutdown in progress, gone away, lost connection

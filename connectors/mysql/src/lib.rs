@@ -1,12 +1,14 @@
 //! The MySQL / MariaDB source connector.
 //!
-//! Two capture modes:
+//! Three capture modes:
 //! - **changelog**: triggers append (seq, table, op, key) to `ebis_change`; each poll reads
 //!   the sequence numbers after the position plus the open gaps, fetches the current rows
 //!   by key (a missing row is a delete), and advances the position with gap bookkeeping.
 //! - **timestamp**: for read-only accounts; each poll reads rows after a (modified, key)
 //!   mark, and re-reads an overlap window for transactions that committed late, skipping
 //!   rows it already returned. Deletes are found by the pipeline's key comparison.
+//! - **binlog**: the server's row-based binary log read as a replica reads it; the keys
+//!   it logs decide which rows to fetch, as in changelog mode (see `binlog`).
 //!
 //! Snapshots read each table in key-ordered chunks. The connector only reads, except that
 //! it purges `ebis_change` below a stored position when asked; it holds no durable state
@@ -17,6 +19,7 @@
 //! `table`; value conversion in `values`; capture DDL and the repair of triggers a rename
 //! left in `setup`; error classification in `error`.
 
+mod binlog;
 mod catalog;
 mod changelog;
 mod error;
@@ -77,6 +80,8 @@ pub struct MysqlSource {
     sees_transactions: Option<bool>,
     /// Unmapped tables the change table logs for that exist (their changes are skipped).
     existing_unmapped: ebis_capture::changelog::KnownUnmapped,
+    /// The connection's database (where tables the mappings name without one live).
+    database: Option<String>,
 }
 
 /// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
@@ -156,6 +161,7 @@ impl MysqlSource {
             window: ebis_capture::OverlapWindow::new(),
             sees_transactions: None,
             existing_unmapped: Default::default(),
+            database: None,
         })
     }
 
@@ -180,6 +186,10 @@ impl MysqlSource {
                 .await
                 .map_err(|e| classify(e, None))?;
             self.utc_offset = offset.unwrap_or(0);
+            self.database = conn
+                .query_first("SELECT DATABASE()")
+                .await
+                .map_err(|e| classify(e, None))?;
             self.tables = Some(tables);
         }
         Ok(self.tables.as_deref().unwrap_or(&[]))
@@ -233,9 +243,10 @@ impl Source for MysqlSource {
         }
         match &self.capture {
             Capture::Changelog { .. } => self.check_changelog(&mut conn).await?,
+            Capture::Binlog { .. } => self.check_binlog(&mut conn).await?,
             Capture::ChangeTracking => {
                 return Err(SourceError::CaptureNotInstalled(
-                    "MySQL has no Change Tracking: use capture mode changelog (triggers) or timestamp".to_owned(),
+                    "MySQL has no Change Tracking: use capture mode changelog (triggers), timestamp or binlog".to_owned(),
                 ));
             }
             Capture::Timestamp { .. } => {
@@ -259,6 +270,7 @@ impl Source for MysqlSource {
                 self.changelog_head(&mut conn, rules).await
             }
             Capture::Timestamp { .. } => self.timestamp_head(&mut conn).await,
+            Capture::Binlog { .. } => self.binlog_head(&mut conn).await,
             Capture::ChangeTracking => Err(SourceError::CaptureNotInstalled(
                 "MySQL has no Change Tracking".to_owned(),
             )),
@@ -292,6 +304,9 @@ impl Source for MysqlSource {
             }
             (Position::Timestamp { .. }, Capture::Timestamp { overlap }) => {
                 self.timestamp_changes(after, limit, overlap).await
+            }
+            (Position::Binlog { .. }, Capture::Binlog { server_id }) => {
+                self.binlog_changes(after, limit, server_id).await
             }
             (other, capture) => Err(SourceError::PositionExpired(format!(
                 "the stored position `{}` does not fit capture mode {}",

@@ -56,12 +56,55 @@ pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
         }
         Capture::ChangeTracking => {
             return Err(
-                "MySQL has no Change Tracking: use capture mode changelog (triggers) or timestamp"
+                "MySQL has no Change Tracking: use capture mode changelog (triggers), timestamp or binlog"
                     .to_owned(),
             );
         }
+        Capture::Binlog { server_id } => {
+            script.push_str(&binlog_script(req, *server_id));
+            Vec::new()
+        }
     };
     Ok(SetupScript { statements, script })
+}
+
+/// What binlog capture needs of the server and the account: it installs nothing.
+fn binlog_script(req: &SetupRequest<'_>, server_id: u32) -> String {
+    let reader = req.reader;
+    let tables: Vec<&str> = req.plans.iter().map(|p| p.table.as_str()).collect();
+    format!(
+        "-- Binlog capture installs nothing on the source: no triggers, no tables. ebis reads the
+-- server's binary log as a replica does (replica id {server_id}; set capture.server_id if
+-- another replica of this server already uses it) and reads changed rows by key from:
+--   {tables}
+--
+-- 1. The server (my.cnf, [mysqld] section; log_bin needs a restart, the rest do not):
+--      log_bin              = mysql-bin    # any base name
+--      server_id            = 1            # any id no replica uses
+--      binlog_format        = ROW
+--      binlog_row_image     = FULL
+--      binlog_row_metadata  = FULL         # MariaDB 10.5+ / MySQL 8.0+: column names in the log
+--      log_bin_compress     = OFF          # MariaDB: compressed events cannot be read
+--      binlog_expire_logs_seconds = 604800 # keep a week: longer than ebis may be stopped
+--    Check: SHOW GLOBAL VARIABLES LIKE 'binlog%'; SHOW MASTER STATUS;
+--
+-- 2. The account ebis reads with:
+--      GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{reader}'@'<ebis host>';
+--      GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';
+--    (MariaDB 10.5+ shows REPLICATION CLIENT as BINLOG MONITOR.) The account must be
+--    allowed at least 4 connections (MAX_USER_CONNECTIONS).
+--
+-- What it costs the source: the binary log itself (disk, and a little at each commit),
+-- one connection reading the log while ebis polls, and reads of changed rows by key.
+-- Binlog files purged before ebis read them (stopped longer than they are kept) make ebis
+-- snapshot the source again: `ebis status` says so.
+--
+-- To remove: stop ebis, remove the source from the config, then
+--      REVOKE REPLICATION SLAVE, REPLICATION CLIENT ON *.* FROM '{reader}'@'<ebis host>';
+--    (and turn log_bin off if nothing else needs it).
+",
+        tables = tables.join(", ")
+    )
 }
 
 /// The removal of a source's capture (changelog: its triggers, then the change table).

@@ -162,6 +162,13 @@ impl Table {
         })
     }
 
+    /// The key columns as the server names them, each with how the select list reads it.
+    pub fn key_columns(&self) -> impl Iterator<Item = (&str, Reading)> + '_ {
+        self.key_idx
+            .iter()
+            .map(|i| (self.types[*i].0.as_str(), self.readings[*i]))
+    }
+
     /// True when the table has a modified column (timestamp capture possible).
     pub fn has_modified(&self) -> bool {
         self.modified.is_some()

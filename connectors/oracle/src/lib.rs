@@ -249,10 +249,12 @@ impl Source for OracleSource {
                 }
                 Ok(())
             }
-            Capture::ChangeTracking => Err(SourceError::CaptureNotInstalled(
-                "change_tracking is SQL Server's; an Oracle source uses changelog or timestamp"
-                    .to_owned(),
-            )),
+            Capture::ChangeTracking | Capture::Binlog { .. } => {
+                Err(SourceError::CaptureNotInstalled(format!(
+                    "{} is not an Oracle capture mode; an Oracle source uses changelog or timestamp",
+                    self.capture.name()
+                )))
+            }
         }
     }
 
@@ -271,10 +273,11 @@ impl Source for OracleSource {
                 self.snapshot_scn = scn;
                 self.timestamp_head(scn).await?
             }
-            Capture::ChangeTracking => {
-                return Err(SourceError::CaptureNotInstalled(
-                    "change_tracking is SQL Server's".to_owned(),
-                ));
+            Capture::ChangeTracking | Capture::Binlog { .. } => {
+                return Err(SourceError::CaptureNotInstalled(format!(
+                    "{} is not an Oracle capture mode",
+                    self.capture.name()
+                )));
             }
         };
         Ok(head)

@@ -227,7 +227,7 @@ fn grants(req: &SetupRequest<'_>) -> Result<String, String> {
                 );
             }
         }
-        Capture::ChangeTracking => {}
+        Capture::ChangeTracking | Capture::Binlog { .. } => {}
     }
     Ok(out)
 }
@@ -237,11 +237,11 @@ pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
     let statements = match req.capture {
         Capture::Changelog { .. } => changelog_statements(req)?,
         Capture::Timestamp { .. } => Vec::new(),
-        Capture::ChangeTracking => {
-            return Err(
-                "change_tracking is SQL Server's; an Oracle source uses changelog or timestamp"
-                    .to_owned(),
-            );
+        Capture::ChangeTracking | Capture::Binlog { .. } => {
+            return Err(format!(
+                "{} is not an Oracle capture mode; an Oracle source uses changelog or timestamp",
+                req.capture.name()
+            ));
         }
     };
     let mut script = String::new();

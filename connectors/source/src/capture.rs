@@ -32,6 +32,13 @@ pub enum Capture {
     },
     /// The server's own change tracking (SQL Server Change Tracking).
     ChangeTracking,
+    /// The server's row-based binary log (MySQL/MariaDB), read as a replica would: no
+    /// triggers and no tables on the source.
+    Binlog {
+        /// The replica id ebis registers with (unique among the server's replicas: a
+        /// second connection with the same id makes the server drop the first).
+        server_id: u32,
+    },
 }
 
 impl Capture {
@@ -41,6 +48,7 @@ impl Capture {
             Capture::Changelog { .. } => "changelog",
             Capture::Timestamp { .. } => "timestamp",
             Capture::ChangeTracking => "change_tracking",
+            Capture::Binlog { .. } => "binlog",
         }
     }
 }

@@ -47,6 +47,23 @@ pub enum Position {
         /// The last Change Tracking version read.
         version: i64,
     },
+    /// Binlog capture: every transaction that ends before `pos` in binlog `file` has been
+    /// read, and `skip` row changes of the one that starts there (a transaction larger
+    /// than a batch is read in parts). Positions are transaction boundaries, so a resume
+    /// never starts inside one.
+    Binlog {
+        /// The binlog file (`mariadb-bin.000042`).
+        file: String,
+        /// The byte offset in it.
+        pos: u64,
+        /// Row changes of the transaction at `pos` already read.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        skip: u64,
+        /// The server's GTID position there, where it has GTIDs (for the operator; the
+        /// resume uses file and offset).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gtid: Option<String>,
+    },
 }
 
 impl Position {
@@ -66,6 +83,21 @@ impl Position {
                 out
             }
             Position::ChangeTracking { version } => format!("version {version}"),
+            Position::Binlog {
+                file,
+                pos,
+                skip,
+                gtid,
+            } => {
+                let mut out = format!("binlog {file}:{pos}");
+                if let Some(g) = gtid {
+                    out.push_str(&format!(" (gtid {g})"));
+                }
+                if *skip > 0 {
+                    out.push_str(&format!(", {skip} row(s) into a transaction"));
+                }
+                out
+            }
             Position::Timestamp { tables, .. } => {
                 match tables.values().filter_map(|m| m.modified).max() {
                     Some(ts) => format!(
@@ -92,6 +124,18 @@ impl Position {
             ),
             _ => None,
         }
+    }
+
+    /// A binlog position as a version: the file's number in the high 32 bits, the offset
+    /// in the low (a binlog file ends below 4 GiB), so a later position is a larger
+    /// version. A file name without a numeric suffix counts as number 0.
+    pub fn binlog_version(file: &str, pos: u64) -> i64 {
+        let number = file
+            .rsplit_once('.')
+            .and_then(|(_, n)| n.parse::<i64>().ok())
+            .unwrap_or(0)
+            .clamp(0, i64::from(i32::MAX));
+        (number << 32) | (pos.min(u64::from(u32::MAX)) as i64)
     }
 
     /// The number of open changelog gaps.
@@ -324,6 +368,38 @@ mod tests {
             "the server cleans up its own records"
         );
         assert_eq!(p.open_gaps(), 0);
+    }
+
+    #[test]
+    fn binlog_positions_round_trip_and_order_as_versions() {
+        let p = Position::Binlog {
+            file: "mariadb-bin.000042".to_owned(),
+            pos: 1_234,
+            skip: 0,
+            gtid: Some("0-1-77".to_owned()),
+        };
+        let json = serde_json::to_string(&p).expect("json");
+        assert_eq!(
+            json,
+            r#"{"mode":"binlog","file":"mariadb-bin.000042","pos":1234,"gtid":"0-1-77"}"#
+        );
+        assert_eq!(serde_json::from_str::<Position>(&json).expect("back"), p);
+        assert_eq!(p.summary(), "binlog mariadb-bin.000042:1234 (gtid 0-1-77)");
+        let inside = Position::Binlog {
+            file: "mariadb-bin.000042".to_owned(),
+            pos: 1_234,
+            skip: 500,
+            gtid: None,
+        };
+        assert_eq!(
+            inside.summary(),
+            "binlog mariadb-bin.000042:1234, 500 row(s) into a transaction"
+        );
+        assert_eq!(p.purge_below(), None, "the server expires its own binlogs");
+        let v = Position::binlog_version;
+        assert!(v("mariadb-bin.000042", 4) > v("mariadb-bin.000041", 1_000_000_000));
+        assert!(v("mariadb-bin.000042", 5_000) > v("mariadb-bin.000042", 4_999));
+        assert_eq!(v("binlog", 7), 7, "no numeric suffix: file number 0");
     }
 
     #[test]

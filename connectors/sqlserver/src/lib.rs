@@ -181,6 +181,13 @@ pub(crate) async fn clock_on(conn: &mut connect::Conn) -> Result<Clock, SourceEr
     })
 }
 
+/// Binlog capture is MySQL/MariaDB's.
+fn binlog_refused() -> SourceError {
+    SourceError::CaptureNotInstalled(
+        "binlog is MySQL/MariaDB's binary log; a SQL Server source uses changelog, timestamp or change_tracking".to_owned(),
+    )
+}
+
 impl Source for SqlServerSource {
     async fn check(&mut self) -> Result<(), SourceError> {
         self.tables = None;
@@ -199,6 +206,7 @@ impl Source for SqlServerSource {
                     None => Ok(()),
                 }
             }
+            Capture::Binlog { .. } => Err(binlog_refused()),
         }
     }
 
@@ -209,6 +217,7 @@ impl Source for SqlServerSource {
             Capture::Changelog { gaps, .. } => self.changelog_head(&mut conn, gaps).await,
             Capture::ChangeTracking => self.tracking_head(&mut conn).await,
             Capture::Timestamp { .. } => self.timestamp_head(&mut conn).await,
+            Capture::Binlog { .. } => Err(binlog_refused()),
         }
     }
 

@@ -164,7 +164,7 @@ fn grants(req: &SetupRequest<'_>) -> String {
         Capture::ChangeTracking => out.push_str(
             "-- Optional: with snapshot isolation allowed, nothing else is needed; ebis reads the\n-- version first and the rows after, so a change in between is read again, never lost.\n",
         ),
-        Capture::Timestamp { .. } => {}
+        Capture::Timestamp { .. } | Capture::Binlog { .. } => {}
     }
     out
 }
@@ -175,6 +175,12 @@ pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
         Capture::Changelog { .. } => changelog_statements(req.plans)?,
         Capture::ChangeTracking => tracking_statements(req.plans),
         Capture::Timestamp { .. } => Vec::new(),
+        Capture::Binlog { .. } => {
+            return Err(
+                "binlog is MySQL/MariaDB's binary log; a SQL Server source uses changelog, timestamp or change_tracking"
+                    .to_owned(),
+            );
+        }
     };
     let mut script = String::new();
     for s in &statements {
@@ -224,7 +230,7 @@ pub fn removal(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
                 ));
             }
         }
-        Capture::Timestamp { .. } => {}
+        Capture::Timestamp { .. } | Capture::Binlog { .. } => {}
     }
     let mut script = format!(
         "-- Capture of {} table(s). Changes ebis has not read yet are lost with it: stop\n-- `ebis run` first. Change Tracking stays enabled on the database (other applications\n-- may use it): ALTER DATABASE CURRENT SET CHANGE_TRACKING = OFF once no table has it.\n\n",

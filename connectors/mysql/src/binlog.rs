@@ -1,0 +1,926 @@
+//! Binlog capture on MySQL/MariaDB: the server's row-based binary log read as a replica
+//! reads it (`COM_BINLOG_DUMP`, non-blocking: each poll reads from the stored position to
+//! the end of the log, or to the batch's size, and the server closes the stream).
+//!
+//! The log says which rows changed; the rows themselves are read by key, whole and
+//! current, as changelog capture reads them (`ebis_capture::changelog::read_latest`): a
+//! key whose row is gone is a delete. So mappings read exactly what they read in the other
+//! modes (expressions, GBK bytes in latin1 columns), and a change applied twice has no
+//! further effect. Only the key columns are decoded from the log, by name (the table map
+//! carries the column names when `binlog_row_metadata = FULL`, which `check` requires),
+//! so a column added or dropped mid-stream never shifts which value is the key.
+//!
+//! Positions are (file, offset) at transaction boundaries: a transaction ends at its XID
+//! or `COMMIT` event, a DDL statement is a transaction of its own. A transaction larger
+//! than a batch is read in parts, the position staying at its start with the count of row
+//! changes already read (`skip`). ALTER or RENAME of a captured table makes the connector
+//! read the table's columns again (a mapped column gone stops the source, naming it);
+//! TRUNCATE or DROP of a captured table, which the log holds as a statement without rows,
+//! and a binlog file purged before it was read, make the position unusable: the pipeline
+//! snapshots the source again and says why.
+
+use crate::error::classify;
+use crate::table::{Table, split_table};
+use crate::values::{Reading, convert};
+use crate::{MysqlSource, OP_TIMEOUT};
+use chrono::{DateTime, Utc};
+use ebis_capture::changelog::{Latest, RowReader, read_latest};
+use ebis_source::{Batch, Position, Row, SourceError, Value};
+use futures_util::StreamExt;
+use mysql_async::binlog::EventType;
+use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Column, Conn, Pool};
+use std::collections::HashMap;
+
+/// MariaDB's GTID event (sent instead of a dummy `BEGIN` once the reader says it
+/// understands GTIDs).
+const MARIADB_GTID_EVENT: u8 = 0xa2;
+/// MariaDB's compressed row and query events (`log_bin_compress = ON`): not decodable.
+const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 0xa5..=0xab;
+/// A MariaDB GTID event's flag: the transaction is one statement without BEGIN/COMMIT.
+const FL_STANDALONE: u8 = 1;
+/// The server's error for a dump it cannot serve (a purged or unknown file, a position
+/// beyond the end).
+const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
+
+/// The server settings binlog capture needs, with what each must be.
+const REQUIRED: [(&str, &str); 4] = [
+    ("log_bin", "ON"),
+    ("binlog_format", "ROW"),
+    ("binlog_row_image", "FULL"),
+    ("binlog_row_metadata", "FULL"),
+];
+
+/// What is missing for binlog capture, from the server's settings (`SHOW GLOBAL
+/// VARIABLES`) and the account's grants (`SHOW GRANTS`); empty when nothing is.
+pub fn missing(variables: &HashMap<String, String>, grants: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, want) in REQUIRED {
+        match variables.get(name) {
+            Some(v) if v.eq_ignore_ascii_case(want) => {}
+            Some(v) => out.push(format!("{name} is {v}, must be {want}")),
+            None if name == "binlog_row_metadata" => out.push(
+                "the server has no binlog_row_metadata (MariaDB 10.5+ or MySQL 8.0+ is needed, for column names in the log)".to_owned(),
+            ),
+            None => out.push(format!("{name} is not set, must be {want}")),
+        }
+    }
+    if variables
+        .get("log_bin_compress")
+        .is_some_and(|v| v.eq_ignore_ascii_case("ON"))
+    {
+        out.push(
+            "log_bin_compress is ON, must be OFF (compressed events cannot be read)".to_owned(),
+        );
+    }
+    let upper: Vec<String> = grants.iter().map(|g| g.to_ascii_uppercase()).collect();
+    let has = |what: &str| {
+        upper
+            .iter()
+            .any(|g| g.contains("ON *.*") && (g.contains("ALL PRIVILEGES") || g.contains(what)))
+    };
+    if !has("REPLICATION SLAVE") {
+        out.push(
+            "the account lacks REPLICATION SLAVE (GRANT REPLICATION SLAVE ON *.* TO …)".to_owned(),
+        );
+    }
+    if !(has("REPLICATION CLIENT") || has("BINLOG MONITOR") || has("SUPER")) {
+        out.push(
+            "the account lacks REPLICATION CLIENT (MariaDB: BINLOG MONITOR), needed to read the log's position"
+                .to_owned(),
+        );
+    }
+    out
+}
+
+/// A DDL statement's effect on a captured table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ddl {
+    /// Its columns may have changed (ALTER, RENAME): read them again.
+    Reload,
+    /// Its rows went without row events (TRUNCATE) or it went (DROP): snapshot again.
+    Resnapshot,
+}
+
+/// What a logged statement does to captured table `name`, run in schema `schema`, the
+/// captured table living in `table_schema` (the connection's database when the mapping
+/// names none). `None`: nothing that matters (DML logged as a statement is not possible
+/// with `binlog_format = ROW`; CREATE and other tables' DDL leave it alone).
+pub fn ddl_effect(statement: &str, schema: &str, table_schema: &str, name: &str) -> Option<Ddl> {
+    let words = identifiers(statement);
+    let first = words.first()?.to_ascii_lowercase();
+    let effect = match first.as_str() {
+        "alter" | "rename" => Ddl::Reload,
+        "truncate" | "drop" => Ddl::Resnapshot,
+        _ => return None,
+    };
+    let names_it = words.iter().any(|w| {
+        let (s, t) = match w.split_once('.') {
+            Some((s, t)) => (s, t),
+            None => (schema, w.as_str()),
+        };
+        t.eq_ignore_ascii_case(name) && s.eq_ignore_ascii_case(table_schema)
+    });
+    names_it.then_some(effect)
+}
+
+/// The words of a statement with identifier quotes removed (`db`.`t` → db.t); comments
+/// and string literals dropped.
+fn identifiers(statement: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                for q in chars.by_ref() {
+                    if q == '`' {
+                        break;
+                    }
+                    word.push(q);
+                }
+            }
+            '\'' | '"' => {
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut prev = ' ';
+                for q in chars.by_ref() {
+                    if prev == '*' && q == '/' {
+                        break;
+                    }
+                    prev = q;
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for q in chars.by_ref() {
+                    if q == '\n' {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for q in chars.by_ref() {
+                    if q == '\n' {
+                        break;
+                    }
+                }
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '$' || c == '.' => word.push(c),
+            _ => {
+                if !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// The first ROTATE event of a stream is the server's, not the log's; under CRC32
+/// checksums MariaDB's carries the 4 checksum bytes in its file name
+/// (blackbeam/mysql_async#189). The name asked for, when the reported one only adds a
+/// tail to it.
+fn fake_rotate_name(reported: &str, asked: &str) -> String {
+    if !asked.is_empty() && reported.starts_with(asked) && reported.len() <= asked.len() + 4 {
+        asked.to_owned()
+    } else {
+        reported.to_owned()
+    }
+}
+
+/// A MariaDB GTID event's transaction id (domain-server-sequence) and whether it is a
+/// single statement without BEGIN/COMMIT.
+fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<(String, bool)> {
+    let seq = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+    let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
+    let flags = *data.get(12)?;
+    Some((
+        format!("{domain}-{server_id}-{seq}"),
+        flags & FL_STANDALONE != 0,
+    ))
+}
+
+/// Character sets whose bytes are GBK-compatible (gbk, gb2312, gb18030: every collation).
+fn is_gb_charset(id: u16) -> bool {
+    // gb2312 and gbk (_chinese_ci, _bin, MariaDB's _nopad_ variants), gb18030 (MySQL 8).
+    matches!(
+        id,
+        24 | 28 | 86 | 87 | 248..=250 | 1048 | 1052 | 1110 | 1111
+    )
+}
+
+/// A key column's value from a row image, as a read of the row by the table's select
+/// list returns it (the server converts text to UTF-8 there; here the log holds the
+/// column's own bytes).
+fn key_value(value: &BinlogValue<'_>, column: &Column, reading: Reading) -> Result<Value, String> {
+    let BinlogValue::Value(v) = value else {
+        return Err("a JSON key column".to_owned());
+    };
+    if let mysql_async::Value::Bytes(b) = v
+        && reading == Reading::Plain
+        && is_gb_charset(column.character_set())
+    {
+        let (text, _, bad) = encoding_rs::GB18030.decode(b);
+        return Ok(if bad {
+            Value::Bytes(b.clone())
+        } else {
+            Value::Text(text.into_owned())
+        });
+    }
+    Ok(convert(v.clone(), column, reading))
+}
+
+/// Where a captured table's key columns are in the log's row images of it.
+#[derive(Clone, Debug)]
+struct KeyPlace {
+    /// The captured table's index.
+    table: usize,
+    /// Per key column: its position in the image, and how its value is read.
+    columns: Vec<(usize, Reading)>,
+}
+
+/// A transaction being read.
+#[derive(Debug)]
+struct Txn {
+    file: String,
+    start: u64,
+    /// Row changes seen (of every table, as a resume counts them).
+    rows: u64,
+    /// Row changes to pass over (read by an earlier part of this batch's position).
+    skip: u64,
+    keys: Vec<Latest>,
+    gtid: Option<String>,
+}
+
+/// Keys collected for a batch, the newest entry per (table, key).
+#[derive(Default)]
+struct Collected {
+    latest: Vec<Latest>,
+    index: HashMap<(usize, String), usize>,
+}
+
+impl Collected {
+    fn add(&mut self, l: Latest) {
+        match self.index.get(&(l.table, l.key_text.clone())) {
+            Some(&i) => self.latest[i] = l,
+            None => {
+                self.index
+                    .insert((l.table, l.key_text.clone()), self.latest.len());
+                self.latest.push(l);
+            }
+        }
+    }
+    fn len(&self) -> usize {
+        self.latest.len()
+    }
+}
+
+/// Reads current rows by key for [`read_latest`].
+struct Fetch<'a> {
+    conn: Conn,
+    pool: &'a Pool,
+    tables: &'a [Table],
+}
+
+impl RowReader for Fetch<'_> {
+    fn table_name(&self, index: usize) -> String {
+        self.tables[index].plan.table.clone()
+    }
+    async fn rows_by_keys(
+        &mut self,
+        index: usize,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
+        let t = &self.tables[index];
+        Ok(t.by_keys_spread(&mut self.conn, self.pool, keys)
+            .await?
+            .into_iter()
+            .map(|row| (t.key_of(&row), row))
+            .collect())
+    }
+}
+
+/// What one poll read from the log.
+struct Read {
+    collected: Collected,
+    position: Position,
+    /// The captured tables to read again (ALTER/RENAME seen).
+    reload: bool,
+}
+
+impl MysqlSource {
+    /// Checks that the server logs rows as binlog capture needs and that the account may
+    /// read the log; one error listing everything missing.
+    pub(crate) async fn check_binlog(&mut self, conn: &mut Conn) -> Result<(), SourceError> {
+        let rows: Vec<(String, String)> = conn
+            .query(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'log_bin_compress')",
+            )
+            .await
+            .map_err(|e| classify(e, None))?;
+        let variables: HashMap<String, String> = rows
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let grants: Vec<String> = conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let problems = missing(&variables, &grants);
+        if !problems.is_empty() {
+            return Err(SourceError::CaptureNotInstalled(format!(
+                "binlog capture cannot read this server: {} (`ebis setup-source` prints what to set and grant)",
+                problems.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The log's end now: file, offset and the server's GTID position where it has one.
+    pub(crate) async fn binlog_head(&mut self, conn: &mut Conn) -> Result<Position, SourceError> {
+        let row: Option<mysql_async::Row> = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let Some(row) = row else {
+            return Err(SourceError::CaptureNotInstalled(
+                "the server keeps no binary log (log_bin is OFF): binlog capture needs it (`ebis setup-source` prints what to set)".to_owned(),
+            ));
+        };
+        let file: Option<String> = row.get(0);
+        let pos: Option<u64> = row.get(1);
+        let (Some(file), Some(pos)) = (file, pos) else {
+            return Err(SourceError::Query(
+                "SHOW MASTER STATUS returned no file and position".to_owned(),
+            ));
+        };
+        let gtid: Option<String> = conn
+            .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
+            .await
+            .unwrap_or(None)
+            .filter(|g: &String| !g.is_empty());
+        Ok(Position::Binlog {
+            file,
+            pos,
+            skip: 0,
+            gtid,
+        })
+    }
+
+    /// Changes logged after (`file`, `pos`), passing over the first `skip` row changes of
+    /// the transaction there: about `limit` keys, their rows read by key.
+    pub(crate) async fn binlog_changes(
+        &mut self,
+        after: &Position,
+        limit: usize,
+        server_id: u32,
+    ) -> Result<Batch, SourceError> {
+        let Position::Binlog { file, .. } = after else {
+            return Err(SourceError::PositionExpired(format!(
+                "the stored position `{}` is not a binlog position",
+                after.summary()
+            )));
+        };
+        self.tables().await?;
+        let mut conn = self.conn().await?;
+        let logs: Vec<mysql_async::Row> = conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let names: Vec<String> = logs.iter().filter_map(|r| r.get(0)).collect();
+        if !names.iter().any(|n| n == file) {
+            return Err(SourceError::PositionExpired(format!(
+                "binlog file {file} is no longer on the server (purged before ebis read it; the oldest kept is {})",
+                names.first().map(String::as_str).unwrap_or("none")
+            )));
+        }
+        let read_at = Self::utc_now(&mut conn).await?;
+        let read = self.read_log(after, limit, server_id).await?;
+        if read.reload {
+            tracing::info!(source = %self.name, "a captured table's definition changed in the binlog: reading its columns again");
+            self.tables = None;
+            self.tables().await?;
+        }
+        let version = match &read.position {
+            Position::Binlog { file, pos, .. } => Position::binlog_version(file, *pos),
+            _ => 0,
+        };
+        let changes = if read.collected.latest.is_empty() {
+            Vec::new()
+        } else {
+            let mut fetch = Fetch {
+                conn,
+                pool: &self.pool,
+                tables: self.tables.as_deref().unwrap_or(&[]),
+            };
+            read_latest(&mut fetch, read.collected.latest, version).await?
+        };
+        Ok(Batch {
+            changes,
+            position: read.position,
+            gap_events: Vec::new(),
+            read_at,
+        })
+    }
+
+    /// Which captured table a table map names, and where its key columns are.
+    fn key_place(
+        &self,
+        database: &str,
+        table: &str,
+        row: &BinlogRow,
+    ) -> Result<Option<KeyPlace>, SourceError> {
+        let tables = self.tables.as_deref().unwrap_or(&[]);
+        let default_db = self.database.as_deref().unwrap_or("");
+        let Some(index) = tables.iter().position(|t| {
+            let (schema, name) = split_table(&t.plan.table);
+            name.eq_ignore_ascii_case(table)
+                && schema.unwrap_or(default_db).eq_ignore_ascii_case(database)
+        }) else {
+            return Ok(None);
+        };
+        let t = &tables[index];
+        let mut columns = Vec::new();
+        for (name, reading) in t.key_columns() {
+            let at = row
+                .columns_ref()
+                .iter()
+                .position(|c| c.name_str().eq_ignore_ascii_case(name));
+            match at {
+                Some(i) => columns.push((i, reading)),
+                None => {
+                    return Err(SourceError::CaptureNotInstalled(format!(
+                        "the binlog's rows of {} carry no column named {name} (binlog_row_metadata must be FULL when they were logged)",
+                        t.plan.table
+                    )));
+                }
+            }
+        }
+        Ok(Some(KeyPlace {
+            table: index,
+            columns,
+        }))
+    }
+
+    /// Reads the log from `after` to its end or to about `limit` keys.
+    async fn read_log(
+        &mut self,
+        after: &Position,
+        limit: usize,
+        server_id: u32,
+    ) -> Result<Read, SourceError> {
+        let Position::Binlog {
+            file,
+            pos,
+            skip,
+            gtid,
+        } = after.clone()
+        else {
+            unreachable!("checked by the caller");
+        };
+        let mut conn = self.conn().await?;
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@GLOBAL.binlog_checksum")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        // Real GTID events instead of dummy BEGIN statements (MariaDB; MySQL ignores it).
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let request = BinlogStreamRequest::new(server_id)
+            .with_filename(file.as_bytes())
+            .with_pos(pos)
+            .with_non_blocking();
+        let mut stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(|e| dump_error(e, &file))?;
+        let mut current = file.clone();
+        let mut committed = Position::Binlog {
+            file: file.clone(),
+            pos,
+            skip,
+            gtid: gtid.clone(),
+        };
+        let mut collected = Collected::default();
+        let mut txn: Option<Txn> = None;
+        let mut places: HashMap<u64, Option<KeyPlace>> = HashMap::new();
+        let mut reload = false;
+        let mut resnapshot: Option<String> = None;
+        let mut order = 0i64;
+        let mut first_rotate = true;
+        let limit = limit.max(1);
+        loop {
+            let next = match tokio::time::timeout(OP_TIMEOUT, stream.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    return Err(SourceError::Unreachable(
+                        "the binlog stream stopped answering".to_owned(),
+                    ));
+                }
+            };
+            let Some(event) = next else { break };
+            let event: Event = event.map_err(|e| dump_error(e, &current))?;
+            let header = event.header();
+            let end = u64::from(header.log_pos());
+            let start = end.saturating_sub(u64::from(header.event_size()));
+            let at = DateTime::<Utc>::from_timestamp(i64::from(header.timestamp()), 0);
+            let raw = header.event_type_raw();
+            if MARIADB_COMPRESSED.contains(&raw) {
+                return Err(SourceError::CaptureNotInstalled(
+                    "the binlog holds compressed events (log_bin_compress = ON): ebis cannot read them; set log_bin_compress = OFF".to_owned(),
+                ));
+            }
+            if raw == MARIADB_GTID_EVENT {
+                // A transaction starts. A standalone one (DDL) is ended by its QUERY
+                // event, a BEGIN…COMMIT one by its XID or COMMIT.
+                txn = Some(Txn {
+                    file: current.clone(),
+                    start,
+                    rows: 0,
+                    skip: if current == file && start == pos {
+                        skip
+                    } else {
+                        0
+                    },
+                    keys: Vec::new(),
+                    gtid: mariadb_gtid(event.data(), header.server_id()).map(|(g, _)| g),
+                });
+                continue;
+            }
+            match header.event_type() {
+                Ok(EventType::ROTATE_EVENT) => {
+                    let rotate: RotateEvent<'_> = event
+                        .read_event()
+                        .map_err(|e| SourceError::Query(format!("a binlog ROTATE event: {e}")))?;
+                    // The stream's first ROTATE is the server's own (the file asked for),
+                    // sent before the format description that says a checksum ends each
+                    // event: read without knowing it, its name carries the checksum.
+                    let fake = first_rotate;
+                    first_rotate = false;
+                    let raw_name = rotate.name_raw();
+                    let name = if checksums && event.checksum().is_none() && raw_name.len() > 4 {
+                        String::from_utf8_lossy(&raw_name[..raw_name.len() - 4]).into_owned()
+                    } else {
+                        String::from_utf8_lossy(raw_name).into_owned()
+                    };
+                    current = if fake {
+                        fake_rotate_name(&name, &file)
+                    } else {
+                        name
+                    };
+                    if !fake && txn.is_none() {
+                        committed = Position::Binlog {
+                            file: current.clone(),
+                            pos: rotate.position(),
+                            skip: 0,
+                            gtid: position_gtid(&committed),
+                        };
+                    }
+                }
+                Ok(EventType::QUERY_EVENT) => {
+                    let q: QueryEvent<'_> = event
+                        .read_event()
+                        .map_err(|e| SourceError::Query(format!("a binlog QUERY event: {e}")))?;
+                    let sql = q.query();
+                    let word = sql.split_whitespace().next().unwrap_or("");
+                    if word.eq_ignore_ascii_case("BEGIN") {
+                        if txn.is_none() {
+                            txn = Some(Txn {
+                                file: current.clone(),
+                                start,
+                                rows: 0,
+                                skip: if current == file && start == pos {
+                                    skip
+                                } else {
+                                    0
+                                },
+                                keys: Vec::new(),
+                                gtid: None,
+                            });
+                        }
+                        continue;
+                    }
+                    if !word.eq_ignore_ascii_case("COMMIT") {
+                        // A statement of its own (DDL): does it touch a captured table?
+                        let schema = q.schema().into_owned();
+                        let default_db = self.database.clone().unwrap_or_default();
+                        for t in self.tables.as_deref().unwrap_or(&[]) {
+                            let (s, name) = split_table(&t.plan.table);
+                            match ddl_effect(&sql, &schema, s.unwrap_or(&default_db), name) {
+                                Some(Ddl::Reload) => {
+                                    reload = true;
+                                    places.clear();
+                                }
+                                Some(Ddl::Resnapshot) => {
+                                    resnapshot.get_or_insert_with(|| {
+                                        format!(
+                                            "captured table {} was truncated or dropped at the source (the binlog holds the statement, not its rows)",
+                                            t.plan.table
+                                        )
+                                    });
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    let done = txn.take();
+                    commit(&mut collected, done, &current, end, &mut committed);
+                    if let Some(why) = resnapshot {
+                        return Err(SourceError::PositionExpired(why));
+                    }
+                    if collected.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(EventType::XID_EVENT) => {
+                    let done = txn.take();
+                    commit(&mut collected, done, &current, end, &mut committed);
+                    if collected.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(
+                    EventType::WRITE_ROWS_EVENT
+                    | EventType::UPDATE_ROWS_EVENT
+                    | EventType::DELETE_ROWS_EVENT
+                    | EventType::WRITE_ROWS_EVENT_V1
+                    | EventType::UPDATE_ROWS_EVENT_V1
+                    | EventType::DELETE_ROWS_EVENT_V1
+                    | EventType::PARTIAL_UPDATE_ROWS_EVENT,
+                ) => {
+                    let Some(EventData::RowsEvent(rows)) = event
+                        .read_data()
+                        .map_err(|e| SourceError::Query(format!("a binlog rows event: {e}")))?
+                    else {
+                        continue;
+                    };
+                    let Some(t) = txn.as_mut() else {
+                        return Err(SourceError::Query(
+                            "a binlog rows event outside a transaction".to_owned(),
+                        ));
+                    };
+                    let Some(tme) = stream.get_tme(rows.table_id()) else {
+                        return Err(SourceError::Query(
+                            "a binlog rows event without its table map".to_owned(),
+                        ));
+                    };
+                    let database = tme.database_name().into_owned();
+                    let table = tme.table_name().into_owned();
+                    for row in rows.rows(tme) {
+                        let (before, after_image) = row.map_err(|e| {
+                            SourceError::Query(format!("a binlog row of {database}.{table}: {e}"))
+                        })?;
+                        t.rows += 1;
+                        if t.rows <= t.skip {
+                            continue;
+                        }
+                        for image in [before.as_ref(), after_image.as_ref()]
+                            .into_iter()
+                            .flatten()
+                        {
+                            let place = match places.get(&rows.table_id()) {
+                                Some(p) => p.clone(),
+                                None => {
+                                    let p = self.key_place(&database, &table, image)?;
+                                    places.insert(rows.table_id(), p.clone());
+                                    p
+                                }
+                            };
+                            let Some(place) = place else { break };
+                            let mut key = Vec::with_capacity(place.columns.len());
+                            for (i, reading) in &place.columns {
+                                let column = &image.columns_ref()[*i];
+                                let v = image.as_ref(*i).ok_or_else(|| {
+                                    SourceError::Query(format!(
+                                        "a binlog row of {database}.{table} lacks key column {}",
+                                        column.name_str()
+                                    ))
+                                })?;
+                                key.push(key_value(v, column, *reading).map_err(|why| {
+                                    SourceError::Query(format!(
+                                        "{database}.{table}.{}: {why}",
+                                        column.name_str()
+                                    ))
+                                })?);
+                            }
+                            order += 1;
+                            t.keys.push(Latest::new(place.table, key, order, at));
+                        }
+                    }
+                    // A transaction larger than a batch: return what it has read so far,
+                    // the position staying at its start.
+                    if collected.len() == 0 && t.keys.len() >= limit {
+                        let t = txn.take().expect("open");
+                        let read_rows = t.rows;
+                        for l in t.keys {
+                            collected.add(l);
+                        }
+                        committed = Position::Binlog {
+                            file: t.file,
+                            pos: t.start,
+                            skip: read_rows,
+                            gtid: t.gtid.or_else(|| position_gtid(&committed)),
+                        };
+                        break;
+                    }
+                    // Enough for this batch without the open transaction: it is read again,
+                    // whole, by the next poll.
+                    if collected.len() > 0 && collected.len() + t.keys.len() >= limit {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = stream.close().await;
+        Ok(Read {
+            collected,
+            position: committed,
+            reload,
+        })
+    }
+}
+
+/// The GTID a position carries.
+fn position_gtid(p: &Position) -> Option<String> {
+    match p {
+        Position::Binlog { gtid, .. } => gtid.clone(),
+        _ => None,
+    }
+}
+
+/// A transaction ended at `end` of `file`: its keys join the batch, the position moves
+/// past it.
+fn commit(
+    collected: &mut Collected,
+    txn: Option<Txn>,
+    file: &str,
+    end: u64,
+    committed: &mut Position,
+) {
+    let gtid = match &txn {
+        Some(t) if t.gtid.is_some() => t.gtid.clone(),
+        _ => position_gtid(committed),
+    };
+    if let Some(t) = txn {
+        for l in t.keys {
+            collected.add(l);
+        }
+    }
+    *committed = Position::Binlog {
+        file: file.to_owned(),
+        pos: end,
+        skip: 0,
+        gtid,
+    };
+}
+
+/// A dump error: a file the server no longer has (or never had) is an expired position.
+fn dump_error(e: mysql_async::Error, file: &str) -> SourceError {
+    if let mysql_async::Error::Server(s) = &e
+        && s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG
+    {
+        return SourceError::PositionExpired(format!(
+            "the server cannot send binlog {file} from the stored position (error {}; purged, or the log was reset)",
+            s.code
+        ));
+    }
+    classify(e, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_server_set_up_for_binlog_capture_misses_nothing() {
+        let ok = vars(&[
+            ("log_bin", "ON"),
+            ("binlog_format", "ROW"),
+            ("binlog_row_image", "FULL"),
+            ("binlog_row_metadata", "FULL"),
+            ("log_bin_compress", "OFF"),
+        ]);
+        let grants = vec![
+            "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `ebis`@`%`".to_owned(),
+            "GRANT SELECT ON `tax`.* TO `ebis`@`%`".to_owned(),
+        ];
+        assert!(missing(&ok, &grants).is_empty());
+        let root =
+            vec!["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_owned()];
+        assert!(missing(&ok, &root).is_empty());
+    }
+
+    #[test]
+    fn each_missing_setting_and_grant_is_named() {
+        let off = vars(&[
+            ("log_bin", "OFF"),
+            ("binlog_format", "MIXED"),
+            ("binlog_row_image", "MINIMAL"),
+            ("log_bin_compress", "ON"),
+        ]);
+        let grants = vec!["GRANT SELECT ON `tax`.* TO `ebis`@`%`".to_owned()];
+        let found = missing(&off, &grants).join("\n");
+        for expected in [
+            "log_bin is OFF, must be ON",
+            "binlog_format is MIXED, must be ROW",
+            "binlog_row_image is MINIMAL, must be FULL",
+            "no binlog_row_metadata",
+            "log_bin_compress is ON",
+            "lacks REPLICATION SLAVE",
+            "lacks REPLICATION CLIENT",
+        ] {
+            assert!(found.contains(expected), "{expected} in:\n{found}");
+        }
+        let on_one_db = vec!["GRANT REPLICATION SLAVE ON `tax`.* TO `ebis`@`%`".to_owned()];
+        assert!(
+            missing(&off, &on_one_db)
+                .iter()
+                .any(|m| m.contains("REPLICATION SLAVE")),
+            "replication is granted on *.* only"
+        );
+    }
+
+    #[test]
+    fn ddl_on_a_captured_table_is_told_apart_from_other_statements() {
+        let e = |sql| ddl_effect(sql, "tax", "tax", "DJ_NSRXX");
+        assert_eq!(
+            e("ALTER TABLE DJ_NSRXX ADD COLUMN X INT"),
+            Some(Ddl::Reload)
+        );
+        assert_eq!(
+            e("alter table `tax`.`dj_nsrxx` drop column X"),
+            Some(Ddl::Reload)
+        );
+        assert_eq!(e("RENAME TABLE DJ_NSRXX TO DJ_OLD"), Some(Ddl::Reload));
+        assert_eq!(e("TRUNCATE TABLE DJ_NSRXX"), Some(Ddl::Resnapshot));
+        assert_eq!(
+            e("DROP TABLE IF EXISTS `DJ_NSRXX` /* generated by server */"),
+            Some(Ddl::Resnapshot)
+        );
+        assert_eq!(
+            e("ALTER TABLE DJ_NSRXX_BAK ADD COLUMN X INT"),
+            None,
+            "another table"
+        );
+        assert_eq!(
+            e("ALTER TABLE other.DJ_NSRXX ADD COLUMN X INT"),
+            None,
+            "another schema"
+        );
+        assert_eq!(e("CREATE TABLE DJ_NSRXX2 LIKE DJ_NSRXX"), None);
+        assert_eq!(
+            e("ALTER TABLE T COMMENT 'DJ_NSRXX'"),
+            None,
+            "a name inside a string literal"
+        );
+        assert_eq!(
+            ddl_effect("DROP TABLE DJ_NSRXX", "other", "tax", "DJ_NSRXX"),
+            None,
+            "run in another schema"
+        );
+    }
+
+    #[test]
+    fn the_fake_rotate_loses_its_checksum_tail() {
+        assert_eq!(
+            fake_rotate_name("mariadb-bin.000003R<sT", "mariadb-bin.000003"),
+            "mariadb-bin.000003"
+        );
+        assert_eq!(
+            fake_rotate_name("mariadb-bin.000004", "mariadb-bin.000003"),
+            "mariadb-bin.000004"
+        );
+    }
+
+    #[test]
+    fn mariadb_gtid_events_give_domain_server_and_sequence() {
+        let mut data = 77u64.to_le_bytes().to_vec();
+        data.extend(0u32.to_le_bytes());
+        data.push(FL_STANDALONE);
+        assert_eq!(mariadb_gtid(&data, 1), Some(("0-1-77".to_owned(), true)));
+        data[12] = 0;
+        assert_eq!(mariadb_gtid(&data, 9), Some(("0-9-77".to_owned(), false)));
+        assert_eq!(mariadb_gtid(&data[..5], 1), None);
+    }
+}

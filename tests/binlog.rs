@@ -1,0 +1,289 @@
+//! Binlog capture (MySQL/MariaDB's row-based binary log) beyond the contract kit: a
+//! transaction larger than a batch, the table's definition changed mid-stream, a
+//! TRUNCATE (logged as a statement, without rows), and what `check --online` says of an
+//! account that may not read the log.
+
+use crate::support::TempDir;
+use crate::support::harness::{Env, Running, SourceDef};
+use crate::support::mysql::MyDb;
+use ebis::pipeline::AnySource;
+use ebis_source::{Op, Position, Source};
+use mysql_async::prelude::Queryable;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+const ENT: &str = "CREATE TABLE ENT (
+    ID      INT          NOT NULL PRIMARY KEY,
+    REGNO   VARCHAR(30)  NULL,
+    ENTNAME VARCHAR(200) NULL,
+    ESTDATE DATE         NULL
+) DEFAULT CHARSET=utf8mb4";
+
+const MAPPING: &str = "record_kind: aic_establishment
+source:
+  table: ENT
+  key: [ID]
+fields:
+  reg_no: {column: REGNO}
+  name: {column: ENTNAME}
+  established_on: {column: ESTDATE}
+";
+
+const LIVE: &str = "select count(*) from exchange.aic_establishment where deleted_at is null";
+
+/// A bureau database with `ENT`, captured in binlog mode.
+struct Bureau {
+    db: MyDb,
+    env: Env,
+    _mappings: TempDir,
+}
+
+async fn bureau() -> Bureau {
+    let db = MyDb::create(&[ENT.to_owned()]).await;
+    let mappings = TempDir::new("ebis_binlog_mappings");
+    std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
+    let env = Env::custom(vec![SourceDef {
+        name: "aic_binlog".to_owned(),
+        bureau: "aic".to_owned(),
+        division: "150302".to_owned(),
+        capture: "mode: binlog".to_owned(),
+        connection: db.conn.clone(),
+        mappings: mappings.path().to_owned(),
+    }])
+    .await;
+    Bureau {
+        db,
+        env,
+        _mappings: mappings,
+    }
+}
+
+fn insert(from: u32, to: u32) -> String {
+    format!(
+        "INSERT INTO ENT (ID, REGNO, ENTNAME, ESTDATE) SELECT seq, LPAD(150302000000000 + seq, 15, '0'), CONCAT('乌海市第', seq, '号商贸有限公司'), '2006-03-01' FROM seq_{from}_to_{to}"
+    )
+}
+
+async fn started(b: &Bureau, rows: u32) -> Running {
+    b.db.exec(&insert(1, rows)).await;
+    let run = b.env.start();
+    b.env.wait_count(LIVE, i64::from(rows), T).await;
+    run
+}
+
+/// One transaction of 6,000 inserts, 500 renames and 50 deletes against batches of 500:
+/// the connector returns it in parts, each position at the transaction's start with the
+/// row changes already read, and the warehouse ends up equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
+    let b = bureau().await;
+    b.db.exec(&insert(1, 10)).await;
+    let cfg = b.env.config().sources[0].clone();
+    let plans = vec![ebis_source::TablePlan {
+        table: "ENT".to_owned(),
+        key: vec!["ID".to_owned()],
+        columns: vec![
+            "REGNO".to_owned(),
+            "ENTNAME".to_owned(),
+            "ESTDATE".to_owned(),
+        ],
+        expressions: Vec::new(),
+        modified_column: None,
+        trust_key: false,
+    }];
+    let mut source = AnySource::open(&cfg, plans).expect("open");
+    source
+        .check()
+        .await
+        .expect("binlog capture can read this server");
+    let head = source.head().await.expect("head");
+    let mut c = b.db.conn().await;
+    c.query_drop("START TRANSACTION").await.expect("begin");
+    c.query_drop(insert(1001, 7000)).await.expect("insert");
+    c.query_drop(
+        "UPDATE ENT SET ENTNAME = CONCAT(ENTNAME, '（更名）') WHERE ID BETWEEN 1001 AND 1500",
+    )
+    .await
+    .expect("rename");
+    c.query_drop("DELETE FROM ENT WHERE ID BETWEEN 6951 AND 7000")
+        .await
+        .expect("delete");
+    c.query_drop("COMMIT").await.expect("commit");
+    drop(c);
+
+    let mut at = head.clone();
+    let mut upserted = BTreeSet::new();
+    let mut deleted = BTreeSet::new();
+    let mut parts = 0;
+    // Parts read from inside the transaction: its start (other databases on the server
+    // log too, so not the head) and the row changes read so far.
+    let mut inside: Vec<(u64, u64)> = Vec::new();
+    loop {
+        let batch = source.changes(&at, 500).await.expect("a poll");
+        if batch.changes.is_empty() {
+            break;
+        }
+        parts += 1;
+        assert!(batch.changes.len() <= 1_000, "a part holds about a batch");
+        if let Position::Binlog { pos, skip, .. } = &batch.position
+            && *skip > 0
+        {
+            inside.push((*pos, *skip));
+        }
+        for ch in &batch.changes {
+            let id = ch.key[0].to_text().expect("key");
+            match ch.op {
+                Op::Upsert => upserted.insert(id),
+                Op::Delete => deleted.insert(id),
+            };
+        }
+        at = batch.position;
+        assert!(parts < 100, "the reads make progress");
+    }
+    source.close().await;
+    assert!(parts >= 12, "6,000 keys in parts of 500: {parts} part(s)");
+    assert!(
+        inside.len() >= 10,
+        "parts inside the transaction: {inside:?}"
+    );
+    assert!(
+        inside
+            .windows(2)
+            .all(|w| w[0].0 == w[1].0 && w[0].1 < w[1].1),
+        "each part inside the transaction stays at its start, further into it: {inside:?}"
+    );
+    assert_eq!(
+        upserted.len(),
+        5_950,
+        "every inserted row that is still there"
+    );
+    assert_eq!(deleted.len(), 50, "the deleted rows, as deletes");
+    assert!(
+        matches!(at, Position::Binlog { skip: 0, .. }),
+        "the last part ends at the commit: {at:?}"
+    );
+
+    // And through the pipeline, batch after batch of 500.
+    let run = b.env.start();
+    b.env.wait_verified(T).await;
+    let renamed: i64 = b
+        .env
+        .pg()
+        .await
+        .query_one(
+            "select count(*) from exchange.aic_establishment where name like '%（更名）' and deleted_at is null",
+            &[],
+        )
+        .await
+        .expect("renamed")
+        .get(0);
+    assert_eq!(renamed, 500);
+    assert!(run.stop().await.is_empty());
+}
+
+/// A column added to the captured table mid-stream changes nothing; a mapped column
+/// dropped stops the source with an error naming the table and the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_mid_stream_is_harmless_and_a_mapped_column_dropped_stops_the_source_by_name()
+ {
+    let b = bureau().await;
+    let run = started(&b, 20).await;
+    b.db.exec("ALTER TABLE ENT ADD COLUMN NOTE VARCHAR(20) NULL FIRST")
+        .await;
+    b.db.exec("UPDATE ENT SET ENTNAME = '乌海市新名称有限公司', NOTE = 'x' WHERE ID = 3")
+        .await;
+    b.db.exec(&insert(21, 30)).await;
+    b.env.wait_verified(T).await;
+    b.db.exec("ALTER TABLE ENT DROP COLUMN ENTNAME").await;
+    b.db.exec(
+        &insert(31, 31)
+            .replace(", ENTNAME", "")
+            .replace(", CONCAT('乌海市第', seq, '号商贸有限公司')", ""),
+    )
+    .await;
+    b.env
+        .wait_count(
+            "select count(*) from ebis.source_status where state = 'failed'",
+            1,
+            T,
+        )
+        .await;
+    let failed = run.stop().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (source, error) = &failed[0];
+    assert_eq!(source, "aic_binlog");
+    assert!(
+        error.contains("ENT") && error.contains("ENTNAME"),
+        "the error names the table and the column: {error}"
+    );
+}
+
+/// TRUNCATE is logged as a statement, without its rows: the source is snapshotted again
+/// (said in its status), and the warehouse holds what the table holds afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_table_is_snapshotted_again() {
+    let b = bureau().await;
+    let run = started(&b, 30).await;
+    b.db.exec("TRUNCATE TABLE ENT").await;
+    b.db.exec(&insert(100, 104)).await;
+    b.env
+        .wait_count(
+            "select count(*) from ebis.source_status where resnapshots = 1",
+            1,
+            T,
+        )
+        .await;
+    b.env.wait_verified(T).await;
+    b.env.wait_count(LIVE, 5, T).await;
+    let reason: String = b
+        .env
+        .pg()
+        .await
+        .query_one(
+            "select last_resnapshot_reason from ebis.source_status where source = 'aic_binlog'",
+            &[],
+        )
+        .await
+        .expect("status")
+        .get(0);
+    assert!(reason.contains("truncated"), "{reason}");
+    assert!(run.stop().await.is_empty());
+}
+
+/// An account that may only SELECT: `check --online` says which grants binlog capture
+/// lacks, and the account with them passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_names_the_grants_binlog_capture_lacks() {
+    let b = bureau().await;
+    let config = std::fs::read_to_string(b.env.config_path()).expect("config");
+    let (_reader, reader) = b.db.reader().await;
+    std::fs::write(b.env.config_path(), config.replace(&b.db.url, &reader.url)).expect("config");
+    let out = crate::check::check_online(&b.env.config_path());
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("source aic_binlog: error: ")
+            && out.stdout.contains("lacks REPLICATION SLAVE")
+            && out.stdout.contains("lacks REPLICATION CLIENT"),
+        "{}",
+        out.stdout
+    );
+    let user = reader
+        .url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .expect("user");
+    b.db.exec(&format!(
+        "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'127.0.0.1'"
+    ))
+    .await;
+    let out = crate::check::check_online(&b.env.config_path());
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("binlog capture installed") && out.stdout.contains("head: binlog "),
+        "{}",
+        out.stdout
+    );
+}
