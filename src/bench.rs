@@ -783,7 +783,7 @@ pub async fn compare_bench(
     crate::assets::write_mappings(&dir)?;
     std::fs::write(
         dir.join("pipeline.yaml"),
-        crate::demo::config_yaml(&wh_conn, &bureaus),
+        crate::demo::config_yaml(&wh_conn, &bureaus, crate::demo::DemoCapture::Triggers),
     )?;
     let config =
         PipelineConfig::load(&dir.join("pipeline.yaml")).map_err(|d| anyhow::anyhow!("{d}"))?;

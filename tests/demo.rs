@@ -51,3 +51,35 @@ fn a_short_demo_on_private_servers_ends_with_the_warehouse_equal_to_the_sources(
     let check = run(ebis(dir.path()).arg("check"));
     assert_eq!(check.code, 0, "{}", check.stderr);
 }
+
+/// `ebis demo --capture binlog`: every bureau read from the server's binary log, nothing
+/// installed on the bureaus' databases, and the warehouse still equals the sources.
+#[test]
+fn the_demo_in_binlog_mode_installs_nothing_on_the_bureaus_and_ends_equal() {
+    let dir = TempDir::new("ebis_demo_binlog");
+    let out = run(ebis(&root())
+        .args([
+            "demo",
+            "--capture",
+            "binlog",
+            "--enterprises",
+            "150",
+            "--rate",
+            "30",
+            "--duration",
+            "4s",
+            "--seed",
+            "11",
+            "--dir",
+        ])
+        .arg(dir.path()));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("22/22 record kinds agree"),
+        "{}",
+        out.stdout
+    );
+    let config = std::fs::read_to_string(dir.path().join("pipeline.yaml")).expect("config");
+    assert_eq!(config.matches("mode: binlog").count(), 4, "{config}");
+    assert!(!config.contains("mode: changelog"), "{config}");
+}

@@ -43,6 +43,11 @@ pub struct DemoArgs {
     /// Folder for the servers, config, mappings and ground truth.
     #[arg(long, default_value = "target/ebis-demo")]
     pub dir: PathBuf,
+    /// How the bureaus are captured: `triggers` (change tables filled by triggers; local
+    /// tax by its modified column) or `binlog` (every bureau by the server's binary log,
+    /// nothing installed on the bureaus' databases).
+    #[arg(long, value_enum, default_value_t = ebis::demo::DemoCapture::Triggers)]
+    pub capture: ebis::demo::DemoCapture,
 }
 
 impl From<DemoArgs> for ebis::demo::DemoOptions {
@@ -58,6 +63,7 @@ impl From<DemoArgs> for ebis::demo::DemoOptions {
             warehouse: a.warehouse,
             source_url: a.source_url,
             dir: a.dir,
+            capture: a.capture,
         }
     }
 }

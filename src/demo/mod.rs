@@ -57,6 +57,20 @@ pub struct DemoOptions {
     pub source_url: Option<String>,
     /// The folder for servers, config, mappings and the ground truth.
     pub dir: PathBuf,
+    /// How the bureaus are captured.
+    pub capture: DemoCapture,
+}
+
+/// How the demo captures the bureaus.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCapture {
+    /// Change tables filled by triggers (AIC, national tax, QTS); local tax by its
+    /// modified column.
+    #[default]
+    Triggers,
+    /// Every bureau by the server's row-based binary log: nothing installed on the
+    /// bureaus' databases.
+    Binlog,
 }
 
 /// What the demo measured.
@@ -113,7 +127,11 @@ pub async fn run(opts: &DemoOptions, shutdown: Shutdown) -> Result<DemoSummary> 
     let given_my = given(&opts.source_url, SOURCE_PASSWORD_ENV, "--source-url")?;
     let mut servers = None;
     if given_pg.is_none() || given_my.is_none() {
-        let mut s = servers::PrivateServers::start(&opts.dir.join("servers"), &say)?;
+        let mut s = servers::PrivateServers::start(
+            &opts.dir.join("servers"),
+            &say,
+            opts.capture == DemoCapture::Binlog,
+        )?;
         s.wait_ready().await?;
         say(&format!(
             "private servers up: PostgreSQL :{}, MariaDB :{}",
@@ -188,7 +206,7 @@ async fn run_on(
 
     crate::assets::write_mappings(&opts.dir)?;
     let config_path = opts.dir.join("pipeline.yaml");
-    std::fs::write(&config_path, config_yaml(&wh_conn, &bureaus))?;
+    std::fs::write(&config_path, config_yaml(&wh_conn, &bureaus, opts.capture))?;
     let config = PipelineConfig::load(&config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
     crate::setup::install_all(&config)
         .await
@@ -324,8 +342,13 @@ async fn run_on(
     Ok(summary)
 }
 
-/// The demo's pipeline config: the four bureaus, local tax connected for 海勃湾区 only.
-pub fn config_yaml(warehouse: &ConnectionConfig, bureaus: &Bureaus) -> String {
+/// The demo's pipeline config: the four bureaus, local tax connected for 海勃湾区 only,
+/// captured as `capture` says.
+pub fn config_yaml(
+    warehouse: &ConnectionConfig,
+    bureaus: &Bureaus,
+    capture: DemoCapture,
+) -> String {
     let source = |name: &str, b: Bureau, division: &str, covers: &str, capture: &str| {
         format!(
             "  - name: {name}\n    bureau: {}\n    division: '{division}'\n    covers: [{covers}]\n    dialect: mysql\n    connection:\n{}    capture:\n{capture}    mappings: mappings/{}\n",
@@ -335,7 +358,13 @@ pub fn config_yaml(warehouse: &ConnectionConfig, bureaus: &Bureaus) -> String {
         )
     };
     let all = "'150302', '150303', '150304'";
-    let changelog = "      mode: changelog\n      gap_timeout: 2m\n      purge_every: 30s\n";
+    let (changelog, timestamp) = match capture {
+        DemoCapture::Triggers => (
+            "      mode: changelog\n      gap_timeout: 2m\n      purge_every: 30s\n",
+            "      mode: timestamp\n      overlap: 2s\n      key_scan_every: 5s\n",
+        ),
+        DemoCapture::Binlog => ("      mode: binlog\n", "      mode: binlog\n"),
+    };
     format!(
         "# Written by `ebis demo`. The four bureaus of 乌海市; local tax is connected for 海勃湾区 only.\nwarehouse:\n{}poll_interval: 250ms\nbatch_size: 1000\nsources:\n{}{}{}{}",
         warehouse.to_yaml("  "),
@@ -346,7 +375,7 @@ pub fn config_yaml(warehouse: &ConnectionConfig, bureaus: &Bureaus) -> String {
             Bureau::Ltax,
             "150302",
             "'150302'",
-            "      mode: timestamp\n      overlap: 2s\n      key_scan_every: 5s\n"
+            timestamp
         ),
         source("qts_city", Bureau::Qts, "150300", all, changelog),
     )

@@ -90,8 +90,9 @@ fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<()> {
 }
 
 impl PrivateServers {
-    /// Starts both servers in `dir` from scratch.
-    pub fn start(dir: &Path, progress: &dyn Fn(&str)) -> Result<PrivateServers> {
+    /// Starts both servers in `dir` from scratch; MariaDB with a row-based binary log
+    /// when `binlog` (for binlog capture).
+    pub fn start(dir: &Path, progress: &dyn Fn(&str), binlog: bool) -> Result<PrivateServers> {
         let pg_bin = pg_bin()?;
         let (mariadbd, install_db) = mariadb_bins()?;
         std::fs::create_dir_all(dir)?;
@@ -161,7 +162,7 @@ impl PrivateServers {
             &dir,
             &my_data,
             servers.mysql_port,
-            &[],
+            if binlog { &BINLOG } else { &[] },
             as_postgres,
         );
         servers.children.push(spawn_detached(&mut my, "mariadbd")?);
@@ -299,6 +300,16 @@ fn init_mariadb(install_db: &Path, data: &Path, as_root: bool, logs: &Path) -> R
         &logs.join("install-db.log"),
     )
 }
+
+/// The server options binlog capture needs (after `--skip-log-bin`, which they override).
+pub const BINLOG: [&str; 6] = [
+    "--log-bin=mariadb-bin",
+    "--server-id=1",
+    "--binlog-format=ROW",
+    "--binlog-row-image=FULL",
+    "--binlog-row-metadata=FULL",
+    "--max-binlog-size=256M",
+];
 
 /// The command that runs a private mariadbd on loopback `port`, its socket, pid file and
 /// error log in `dir`; `extra` adds server options (`--default-time-zone=+08:00`).

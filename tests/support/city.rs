@@ -41,7 +41,7 @@ impl City {
         bureaus.load(&native::all_rows(&world)).await.expect("load");
         let dir = TempDir::new("ebis_city");
         ebis::assets::write_mappings(dir.path()).expect("mappings");
-        let yaml = ebis::demo::config_yaml(&pg.conn, &bureaus)
+        let yaml = ebis::demo::config_yaml(&pg.conn, &bureaus, ebis::demo::DemoCapture::Triggers)
             .replace("key_scan_every: 5s", "key_scan_every: 1s");
         std::fs::write(dir.path().join("pipeline.yaml"), yaml).expect("config");
         let config = PipelineConfig::load(&dir.path().join("pipeline.yaml")).expect("config");
