@@ -35,6 +35,28 @@ pub struct BenchOptions {
     pub batch_size: usize,
     /// Keep the databases afterwards.
     pub keep: bool,
+    /// How the source is captured.
+    pub mode: BenchMode,
+}
+
+/// How the benchmark's source is captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    /// Triggers fill a change table.
+    #[default]
+    Changelog,
+    /// The server's row-based binary log (the server must keep one: `ebis check --online`
+    /// says what is missing).
+    Binlog,
+}
+
+impl BenchMode {
+    fn name(self) -> &'static str {
+        match self {
+            BenchMode::Changelog => "changelog",
+            BenchMode::Binlog => "binlog",
+        }
+    }
 }
 
 /// The measured figures.
@@ -75,6 +97,11 @@ pub struct BenchReport {
     pub load_after: String,
     /// Peak resident memory of this process, kB.
     pub peak_rss_kb: u64,
+    /// The capture mode measured.
+    pub mode: BenchMode,
+    /// CPU seconds the source server (mariadbd) spent while the changes streamed, the
+    /// writers' own statements included (`None`: the server is not on this machine).
+    pub source_cpu_secs: Option<f64>,
 }
 
 impl BenchReport {
@@ -87,16 +114,26 @@ impl BenchReport {
                 .copied()
                 .unwrap_or(0.0)
         };
+        let source_cpu = match self.source_cpu_secs {
+            Some(cpu) => format!(
+                "{cpu:.1} s ({:.1} ms per change, the writers' statements included)",
+                cpu * 1000.0 / self.changes.max(1) as f64
+            ),
+            None => "not measured (the source server is not on this machine)".to_owned(),
+        };
         format!(
-            "snapshot:  {} rows in {:.1} s = {:.0} rows/s\n\
+            "capture mode: {}\n\
+             snapshot:  {} rows in {:.1} s = {:.0} rows/s\n\
              enterprise base complete {:.1} s after the snapshot began = {:.0} rows/s\n\
              streaming: {} changes written (names and addresses updated, enterprises registered and deleted) in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
              lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
+             source server CPU while streaming: {}\n\
              catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
              raw limits in the same run: {}\n\
              peers in the same run: {}\n\
              load average before: {}  after: {}\n\
              peak memory (ebis process): {} MB\n",
+            self.mode.name(),
             self.rows,
             self.snapshot_secs,
             self.rows as f64 / self.snapshot_secs.max(1e-9),
@@ -111,6 +148,7 @@ impl BenchReport {
             pct(0.95),
             pct(1.0),
             lags.len(),
+            source_cpu,
             self.changes,
             self.catch_up_secs,
             self.changes as f64 / self.catch_up_secs.max(1e-9),
@@ -183,6 +221,7 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
     let mut report = BenchReport {
         rows: opts.rows,
         changes: opts.changes,
+        mode: opts.mode,
         load_before: loadavg(),
         ..BenchReport::default()
     };
@@ -261,10 +300,11 @@ async fn measure(
     std::fs::write(
         dir.join("pipeline.yaml"),
         format!(
-            "warehouse:\n{}poll_interval: 100ms\nbatch_size: {}\nsources:\n  - name: aic_bench\n    bureau: aic\n    division: '150300'\n    dialect: mysql\n    connection:\n{}    capture:\n      mode: changelog\n    mappings: mappings/aic\n",
+            "warehouse:\n{}poll_interval: 100ms\nbatch_size: {}\nsources:\n  - name: aic_bench\n    bureau: aic\n    division: '150300'\n    dialect: mysql\n    connection:\n{}    capture:\n      mode: {}\n    mappings: mappings/aic\n",
             wh_conn.to_yaml("  "),
             opts.batch_size,
             source.to_yaml("      "),
+            opts.mode.name(),
         ),
     )?;
     let config =
@@ -325,6 +365,7 @@ async fn measure(
     progress("pgloader measured");
 
     // Streaming: writers update random rows; the warehouse must end with every update.
+    let cpu_start = source_cpu(&pool).await;
     let stream_start = Instant::now();
     let writers = spawn_writers(&pool, opts, 0);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -356,9 +397,12 @@ async fn measure(
         w.await??;
     }
     report.write_secs = stream_start.elapsed().as_secs_f64();
-    let target = max_seq(&pool).await?;
+    let target = source_head(&pool, opts.mode).await?;
     wait_applied(&client, target, &task).await?;
     report.stream_secs = stream_start.elapsed().as_secs_f64();
+    if let (Some(a), Some(b)) = (cpu_start, source_cpu(&pool).await) {
+        report.source_cpu_secs = Some(b - a);
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     report.lags = sampler.await.unwrap_or_default();
     trigger.trigger();
@@ -373,7 +417,7 @@ async fn measure(
     for w in spawn_writers(&pool, opts, 1) {
         w.await??;
     }
-    let target = max_seq(&pool).await?;
+    let target = source_head(&pool, opts.mode).await?;
     let (trigger, shutdown) = Shutdown::new();
     let cfg = config.sources[0].clone();
     let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
@@ -625,30 +669,63 @@ fn spawn_writers(pool: &mysql_async::Pool, opts: &BenchOptions, round: u64) -> V
         .collect()
 }
 
-async fn max_seq(pool: &mysql_async::Pool) -> Result<i64> {
+/// The source's head as a number the checkpoint's position reaches once every change
+/// written so far is applied: the change table's highest sequence number, or the
+/// binlog's end as a version.
+async fn source_head(pool: &mysql_async::Pool, mode: BenchMode) -> Result<i64> {
     let mut c = pool.get_conn().await?;
-    Ok(
-        c.query_first("SELECT COALESCE(MAX(seq), 0) FROM ebis_change")
+    Ok(match mode {
+        BenchMode::Changelog => c
+            .query_first("SELECT COALESCE(MAX(seq), 0) FROM ebis_change")
             .await?
             .unwrap_or(0),
-    )
+        BenchMode::Binlog => {
+            let row: Option<mysql_async::Row> = c.query_first("SHOW MASTER STATUS").await?;
+            let row = row.context("the source server keeps no binary log")?;
+            let file: String = row.get(0).unwrap_or_default();
+            let pos: u64 = row.get(1).unwrap_or(0);
+            ebis_source::Position::binlog_version(&file, pos)
+        }
+    })
 }
 
-/// Waits until the checkpoint covers sequence number `target`.
+/// CPU seconds the source server's process has used, when it runs on this machine (its
+/// pid file readable).
+async fn source_cpu(pool: &mysql_async::Pool) -> Option<f64> {
+    let mut c = pool.get_conn().await.ok()?;
+    let pid_file: Option<String> = c.query_first("SELECT @@pid_file").await.ok()?;
+    let pid = std::fs::read_to_string(pid_file?).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Waits until the checkpoint covers `target` (see [`source_head`]).
 async fn wait_applied<T>(
     client: &deadpool_postgres::Object,
     target: i64,
     task: &tokio::task::JoinHandle<T>,
 ) -> Result<()> {
     loop {
-        let seq: Option<i64> = client
+        let position: Option<serde_json::Value> = client
             .query_opt(
-                "select (position->>'seq')::bigint from ebis.checkpoint where source = 'aic_bench'",
+                "select position from ebis.checkpoint where source = 'aic_bench'",
                 &[],
             )
             .await?
             .and_then(|r| r.get(0));
-        if seq.unwrap_or(0) >= target {
+        let reached = match position.map(serde_json::from_value::<ebis_source::Position>) {
+            Some(Ok(ebis_source::Position::Changelog { seq, .. })) => seq,
+            Some(Ok(ebis_source::Position::Binlog { file, pos, .. })) => {
+                ebis_source::Position::binlog_version(&file, pos)
+            }
+            _ => 0,
+        };
+        if reached >= target {
             return Ok(());
         }
         if task.is_finished() {

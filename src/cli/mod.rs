@@ -46,6 +46,10 @@ pub enum BenchKind {
         /// Changes per warehouse transaction.
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+        /// How the source is captured: `changelog` (triggers) or `binlog` (the server's
+        /// binary log, which it must keep: ROW format, FULL row metadata).
+        #[arg(long, value_enum, default_value_t = ebis::bench::BenchMode::Changelog)]
+        mode: ebis::bench::BenchMode,
         #[command(flatten)]
         servers: BenchServers,
     },

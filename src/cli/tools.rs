@@ -94,10 +94,12 @@ pub fn bench(what: BenchKind) -> Result<ExitCode> {
             changes,
             writers,
             batch_size,
+            mode,
             servers,
         } => {
             let (mysql, pg) = servers.accounts()?;
             let opts = ebis::bench::BenchOptions {
+                mode,
                 mysql,
                 pg,
                 rows,
