@@ -441,21 +441,57 @@ mod tests {
         assert_eq!(literal("a'b"), "'a''b'");
     }
 
-    #[test]
-    fn schema_qualified_tables_get_triggers_in_their_schema() {
-        let plan = TablePlan {
+    /// A table in another schema than the connection's.
+    fn djdb_plan() -> TablePlan {
+        TablePlan {
             table: "DJDB.DJ_JL_JBSJ".into(),
             key: vec!["JSJDM".into()],
             columns: vec![],
             expressions: vec![],
             modified_column: None,
             trust_key: false,
-        };
+        }
+    }
+
+    #[test]
+    fn schema_qualified_tables_get_triggers_in_their_schema() {
+        let plan = djdb_plan();
         let stmts = changelog_statements(&[plan]).expect("renders");
         assert_eq!(
             stmts[1],
             "DROP TRIGGER IF EXISTS `DJDB`.`ebis_dj_jl_jbsj_ai`"
         );
         assert!(stmts[2].contains("ON `DJDB`.`DJ_JL_JBSJ`"));
+    }
+
+    #[test]
+    fn binlog_installs_nothing_and_says_what_to_set_and_grant() {
+        let plan = djdb_plan();
+        let capture = Capture::Binlog {
+            server_id: 1_157_627_904,
+        };
+        let s = script(&SetupRequest {
+            source: "ntax_city",
+            plans: &[plan],
+            capture: &capture,
+            reader: "ebis",
+        })
+        .expect("script");
+        assert!(s.statements.is_empty(), "nothing to run on the source");
+        for expected in [
+            "replica id 1157627904",
+            "DJDB.DJ_JL_JBSJ",
+            "binlog_format        = ROW",
+            "binlog_row_metadata  = FULL",
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'ebis'@'<ebis host>';",
+            "REVOKE REPLICATION SLAVE, REPLICATION CLIENT",
+        ] {
+            assert!(s.script.contains(expected), "{expected} in:\n{}", s.script);
+        }
+        assert!(
+            s.script.lines().all(|l| l.is_empty() || l.starts_with("--")),
+            "comments only: {}",
+            s.script
+        );
     }
 }

@@ -249,12 +249,9 @@ impl Source for OracleSource {
                 }
                 Ok(())
             }
-            Capture::ChangeTracking | Capture::Binlog { .. } => {
-                Err(SourceError::CaptureNotInstalled(format!(
-                    "{} is not an Oracle capture mode; an Oracle source uses changelog or timestamp",
-                    self.capture.name()
-                )))
-            }
+            Capture::ChangeTracking | Capture::Binlog { .. } => Err(
+                SourceError::CaptureNotInstalled(setup::not_oracle(&self.capture)),
+            ),
         }
     }
 
@@ -274,9 +271,8 @@ impl Source for OracleSource {
                 self.timestamp_head(scn).await?
             }
             Capture::ChangeTracking | Capture::Binlog { .. } => {
-                return Err(SourceError::CaptureNotInstalled(format!(
-                    "{} is not an Oracle capture mode",
-                    self.capture.name()
+                return Err(SourceError::CaptureNotInstalled(setup::not_oracle(
+                    &self.capture,
                 )));
             }
         };

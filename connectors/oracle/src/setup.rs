@@ -232,16 +232,25 @@ fn grants(req: &SetupRequest<'_>) -> Result<String, String> {
     Ok(out)
 }
 
+/// Why a capture mode of another dialect is refused.
+pub fn not_oracle(capture: &Capture) -> String {
+    let whose = match capture {
+        Capture::Binlog { .. } => "MySQL/MariaDB's binary log",
+        _ => "SQL Server's Change Tracking",
+    };
+    format!(
+        "{} is {whose}; an Oracle source uses changelog or timestamp",
+        capture.name()
+    )
+}
+
 /// The setup of a source, statements and commented script.
 pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
     let statements = match req.capture {
         Capture::Changelog { .. } => changelog_statements(req)?,
         Capture::Timestamp { .. } => Vec::new(),
         Capture::ChangeTracking | Capture::Binlog { .. } => {
-            return Err(format!(
-                "{} is not an Oracle capture mode; an Oracle source uses changelog or timestamp",
-                req.capture.name()
-            ));
+            return Err(not_oracle(req.capture));
         }
     };
     let mut script = String::new();
@@ -410,6 +419,11 @@ mod tests {
             script(&req(&plans, &Capture::ChangeTracking))
                 .expect_err("not Oracle's")
                 .contains("SQL Server")
+        );
+        assert!(
+            script(&req(&plans, &Capture::Binlog { server_id: 7 }))
+                .expect_err("not Oracle's")
+                .contains("binlog is MySQL/MariaDB's binary log")
         );
     }
 
