@@ -1,7 +1,7 @@
 //! Binlog capture (MySQL/MariaDB's row-based binary log) beyond the contract kit: a
 //! transaction larger than a batch, the table's definition changed mid-stream, a
-//! TRUNCATE (logged as a statement, without rows), and what `check --online` says of an
-//! account that may not read the log.
+//! TRUNCATE (logged as a statement, without rows), connections cut mid-stream, and what
+//! `check --online` says of an account that may not read the log.
 
 use crate::support::TempDir;
 use crate::support::harness::{Env, Running, SourceDef};
@@ -249,6 +249,49 @@ async fn a_truncated_table_is_snapshotted_again() {
         .expect("status")
         .get(0);
     assert!(reason.contains("truncated"), "{reason}");
+    assert!(run.stop().await.is_empty());
+}
+
+/// Every connection to the source cut for 4 s while the bureau writes (the binlog
+/// reader's among them): the source retries, resumes from its stored position, and the
+/// warehouse ends up equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_mid_stream_resume_from_the_stored_position() {
+    use crate::faults::{addr_of, reroute};
+    use crate::support::harness::{AIC_BINLOG, Rng, aic_insert};
+    use crate::support::proxy::Proxy;
+    let proxy = Proxy::start(addr_of(&crate::support::mysql::base_url())).await;
+    let to = proxy.addr;
+    let env = Env::with_urls(&[&AIC_BINLOG], move |_, url| reroute(url, to), None).await;
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(14);
+    for id in 0..50 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let run = env.start();
+    env.wait_count("select count(*) from exchange.aic_establishment", 50, T)
+        .await;
+    let writes = async {
+        for id in 50..250 {
+            aic.exec(&aic_insert(id, &mut rng)).await;
+            aic.exec(&format!(
+                "UPDATE E_BASEINFO SET ENTNAME = CONCAT(ENTNAME, '分公司') WHERE PRIPID = {}",
+                id / 2
+            ))
+            .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut(Duration::from_secs(4))
+    };
+    let ((), cut) = tokio::join!(writes, cut);
+    assert!(cut > 0, "the pipeline's source connections were cut");
+    env.wait_verified(T).await;
+    let status = env.wh.status().await.expect("status");
+    assert_eq!(status[0].state, "streaming");
+    assert_eq!(status[0].resnapshots, 0, "resumed, not snapshotted again");
     assert!(run.stop().await.is_empty());
 }
 

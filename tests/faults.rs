@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn addr_of(url: &str) -> SocketAddr {
+pub(crate) fn addr_of(url: &str) -> SocketAddr {
     let authority = url
         .split("://")
         .nth(1)
@@ -17,7 +17,7 @@ fn addr_of(url: &str) -> SocketAddr {
     host_port.parse().expect("host:port")
 }
 
-fn reroute(url: &str, to: SocketAddr) -> String {
+pub(crate) fn reroute(url: &str, to: SocketAddr) -> String {
     let (scheme, rest) = url.split_once("://").expect("url");
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let user = authority

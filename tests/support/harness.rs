@@ -17,7 +17,7 @@ pub struct Spec {
     pub name: &'static str,
     pub bureau: &'static str,
     pub division: &'static str,
-    /// `changelog` or `timestamp`, plus any extra capture keys (YAML, indented 6).
+    /// `changelog`, `timestamp` or `binlog`, plus any extra capture keys (YAML, indented 6).
     pub capture: &'static str,
 }
 
@@ -26,6 +26,13 @@ pub const AIC_CHANGELOG: Spec = Spec {
     bureau: "aic",
     division: "150300",
     capture: "mode: changelog\n      gap_timeout: 30s",
+};
+
+pub const AIC_BINLOG: Spec = Spec {
+    name: "aic_city",
+    bureau: "aic",
+    division: "150300",
+    capture: "mode: binlog",
 };
 
 pub const LTAX_TIMESTAMP: Spec = Spec {

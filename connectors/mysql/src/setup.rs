@@ -489,7 +489,9 @@ mod tests {
             assert!(s.script.contains(expected), "{expected} in:\n{}", s.script);
         }
         assert!(
-            s.script.lines().all(|l| l.is_empty() || l.starts_with("--")),
+            s.script
+                .lines()
+                .all(|l| l.is_empty() || l.starts_with("--")),
             "comments only: {}",
             s.script
         );
