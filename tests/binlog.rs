@@ -38,9 +38,12 @@ struct Bureau {
     db: MyDb,
     env: Env,
     _mappings: TempDir,
+    /// No test purges the server's binary log meanwhile.
+    _no_purge: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 async fn bureau() -> Bureau {
+    let guard = crate::support::mysql::BINLOG_FILES.read().await;
     let db = MyDb::create(&[ENT.to_owned()]).await;
     let mappings = TempDir::new("ebis_binlog_mappings");
     std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
@@ -57,6 +60,7 @@ async fn bureau() -> Bureau {
         db,
         env,
         _mappings: mappings,
+        _no_purge: guard,
     }
 }
 
@@ -260,6 +264,7 @@ async fn connections_cut_mid_stream_resume_from_the_stored_position() {
     use crate::faults::{addr_of, reroute};
     use crate::support::harness::{AIC_BINLOG, Rng, aic_insert};
     use crate::support::proxy::Proxy;
+    let _no_purge = crate::support::mysql::BINLOG_FILES.read().await;
     let proxy = Proxy::start(addr_of(&crate::support::mysql::base_url())).await;
     let to = proxy.addr;
     let env = Env::with_urls(&[&AIC_BINLOG], move |_, url| reroute(url, to), None).await;

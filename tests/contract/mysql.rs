@@ -130,6 +130,7 @@ impl KitDb for MyDb {
             "binlog" => {
                 // The files ebis has not read yet, gone: a DBA's purge by age while ebis
                 // was stopped.
+                let _purging = crate::support::mysql::BINLOG_FILES.write().await;
                 let mut c = self.conn().await;
                 c.query_drop("FLUSH BINARY LOGS").await.expect("flush");
                 let current: Option<(String, u64)> = c

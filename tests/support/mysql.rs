@@ -8,6 +8,11 @@ use mysql_async::{Conn, Pool};
 /// The variable holding the test account's password.
 pub const PASSWORD_ENV: &str = "EBIS_TEST_MYSQL_PASSWORD";
 
+/// The test server's binary log files: a test that purges them (as a DBA's purge by age)
+/// holds it for writing; a binlog test that counts re-snapshots, or reads positions
+/// itself, holds it for reading, so a purge never expires its position mid-test.
+pub static BINLOG_FILES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// The admin account of the test server.
 pub fn admin() -> ConnectionConfig {
     let url = std::env::var("EBIS_TEST_MYSQL_URL")

@@ -32,7 +32,7 @@ use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Column, Conn, Pool};
+use mysql_async::{BinlogStream, BinlogStreamRequest, Column, Conn, Pool};
 use std::collections::HashMap;
 
 /// MariaDB's GTID event (sent instead of a dummy `BEGIN` once the reader says it
@@ -311,6 +311,31 @@ impl RowReader for Fetch<'_> {
     }
 }
 
+/// An open binlog stream kept between polls, with what it has read of the transaction
+/// it is in: the next poll, asked for the position this one returned, reads on instead of
+/// dumping the log again from there (a transaction read in parts would otherwise be read
+/// from its start again for each part). A kept stream the server has closed meanwhile
+/// (a poll after its write timeout) fails, and the poll opens a new one.
+pub(crate) struct Cursor {
+    stream: BinlogStream,
+    /// The position the poll that left it returned.
+    returned: Position,
+    /// The file being read.
+    current: String,
+    /// What it was opened at: file, offset, row changes to pass over there.
+    asked: (String, u64, u64),
+    /// The transaction being read.
+    txn: Option<Txn>,
+    /// Key column places per table id.
+    places: HashMap<u64, Option<KeyPlace>>,
+    /// Whether the server's own ROTATE is still to come.
+    first_rotate: bool,
+    /// Whether a checksum ends each event.
+    checksums: bool,
+    /// Keys read, for their order.
+    order: i64,
+}
+
 /// What one poll read from the log.
 struct Read {
     collected: Collected,
@@ -473,18 +498,43 @@ impl MysqlSource {
         }))
     }
 
-    /// Reads the log from `after` to its end or to about `limit` keys.
+    /// Reads the log from `after` to its end or to about `limit` keys: on with the stream
+    /// the previous poll left open when `after` is where it stopped, else on a new one
+    /// (and on a new one again when the kept stream has failed meanwhile).
     async fn read_log(
         &mut self,
         after: &Position,
         limit: usize,
         server_id: u32,
     ) -> Result<Read, SourceError> {
+        if let Some(cursor) = self.binlog_cursor.take() {
+            if cursor.returned == *after {
+                match self.read_from(*cursor, limit).await {
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(source = %self.name, error = %e, "the kept binlog stream failed; reading from the position again");
+                    }
+                    other => return other,
+                }
+            } else {
+                let _ = cursor.stream.close().await;
+            }
+        }
+        let cursor = self.open_cursor(after, server_id).await?;
+        self.read_from(cursor, limit).await
+    }
+
+    /// A new stream from `after` (a transaction boundary, or a transaction's start with
+    /// the row changes already read).
+    async fn open_cursor(
+        &mut self,
+        after: &Position,
+        server_id: u32,
+    ) -> Result<Cursor, SourceError> {
         let Position::Binlog {
             file,
             pos,
             skip,
-            gtid,
+            gtid: _,
         } = after.clone()
         else {
             unreachable!("checked by the caller");
@@ -503,24 +553,42 @@ impl MysqlSource {
             .with_filename(file.as_bytes())
             .with_pos(pos)
             .with_non_blocking();
-        let mut stream = conn
+        let stream = conn
             .get_binlog_stream(request)
             .await
             .map_err(|e| dump_error(e, &file))?;
-        let mut current = file.clone();
-        let mut committed = Position::Binlog {
-            file: file.clone(),
-            pos,
-            skip,
-            gtid: gtid.clone(),
-        };
+        Ok(Cursor {
+            stream,
+            returned: after.clone(),
+            current: file.clone(),
+            asked: (file, pos, skip),
+            txn: None,
+            places: HashMap::new(),
+            first_rotate: true,
+            checksums,
+            order: 0,
+        })
+    }
+
+    /// Reads on from `cursor` to the log's end or to about `limit` keys; keeps the
+    /// stream for the next poll unless it ended.
+    async fn read_from(&mut self, mut cursor: Cursor, limit: usize) -> Result<Read, SourceError> {
+        let Cursor {
+            ref mut stream,
+            ref mut current,
+            asked: (ref file, pos, skip),
+            ref mut txn,
+            ref mut places,
+            ref mut first_rotate,
+            checksums,
+            ref mut order,
+            ..
+        } = cursor;
+        let mut committed = cursor.returned.clone();
+        let mut ended = false;
         let mut collected = Collected::default();
-        let mut txn: Option<Txn> = None;
-        let mut places: HashMap<u64, Option<KeyPlace>> = HashMap::new();
         let mut reload = false;
         let mut resnapshot: Option<String> = None;
-        let mut order = 0i64;
-        let mut first_rotate = true;
         let limit = limit.max(1);
         loop {
             let next = match tokio::time::timeout(OP_TIMEOUT, stream.next()).await {
@@ -531,8 +599,11 @@ impl MysqlSource {
                     ));
                 }
             };
-            let Some(event) = next else { break };
-            let event: Event = event.map_err(|e| dump_error(e, &current))?;
+            let Some(event) = next else {
+                ended = true;
+                break;
+            };
+            let event: Event = event.map_err(|e| dump_error(e, current))?;
             let header = event.header();
             let end = u64::from(header.log_pos());
             let start = end.saturating_sub(u64::from(header.event_size()));
@@ -546,11 +617,11 @@ impl MysqlSource {
             if raw == MARIADB_GTID_EVENT {
                 // A transaction starts. A standalone one (DDL) is ended by its QUERY
                 // event, a BEGIN…COMMIT one by its XID or COMMIT.
-                txn = Some(Txn {
+                *txn = Some(Txn {
                     file: current.clone(),
                     start,
                     rows: 0,
-                    skip: if current == file && start == pos {
+                    skip: if *current == *file && start == pos {
                         skip
                     } else {
                         0
@@ -568,16 +639,16 @@ impl MysqlSource {
                     // The stream's first ROTATE is the server's own (the file asked for),
                     // sent before the format description that says a checksum ends each
                     // event: read without knowing it, its name carries the checksum.
-                    let fake = first_rotate;
-                    first_rotate = false;
+                    let fake = *first_rotate;
+                    *first_rotate = false;
                     let raw_name = rotate.name_raw();
                     let name = if checksums && event.checksum().is_none() && raw_name.len() > 4 {
                         String::from_utf8_lossy(&raw_name[..raw_name.len() - 4]).into_owned()
                     } else {
                         String::from_utf8_lossy(raw_name).into_owned()
                     };
-                    current = if fake {
-                        fake_rotate_name(&name, &file)
+                    *current = if fake {
+                        fake_rotate_name(&name, file)
                     } else {
                         name
                     };
@@ -598,11 +669,11 @@ impl MysqlSource {
                     let word = sql.split_whitespace().next().unwrap_or("");
                     if word.eq_ignore_ascii_case("BEGIN") {
                         if txn.is_none() {
-                            txn = Some(Txn {
+                            *txn = Some(Txn {
                                 file: current.clone(),
                                 start,
                                 rows: 0,
-                                skip: if current == file && start == pos {
+                                skip: if *current == *file && start == pos {
                                     skip
                                 } else {
                                     0
@@ -637,7 +708,7 @@ impl MysqlSource {
                         }
                     }
                     let done = txn.take();
-                    commit(&mut collected, done, &current, end, &mut committed);
+                    commit(&mut collected, done, current, end, &mut committed);
                     if let Some(why) = resnapshot {
                         return Err(SourceError::PositionExpired(why));
                     }
@@ -647,7 +718,7 @@ impl MysqlSource {
                 }
                 Ok(EventType::XID_EVENT) => {
                     let done = txn.take();
-                    commit(&mut collected, done, &current, end, &mut committed);
+                    commit(&mut collected, done, current, end, &mut committed);
                     if collected.len() >= limit {
                         break;
                     }
@@ -716,28 +787,26 @@ impl MysqlSource {
                                     ))
                                 })?);
                             }
-                            order += 1;
-                            t.keys.push(Latest::new(place.table, key, order, at));
+                            *order += 1;
+                            t.keys.push(Latest::new(place.table, key, *order, at));
                         }
                     }
                     // A transaction larger than a batch: return what it has read so far,
                     // the position staying at its start.
                     if collected.len() == 0 && t.keys.len() >= limit {
-                        let t = txn.take().expect("open");
-                        let read_rows = t.rows;
-                        for l in t.keys {
+                        for l in t.keys.drain(..) {
                             collected.add(l);
                         }
                         committed = Position::Binlog {
-                            file: t.file,
+                            file: t.file.clone(),
                             pos: t.start,
-                            skip: read_rows,
-                            gtid: t.gtid.or_else(|| position_gtid(&committed)),
+                            skip: t.rows,
+                            gtid: t.gtid.clone().or_else(|| position_gtid(&committed)),
                         };
                         break;
                     }
-                    // Enough for this batch without the open transaction: it is read again,
-                    // whole, by the next poll.
+                    // Enough for this batch without the open transaction: the next poll
+                    // reads on into it (or again from its start, on a new stream).
                     if collected.len() > 0 && collected.len() + t.keys.len() >= limit {
                         break;
                     }
@@ -745,7 +814,15 @@ impl MysqlSource {
                 _ => {}
             }
         }
-        let _ = stream.close().await;
+        if reload {
+            places.clear();
+        }
+        if ended {
+            let _ = cursor.stream.close().await;
+        } else {
+            cursor.returned = committed.clone();
+            self.binlog_cursor = Some(Box::new(cursor));
+        }
         Ok(Read {
             collected,
             position: committed,

@@ -82,6 +82,8 @@ pub struct MysqlSource {
     existing_unmapped: ebis_capture::changelog::KnownUnmapped,
     /// The connection's database (where tables the mappings name without one live).
     database: Option<String>,
+    /// Binlog mode: the stream the last poll left open, to read on from.
+    binlog_cursor: Option<Box<binlog::Cursor>>,
 }
 
 /// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
@@ -162,6 +164,7 @@ impl MysqlSource {
             sees_transactions: None,
             existing_unmapped: Default::default(),
             database: None,
+            binlog_cursor: None,
         })
     }
 
