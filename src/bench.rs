@@ -37,6 +37,9 @@ pub struct BenchOptions {
     pub keep: bool,
     /// How the source is captured.
     pub mode: BenchMode,
+    /// Changes per second the writers keep to while streaming (`None`: as fast as they
+    /// can); the catch-up backlog is always written as fast as they can.
+    pub rate: Option<f64>,
 }
 
 /// How the benchmark's source is captured.
@@ -126,7 +129,7 @@ impl BenchReport {
              snapshot:  {} rows in {:.1} s = {:.0} rows/s\n\
              enterprise base complete {:.1} s after the snapshot began = {:.0} rows/s\n\
              streaming: {} changes written (names and addresses updated, enterprises registered and deleted) in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
-             lag while streaming: median {:.1} s, p95 {:.1} s, max {:.1} s ({} samples)\n\
+             lag while streaming (sampled every 0.1 s): median {:.2} s, p95 {:.2} s, p99 {:.2} s, max {:.2} s ({} samples)\n\
              source server CPU while streaming: {}\n\
              catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
              raw limits in the same run: {}\n\
@@ -146,6 +149,7 @@ impl BenchReport {
             self.changes as f64 / self.stream_secs.max(1e-9),
             pct(0.5),
             pct(0.95),
+            pct(0.99),
             pct(1.0),
             lags.len(),
             source_cpu,
@@ -375,7 +379,7 @@ async fn measure(
         tokio::spawn(async move {
             let mut lags = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 let lag: Option<f64> = match client
                     .query_one(
                         "select extract(epoch from now() - complete_up_to)::float8 from ebis.source_status where source = 'aic_bench'",
@@ -634,16 +638,25 @@ type Writer = tokio::task::JoinHandle<Result<(), mysql_async::Error>>;
 fn spawn_writers(pool: &mysql_async::Pool, opts: &BenchOptions, round: u64) -> Vec<Writer> {
     let writers = opts.writers.max(1);
     let per_writer = opts.changes / writers;
+    let rate = opts.rate;
     (0..writers)
         .map(|w| {
             let pool = pool.clone();
             let rows = opts.rows.max(1);
             // New enterprises get ids no other writer or round uses.
             let first_new = rows + (round * writers + w) * per_writer;
+            // Streaming at a set rate: each writer keeps its share of it.
+            let interval = rate
+                .filter(|r| *r > 0.0 && round == 0)
+                .map(|r| Duration::from_secs_f64(writers as f64 / r));
             tokio::spawn(async move {
                 let mut conn = pool.get_conn().await?;
                 let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1) ^ (round << 32);
+                let start = tokio::time::Instant::now();
                 for i in 0..per_writer {
+                    if let Some(every) = interval {
+                        tokio::time::sleep_until(start + every * i as u32).await;
+                    }
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;

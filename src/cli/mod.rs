@@ -50,6 +50,10 @@ pub enum BenchKind {
         /// binary log, which it must keep: ROW format, FULL row metadata).
         #[arg(long, value_enum, default_value_t = ebis::bench::BenchMode::Changelog)]
         mode: ebis::bench::BenchMode,
+        /// Changes per second the writers keep to while streaming (default: as fast as
+        /// they can), e.g. 1000 to measure lag at a bureau's pace.
+        #[arg(long)]
+        rate: Option<f64>,
         #[command(flatten)]
         servers: BenchServers,
     },

@@ -95,11 +95,13 @@ pub fn bench(what: BenchKind) -> Result<ExitCode> {
             writers,
             batch_size,
             mode,
+            rate,
             servers,
         } => {
             let (mysql, pg) = servers.accounts()?;
             let opts = ebis::bench::BenchOptions {
                 mode,
+                rate,
                 mysql,
                 pg,
                 rows,
