@@ -86,6 +86,13 @@ pub struct MysqlSource {
     binlog_cursor: Option<Box<binlog::Cursor>>,
 }
 
+/// The `MAX_USER_CONNECTIONS` a `SHOW GRANTS` line gives the account, if any.
+fn granted_connection_limit(grant: &str) -> Option<i64> {
+    let upper = grant.to_ascii_uppercase();
+    let at = upper.find("MAX_USER_CONNECTIONS")? + "MAX_USER_CONNECTIONS".len();
+    upper[at..].split_whitespace().next()?.parse().ok()
+}
+
 /// Builds a connection pool: UTF-8 text, and the server's own session time zone, so
 /// TIMESTAMP values read with the wall-clock meaning the bureau's applications see
 /// (DATE and DATETIME carry no zone). Instants ebis needs in UTC are asked for as such
@@ -234,10 +241,19 @@ impl Source for MysqlSource {
         // The account's own connection limit (MAX_USER_CONNECTIONS; the session value
         // is the account's where it has one): below the pool's size, a large catch-up
         // would fail mid-way on a connection the server refuses.
-        let limit: Option<i64> = conn
+        let session: Option<i64> = conn
             .query_first("SELECT @@SESSION.max_user_connections")
             .await
             .map_err(|e| classify(e, None))?;
+        // The session value can read 0 while the server reloads its accounts (another
+        // session's CREATE USER or GRANT); the account's own grants always say it.
+        let grants: Vec<String> = conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| classify(e, None))?;
+        let limit = session
+            .filter(|n| *n > 0)
+            .or_else(|| grants.iter().find_map(|g| granted_connection_limit(g)));
         if let Some(n) = limit.filter(|n| *n > 0 && *n < POOL_CONNECTIONS as i64) {
             return Err(SourceError::Query(format!(
                 "this account may hold only {n} connection(s) at once (MAX_USER_CONNECTIONS); ebis holds up to {POOL_CONNECTIONS} per source (a large catch-up reads rows over {} at once): raise the account's limit to at least {POOL_CONNECTIONS}",
@@ -369,5 +385,24 @@ impl Source for MysqlSource {
     async fn clock(&mut self) -> Result<Clock, SourceError> {
         let mut conn = self.conn().await?;
         Self::clock_on(&mut conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::granted_connection_limit;
+
+    #[test]
+    fn the_connection_limit_is_read_from_the_accounts_grants() {
+        assert_eq!(
+            granted_connection_limit(
+                "GRANT USAGE ON *.* TO `r`@`127.0.0.1` WITH MAX_USER_CONNECTIONS 2"
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            granted_connection_limit("GRANT SELECT ON `tax`.* TO `r`@`127.0.0.1`"),
+            None
+        );
     }
 }
