@@ -40,8 +40,6 @@ use std::collections::HashMap;
 const MARIADB_GTID_EVENT: u8 = 0xa2;
 /// MariaDB's compressed row and query events (`log_bin_compress = ON`): not decodable.
 const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 0xa5..=0xab;
-/// A MariaDB GTID event's flag: the transaction is one statement without BEGIN/COMMIT.
-const FL_STANDALONE: u8 = 1;
 /// The server's error for a dump it cannot serve (a purged or unknown file, a position
 /// beyond the end).
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
@@ -199,16 +197,11 @@ fn fake_rotate_name(reported: &str, asked: &str) -> String {
     }
 }
 
-/// A MariaDB GTID event's transaction id (domain-server-sequence) and whether it is a
-/// single statement without BEGIN/COMMIT.
-fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<(String, bool)> {
+/// A MariaDB GTID event's transaction id: domain-server-sequence.
+fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<String> {
     let seq = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
     let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
-    let flags = *data.get(12)?;
-    Some((
-        format!("{domain}-{server_id}-{seq}"),
-        flags & FL_STANDALONE != 0,
-    ))
+    Some(format!("{domain}-{server_id}-{seq}"))
 }
 
 /// Character sets whose bytes are GBK-compatible (gbk, gb2312, gb18030: every collation).
@@ -419,11 +412,21 @@ impl MysqlSource {
         };
         self.tables().await?;
         let mut conn = self.conn().await?;
-        let logs: Vec<mysql_async::Row> = conn
-            .query("SHOW BINARY LOGS")
-            .await
-            .map_err(|e| classify(e, None))?;
-        let names: Vec<String> = logs.iter().filter_map(|r| r.get(0)).collect();
+        // Reading on from the stream the last poll left open needs no look at the files:
+        // the server is sending them.
+        let reading_on = self
+            .binlog_cursor
+            .as_ref()
+            .is_some_and(|c| c.returned == *after);
+        let names: Vec<String> = if reading_on {
+            vec![file.clone()]
+        } else {
+            let logs: Vec<mysql_async::Row> = conn
+                .query("SHOW BINARY LOGS")
+                .await
+                .map_err(|e| classify(e, None))?;
+            logs.iter().filter_map(|r| r.get(0)).collect()
+        };
         if !names.iter().any(|n| n == file) {
             return Err(SourceError::PositionExpired(format!(
                 "binlog file {file} is no longer on the server (purged before ebis read it; the oldest kept is {})",
@@ -627,7 +630,7 @@ impl MysqlSource {
                         0
                     },
                     keys: Vec::new(),
-                    gtid: mariadb_gtid(event.data(), header.server_id()).map(|(g, _)| g),
+                    gtid: mariadb_gtid(event.data(), header.server_id()),
                 });
                 continue;
             }
@@ -993,11 +996,10 @@ mod tests {
     #[test]
     fn mariadb_gtid_events_give_domain_server_and_sequence() {
         let mut data = 77u64.to_le_bytes().to_vec();
-        data.extend(0u32.to_le_bytes());
-        data.push(FL_STANDALONE);
-        assert_eq!(mariadb_gtid(&data, 1), Some(("0-1-77".to_owned(), true)));
-        data[12] = 0;
-        assert_eq!(mariadb_gtid(&data, 9), Some(("0-9-77".to_owned(), false)));
+        data.extend(3u32.to_le_bytes());
+        data.push(1);
+        assert_eq!(mariadb_gtid(&data, 1), Some("3-1-77".to_owned()));
+        assert_eq!(mariadb_gtid(&data, 9), Some("3-9-77".to_owned()));
         assert_eq!(mariadb_gtid(&data[..5], 1), None);
     }
 }
