@@ -2,12 +2,11 @@
 //! simulated bureaus, the live pipeline, and a summary that says the warehouse equals
 //! the sources; the ground truth is written.
 
-use crate::support::{TempDir, ebis, root, run};
+use crate::support::{Ran, TempDir, ebis, root, run};
 
-#[test]
-fn a_short_demo_on_private_servers_ends_with_the_warehouse_equal_to_the_sources() {
-    let dir = TempDir::new("ebis_demo");
-    let out = run(ebis(&root())
+/// A 4-second demo of 150 enterprises in `dir`, with `extra` options.
+fn short_demo(dir: &TempDir, extra: &[&str]) -> Ran {
+    run(ebis(&root())
         .args([
             "demo",
             "--enterprises",
@@ -16,11 +15,16 @@ fn a_short_demo_on_private_servers_ends_with_the_warehouse_equal_to_the_sources(
             "30",
             "--duration",
             "4s",
-            "--seed",
-            "9",
-            "--dir",
         ])
-        .arg(dir.path()));
+        .args(extra)
+        .arg("--dir")
+        .arg(dir.path()))
+}
+
+#[test]
+fn a_short_demo_on_private_servers_ends_with_the_warehouse_equal_to_the_sources() {
+    let dir = TempDir::new("ebis_demo");
+    let out = short_demo(&dir, &["--seed", "9"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("22/22 record kinds agree"),
@@ -57,22 +61,7 @@ fn a_short_demo_on_private_servers_ends_with_the_warehouse_equal_to_the_sources(
 #[test]
 fn the_demo_in_binlog_mode_installs_nothing_on_the_bureaus_and_ends_equal() {
     let dir = TempDir::new("ebis_demo_binlog");
-    let out = run(ebis(&root())
-        .args([
-            "demo",
-            "--capture",
-            "binlog",
-            "--enterprises",
-            "150",
-            "--rate",
-            "30",
-            "--duration",
-            "4s",
-            "--seed",
-            "11",
-            "--dir",
-        ])
-        .arg(dir.path()));
+    let out = short_demo(&dir, &["--capture", "binlog", "--seed", "11"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("22/22 record kinds agree"),

@@ -354,39 +354,19 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
             }
         }
         "change_tracking" => {
-            for (v, key) in [
-                (&raw.gap_timeout, "gap_timeout"),
-                (&raw.gap_watch, "gap_watch"),
-                (&raw.purge_every, "purge_every"),
-                (&raw.overlap, "overlap"),
-                (&raw.key_scan_every, "key_scan_every"),
-                (&raw.modified_column, "modified_column"),
-            ] {
-                if let Some(v) = v {
-                    c.error(
-                        v,
-                        format!("`capture.{key}` does not apply to change_tracking mode (the server tracks changes itself)"),
-                    );
-                }
-            }
+            refuse_polling_keys(
+                c,
+                raw,
+                "change_tracking mode (the server tracks changes itself)",
+            );
             CaptureMode::ChangeTracking
         }
         "binlog" => {
-            for (v, key) in [
-                (&raw.gap_timeout, "gap_timeout"),
-                (&raw.gap_watch, "gap_watch"),
-                (&raw.purge_every, "purge_every"),
-                (&raw.overlap, "overlap"),
-                (&raw.key_scan_every, "key_scan_every"),
-                (&raw.modified_column, "modified_column"),
-            ] {
-                if let Some(v) = v {
-                    c.error(
-                        v,
-                        format!("`capture.{key}` does not apply to binlog mode (the server's binary log orders every change; it expires its own files)"),
-                    );
-                }
-            }
+            refuse_polling_keys(
+                c,
+                raw,
+                "binlog mode (the server's binary log orders every change; it expires its own files)",
+            );
             let server_id = raw.server_id.as_ref().and_then(|v| {
                 match u32::try_from(v.value).ok().filter(|n| *n > 0) {
                     Some(n) => Some(n),
@@ -411,6 +391,23 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
                 gap_watch: Duration::from_secs(3600),
                 purge_every: None,
             }
+        }
+    }
+}
+
+/// A mode that keeps no change table and no modified-column mark refuses the keys of the
+/// modes that do, each at its line, saying `why` it has no use for them.
+fn refuse_polling_keys(c: &mut Checker<'_>, raw: &RawCapture, why: &str) {
+    for (v, key) in [
+        (&raw.gap_timeout, "gap_timeout"),
+        (&raw.gap_watch, "gap_watch"),
+        (&raw.purge_every, "purge_every"),
+        (&raw.overlap, "overlap"),
+        (&raw.key_scan_every, "key_scan_every"),
+        (&raw.modified_column, "modified_column"),
+    ] {
+        if let Some(v) = v {
+            c.error(v, format!("`capture.{key}` does not apply to {why}"));
         }
     }
 }

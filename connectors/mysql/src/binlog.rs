@@ -20,19 +20,19 @@
 //! snapshots the source again and says why.
 
 use crate::error::classify;
-use crate::table::{Table, split_table};
+use crate::table::split_table;
 use crate::values::{Reading, convert};
 use crate::{MysqlSource, OP_TIMEOUT};
 use chrono::{DateTime, Utc};
-use ebis_capture::changelog::{Latest, RowReader, read_latest};
-use ebis_source::{Batch, Position, Row, SourceError, Value};
+use ebis_capture::changelog::{Latest, read_latest};
+use ebis_source::{Batch, Position, SourceError, Value};
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Column, Conn, Pool};
+use mysql_async::{BinlogStream, BinlogStreamRequest, Column, Conn};
 use std::collections::HashMap;
 
 /// MariaDB's GTID event (sent instead of a dummy `BEGIN` once the reader says it
@@ -185,16 +185,17 @@ fn identifiers(statement: &str) -> Vec<String> {
     out
 }
 
-/// The first ROTATE event of a stream is the server's, not the log's; under CRC32
-/// checksums MariaDB's carries the 4 checksum bytes in its file name
-/// (blackbeam/mysql_async#189). The name asked for, when the reported one only adds a
-/// tail to it.
-fn fake_rotate_name(reported: &str, asked: &str) -> String {
-    if !asked.is_empty() && reported.starts_with(asked) && reported.len() <= asked.len() + 4 {
-        asked.to_owned()
+/// A ROTATE event's file name. The first ROTATE of a stream is the server's own (the
+/// file asked for), sent before the format description that says a checksum ends each
+/// event: read without knowing that, its name carries the 4 checksum bytes
+/// (blackbeam/mysql_async#189), cut off here.
+fn rotate_name(raw: &[u8], carries_checksum: bool) -> String {
+    let name = if carries_checksum && raw.len() > 4 {
+        &raw[..raw.len() - 4]
     } else {
-        reported.to_owned()
-    }
+        raw
+    };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 /// A MariaDB GTID event's transaction id: domain-server-sequence.
@@ -256,6 +257,27 @@ struct Txn {
     gtid: Option<String>,
 }
 
+impl Txn {
+    /// A transaction starting at `start` of `file`; `asked` is where the stream was
+    /// opened (file, offset, row changes to pass over there), which applies only to the
+    /// transaction starting exactly there.
+    fn begin(file: &str, start: u64, asked: &(String, u64, u64), gtid: Option<String>) -> Txn {
+        let (asked_file, asked_pos, skip) = asked;
+        Txn {
+            file: file.to_owned(),
+            start,
+            rows: 0,
+            skip: if file == asked_file && start == *asked_pos {
+                *skip
+            } else {
+                0
+            },
+            keys: Vec::new(),
+            gtid,
+        }
+    }
+}
+
 /// Keys collected for a batch, the newest entry per (table, key).
 #[derive(Default)]
 struct Collected {
@@ -276,31 +298,6 @@ impl Collected {
     }
     fn len(&self) -> usize {
         self.latest.len()
-    }
-}
-
-/// Reads current rows by key for [`read_latest`].
-struct Fetch<'a> {
-    conn: Conn,
-    pool: &'a Pool,
-    tables: &'a [Table],
-}
-
-impl RowReader for Fetch<'_> {
-    fn table_name(&self, index: usize) -> String {
-        self.tables[index].plan.table.clone()
-    }
-    async fn rows_by_keys(
-        &mut self,
-        index: usize,
-        keys: &[Vec<Value>],
-    ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
-        let t = &self.tables[index];
-        Ok(t.by_keys_spread(&mut self.conn, self.pool, keys)
-            .await?
-            .into_iter()
-            .map(|row| (t.key_of(&row), row))
-            .collect())
     }
 }
 
@@ -418,20 +415,18 @@ impl MysqlSource {
             .binlog_cursor
             .as_ref()
             .is_some_and(|c| c.returned == *after);
-        let names: Vec<String> = if reading_on {
-            vec![file.clone()]
-        } else {
+        if !reading_on {
             let logs: Vec<mysql_async::Row> = conn
                 .query("SHOW BINARY LOGS")
                 .await
                 .map_err(|e| classify(e, None))?;
-            logs.iter().filter_map(|r| r.get(0)).collect()
-        };
-        if !names.iter().any(|n| n == file) {
-            return Err(SourceError::PositionExpired(format!(
-                "binlog file {file} is no longer on the server (purged before ebis read it; the oldest kept is {})",
-                names.first().map(String::as_str).unwrap_or("none")
-            )));
+            let names: Vec<String> = logs.iter().filter_map(|r| r.get(0)).collect();
+            if !names.iter().any(|n| n == file) {
+                return Err(SourceError::PositionExpired(format!(
+                    "binlog file {file} is no longer on the server (purged before ebis read it; the oldest kept is {})",
+                    names.first().map(String::as_str).unwrap_or("none")
+                )));
+            }
         }
         let read_at = Self::utc_now(&mut conn).await?;
         let read = self.read_log(after, limit, server_id).await?;
@@ -447,12 +442,12 @@ impl MysqlSource {
         let changes = if read.collected.latest.is_empty() {
             Vec::new()
         } else {
-            let mut fetch = Fetch {
-                conn,
-                pool: &self.pool,
-                tables: self.tables.as_deref().unwrap_or(&[]),
-            };
-            read_latest(&mut fetch, read.collected.latest, version).await?
+            read_latest(
+                &mut crate::changelog::Reader::new(conn, self),
+                read.collected.latest,
+                version,
+            )
+            .await?
         };
         Ok(Batch {
             changes,
@@ -579,7 +574,7 @@ impl MysqlSource {
         let Cursor {
             ref mut stream,
             ref mut current,
-            asked: (ref file, pos, skip),
+            ref asked,
             ref mut txn,
             ref mut places,
             ref mut first_rotate,
@@ -620,18 +615,12 @@ impl MysqlSource {
             if raw == MARIADB_GTID_EVENT {
                 // A transaction starts. A standalone one (DDL) is ended by its QUERY
                 // event, a BEGIN…COMMIT one by its XID or COMMIT.
-                *txn = Some(Txn {
-                    file: current.clone(),
+                *txn = Some(Txn::begin(
+                    current,
                     start,
-                    rows: 0,
-                    skip: if *current == *file && start == pos {
-                        skip
-                    } else {
-                        0
-                    },
-                    keys: Vec::new(),
-                    gtid: mariadb_gtid(event.data(), header.server_id()),
-                });
+                    asked,
+                    mariadb_gtid(event.data(), header.server_id()),
+                ));
                 continue;
             }
             match header.event_type() {
@@ -639,22 +628,12 @@ impl MysqlSource {
                     let rotate: RotateEvent<'_> = event
                         .read_event()
                         .map_err(|e| SourceError::Query(format!("a binlog ROTATE event: {e}")))?;
-                    // The stream's first ROTATE is the server's own (the file asked for),
-                    // sent before the format description that says a checksum ends each
-                    // event: read without knowing it, its name carries the checksum.
+                    // The stream's first ROTATE is the server's own: it names the file
+                    // asked for and moves no position.
                     let fake = *first_rotate;
                     *first_rotate = false;
-                    let raw_name = rotate.name_raw();
-                    let name = if checksums && event.checksum().is_none() && raw_name.len() > 4 {
-                        String::from_utf8_lossy(&raw_name[..raw_name.len() - 4]).into_owned()
-                    } else {
-                        String::from_utf8_lossy(raw_name).into_owned()
-                    };
-                    *current = if fake {
-                        fake_rotate_name(&name, file)
-                    } else {
-                        name
-                    };
+                    *current =
+                        rotate_name(rotate.name_raw(), checksums && event.checksum().is_none());
                     if !fake && txn.is_none() {
                         committed = Position::Binlog {
                             file: current.clone(),
@@ -672,18 +651,7 @@ impl MysqlSource {
                     let word = sql.split_whitespace().next().unwrap_or("");
                     if word.eq_ignore_ascii_case("BEGIN") {
                         if txn.is_none() {
-                            *txn = Some(Txn {
-                                file: current.clone(),
-                                start,
-                                rows: 0,
-                                skip: if *current == *file && start == pos {
-                                    skip
-                                } else {
-                                    0
-                                },
-                                keys: Vec::new(),
-                                gtid: None,
-                            });
+                            *txn = Some(Txn::begin(current, start, asked, None));
                         }
                         continue;
                     }
@@ -753,6 +721,9 @@ impl MysqlSource {
                     };
                     let database = tme.database_name().into_owned();
                     let table = tme.table_name().into_owned();
+                    // Where the key columns are: known per table id, or found by name in
+                    // the first image.
+                    let mut place = places.get(&rows.table_id()).cloned();
                     for row in rows.rows(tme) {
                         let (before, after_image) = row.map_err(|e| {
                             SourceError::Query(format!("a binlog row of {database}.{table}: {e}"))
@@ -765,15 +736,12 @@ impl MysqlSource {
                             .into_iter()
                             .flatten()
                         {
-                            let place = match places.get(&rows.table_id()) {
-                                Some(p) => p.clone(),
-                                None => {
-                                    let p = self.key_place(&database, &table, image)?;
-                                    places.insert(rows.table_id(), p.clone());
-                                    p
-                                }
-                            };
-                            let Some(place) = place else { break };
+                            if place.is_none() {
+                                let p = self.key_place(&database, &table, image)?;
+                                places.insert(rows.table_id(), p.clone());
+                                place = Some(p);
+                            }
+                            let Some(Some(place)) = &place else { break };
                             let mut key = Vec::with_capacity(place.columns.len());
                             for (i, reading) in &place.columns {
                                 let column = &image.columns_ref()[*i];
@@ -816,9 +784,6 @@ impl MysqlSource {
                 }
                 _ => {}
             }
-        }
-        if reload {
-            places.clear();
         }
         if ended {
             let _ = cursor.stream.close().await;
@@ -984,11 +949,11 @@ mod tests {
     #[test]
     fn the_fake_rotate_loses_its_checksum_tail() {
         assert_eq!(
-            fake_rotate_name("mariadb-bin.000003R<sT", "mariadb-bin.000003"),
+            rotate_name(b"mariadb-bin.000003R<sT", true),
             "mariadb-bin.000003"
         );
         assert_eq!(
-            fake_rotate_name("mariadb-bin.000004", "mariadb-bin.000003"),
+            rotate_name(b"mariadb-bin.000004", false),
             "mariadb-bin.000004"
         );
     }

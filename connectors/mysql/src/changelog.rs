@@ -23,8 +23,9 @@ const CHANGED_AT_MICROS: &str = "CAST(UNIX_TIMESTAMP(changed_at) * 1000000 AS SI
 /// Change-table rows deleted per purge statement (keeps each transaction short).
 const PURGE_CHUNK: u64 = 5_000;
 
-/// One poll's reader: a connection and the captured tables.
-struct Reader<'a> {
+/// One poll's reader: a connection and the captured tables (binlog capture reads its
+/// rows by key with it too).
+pub(crate) struct Reader<'a> {
     conn: Conn,
     /// More connections, for fetching many rows by key at once.
     pool: &'a mysql_async::Pool,
@@ -50,6 +51,19 @@ fn entry((seq, table, key_json, at): Entry) -> Result<ChangeEntry, SourceError> 
         key,
         at: DateTime::from_timestamp_micros(at),
     })
+}
+
+impl<'a> Reader<'a> {
+    /// A reader of `source`'s captured tables on `conn`.
+    pub(crate) fn new(conn: Conn, source: &'a mut MysqlSource) -> Reader<'a> {
+        Reader {
+            conn,
+            pool: &source.pool,
+            tables: source.tables.as_deref().unwrap_or(&[]),
+            name: &source.name,
+            sees_transactions: &mut source.sees_transactions,
+        }
+    }
 }
 
 impl RowReader for Reader<'_> {
@@ -221,23 +235,19 @@ impl MysqlSource {
     ) -> Result<Batch, SourceError> {
         self.tables().await?;
         let conn = self.conn().await?;
-        let mut reader = Reader {
-            conn,
-            pool: &self.pool,
-            tables: self.tables.as_deref().unwrap_or(&[]),
-            name: &self.name,
-            sees_transactions: &mut self.sees_transactions,
-        };
-        changelog::poll(
-            &mut reader,
+        let mut unmapped = std::mem::take(&mut self.existing_unmapped);
+        let polled = changelog::poll(
+            &mut Reader::new(conn, self),
             prev,
             gaps,
             expired,
             limit,
             rules,
-            &mut self.existing_unmapped,
+            &mut unmapped,
         )
-        .await
+        .await;
+        self.existing_unmapped = unmapped;
+        polled
     }
 
     /// The change table's head, with the numbers just below it still missing as gaps
