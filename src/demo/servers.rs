@@ -290,6 +290,7 @@ fn init_mariadb(install_db: &Path, data: &Path, as_root: bool, logs: &Path) -> R
     install
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", private_tmp(logs)?.display()))
         .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
     if as_root {
         install.arg("--user=root");
@@ -299,6 +300,16 @@ fn init_mariadb(install_db: &Path, data: &Path, as_root: bool, logs: &Path) -> R
         "mariadb-install-db",
         &logs.join("install-db.log"),
     )
+}
+
+/// A server's own temporary folder, `<dir>/tmp`. In the shared /tmp, a MariaDB starting
+/// up removes every `#sql*` file it finds: the temporary tables of another server being
+/// initialized at the same moment (a demo beside a test's private server), whose
+/// mariadb-install-db then fails with "Unknown table 'mysql.tmp_proxies_priv'".
+fn private_tmp(dir: &Path) -> Result<PathBuf> {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    Ok(tmp)
 }
 
 /// The server options binlog capture needs (after `--skip-log-bin`, which they override).
@@ -329,6 +340,7 @@ fn mariadb_command(
         .arg(format!("--socket={}", dir.join("mysql.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mysql.pid").display()))
         .arg(format!("--log-error={}", dir.join("mariadb.err").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .args([
             "--skip-log-bin",
             "--skip-name-resolve",
