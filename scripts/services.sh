@@ -45,6 +45,19 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
 fi
 pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
 
+# Logical-decoding capture's tests read a replication slot: the server must log logical
+# WAL. A server without it is set so (ALTER SYSTEM) and restarted.
+pg_admin() { psql -X -q -At -h 127.0.0.1 -U postgres -d postgres "$@" 2>/dev/null || as_root runuser -u postgres -- psql -X -q -At "$@"; }
+if [ "$(pg_admin -c 'show wal_level')" != logical ]; then
+  cluster=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  say "restarting PostgreSQL $cluster with wal_level = logical"
+  pg_admin -c 'alter system set wal_level = logical' >&2
+  pg_admin -c 'alter system set max_replication_slots = 40' >&2
+  as_root pg_ctlcluster --skip-systemctl-redirect "$cluster" main restart >&2
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  [ "$(pg_admin -c 'show wal_level')" = logical ] || { say "PostgreSQL runs without wal_level = logical; logical capture tests would fail"; exit 1; }
+fi
+
 if [ -z "${EBIS_TEST_PG_URL:-}" ]; then
   if psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
     EBIS_TEST_PG_URL="postgres://postgres@127.0.0.1:5432/postgres"

@@ -31,6 +31,8 @@ pub mod names {
     pub const PURGED: &str = "ebis_change_rows_purged_total";
     /// Times the stored position expired and the source was snapshotted again.
     pub const RESNAPSHOTS: &str = "ebis_resnapshots_total";
+    /// Bytes the source keeps for ebis (a logical slot's retained WAL).
+    pub const SOURCE_BACKLOG: &str = "ebis_source_backlog_bytes";
     /// Statements queued for the enterprise base and not yet taken in.
     pub const BASE_QUEUED: &str = "ebis_base_queued_statements";
     /// Seconds since the oldest statement still queued for the enterprise base.
@@ -94,6 +96,11 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
             "counter",
             "Times the source's stored position expired and it was snapshotted again.",
         ),
+        (
+            names::SOURCE_BACKLOG,
+            "gauge",
+            "Bytes the source keeps on its disk for ebis (a PostgreSQL logical slot's retained WAL), as last read.",
+        ),
     ];
     for (name, kind, text) in help {
         let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
@@ -108,6 +115,7 @@ pub async fn render(wh: &Warehouse) -> Result<String, crate::warehouse::Warehous
                 n if n == names::FUTURE => Some(f64::from(r.future_rows)),
                 n if n == names::PURGED => Some(r.changes_purged as f64),
                 n if n == names::RESNAPSHOTS => Some(f64::from(r.resnapshots)),
+                n if n == names::SOURCE_BACKLOG => r.backlog_bytes.map(|b| b as f64),
                 _ => None,
             };
             if name == names::STATE {

@@ -52,6 +52,8 @@ pub struct SourceStatus {
     pub last_resnapshot_at: Option<DateTime<Utc>>,
     /// Why (no values).
     pub last_resnapshot_reason: Option<String>,
+    /// Bytes the source keeps for ebis (a logical slot's retained WAL), when last read.
+    pub backlog_bytes: Option<i64>,
 }
 
 impl Warehouse {
@@ -65,7 +67,8 @@ impl Warehouse {
                         (select count(*) from ebis.quarantine q where q.source = s.source and q.resolved_at is null),
                         s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
                         s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes,
-                        s.future_rows, s.resnapshots, s.last_resnapshot_at, s.last_resnapshot_reason
+                        s.future_rows, s.resnapshots, s.last_resnapshot_at, s.last_resnapshot_reason,
+                        s.source_backlog_bytes
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -95,8 +98,25 @@ impl Warehouse {
                 resnapshots: r.get(18),
                 last_resnapshot_at: r.get(19),
                 last_resnapshot_reason: r.get(20),
+                backlog_bytes: r.get(21),
             })
             .collect())
+    }
+}
+
+/// A size as people read it (binary units).
+pub fn human_bytes(b: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b.max(0) as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
     }
 }
 
@@ -194,6 +214,15 @@ pub fn render(rows: &[SourceStatus]) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    for r in rows.iter() {
+        if let Some(bytes) = r.backlog_bytes {
+            out.push_str(&format!(
+                "{}: the replication slot keeps {} of WAL on the source for ebis (it grows while ebis is stopped or failing)\n",
+                r.source,
+                human_bytes(bytes)
+            ));
+        }
     }
     for r in rows.iter() {
         if let Some(at) = r.last_purge_at {

@@ -6,10 +6,10 @@
 use crate::support::TempDir;
 use crate::support::harness::{Env, Running, SourceDef};
 use crate::support::mysql::MyDb;
+use crate::support::parts::read_in_parts;
 use ebis::pipeline::AnySource;
-use ebis_source::{Op, Position, Source};
+use ebis_source::{Position, Source};
 use mysql_async::prelude::Queryable;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -117,56 +117,23 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
     c.query_drop("COMMIT").await.expect("commit");
     drop(c);
 
-    let mut at = head.clone();
-    let mut upserted = BTreeSet::new();
-    let mut deleted = BTreeSet::new();
-    let mut parts = 0;
-    // Parts read from inside the transaction: its start (other databases on the server
-    // log too, so not the head) and the row changes read so far.
-    let mut inside: Vec<(u64, u64)> = Vec::new();
-    loop {
-        let batch = source.changes(&at, 500).await.expect("a poll");
-        if batch.changes.is_empty() {
-            break;
-        }
-        parts += 1;
-        assert!(batch.changes.len() <= 1_000, "a part holds about a batch");
-        if let Position::Binlog { pos, skip, .. } = &batch.position
-            && *skip > 0
-        {
-            inside.push((*pos, *skip));
-        }
-        for ch in &batch.changes {
-            let id = ch.key[0].to_text().expect("key");
-            match ch.op {
-                Op::Upsert => upserted.insert(id),
-                Op::Delete => deleted.insert(id),
-            };
-        }
-        at = batch.position;
-        assert!(parts < 100, "the reads make progress");
-    }
-    source.close().await;
-    assert!(parts >= 12, "6,000 keys in parts of 500: {parts} part(s)");
+    let parts = read_in_parts(
+        source,
+        head,
+        500,
+        // Other databases on the server log too: the transaction's start is not the head.
+        |p| match p {
+            Position::Binlog { pos, skip, .. } if *skip > 0 => Some((*pos, *skip)),
+            _ => None,
+        },
+        |_| None,
+    )
+    .await;
+    parts.assert_the_transaction_landed_whole();
     assert!(
-        inside.len() >= 10,
-        "parts inside the transaction: {inside:?}"
-    );
-    assert!(
-        inside
-            .windows(2)
-            .all(|w| w[0].0 == w[1].0 && w[0].1 < w[1].1),
-        "each part inside the transaction stays at its start, further into it: {inside:?}"
-    );
-    assert_eq!(
-        upserted.len(),
-        5_950,
-        "every inserted row that is still there"
-    );
-    assert_eq!(deleted.len(), 50, "the deleted rows, as deletes");
-    assert!(
-        matches!(at, Position::Binlog { skip: 0, .. }),
-        "the last part ends at the commit: {at:?}"
+        matches!(parts.end, Position::Binlog { skip: 0, .. }),
+        "the last part ends at the commit: {:?}",
+        parts.end
     );
 
     // And through the pipeline, batch after batch of 500.

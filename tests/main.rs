@@ -19,6 +19,7 @@ mod hostile;
 mod keys;
 mod linking;
 mod migrate;
+mod postgres_source;
 mod purge;
 mod roles;
 mod schema_changes;

@@ -55,12 +55,6 @@ pub fn check_config(path: &Path) -> CheckReport {
         ));
     }
     for s in &config.sources {
-        if let Some(why) = crate::pipeline::connector::unsupported(s.dialect) {
-            report.errors.push(Diagnostic::file(
-                path,
-                format!("source {}: {why}: `ebis run` could not capture it", s.name),
-            ));
-        }
         if let Err(e) = s.connection.password() {
             report
                 .notes
@@ -113,9 +107,6 @@ pub fn check_config(path: &Path) -> CheckReport {
 fn capture_scripts(cfg: &crate::config::SourceConfig, set: &MappingSet) -> Diagnostics {
     use crate::pipeline::connector;
     let mut found = Diagnostics::default();
-    if connector::unsupported(cfg.dialect).is_some() {
-        return found; // reported with the config
-    }
     let plans = connector::plans(cfg, set);
     let capture = connector::capture(cfg);
     let mut seen = std::collections::BTreeSet::new();

@@ -163,16 +163,24 @@ pub enum CaptureMode {
         /// The replica id ebis registers with; `None`: derived from the source's name.
         server_id: Option<u32>,
     },
+    /// PostgreSQL's logical decoding: a publication and a replication slot.
+    Logical {
+        /// The slot's name; `None`: `ebis_<source>`.
+        slot: Option<String>,
+        /// The publication's name; `None`: `ebis_<source>`.
+        publication: Option<String>,
+    },
 }
 
 impl CaptureMode {
-    /// `changelog`, `timestamp`, `change_tracking` or `binlog`.
+    /// `changelog`, `timestamp`, `change_tracking`, `binlog` or `logical`.
     pub fn name(&self) -> &'static str {
         match self {
             CaptureMode::Changelog { .. } => "changelog",
             CaptureMode::Timestamp { .. } => "timestamp",
             CaptureMode::ChangeTracking => "change_tracking",
             CaptureMode::Binlog { .. } => "binlog",
+            CaptureMode::Logical { .. } => "logical",
         }
     }
 }

@@ -67,6 +67,8 @@ struct RawCapture {
     modified_column: Option<Spanned<String>>,
     purge_every: Option<Spanned<String>>,
     server_id: Option<Spanned<u64>>,
+    slot: Option<Spanned<String>>,
+    publication: Option<Spanned<String>>,
 }
 
 struct Checker<'a> {
@@ -228,10 +230,24 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
                 format!(
                     "`capture.mode`: binlog is MySQL/MariaDB's binary log; a {} source captures with {}",
                     dialect.name(),
-                    if dialect == Dialect::Sqlserver {
-                        "changelog (triggers), timestamp or change_tracking"
-                    } else {
-                        "changelog (triggers) or timestamp"
+                    match dialect {
+                        Dialect::Sqlserver => "changelog (triggers), timestamp or change_tracking",
+                        Dialect::Postgres => "changelog (triggers), timestamp or logical",
+                        _ => "changelog (triggers) or timestamp",
+                    }
+                ),
+            );
+        }
+        if matches!(capture, CaptureMode::Logical { .. }) && dialect != Dialect::Postgres {
+            c.error(
+                &s.capture.mode,
+                format!(
+                    "`capture.mode`: logical is PostgreSQL's logical decoding; a {} source captures with {}",
+                    dialect.name(),
+                    match dialect {
+                        Dialect::Sqlserver => "changelog (triggers), timestamp or change_tracking",
+                        Dialect::Mysql => "changelog (triggers), timestamp or binlog",
+                        _ => "changelog (triggers) or timestamp",
                     }
                 ),
             );
@@ -284,6 +300,13 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
         && let Some(v) = &raw.server_id
     {
         c.error(v, "`capture.server_id` applies to binlog mode only");
+    }
+    if raw.mode.value != "logical" {
+        for (v, key) in [(&raw.slot, "slot"), (&raw.publication, "publication")] {
+            if let Some(v) = v {
+                c.error(v, format!("`capture.{key}` applies to logical mode only"));
+            }
+        }
     }
     match raw.mode.value.as_str() {
         "changelog" => {
@@ -381,10 +404,37 @@ fn capture_mode(c: &mut Checker<'_>, raw: &RawCapture) -> CaptureMode {
             });
             CaptureMode::Binlog { server_id }
         }
+        "logical" => {
+            refuse_polling_keys(
+                c,
+                raw,
+                "logical mode (the server's WAL orders every change; the slot keeps what ebis has not confirmed)",
+            );
+            let mut name = |v: &Option<Spanned<String>>, key: &str| {
+                v.as_ref().and_then(|v| {
+                    if is_source_name(&v.value) {
+                        Some(v.value.clone())
+                    } else {
+                        c.error(
+                            v,
+                            format!(
+                                "`capture.{key}`: `{}` is not a valid name (lower-case letters, digits and _, starting with a letter, at most 63)",
+                                v.value
+                            ),
+                        );
+                        None
+                    }
+                })
+            };
+            CaptureMode::Logical {
+                slot: name(&raw.slot, "slot"),
+                publication: name(&raw.publication, "publication"),
+            }
+        }
         other => {
             c.error(
                 &raw.mode,
-                format!("`capture.mode`: unknown mode `{other}` (expected changelog, timestamp, change_tracking or binlog)"),
+                format!("`capture.mode`: unknown mode `{other}` (expected changelog, timestamp, change_tracking, binlog or logical)"),
             );
             CaptureMode::Changelog {
                 gap_timeout: Duration::from_secs(600),

@@ -7,6 +7,7 @@ use crate::config::{CaptureMode, Dialect, SourceConfig};
 use crate::mapping::MappingSet;
 use ebis_mysql::MysqlSource;
 use ebis_oracle::OracleSource;
+use ebis_postgres::PostgresSource;
 use ebis_source::{
     Batch, Capture, Change, Clock, GapRules, KeyEntry, Position, SetupRequest, SetupScript, Source,
     SourceError, TablePlan, Value,
@@ -21,24 +22,8 @@ pub enum AnySource {
     Sqlserver(SqlServerSource),
     /// Oracle.
     Oracle(OracleSource),
-}
-
-/// The dialects this build has a connector for.
-pub const SUPPORTED: &[Dialect] = &[Dialect::Mysql, Dialect::Sqlserver, Dialect::Oracle];
-
-/// Why a dialect cannot be captured by this build, if it cannot.
-pub fn unsupported(dialect: Dialect) -> Option<String> {
-    (!SUPPORTED.contains(&dialect)).then(|| {
-        format!(
-            "dialect `{}` has no connector in this build yet (supported: {})",
-            dialect.name(),
-            SUPPORTED
-                .iter()
-                .map(|d| d.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+    /// PostgreSQL and its derivatives.
+    Postgres(PostgresSource),
 }
 
 /// The tables a source's mappings read, with the config's default modified column.
@@ -79,7 +64,21 @@ pub fn capture(cfg: &SourceConfig) -> Capture {
             server_id: server_id
                 .unwrap_or_else(|| binlog_server_id(&cfg.name, &cfg.connection.url)),
         },
+        CaptureMode::Logical { slot, publication } => Capture::Logical {
+            slot: slot.clone().unwrap_or_else(|| default_slot(&cfg.name)),
+            publication: publication
+                .clone()
+                .unwrap_or_else(|| default_slot(&cfg.name)),
+        },
     }
+}
+
+/// The replication slot (and publication) a logical source uses when the config names
+/// none: `ebis_<source>`, cut to PostgreSQL's 63 characters.
+pub fn default_slot(source: &str) -> String {
+    let mut name = format!("ebis_{source}");
+    name.truncate(63);
+    name
 }
 
 /// The replica id a binlog source registers with when the config names none: one of
@@ -138,9 +137,15 @@ impl AnySource {
                     capture: capture(cfg),
                 },
             )?)),
-            other => Err(SourceError::Query(
-                unsupported(other).unwrap_or_else(|| format!("dialect {}", other.name())),
-            )),
+            Dialect::Postgres => Ok(AnySource::Postgres(PostgresSource::new(
+                ebis_postgres::PostgresOptions {
+                    name: cfg.name.clone(),
+                    url: cfg.connection.url.clone(),
+                    password,
+                    plans,
+                    capture: capture(cfg),
+                },
+            )?)),
         }
     }
 }
@@ -154,6 +159,7 @@ macro_rules! each {
             AnySource::Mysql($s) => Box::pin(async move { $call }).await,
             AnySource::Sqlserver($s) => Box::pin(async move { $call }).await,
             AnySource::Oracle($s) => Box::pin(async move { $call }).await,
+            AnySource::Postgres($s) => Box::pin(async move { $call }).await,
         }
     };
 }
@@ -211,6 +217,10 @@ impl Source for AnySource {
         each!(self, s => s.count(table).await)
     }
 
+    async fn backlog(&mut self) -> Result<Option<u64>, SourceError> {
+        each!(self, s => s.backlog().await)
+    }
+
     async fn column_types(&mut self, table: &str) -> Result<Vec<(String, String)>, SourceError> {
         each!(self, s => s.column_types(table).await)
     }
@@ -237,7 +247,8 @@ pub mod setup {
             Dialect::Sqlserver => ebis_sqlserver::setup::script(req),
             Dialect::Oracle if remove => ebis_oracle::setup::removal(req),
             Dialect::Oracle => ebis_oracle::setup::script(req),
-            other => Err(unsupported(other).unwrap_or_default()),
+            Dialect::Postgres if remove => ebis_postgres::setup::removal(req),
+            Dialect::Postgres => ebis_postgres::setup::script(req),
         }
     }
 
@@ -271,7 +282,7 @@ pub mod setup {
                 ebis_sqlserver::setup::apply(url, password, statements, plans).await
             }
             Dialect::Oracle => ebis_oracle::setup::apply(url, password, statements, plans).await,
-            other => Err(SourceError::Query(unsupported(other).unwrap_or_default())),
+            Dialect::Postgres => ebis_postgres::setup::apply(url, password, statements).await,
         }
     }
 
@@ -281,7 +292,7 @@ pub mod setup {
             Dialect::Mysql => ebis_mysql::setup::denied(message),
             Dialect::Sqlserver => ebis_sqlserver::setup::denied(message),
             Dialect::Oracle => ebis_oracle::setup::denied(message),
-            _ => message.contains("denied"),
+            Dialect::Postgres => ebis_postgres::setup::denied(message),
         }
     }
 
@@ -291,7 +302,7 @@ pub mod setup {
             Dialect::Mysql => ebis_mysql::setup::ADMIN_URL_EXAMPLE,
             Dialect::Sqlserver => ebis_sqlserver::setup::ADMIN_URL_EXAMPLE,
             Dialect::Oracle => ebis_oracle::setup::ADMIN_URL_EXAMPLE,
-            _ => "scheme://dba:password@host/",
+            Dialect::Postgres => ebis_postgres::setup::ADMIN_URL_EXAMPLE,
         }
     }
 }

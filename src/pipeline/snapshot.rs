@@ -49,6 +49,7 @@ impl SnapshotProgress {
             Position::Timestamp { version, .. } => *version,
             Position::ChangeTracking { version } => *version,
             Position::Binlog { file, pos, .. } => Position::binlog_version(file, *pos),
+            Position::Logical { lsn, .. } => i64::try_from(*lsn).unwrap_or(i64::MAX),
             Position::Initial => 0,
         };
         SnapshotProgress {

@@ -169,6 +169,8 @@ pub struct StatusUpdate {
     pub future_rows: Option<i32>,
     /// The stored position expired for this reason: the source is snapshotted again.
     pub resnapshot: Option<String>,
+    /// Bytes the source keeps for ebis (a logical slot's retained WAL), when read.
+    pub backlog_bytes: Option<i64>,
 }
 
 /// Counts of what a batch did.
@@ -586,6 +588,8 @@ impl Warehouse {
                last_resnapshot_reason = coalesce($11, last_resnapshot_reason),
                rows_applied = rows_applied + $3,
                rows_quarantined = rows_quarantined + $4,
+               source_backlog_bytes = coalesce($12, source_backlog_bytes),
+               source_backlog_at = case when $12::bigint is null then source_backlog_at else now() end,
                updated_at = now()
              where source = $1",
             &[
@@ -600,6 +604,7 @@ impl Warehouse {
                 &s.late_changes,
                 &s.future_rows,
                 &s.resnapshot,
+                &s.backlog_bytes,
             ],
         )
         .await?;

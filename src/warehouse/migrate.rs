@@ -54,6 +54,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0023_bulk_resolve.sql"),
     migration!("0024_base_rebuild.sql"),
     migration!("0025_compare_keeps_up.sql"),
+    migration!("0026_source_backlog.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

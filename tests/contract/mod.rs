@@ -18,6 +18,7 @@
 
 pub mod mysql;
 pub mod oracle;
+pub mod postgres;
 pub mod sqlserver;
 
 use crate::support::TempDir;
@@ -62,6 +63,11 @@ pub trait KitDb: Send + Sync {
     /// scenario as not run, by name).
     fn supports(&self, _mode: &str) -> impl Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
+    }
+    /// The capture block the kit's source uses for `capture` (a server whose capture
+    /// objects are named server-wide gives each kit database its own).
+    fn capture(&self, capture: &str) -> String {
+        capture.to_owned()
     }
     /// Makes the stored position of `mode` unusable the way an operator could by mistake
     /// (a change table truncated); `Err(why)` when this mode has no such position.
@@ -191,7 +197,7 @@ pub async fn kit<S: KitServer>(capture: &str) -> Option<Kit<S::Db>> {
             name: "kit".to_owned(),
             bureau: "aic".to_owned(),
             division: "150302".to_owned(),
-            capture: capture.to_owned(),
+            capture: db.capture(capture),
             connection: db.connection(),
             mappings: mappings.path().to_owned(),
         }],

@@ -5,6 +5,7 @@
 pub mod city;
 pub mod harness;
 pub mod mysql;
+pub mod parts;
 pub mod pg;
 pub mod proxy;
 

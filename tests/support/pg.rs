@@ -130,6 +130,76 @@ impl Drop for PgDb {
     }
 }
 
+/// A bureau's PostgreSQL database on the test server, encoded EUC_CN (GB2312) as a
+/// legacy bureau database often is, dropped — with any replication slot on it — when the
+/// test ends.
+pub struct SourcePg {
+    /// The database's name (also the name its tests give its replication slot).
+    pub name: String,
+    /// The test account on it.
+    pub conn: ConnectionConfig,
+}
+
+impl SourcePg {
+    /// A new database holding what `statements` make.
+    pub async fn create(statements: &[String]) -> SourcePg {
+        let name = super::unique_name("ebis_k");
+        let admin_conn = admin();
+        connect(&admin_conn)
+            .await
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'EUC_CN' LC_COLLATE 'C' LC_CTYPE 'C'"
+            ))
+            .await
+            .expect("create the bureau database");
+        let db = SourcePg {
+            conn: admin_conn.with_database(&name),
+            name,
+        };
+        let c = connect(&db.conn).await;
+        for s in statements {
+            c.batch_execute(s)
+                .await
+                .unwrap_or_else(|e| panic!("{e}: {s}"));
+        }
+        db
+    }
+
+    /// Runs statements (one batch).
+    pub async fn exec(&self, sql: &str) {
+        connect(&self.conn)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+}
+
+impl Drop for SourcePg {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        crate::support::cleanup(move || async move {
+            let c = connect(&admin()).await;
+            // A slot keeps its database; one still held a moment by a reader that just
+            // stopped is dropped on a later try.
+            for _ in 0..50 {
+                let dropped = c
+                    .batch_execute(&format!(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"
+                    ))
+                    .await;
+                if dropped.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let _ = c
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        });
+    }
+}
+
 /// The first column of every row `sql` returns, as text.
 pub async fn texts(pg: &Client, sql: &str) -> Vec<String> {
     pg.query(sql, &[])

@@ -263,10 +263,11 @@ impl Source for MysqlSource {
         match &self.capture {
             Capture::Changelog { .. } => self.check_changelog(&mut conn).await?,
             Capture::Binlog { .. } => self.check_binlog(&mut conn).await?,
-            Capture::ChangeTracking => {
-                return Err(SourceError::CaptureNotInstalled(
-                    "MySQL has no Change Tracking: use capture mode changelog (triggers), timestamp or binlog".to_owned(),
-                ));
+            Capture::ChangeTracking | Capture::Logical { .. } => {
+                return Err(SourceError::CaptureNotInstalled(format!(
+                    "MySQL has no {}: use capture mode changelog (triggers), timestamp or binlog",
+                    self.capture.name()
+                )));
             }
             Capture::Timestamp { .. } => {
                 if let Some(t) = self.tables.iter().flatten().find(|t| !t.has_modified()) {
@@ -290,9 +291,12 @@ impl Source for MysqlSource {
             }
             Capture::Timestamp { .. } => self.timestamp_head(&mut conn).await,
             Capture::Binlog { .. } => self.binlog_head(&mut conn).await,
-            Capture::ChangeTracking => Err(SourceError::CaptureNotInstalled(
-                "MySQL has no Change Tracking".to_owned(),
-            )),
+            Capture::ChangeTracking | Capture::Logical { .. } => {
+                Err(SourceError::CaptureNotInstalled(format!(
+                    "MySQL has no {} capture",
+                    self.capture.name()
+                )))
+            }
         }
     }
 

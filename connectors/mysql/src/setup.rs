@@ -54,11 +54,11 @@ pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
             ));
             Vec::new()
         }
-        Capture::ChangeTracking => {
-            return Err(
-                "MySQL has no Change Tracking: use capture mode changelog (triggers), timestamp or binlog"
-                    .to_owned(),
-            );
+        Capture::ChangeTracking | Capture::Logical { .. } => {
+            return Err(format!(
+                "MySQL has no {} capture: use capture mode changelog (triggers), timestamp or binlog",
+                req.capture.name()
+            ));
         }
         Capture::Binlog { server_id } => {
             script.push_str(&binlog_script(req, *server_id));

@@ -249,7 +249,7 @@ impl Source for OracleSource {
                 }
                 Ok(())
             }
-            Capture::ChangeTracking | Capture::Binlog { .. } => Err(
+            Capture::ChangeTracking | Capture::Binlog { .. } | Capture::Logical { .. } => Err(
                 SourceError::CaptureNotInstalled(setup::not_oracle(&self.capture)),
             ),
         }
@@ -270,7 +270,7 @@ impl Source for OracleSource {
                 self.snapshot_scn = scn;
                 self.timestamp_head(scn).await?
             }
-            Capture::ChangeTracking | Capture::Binlog { .. } => {
+            Capture::ChangeTracking | Capture::Binlog { .. } | Capture::Logical { .. } => {
                 return Err(SourceError::CaptureNotInstalled(setup::not_oracle(
                     &self.capture,
                 )));

@@ -227,7 +227,7 @@ fn grants(req: &SetupRequest<'_>) -> Result<String, String> {
                 );
             }
         }
-        Capture::ChangeTracking | Capture::Binlog { .. } => {}
+        Capture::ChangeTracking | Capture::Binlog { .. } | Capture::Logical { .. } => {}
     }
     Ok(out)
 }
@@ -236,6 +236,7 @@ fn grants(req: &SetupRequest<'_>) -> Result<String, String> {
 pub fn not_oracle(capture: &Capture) -> String {
     let whose = match capture {
         Capture::Binlog { .. } => "MySQL/MariaDB's binary log",
+        Capture::Logical { .. } => "PostgreSQL's logical decoding",
         _ => "SQL Server's Change Tracking",
     };
     format!(
@@ -249,7 +250,7 @@ pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
     let statements = match req.capture {
         Capture::Changelog { .. } => changelog_statements(req)?,
         Capture::Timestamp { .. } => Vec::new(),
-        Capture::ChangeTracking | Capture::Binlog { .. } => {
+        Capture::ChangeTracking | Capture::Binlog { .. } | Capture::Logical { .. } => {
             return Err(not_oracle(req.capture));
         }
     };

@@ -39,6 +39,14 @@ pub enum Capture {
         /// second connection with the same id makes the server drop the first).
         server_id: u32,
     },
+    /// PostgreSQL logical decoding: a publication names the captured tables, a logical
+    /// replication slot keeps their changes (pgoutput) until ebis confirms them.
+    Logical {
+        /// The slot's name (one per source: a slot has one reader).
+        slot: String,
+        /// The publication's name.
+        publication: String,
+    },
 }
 
 impl Capture {
@@ -49,6 +57,7 @@ impl Capture {
             Capture::Timestamp { .. } => "timestamp",
             Capture::ChangeTracking => "change_tracking",
             Capture::Binlog { .. } => "binlog",
+            Capture::Logical { .. } => "logical",
         }
     }
 }

@@ -64,6 +64,16 @@ pub enum Position {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gtid: Option<String>,
     },
+    /// Logical decoding (PostgreSQL): every transaction whose commit ends at or before
+    /// `lsn` has been read, and `skip` row changes of the next one (a transaction larger
+    /// than a batch is read in parts). The slot is advanced to a stored position only.
+    Logical {
+        /// A WAL position (an LSN, as a number): the end of the last commit read.
+        lsn: u64,
+        /// Row changes of the transaction after `lsn` already read.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        skip: u64,
+    },
 }
 
 impl Position {
@@ -98,6 +108,13 @@ impl Position {
                 }
                 out
             }
+            Position::Logical { lsn, skip } => {
+                let mut out = format!("lsn {}", Position::lsn_text(*lsn));
+                if *skip > 0 {
+                    out.push_str(&format!(", {skip} row(s) into a transaction"));
+                }
+                out
+            }
             Position::Timestamp { tables, .. } => {
                 match tables.values().filter_map(|m| m.modified).max() {
                     Some(ts) => format!(
@@ -124,6 +141,17 @@ impl Position {
             ),
             _ => None,
         }
+    }
+
+    /// An LSN as PostgreSQL writes it (`16/B374D848`).
+    pub fn lsn_text(lsn: u64) -> String {
+        format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+    }
+
+    /// An LSN from PostgreSQL's text form (`16/B374D848`).
+    pub fn parse_lsn(text: &str) -> Option<u64> {
+        let (hi, lo) = text.trim().split_once('/')?;
+        Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
     }
 
     /// A binlog position as a version: the file's number in the high 32 bits, the offset
@@ -400,6 +428,26 @@ mod tests {
         assert!(v("mariadb-bin.000042", 4) > v("mariadb-bin.000041", 1_000_000_000));
         assert!(v("mariadb-bin.000042", 5_000) > v("mariadb-bin.000042", 4_999));
         assert_eq!(v("binlog", 7), 7, "no numeric suffix: file number 0");
+    }
+
+    #[test]
+    fn logical_positions_round_trip_and_read_as_postgres_writes_lsns() {
+        let lsn = Position::parse_lsn("16/B374D848").expect("an lsn");
+        assert_eq!(lsn, (0x16 << 32) | 0xB374_D848);
+        assert_eq!(Position::lsn_text(lsn), "16/B374D848");
+        assert_eq!(Position::parse_lsn("0/0"), Some(0));
+        assert_eq!(Position::parse_lsn("16B374D848"), None);
+        assert_eq!(Position::parse_lsn("x/1"), None);
+        let p = Position::Logical { lsn, skip: 0 };
+        let json = serde_json::to_string(&p).expect("json");
+        assert_eq!(json, format!(r#"{{"mode":"logical","lsn":{lsn}}}"#));
+        assert_eq!(serde_json::from_str::<Position>(&json).expect("back"), p);
+        assert_eq!(p.summary(), "lsn 16/B374D848");
+        let inside = Position::Logical { lsn, skip: 20 };
+        assert_eq!(
+            inside.summary(),
+            "lsn 16/B374D848, 20 row(s) into a transaction"
+        );
     }
 
     #[test]

@@ -105,6 +105,13 @@ pub trait Source: Send {
         stored: &Position,
     ) -> impl Future<Output = Result<u64, SourceError>> + Send;
 
+    /// Bytes the source keeps on its own disk for ebis and ebis has not confirmed yet (a
+    /// replication slot's retained WAL), where the capture mode keeps any; `None`
+    /// otherwise. Operators watch it grow while ebis is stopped or failing.
+    fn backlog(&mut self) -> impl Future<Output = Result<Option<u64>, SourceError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The number of rows of a table (for snapshot progress; an estimate will do).
     fn count(&mut self, table: &str) -> impl Future<Output = Result<u64, SourceError>> + Send;
 

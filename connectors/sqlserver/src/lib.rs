@@ -181,11 +181,9 @@ pub(crate) async fn clock_on(conn: &mut connect::Conn) -> Result<Clock, SourceEr
     })
 }
 
-/// Binlog capture is MySQL/MariaDB's.
-fn binlog_refused() -> SourceError {
-    SourceError::CaptureNotInstalled(
-        "binlog is MySQL/MariaDB's binary log; a SQL Server source uses changelog, timestamp or change_tracking".to_owned(),
-    )
+/// Binlog and logical capture are other dialects' log readers.
+fn log_mode_refused(capture: &Capture) -> SourceError {
+    SourceError::CaptureNotInstalled(setup::not_sqlserver(capture))
 }
 
 impl Source for SqlServerSource {
@@ -206,7 +204,9 @@ impl Source for SqlServerSource {
                     None => Ok(()),
                 }
             }
-            Capture::Binlog { .. } => Err(binlog_refused()),
+            Capture::Binlog { .. } | Capture::Logical { .. } => {
+                Err(log_mode_refused(&self.capture))
+            }
         }
     }
 
@@ -217,7 +217,9 @@ impl Source for SqlServerSource {
             Capture::Changelog { gaps, .. } => self.changelog_head(&mut conn, gaps).await,
             Capture::ChangeTracking => self.tracking_head(&mut conn).await,
             Capture::Timestamp { .. } => self.timestamp_head(&mut conn).await,
-            Capture::Binlog { .. } => Err(binlog_refused()),
+            Capture::Binlog { .. } | Capture::Logical { .. } => {
+                Err(log_mode_refused(&self.capture))
+            }
         }
     }
 

@@ -164,9 +164,21 @@ fn grants(req: &SetupRequest<'_>) -> String {
         Capture::ChangeTracking => out.push_str(
             "-- Optional: with snapshot isolation allowed, nothing else is needed; ebis reads the\n-- version first and the rows after, so a change in between is read again, never lost.\n",
         ),
-        Capture::Timestamp { .. } | Capture::Binlog { .. } => {}
+        Capture::Timestamp { .. } | Capture::Binlog { .. } | Capture::Logical { .. } => {}
     }
     out
+}
+
+/// Why a log-reading mode of another dialect is refused.
+pub fn not_sqlserver(capture: &Capture) -> String {
+    let whose = match capture {
+        Capture::Logical { .. } => "PostgreSQL's logical decoding",
+        _ => "MySQL/MariaDB's binary log",
+    };
+    format!(
+        "{} is {whose}; a SQL Server source uses changelog, timestamp or change_tracking",
+        capture.name()
+    )
 }
 
 /// The setup of a source, statements and commented script.
@@ -175,11 +187,8 @@ pub fn script(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
         Capture::Changelog { .. } => changelog_statements(req.plans)?,
         Capture::ChangeTracking => tracking_statements(req.plans),
         Capture::Timestamp { .. } => Vec::new(),
-        Capture::Binlog { .. } => {
-            return Err(
-                "binlog is MySQL/MariaDB's binary log; a SQL Server source uses changelog, timestamp or change_tracking"
-                    .to_owned(),
-            );
+        Capture::Binlog { .. } | Capture::Logical { .. } => {
+            return Err(not_sqlserver(req.capture));
         }
     };
     let mut script = String::new();
@@ -230,7 +239,7 @@ pub fn removal(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
                 ));
             }
         }
-        Capture::Timestamp { .. } | Capture::Binlog { .. } => {}
+        Capture::Timestamp { .. } | Capture::Binlog { .. } | Capture::Logical { .. } => {}
     }
     let mut script = format!(
         "-- Capture of {} table(s). Changes ebis has not read yet are lost with it: stop\n-- `ebis run` first. Change Tracking stays enabled on the database (other applications\n-- may use it): ALTER DATABASE CURRENT SET CHANGE_TRACKING = OFF once no table has it.\n\n",

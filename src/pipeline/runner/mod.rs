@@ -467,6 +467,15 @@ impl Runner {
                 "changes committed after their gap had expired (a transaction longer than capture.gap_timeout); read now"
             );
         }
+        // What the source keeps for us (a slot's WAL): shown beside the lag; a failed
+        // look leaves the last figure.
+        let backlog_bytes = self
+            .source
+            .backlog()
+            .await
+            .ok()
+            .flatten()
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
         batch.status = StatusUpdate {
             state: Some("streaming"),
             complete_up_to: complete,
@@ -476,6 +485,7 @@ impl Runner {
             late_changes: late,
             future_rows: None,
             resnapshot: None,
+            backlog_bytes,
         };
         let summary = read.position.summary();
         let meta = SourceMeta {

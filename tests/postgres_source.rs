@@ -1,0 +1,366 @@
+//! PostgreSQL sources beyond the contract kit, in logical mode: a transaction larger than
+//! a batch (read in parts, and resumed from inside it by a new reader), the table's
+//! definition changed mid-stream, a TRUNCATE, what `check --online` says of an account
+//! that may not read a slot, and what `setup-source` prints for the DBA.
+
+use crate::support::TempDir;
+use crate::support::harness::{Env, Running, SourceDef};
+use crate::support::parts::read_in_parts;
+use crate::support::pg::{self, SourcePg, connect};
+use ebis::pipeline::AnySource;
+use ebis_source::{Position, Source};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+const ENT: &str = "CREATE TABLE ENT (
+    ID      integer      NOT NULL PRIMARY KEY,
+    REGNO   varchar(30)  NULL,
+    ENTNAME varchar(200) NULL,
+    ESTDATE date         NULL
+)";
+
+const MAPPING: &str = "record_kind: aic_establishment
+source:
+  table: ENT
+  key: [ID]
+fields:
+  reg_no: {column: REGNO}
+  name: {column: ENTNAME}
+  established_on: {column: ESTDATE}
+";
+
+const LIVE: &str = "select count(*) from exchange.aic_establishment where deleted_at is null";
+
+/// A bureau database with `ENT`, captured by logical decoding.
+struct Bureau {
+    db: SourcePg,
+    env: Env,
+    _mappings: TempDir,
+}
+
+async fn bureau() -> Bureau {
+    let db = SourcePg::create(&[ENT.to_owned()]).await;
+    let mappings = TempDir::new("ebis_pg_mappings");
+    std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
+    let env = Env::custom_in(
+        "postgres",
+        vec![SourceDef {
+            name: "aic_pg".to_owned(),
+            bureau: "aic".to_owned(),
+            division: "150302".to_owned(),
+            // Slots are named server-wide: one per test database.
+            capture: format!("mode: logical\nslot: {}", db.name),
+            connection: db.conn.clone(),
+            mappings: mappings.path().to_owned(),
+        }],
+    )
+    .await;
+    Bureau {
+        db,
+        env,
+        _mappings: mappings,
+    }
+}
+
+fn insert(from: u32, to: u32) -> String {
+    format!(
+        "INSERT INTO ENT (ID, REGNO, ENTNAME, ESTDATE) SELECT s, lpad((150302000000000 + s)::text, 15, '0'), '乌海市第' || s || '号商贸有限公司', '2006-03-01' FROM generate_series({from}, {to}) AS s"
+    )
+}
+
+async fn started(b: &Bureau, rows: u32) -> Running {
+    b.db.exec(&insert(1, rows)).await;
+    let run = b.env.start();
+    b.env.wait_count(LIVE, i64::from(rows), T).await;
+    run
+}
+
+fn plans() -> Vec<ebis_source::TablePlan> {
+    vec![ebis_source::TablePlan {
+        table: "ENT".to_owned(),
+        key: vec!["ID".to_owned()],
+        columns: vec![
+            "REGNO".to_owned(),
+            "ENTNAME".to_owned(),
+            "ESTDATE".to_owned(),
+        ],
+        expressions: Vec::new(),
+        modified_column: None,
+        trust_key: false,
+    }]
+}
+
+/// One transaction of 6,000 inserts, 500 renames and 50 deletes against batches of 500:
+/// the connector returns it in parts, each position at the transaction's start with the
+/// row changes already read; a new reader resumes from inside it; and the warehouse ends
+/// up equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
+    let b = bureau().await;
+    b.db.exec(&insert(1, 10)).await;
+    let cfg = b.env.config().sources[0].clone();
+    let mut source = AnySource::open(&cfg, plans()).expect("open");
+    source
+        .check()
+        .await
+        .expect("logical capture can read this server");
+    let head = source.head().await.expect("head");
+    b.db.exec(&format!(
+        "BEGIN;
+         {};
+         UPDATE ENT SET ENTNAME = ENTNAME || '（更名）' WHERE ID BETWEEN 1001 AND 1500;
+         DELETE FROM ENT WHERE ID BETWEEN 6951 AND 7000;
+         COMMIT",
+        insert(1001, 7000)
+    ))
+    .await;
+
+    let mut reopened = false;
+    let parts = read_in_parts(
+        source,
+        head,
+        500,
+        |p| match p {
+            Position::Logical { lsn, skip } if *skip > 0 => Some((*lsn, *skip)),
+            _ => None,
+        },
+        |part| {
+            // A restart inside the transaction: a new reader, from the position reached.
+            (part == 4 && !std::mem::replace(&mut reopened, true))
+                .then(|| AnySource::open(&cfg, plans()).expect("open again"))
+        },
+    )
+    .await;
+    parts.assert_the_transaction_landed_whole();
+    assert!(reopened);
+    assert!(
+        matches!(parts.end, Position::Logical { skip: 0, .. }),
+        "the last part ends at the commit: {:?}",
+        parts.end
+    );
+
+    // And through the pipeline, batch after batch of 500.
+    let run = b.env.start();
+    b.env.wait_verified(T).await;
+    let renamed: i64 = b
+        .env
+        .pg()
+        .await
+        .query_one(
+            "select count(*) from exchange.aic_establishment where name like '%（更名）' and deleted_at is null",
+            &[],
+        )
+        .await
+        .expect("renamed")
+        .get(0);
+    assert_eq!(renamed, 500);
+    // The slot's retained WAL is shown beside the lag, and exported.
+    let status = b.env.wh.status().await.expect("status");
+    assert!(
+        status[0].backlog_bytes.is_some_and(|b| b >= 0),
+        "{:?}",
+        status[0].backlog_bytes
+    );
+    assert!(
+        ebis::status::render(&status).contains("the replication slot keeps"),
+        "{}",
+        ebis::status::render(&status)
+    );
+    let page = ebis::metrics::render(&b.env.wh).await.expect("metrics");
+    assert!(
+        page.contains("ebis_source_backlog_bytes{source=\"aic_pg\"}"),
+        "{page}"
+    );
+    assert!(run.stop().await.is_empty());
+}
+
+/// A column added to the captured table mid-stream changes nothing; a mapped column
+/// dropped stops the source with an error naming the table and the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_mid_stream_is_harmless_and_a_mapped_column_dropped_stops_the_source_by_name()
+ {
+    let b = bureau().await;
+    let run = started(&b, 20).await;
+    b.db.exec("ALTER TABLE ENT ADD COLUMN NOTE varchar(20) NULL")
+        .await;
+    b.db.exec("UPDATE ENT SET ENTNAME = '乌海市新名称有限公司', NOTE = 'x' WHERE ID = 3")
+        .await;
+    b.db.exec(&insert(21, 30)).await;
+    b.env.wait_verified(T).await;
+    b.db.exec("ALTER TABLE ENT DROP COLUMN NOTE").await;
+    b.db.exec("UPDATE ENT SET ENTNAME = '乌海市又一新名称有限公司' WHERE ID = 4")
+        .await;
+    b.env.wait_verified(T).await;
+    b.db.exec("ALTER TABLE ENT DROP COLUMN ENTNAME").await;
+    b.db.exec("INSERT INTO ENT (ID, REGNO) VALUES (31, '150302000000031')")
+        .await;
+    b.env
+        .wait_count(
+            "select count(*) from ebis.source_status where state = 'failed'",
+            1,
+            T,
+        )
+        .await;
+    let failed = run.stop().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (source, error) = &failed[0];
+    assert_eq!(source, "aic_pg");
+    assert!(
+        error.contains("ENT") && error.to_uppercase().contains("ENTNAME"),
+        "the error names the table and the column: {error}"
+    );
+}
+
+/// A TRUNCATE holds no rows in the log: the source is snapshotted again (said in its
+/// status), and the warehouse holds what the table holds afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_table_is_snapshotted_again() {
+    let b = bureau().await;
+    let run = started(&b, 30).await;
+    b.db.exec("TRUNCATE TABLE ENT").await;
+    b.db.exec(&insert(100, 104)).await;
+    b.env
+        .wait_count(
+            "select count(*) from ebis.source_status where resnapshots = 1",
+            1,
+            T,
+        )
+        .await;
+    b.env.wait_verified(T).await;
+    b.env.wait_count(LIVE, 5, T).await;
+    let reason: String = b
+        .env
+        .pg()
+        .await
+        .query_one(
+            "select last_resnapshot_reason from ebis.source_status where source = 'aic_pg'",
+            &[],
+        )
+        .await
+        .expect("status")
+        .get(0);
+    assert!(reason.contains("truncated"), "{reason}");
+    assert!(run.stop().await.is_empty());
+}
+
+/// A role made for one test, dropped (with its grants in the bureau's database) when the
+/// test ends.
+struct DropRole {
+    role: String,
+    database: String,
+}
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        let (role, database) = (self.role.clone(), self.database.clone());
+        crate::support::cleanup(move || async move {
+            let admin = pg::admin();
+            let c = connect(&admin.with_database(&database)).await;
+            let _ = c.batch_execute(&format!("DROP OWNED BY {role}")).await;
+            drop(c);
+            let c = connect(&admin).await;
+            let _ = c
+                .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+                .await;
+        });
+    }
+}
+
+/// An account that may only SELECT: `check --online` says it may not use replication
+/// slots, and with REPLICATION it passes and shows the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_names_what_logical_capture_lacks() {
+    let b = bureau().await;
+    let role = format!("{}_ro", b.db.name);
+    let _role = DropRole {
+        role: role.clone(),
+        database: b.db.name.clone(),
+    };
+    let password = std::env::var(pg::PASSWORD_ENV)
+        .map(|pw| format!(" PASSWORD '{pw}'"))
+        .unwrap_or_default();
+    b.db.exec(&format!(
+        "CREATE ROLE {role} LOGIN{password}; GRANT SELECT ON ENT TO {role}"
+    ))
+    .await;
+    let config = std::fs::read_to_string(b.env.config_path()).expect("config");
+    let (_, rest) = b.db.conn.url.split_once("://").expect("url");
+    let host = rest.rsplit('@').next().unwrap_or(rest);
+    let reader = format!("postgres://{role}@{host}");
+    std::fs::write(b.env.config_path(), config.replace(&b.db.conn.url, &reader)).expect("config");
+    let out = crate::check::check_online(&b.env.config_path());
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("source aic_pg: error: ")
+            && out.stdout.contains("may not use replication slots")
+            && out.stdout.contains("ALTER ROLE <reader> REPLICATION"),
+        "{}",
+        out.stdout
+    );
+    b.db.exec(&format!("ALTER ROLE {role} REPLICATION")).await;
+    let out = crate::check::check_online(&b.env.config_path());
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("head: lsn "), "{}", out.stdout);
+}
+
+/// `setup-source` prints, for a DBA to review, the settings, the publication and slot,
+/// the grants, the cost and the removal; `--remove --apply` takes the slot and the
+/// publication away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_source_prints_the_logical_setup_and_removes_it() {
+    let b = bureau().await;
+    let out = crate::support::ebis(b.env.config_path().parent().expect("dir"))
+        .args(["--config"])
+        .arg(b.env.config_path())
+        .args(["setup-source", "aic_pg"])
+        .output()
+        .expect("run ebis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needed in [
+        "wal_level = logical",
+        "CREATE PUBLICATION \"ebis_aic_pg\" FOR TABLE \"ent\"",
+        "pg_create_logical_replication_slot",
+        "REPLICATION",
+        "max_slot_wal_keep_size",
+        "pg_drop_replication_slot",
+    ] {
+        assert!(text.contains(needed), "{needed}: {text}");
+    }
+    let slots = |c: tokio_postgres::Client| async move {
+        c.query_one(
+            "select count(*) from pg_replication_slots where database = current_database()",
+            &[],
+        )
+        .await
+        .expect("slots")
+        .get::<_, i64>(0)
+    };
+    assert_eq!(
+        slots(connect(&b.db.conn).await).await,
+        1,
+        "installed by the harness"
+    );
+    let out = crate::support::ebis(b.env.config_path().parent().expect("dir"))
+        .args(["--config"])
+        .arg(b.env.config_path())
+        .args(["setup-source", "aic_pg", "--remove", "--apply"])
+        .output()
+        .expect("run ebis");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        slots(connect(&b.db.conn).await).await,
+        0,
+        "the slot is gone"
+    );
+}

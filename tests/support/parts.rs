@@ -1,0 +1,96 @@
+//! Reading one large source transaction through the `Source` API batch after batch, as
+//! the log-reading modes return it: in parts, each position inside it at its start with
+//! the row changes already read.
+
+use ebis::pipeline::AnySource;
+use ebis_source::{Op, Position, Source};
+use std::collections::BTreeSet;
+
+/// What the reads returned.
+pub struct Parts {
+    /// Batches that held changes.
+    pub parts: usize,
+    /// Positions inside the transaction: (its start, row changes read).
+    pub inside: Vec<(u64, u64)>,
+    /// Keys returned as upserts, and as deletes.
+    pub upserted: BTreeSet<String>,
+    pub deleted: BTreeSet<String>,
+    /// Where the reads ended.
+    pub end: Position,
+}
+
+/// Reads from `head` in batches of `batch` until a batch is empty. `inside` says where a
+/// position lies inside a transaction; `reopen`, asked after each part, may hand a new
+/// reader to go on with (a restart from the position reached).
+pub async fn read_in_parts(
+    mut source: AnySource,
+    head: Position,
+    batch: usize,
+    inside: impl Fn(&Position) -> Option<(u64, u64)>,
+    mut reopen: impl FnMut(usize) -> Option<AnySource>,
+) -> Parts {
+    let mut found = Parts {
+        parts: 0,
+        inside: Vec::new(),
+        upserted: BTreeSet::new(),
+        deleted: BTreeSet::new(),
+        end: head,
+    };
+    loop {
+        let read = source.changes(&found.end, batch).await.expect("a poll");
+        if read.changes.is_empty() {
+            break;
+        }
+        found.parts += 1;
+        assert!(
+            read.changes.len() <= 2 * batch,
+            "a part holds about a batch"
+        );
+        found.inside.extend(inside(&read.position));
+        for ch in &read.changes {
+            let id = ch.key[0].to_text().expect("key");
+            match ch.op {
+                Op::Upsert => found.upserted.insert(id),
+                Op::Delete => found.deleted.insert(id),
+            };
+        }
+        found.end = read.position;
+        if let Some(next) = reopen(found.parts) {
+            std::mem::replace(&mut source, next).close().await;
+        }
+        assert!(found.parts < 100, "the reads make progress");
+    }
+    source.close().await;
+    found
+}
+
+impl Parts {
+    /// The checks of the tests' transaction — 6,000 inserts, 500 renames and 50
+    /// deletes against batches of 500: many parts, those inside it at one start and
+    /// further into it each time, every key once, the deletes as deletes.
+    pub fn assert_the_transaction_landed_whole(&self) {
+        assert!(
+            self.parts >= 12,
+            "6,000 keys in parts of 500: {} part(s)",
+            self.parts
+        );
+        assert!(
+            self.inside.len() >= 10,
+            "parts inside the transaction: {:?}",
+            self.inside
+        );
+        assert!(
+            self.inside
+                .windows(2)
+                .all(|w| w[0].0 == w[1].0 && w[0].1 < w[1].1),
+            "each part inside the transaction stays at its start, further into it: {:?}",
+            self.inside
+        );
+        assert_eq!(
+            self.upserted.len(),
+            5_950,
+            "every inserted row that is still there"
+        );
+        assert_eq!(self.deleted.len(), 50, "the deleted rows, as deletes");
+    }
+}
