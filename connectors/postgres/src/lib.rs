@@ -82,6 +82,10 @@ pub struct PostgresSource {
     existing_unmapped: ebis_capture::changelog::KnownUnmapped,
     /// Logical mode: the slot's stream the last poll left open, to read on from.
     cursor: Option<Box<logical::Cursor>>,
+    /// Logical mode: the connection of the last stream that ended, for the next one.
+    peek_client: Option<Client>,
+    /// Logical mode: a position whose last peek found nothing, and the WAL flushed then.
+    quiet: Option<(Position, u64)>,
 }
 
 /// Connects with ebis's session settings: ISO dates (what `values` parses), and
@@ -126,6 +130,8 @@ impl PostgresSource {
             sees_transactions: None,
             existing_unmapped: Default::default(),
             cursor: None,
+            peek_client: None,
+            quiet: None,
         })
     }
 
@@ -331,6 +337,7 @@ impl Source for PostgresSource {
 
     async fn close(self) {
         drop(self.cursor);
+        drop(self.peek_client);
         drop(self.client);
     }
 

@@ -110,6 +110,10 @@ struct Collected {
     position: Position,
     /// The peek ended because the slot had nothing more.
     drained: bool,
+    /// The stream has ended (polled again, it would fail): the next read opens another.
+    ended: bool,
+    /// The stream's start (see [`Cursor::started_at`]).
+    started_at: DateTime<Utc>,
 }
 
 /// Which captured table a relation is, and where its key columns are in its tuples.
@@ -181,7 +185,7 @@ impl Keys {
 /// A peek of the slot, kept open between polls.
 pub(crate) struct Cursor {
     /// The connection the stream runs on (closing it ends the server's decoding).
-    _peek: Client,
+    peek: Client,
     rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
     parser: LogicalReplicationParser,
     /// Relations the stream has described, by oid.
@@ -205,6 +209,9 @@ pub(crate) struct Cursor {
     asked: u64,
     /// The position the last batch read from this stream returned.
     pub(crate) returned: Position,
+    /// The source's clock before the stream began: every change committed before it is
+    /// in the stream (or was read before).
+    started_at: DateTime<Utc>,
 }
 
 impl Cursor {
@@ -300,6 +307,8 @@ impl Cursor {
                             latest: keys.latest,
                             position: self.position.clone(),
                             drained: false,
+                            ended: false,
+                            started_at: self.started_at,
                         });
                     }
                     continue;
@@ -315,13 +324,19 @@ impl Cursor {
                         skip: self.in_txn,
                     },
                     drained: false,
+                    ended: false,
+                    started_at: self.started_at,
                 });
             }
         }
+        // The server stops after the transaction in which it had produced as many rows
+        // as asked: fewer means the slot has nothing more now.
         Ok(Collected {
             latest: keys.latest,
             position: self.position.clone(),
             drained: self.read < self.asked,
+            ended: true,
+            started_at: self.started_at,
         })
     }
 }
@@ -361,13 +376,7 @@ impl PostgresSource {
                     })?;
             }
         }
-        let lsn: String = client
-            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-            .await
-            .map_err(|e| classify(e, None))?
-            .get(0);
-        let lsn = Position::parse_lsn(&lsn)
-            .ok_or_else(|| SourceError::Query(format!("unreadable WAL position {lsn}")))?;
+        let lsn = flushed(client).await?;
         let in_flight = running(client).await?;
         let started = Instant::now();
         loop {
@@ -411,14 +420,32 @@ impl PostgresSource {
         self.tables().await?;
         let after = Position::Logical { lsn, skip };
         let reading_on = self.cursor.as_ref().is_some_and(|c| c.returned == after);
+        // Every change committed before this instant is in a peek that starts after it.
+        let now = Self::clock_on(self.client()?).await?.utc;
+        // The WAL flushed now: when a peek from this same position found nothing and no
+        // WAL has been written since, nothing can have committed — no need to ask (each
+        // peek writes lines to the server's log).
+        let wal = if reading_on {
+            0
+        } else {
+            flushed(self.client()?).await?
+        };
+        if !reading_on && self.quiet.as_ref() == Some(&(after.clone(), wal)) {
+            return Ok(Batch {
+                changes: Vec::new(),
+                position: after,
+                gap_events: Vec::new(),
+                read_at: Some(now),
+            });
+        }
+        self.quiet = None;
         if !reading_on {
             // A stream left at another position (a retry, a restart) is closed with its
             // connection: the server stops decoding for it and lets go of the slot.
             self.cursor = None;
-            self.open_cursor(lsn, skip, limit, slot, publication)
+            self.open_cursor(lsn, skip, limit, slot, publication, now)
                 .await?;
         }
-        let read_at = Self::clock_on(self.client()?).await?.utc;
         let tables = self.tables.as_deref().unwrap_or(&[]);
         let Some(cursor) = self.cursor.as_mut() else {
             return Err(SourceError::Unreachable(
@@ -432,8 +459,12 @@ impl PostgresSource {
                 return Err(e);
             }
         };
-        if collected.drained {
-            self.cursor = None;
+        if collected.ended {
+            // A stream that ended leaves its connection idle: the next one reuses it.
+            self.peek_client = self.cursor.take().map(|c| c.peek);
+            if collected.drained && collected.latest.is_empty() && collected.position == after {
+                self.quiet = Some((after.clone(), wal));
+            }
         } else if let Some(c) = self.cursor.as_mut() {
             c.returned = collected.position.clone();
         }
@@ -455,7 +486,7 @@ impl PostgresSource {
             changes,
             position: collected.position,
             gap_events: Vec::new(),
-            read_at: collected.drained.then_some(read_at),
+            read_at: collected.drained.then_some(collected.started_at),
         })
     }
 
@@ -469,6 +500,7 @@ impl PostgresSource {
         limit: usize,
         slot: &str,
         publication: &str,
+        started_at: DateTime<Utc>,
     ) -> Result<(), SourceError> {
         let client = self.client()?;
         let stored = Position::Logical { lsn, skip }.summary();
@@ -509,11 +541,14 @@ impl PostgresSource {
         // The pipeline passes back only positions it has stored: the slot may let go of
         // everything before it.
         advance(client, slot, lsn).await?;
-        let peek = crate::connect(&self.url, self.password.as_deref()).await?;
+        // The connection of the last stream, when that stream ended cleanly.
+        let peek = match self.peek_client.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => crate::connect(&self.url, self.password.as_deref()).await?,
+        };
         // The server stops after the transaction in which this many rows were produced;
         // the stream stays open across batches, so ask for several.
-        let asked =
-            i32::try_from((limit as u64).saturating_mul(8).max(50_000) + skip).unwrap_or(i32::MAX);
+        let asked = i32::try_from((limit as u64).saturating_mul(8) + skip).unwrap_or(i32::MAX);
         let params: [&(dyn ToSql + Sync); 3] = [&slot, &asked, &publication];
         let rows = peek
             .query_raw(
@@ -524,7 +559,7 @@ impl PostgresSource {
             .await
             .map_err(|e| peek_error(e, slot, publication))?;
         self.cursor = Some(Box::new(Cursor {
-            _peek: peek,
+            peek,
             rows: Box::pin(rows),
             parser: LogicalReplicationParser::with_protocol_version(1),
             places: HashMap::new(),
@@ -538,6 +573,7 @@ impl PostgresSource {
             read: 0,
             asked: u64::try_from(asked).unwrap_or(0),
             returned: Position::Logical { lsn, skip },
+            started_at,
         }));
         Ok(())
     }
@@ -621,6 +657,17 @@ impl PostgresSource {
             Err(SourceError::CaptureNotInstalled(missing.join("; ")))
         }
     }
+}
+
+/// The position up to which the server has flushed WAL.
+async fn flushed(client: &Client) -> Result<u64, SourceError> {
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .map_err(|e| classify(e, None))?
+        .get(0);
+    Position::parse_lsn(&lsn)
+        .ok_or_else(|| SourceError::Query(format!("unreadable WAL position {lsn}")))
 }
 
 /// The transactions running now (their ids, from a fresh snapshot).
