@@ -22,8 +22,8 @@ pub enum AnySource {
     Sqlserver(SqlServerSource),
     /// Oracle.
     Oracle(OracleSource),
-    /// PostgreSQL and its derivatives.
-    Postgres(PostgresSource),
+    /// PostgreSQL and its derivatives (boxed: its logical stream's state is large).
+    Postgres(Box<PostgresSource>),
 }
 
 /// The tables a source's mappings read, with the config's default modified column.
@@ -137,7 +137,7 @@ impl AnySource {
                     capture: capture(cfg),
                 },
             )?)),
-            Dialect::Postgres => Ok(AnySource::Postgres(PostgresSource::new(
+            Dialect::Postgres => Ok(AnySource::Postgres(Box::new(PostgresSource::new(
                 ebis_postgres::PostgresOptions {
                     name: cfg.name.clone(),
                     url: cfg.connection.url.clone(),
@@ -145,7 +145,7 @@ impl AnySource {
                     plans,
                     capture: capture(cfg),
                 },
-            )?)),
+            )?))),
         }
     }
 }
