@@ -493,11 +493,18 @@ impl Runner {
             bureau: self.cfg.bureau.code(),
         };
         let apply = self.wh.apply_split(meta, &summary, batch);
-        // A backlog: the next changelog batch is read (and its rows fetched) while this
-        // one applies. Only changelog capture: the position alone says what comes next
-        // (timestamp capture keeps its overlap window in the connector), and a batch read
-        // ahead is used only if the stream is still where it was read from.
-        let applied = if !drained && matches!(read.position, Position::Changelog { .. }) {
+        // A backlog: the next batch is read (and its rows fetched) while this one
+        // applies. Only where the position alone says what comes next and reading
+        // changes nothing at the source: changelog, and binlog (reading on from the
+        // stream it keeps). Timestamp capture keeps its overlap window in the connector;
+        // logical capture advances its slot to the position it is asked for, which must
+        // be stored first. A batch read ahead is used only if the stream is still where
+        // it was read from.
+        let ahead_safe = matches!(
+            read.position,
+            Position::Changelog { .. } | Position::Binlog { .. }
+        );
+        let applied = if !drained && ahead_safe {
             let next = self
                 .source
                 .changes(&read.position, self.settings.batch_size);
