@@ -86,6 +86,9 @@ pub struct PostgresSource {
     peek_client: Option<Client>,
     /// Logical mode: a position whose last peek found nothing, and the WAL flushed then.
     quiet: Option<(Position, u64)>,
+    /// Logical mode: the newest position the pipeline has stored (`acknowledge`): the
+    /// slot is advanced to it, never further.
+    stored: Option<u64>,
 }
 
 /// Connects with ebis's session settings: ISO dates (what `values` parses), and
@@ -132,6 +135,7 @@ impl PostgresSource {
             cursor: None,
             peek_client: None,
             quiet: None,
+            stored: None,
         })
     }
 
@@ -308,8 +312,13 @@ impl Source for PostgresSource {
     async fn acknowledge(&mut self, stored: &Position) -> Result<u64, SourceError> {
         match (stored, self.capture.clone()) {
             (Position::Logical { lsn, .. }, Capture::Logical { slot, .. }) => {
-                self.connected().await?;
-                logical::advance(self.client()?, &slot, *lsn).await?;
+                // Stored: the slot may let go of what comes before. While a stream holds
+                // the slot it cannot move; the next stream's start moves it.
+                self.stored = self.stored.max(Some(*lsn));
+                if self.cursor.is_none() {
+                    self.connected().await?;
+                    logical::advance(self.client()?, &slot, *lsn).await?;
+                }
                 Ok(0)
             }
             _ => self.purge_changes(stored).await,

@@ -13,8 +13,10 @@
 //! Positions are the end of a commit (an LSN), so a resume never starts inside a
 //! transaction; one larger than a batch is read in parts, the position staying at its
 //! start with the count of row changes already read (`skip`). The slot is advanced only
-//! to a position the pipeline passes back, which it has stored in the warehouse with the
-//! changes before it (at least once: a crash replays, never skips). A slot that is gone,
+//! to a position the pipeline has acknowledged as stored in the warehouse with the
+//! changes before it (at least once: a crash replays, never skips); a peek starts at
+//! the slot's confirmed position and passes over transactions before the one asked from,
+//! so the pipeline may read ahead of its apply. A slot that is gone,
 //! invalidated (its WAL removed, `max_slot_wal_keep_size`), or confirmed past the stored
 //! position (advanced or recreated by someone else) expires the position: the pipeline
 //! snapshots the source again, and `head` makes a new slot where the account may.
@@ -194,6 +196,11 @@ pub(crate) struct Cursor {
     start: u64,
     /// No transaction begun yet in this stream (the first one may be partly read).
     first: bool,
+    /// The position the stream was asked from: transactions whose commit starts before
+    /// it are passed over (the slot is confirmed only up to a stored position).
+    floor: u64,
+    /// The transaction being passed over is one of those.
+    behind: bool,
     /// Row changes of the first transaction already returned before this stream.
     skip: u64,
     /// The transaction's commit time.
@@ -236,6 +243,9 @@ impl Cursor {
                 .map_err(|e| SourceError::Query(format!("undecodable pgoutput message: {e}")))?
                 .message;
             let mut changed = |relation_id: u32, tuples: &[Option<&TupleData>]| {
+                if self.behind {
+                    return Ok(());
+                }
                 self.in_txn += 1;
                 if self.in_txn <= self.pass {
                     return Ok(());
@@ -258,7 +268,18 @@ impl Cursor {
                 Ok(())
             };
             match message {
-                Message::Begin { timestamp, .. } => {
+                Message::Begin {
+                    final_lsn,
+                    timestamp,
+                    ..
+                } => {
+                    // The slot starts at its confirmed position, which may lie before the
+                    // one asked from: a transaction whose commit starts before that
+                    // position was read already.
+                    self.behind = final_lsn < self.floor;
+                    if self.behind {
+                        continue;
+                    }
                     self.when = DateTime::from_timestamp_micros(timestamp + PG_EPOCH_MICROS);
                     self.in_txn = 0;
                     self.pass = if self.first { self.skip } else { 0 };
@@ -295,6 +316,10 @@ impl Cursor {
                             tables[t.0].plan.table
                         )));
                     }
+                }
+                Message::Commit { .. } if self.behind => {
+                    self.behind = false;
+                    continue;
                 }
                 Message::Commit { end_lsn, .. } => {
                     self.start = end_lsn;
@@ -538,9 +563,11 @@ impl PostgresSource {
                 Some(_) => break,
             }
         }
-        // The pipeline passes back only positions it has stored: the slot may let go of
-        // everything before it.
-        advance(client, slot, lsn).await?;
+        // The slot may let go of everything before the newest position the pipeline has
+        // said is stored (it may ask from a newer one, read ahead of its apply).
+        if let Some(stored) = self.stored.filter(|s| *s <= lsn) {
+            advance(client, slot, stored).await?;
+        }
         // The connection of the last stream, when that stream ended cleanly.
         let peek = match self.peek_client.take().filter(|c| !c.is_closed()) {
             Some(c) => c,
@@ -565,6 +592,8 @@ impl PostgresSource {
             places: HashMap::new(),
             start: lsn,
             first: true,
+            floor: lsn,
+            behind: false,
             skip,
             when: None,
             in_txn: 0,

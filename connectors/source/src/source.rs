@@ -98,8 +98,9 @@ pub trait Source: Send {
     /// rows below it (in short transactions; nothing at or after the position and no
     /// awaited gap, and a connector may keep a few more, the newest row for one, so the
     /// table's highest sequence number survives), a replication slot's confirmed
-    /// position. The pipeline calls it on the operator's schedule; modes with nothing to
-    /// release do nothing.
+    /// position. The pipeline calls it on the operator's schedule (changelog purges), and
+    /// after every stored batch for a replication slot; modes with nothing to release do
+    /// nothing.
     fn acknowledge(
         &mut self,
         stored: &Position,

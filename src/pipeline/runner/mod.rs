@@ -495,14 +495,13 @@ impl Runner {
         let apply = self.wh.apply_split(meta, &summary, batch);
         // A backlog: the next batch is read (and its rows fetched) while this one
         // applies. Only where the position alone says what comes next and reading
-        // changes nothing at the source: changelog, and binlog (reading on from the
-        // stream it keeps). Timestamp capture keeps its overlap window in the connector;
-        // logical capture advances its slot to the position it is asked for, which must
-        // be stored first. A batch read ahead is used only if the stream is still where
-        // it was read from.
+        // changes nothing at the source: changelog, binlog (reading on from the stream it
+        // keeps) and logical (its slot moves only to positions acknowledged as stored).
+        // Timestamp capture keeps its overlap window in the connector. A batch read
+        // ahead is used only if the stream is still where it was read from.
         let ahead_safe = matches!(
             read.position,
-            Position::Changelog { .. } | Position::Binlog { .. }
+            Position::Changelog { .. } | Position::Binlog { .. } | Position::Logical { .. }
         );
         let applied = if !drained && ahead_safe {
             let next = self
@@ -527,6 +526,12 @@ impl Runner {
             );
         }
         self.position = read.position;
+        // A replication slot may let go of what the warehouse now holds.
+        if matches!(self.position, Position::Logical { .. })
+            && let Err(e) = self.source.acknowledge(&self.position).await
+        {
+            tracing::debug!(source = %self.cfg.name, error = %e, "confirming the stored position to the slot failed; the next read confirms it");
+        }
         // Due purges run between batches too: a source that never drains must not grow
         // its change table without bound.
         self.purge_if_due().await?;
