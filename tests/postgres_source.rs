@@ -119,7 +119,7 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
     let mut reopened = false;
     let parts = read_in_parts(
         source,
-        head,
+        head.clone(),
         500,
         |p| match p {
             Position::Logical { lsn, skip } if *skip > 0 => Some((*lsn, *skip)),
@@ -173,6 +173,33 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
         "{page}"
     );
     assert!(run.stop().await.is_empty());
+    // The slot was confirmed as the warehouse stored batches, never past what it stored.
+    let confirmed: String = connect(&b.db.conn)
+        .await
+        .query_one(
+            "select confirmed_flush_lsn::text from pg_replication_slots where slot_name = current_database()",
+            &[],
+        )
+        .await
+        .expect("slot")
+        .get(0);
+    let confirmed = Position::parse_lsn(&confirmed).expect("an lsn");
+    let stored: serde_json::Value = b
+        .env
+        .pg()
+        .await
+        .query_one("select position from ebis.checkpoint where source = 'aic_pg'", &[])
+        .await
+        .expect("checkpoint")
+        .get(0);
+    let stored = stored["lsn"].as_u64().expect("a logical position");
+    let Position::Logical { lsn: head_lsn, .. } = head else {
+        panic!("a logical head: {head:?}");
+    };
+    assert!(
+        confirmed > head_lsn && confirmed <= stored,
+        "confirmed {confirmed} after the head {head_lsn}, never past the stored {stored}"
+    );
 }
 
 /// A column added to the captured table mid-stream changes nothing; a mapped column
