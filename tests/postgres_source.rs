@@ -7,6 +7,7 @@ use crate::support::TempDir;
 use crate::support::harness::{Env, Running, SourceDef};
 use crate::support::parts::read_in_parts;
 use crate::support::pg::{self, SourcePg, connect};
+use ebis::config::ConnectionConfig;
 use ebis::pipeline::AnySource;
 use ebis_source::{Position, Source};
 use std::time::Duration;
@@ -40,6 +41,11 @@ struct Bureau {
 }
 
 async fn bureau() -> Bureau {
+    bureau_reached(|c| c).await
+}
+
+/// A bureau whose connection ebis reaches as `reach` says (through a proxy, say).
+async fn bureau_reached(reach: impl FnOnce(ConnectionConfig) -> ConnectionConfig) -> Bureau {
     let db = SourcePg::create(&[ENT.to_owned()]).await;
     let mappings = TempDir::new("ebis_pg_mappings");
     std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
@@ -51,7 +57,7 @@ async fn bureau() -> Bureau {
             division: "150302".to_owned(),
             // Slots are named server-wide: one per test database.
             capture: format!("mode: logical\nslot: {}", db.name),
-            connection: db.conn.clone(),
+            connection: reach(db.conn.clone()),
             mappings: mappings.path().to_owned(),
         }],
     )
@@ -188,7 +194,10 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
         .env
         .pg()
         .await
-        .query_one("select position from ebis.checkpoint where source = 'aic_pg'", &[])
+        .query_one(
+            "select position from ebis.checkpoint where source = 'aic_pg'",
+            &[],
+        )
         .await
         .expect("checkpoint")
         .get(0);
@@ -390,4 +399,44 @@ async fn setup_source_prints_the_logical_setup_and_removes_it() {
         0,
         "the slot is gone"
     );
+}
+
+/// Every connection to the source cut for 4 s while the bureau writes (the slot's stream
+/// among them): the source retries, the slot is taken up again from the stored position
+/// once the server has let go of it, and the warehouse ends up equal to the source with
+/// no re-snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_mid_stream_resume_from_the_stored_position() {
+    use crate::faults::{addr_of, reroute};
+    use crate::support::proxy::Proxy;
+    let proxy = Proxy::start(addr_of(&pg::base_url())).await;
+    let to = proxy.addr;
+    let b = bureau_reached(|mut c| {
+        c.url = reroute(&c.url, to);
+        c
+    })
+    .await;
+    let run = started(&b, 50).await;
+    let writes = async {
+        for id in 0..200u32 {
+            b.db.exec(&insert(100 + id, 100 + id)).await;
+            b.db.exec(&format!(
+                "UPDATE ENT SET ENTNAME = ENTNAME || '分公司' WHERE ID = {}",
+                1 + id % 50
+            ))
+            .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut(Duration::from_secs(4))
+    };
+    let ((), cut) = tokio::join!(writes, cut);
+    assert!(cut > 0, "the pipeline's source connections were cut");
+    b.env.wait_verified(T).await;
+    let status = b.env.wh.status().await.expect("status");
+    assert_eq!(status[0].state, "streaming");
+    assert_eq!(status[0].resnapshots, 0, "resumed, not snapshotted again");
+    assert!(run.stop().await.is_empty());
 }
