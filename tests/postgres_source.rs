@@ -277,6 +277,21 @@ async fn a_truncated_table_is_snapshotted_again() {
         .expect("status")
         .get(0);
     assert!(reason.contains("truncated"), "{reason}");
+    // Read again after the new snapshot, the TRUNCATE (before its head) is no news.
+    b.db.exec(&insert(105, 105)).await;
+    b.env.wait_count(LIVE, 6, T).await;
+    let resnapshots: i32 = b
+        .env
+        .pg()
+        .await
+        .query_one(
+            "select resnapshots from ebis.source_status where source = 'aic_pg'",
+            &[],
+        )
+        .await
+        .expect("status")
+        .get(0);
+    assert_eq!(resnapshots, 1, "snapshotted again once, not over and over");
     assert!(run.stop().await.is_empty());
 }
 

@@ -306,7 +306,8 @@ impl Cursor {
                     old_tuple,
                     ..
                 } => changed(relation_id, &[Some(&old_tuple)])?,
-                Message::Truncate { relation_ids, .. } => {
+                // A TRUNCATE the warehouse has been snapshotted past is no news.
+                Message::Truncate { relation_ids, .. } if !self.behind => {
                     if let Some(t) = relation_ids
                         .iter()
                         .find_map(|r| self.places.get(r).cloned().flatten())
