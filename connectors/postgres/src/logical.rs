@@ -369,12 +369,12 @@ impl Cursor {
 
 impl PostgresSource {
     /// The position from which nothing committed later can be missed by a snapshot
-    /// started now: the position up to which WAL is flushed, once every transaction that may have
-    /// written its commit record before it is visible to new snapshots. (A transaction
-    /// is visible only after its commit record is written and, with synchronous
-    /// replication, its standby has confirmed; a snapshot taken in between would miss
-    /// it while the position says it was already read.) Makes the slot first if it is
-    /// missing or invalidated.
+    /// started now: the position up to which WAL is flushed, once every transaction that
+    /// may have written its commit record before it is visible to new snapshots. (A
+    /// transaction is visible only after its commit record is written and, with
+    /// synchronous replication, its standby has confirmed; a snapshot taken in between
+    /// would miss it while the position says it was already read.) Makes the slot first
+    /// if it is missing or invalidated.
     pub(crate) async fn logical_head(&mut self, slot: &str) -> Result<Position, SourceError> {
         let client = self.client()?;
         match slot_state(client, slot).await? {
@@ -446,26 +446,23 @@ impl PostgresSource {
         self.tables().await?;
         let after = Position::Logical { lsn, skip };
         let reading_on = self.cursor.as_ref().is_some_and(|c| c.returned == after);
-        // Every change committed before this instant is in a peek that starts after it.
-        let now = Self::clock_on(self.client()?).await?.utc;
-        // The WAL flushed now: when a peek from this same position found nothing and no
-        // WAL has been written since, nothing can have committed — no need to ask (each
-        // peek writes lines to the server's log).
-        let wal = if reading_on {
-            0
-        } else {
-            flushed(self.client()?).await?
-        };
-        if !reading_on && self.quiet.as_ref() == Some(&(after.clone(), wal)) {
-            return Ok(Batch {
-                changes: Vec::new(),
-                position: after,
-                gap_events: Vec::new(),
-                read_at: Some(now),
-            });
-        }
-        self.quiet = None;
+        let mut wal = 0;
         if !reading_on {
+            // Every change committed before this instant is in a peek that starts after it.
+            let now = Self::clock_on(self.client()?).await?.utc;
+            // The WAL flushed now: when a peek from this same position found nothing and
+            // no WAL has been written since, nothing can have committed — no need to ask
+            // (each peek writes lines to the server's log).
+            wal = flushed(self.client()?).await?;
+            if self.quiet.as_ref() == Some(&(after.clone(), wal)) {
+                return Ok(Batch {
+                    changes: Vec::new(),
+                    position: after,
+                    gap_events: Vec::new(),
+                    read_at: Some(now),
+                });
+            }
+            self.quiet = None;
             // A stream left at another position (a retry, a restart) is closed with its
             // connection: the server stops decoding for it and lets go of the slot.
             self.cursor = None;
@@ -488,7 +485,12 @@ impl PostgresSource {
         if collected.ended {
             // A stream that ended leaves its connection idle: the next one reuses it.
             self.peek_client = self.cursor.take().map(|c| c.peek);
-            if collected.drained && collected.latest.is_empty() && collected.position == after {
+            // A fresh peek (the WAL flushed before it is known) that found nothing.
+            if !reading_on
+                && collected.drained
+                && collected.latest.is_empty()
+                && collected.position == after
+            {
                 self.quiet = Some((after.clone(), wal));
             }
         } else if let Some(c) = self.cursor.as_mut() {
