@@ -198,10 +198,10 @@ impl ChangelogReader for Reader<'_> {
         let rows = self
             .client
             .query(
+                // One index range scan per gap, not a scan of the change table.
                 &format!(
-                    "SELECT {ENTRY} FROM {CHANGE} c
-                     WHERE EXISTS (SELECT 1 FROM unnest($1::int8[], $2::int8[]) AS r(a, b)
-                                   WHERE c.seq BETWEEN r.a AND r.b)
+                    "SELECT {ENTRY} FROM unnest($1::int8[], $2::int8[]) AS r(a, b)
+                     CROSS JOIN LATERAL (SELECT * FROM {CHANGE} c WHERE c.seq BETWEEN r.a AND r.b) c
                      ORDER BY seq"
                 ),
                 &[&from, &to],
