@@ -455,3 +455,75 @@ async fn connections_cut_mid_stream_resume_from_the_stored_position() {
     assert_eq!(status[0].resnapshots, 0, "resumed, not snapshotted again");
     assert!(run.stop().await.is_empty());
 }
+
+/// A partitioned table (rows by year in their partitions, as tax records often are):
+/// `setup-source` publishes its changes under its own name, so inserts, updates that
+/// move a row to another partition, and deletes all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_table_is_captured_through_its_root() {
+    let db = SourcePg::create(&["CREATE TABLE PENT (
+            ID      integer      NOT NULL,
+            NJND    integer      NOT NULL,
+            REGNO   varchar(30)  NULL,
+            ENTNAME varchar(200) NULL,
+            PRIMARY KEY (ID, NJND)
+        ) PARTITION BY RANGE (NJND);
+        CREATE TABLE PENT_2005 PARTITION OF PENT FOR VALUES FROM (2005) TO (2006);
+        CREATE TABLE PENT_2006 PARTITION OF PENT FOR VALUES FROM (2006) TO (2007)"
+        .to_owned()])
+    .await;
+    let mappings = TempDir::new("ebis_pg_mappings");
+    std::fs::write(
+        mappings.path().join("aic_establishment.yaml"),
+        "record_kind: aic_establishment
+source:
+  table: PENT
+  key: [ID, NJND]
+fields:
+  reg_no: {column: REGNO}
+  name: {column: ENTNAME}
+",
+    )
+    .expect("mapping");
+    let env = Env::custom_in(
+        "postgres",
+        vec![SourceDef {
+            name: "aic_pg".to_owned(),
+            bureau: "aic".to_owned(),
+            division: "150302".to_owned(),
+            capture: format!("mode: logical\nslot: {}", db.name),
+            connection: db.conn.clone(),
+            mappings: mappings.path().to_owned(),
+        }],
+    )
+    .await;
+    let row = |id: u32, year: u32| {
+        format!(
+            "INSERT INTO PENT VALUES ({id}, {year}, '{:015}', '乌海市第{id}号商贸有限公司')",
+            150_302_000_000_000u64 + u64::from(id)
+        )
+    };
+    db.exec(&row(1, 2005)).await;
+    let run = env.start();
+    env.wait_count(LIVE, 1, T).await;
+    db.exec(&row(2, 2005)).await;
+    db.exec(&row(3, 2006)).await;
+    db.exec("UPDATE PENT SET NJND = 2006 WHERE ID = 2").await;
+    db.exec("UPDATE PENT SET ENTNAME = '乌海市更名商贸有限公司' WHERE ID = 3")
+        .await;
+    db.exec("DELETE FROM PENT WHERE ID = 1").await;
+    env.wait_verified(T).await;
+    env.wait_count(LIVE, 2, T).await;
+    let renamed: i64 = env
+        .pg()
+        .await
+        .query_one(
+            "select count(*) from exchange.aic_establishment where name = '乌海市更名商贸有限公司' and deleted_at is null",
+            &[],
+        )
+        .await
+        .expect("renamed")
+        .get(0);
+    assert_eq!(renamed, 1);
+    assert!(run.stop().await.is_empty());
+}

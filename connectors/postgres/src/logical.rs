@@ -623,7 +623,9 @@ impl PostgresSource {
             .query_one(
                 "SELECT current_setting('wal_level'),
                         (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user),
-                        EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+                        EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
+                        coalesce((SELECT (to_jsonb(p) ->> 'pubviaroot')::bool FROM pg_publication p
+                                  WHERE pubname = $1), false)",
                 &[&publication],
             )
             .await
@@ -631,6 +633,7 @@ impl PostgresSource {
         let wal_level: String = row.get(0);
         let may_replicate: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
         let published: bool = row.get(2);
+        let via_root: bool = row.get(3);
         let mut missing = Vec::new();
         if wal_level != "logical" {
             missing.push(format!(
@@ -671,6 +674,14 @@ impl PostgresSource {
             }
         }
         for t in self.tables.iter().flatten() {
+            // A partitioned table's changes are published under its partitions unless
+            // the publication says otherwise: they would match no captured table.
+            if published && t.located.partitioned && !via_root {
+                missing.push(format!(
+                    "table {} is partitioned and publication {publication} publishes its partitions' changes under their own names: ALTER PUBLICATION {publication} SET (publish_via_partition_root = true) (PostgreSQL 13+; `ebis setup-source` sets it)",
+                    t.plan.table
+                ));
+            }
             if let Some(k) = t.key_names.iter().find(|k| !t.identity.contains(k)) {
                 missing.push(format!(
                     "table {}'s replica identity does not log key column {k} for deletes: ALTER TABLE {} REPLICA IDENTITY FULL (or USING INDEX an index on the key)",

@@ -96,9 +96,14 @@ pub fn logical_statements(plans: &[TablePlan], slot: &str, publication: &str) ->
     let tables: Vec<String> = plans.iter().map(table_name).collect();
     let tables = tables.join(", ");
     let publication_q = quote(publication);
+    // From PostgreSQL 13 a partitioned table's changes can be published under its own
+    // name (otherwise under its partitions', which match no captured table).
+    let via_root = literal(&format!(
+        "ALTER PUBLICATION {publication_q} SET (publish_via_partition_root = true)"
+    ));
     vec![
         format!(
-            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {}) THEN ALTER PUBLICATION {publication_q} SET TABLE {tables}; ELSE CREATE PUBLICATION {publication_q} FOR TABLE {tables}; END IF; END $$",
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {}) THEN ALTER PUBLICATION {publication_q} SET TABLE {tables}; ELSE CREATE PUBLICATION {publication_q} FOR TABLE {tables}; END IF; IF current_setting('server_version_num')::int >= 130000 THEN EXECUTE {via_root}; END IF; END $$",
             literal(publication)
         ),
         format!(

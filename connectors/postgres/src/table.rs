@@ -62,6 +62,8 @@ pub struct Located {
     pub oid: u32,
     /// `pg_class.relreplident`: d(efault), n(othing), f(ull), i(ndex).
     pub replica_identity: char,
+    /// A partitioned table (its rows live in its partitions).
+    pub partitioned: bool,
 }
 
 /// Finds a table the way a mapping names it: `TABLE` or `SCHEMA.TABLE`, the schema
@@ -71,7 +73,8 @@ pub async fn locate(client: &Client, written: &str) -> Result<Option<Located>, S
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, c.oid, c.relreplident::text,
-                    coalesce(array_position(current_schemas(false), n.nspname::name), 1000)
+                    coalesce(array_position(current_schemas(false), n.nspname::name), 1000),
+                    c.relkind::text
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
                AND lower(c.relname) = lower($2)
@@ -82,9 +85,9 @@ pub async fn locate(client: &Client, written: &str) -> Result<Option<Located>, S
         )
         .await
         .map_err(|e| classify(e, Some(written)))?;
-    let found: Vec<(String, String, u32, String)> = rows
+    let found: Vec<(String, String, u32, String, String)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(5)))
         .collect();
     // The first schema in the search path that has a matching table.
     let schemas: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
@@ -103,6 +106,7 @@ pub async fn locate(client: &Client, written: &str) -> Result<Option<Located>, S
         name: f.1.clone(),
         oid: f.2,
         replica_identity: f.3.chars().next().unwrap_or('d'),
+        partitioned: f.4 == "p",
     }))
 }
 
