@@ -210,7 +210,9 @@ fn logical_script(
 -- What it costs the source: the WAL of the publication's changes is kept until ebis
 -- confirms it (a stopped ebis makes pg_wal grow: watch `ebis status` and the slot's
 -- retained WAL in pg_replication_slots; max_slot_wal_keep_size bounds it), and each poll
--- decodes the new WAL once. No extra writes on the bureau's own transactions.
+-- decodes the new WAL once; the server logs two LOG lines ('starting logical decoding
+-- for slot ...') for each poll that finds new WAL. No extra writes on the bureau's own
+-- transactions.
 --
 -- To remove: stop ebis, remove the source from the config, then
 --      SELECT pg_drop_replication_slot({}) FROM pg_replication_slots WHERE slot_name = {};
