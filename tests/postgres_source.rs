@@ -353,6 +353,29 @@ async fn check_online_names_what_logical_capture_lacks() {
     let out = crate::check::check_online(&b.env.config_path());
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("head: lsn "), "{}", out.stdout);
+    // A check reads only: a slot dropped by mistake is reported, not made again.
+    b.db.exec(&format!("SELECT pg_drop_replication_slot('{}')", b.db.name))
+        .await;
+    let out = crate::check::check_online(&b.env.config_path());
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "replication slot {} does not exist: `ebis run` makes it anew",
+            b.db.name
+        )),
+        "{}",
+        out.stdout
+    );
+    let slots: i64 = connect(&b.db.conn)
+        .await
+        .query_one(
+            "select count(*) from pg_replication_slots where database = current_database()",
+            &[],
+        )
+        .await
+        .expect("slots")
+        .get(0);
+    assert_eq!(slots, 0, "check made no slot");
 }
 
 /// `setup-source` prints, for a DBA to review, the settings, the publication and slot,

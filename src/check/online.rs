@@ -111,7 +111,9 @@ pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
                 notes = expression_reach(&mappings);
                 let plans = plans(cfg, &mappings);
                 let tables = plans.len();
-                match AnySource::open(cfg, plans) {
+                // A check reads only: it makes nothing at the source (a missing
+                // replication slot is reported, not made).
+                match AnySource::open(cfg, plans).map(AnySource::reading_only) {
                     Err(e) => Err(e.to_string()),
                     Ok(mut source) => {
                         let checked = source.check().await;

@@ -150,6 +150,21 @@ impl AnySource {
     }
 }
 
+impl AnySource {
+    /// The connector, told to make nothing at the source (for `check`): where capture
+    /// would make what it lacks (a PostgreSQL replication slot that was dropped), it says
+    /// so instead.
+    pub fn reading_only(self) -> AnySource {
+        match self {
+            AnySource::Postgres(mut s) => {
+                s.reading_only();
+                AnySource::Postgres(s)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Forwards a [`Source`] method to the connector. Each connector's future is boxed: the
 /// drivers' futures are large, and nested inline in the pipeline's they would pass a
 /// worker thread's stack in unoptimized builds.

@@ -89,6 +89,8 @@ pub struct PostgresSource {
     /// Logical mode: the newest position the pipeline has stored (`acknowledge`): the
     /// slot is advanced to it, never further.
     stored: Option<u64>,
+    /// Make nothing at the source (a check): a missing slot is an error, not made.
+    reading_only: bool,
 }
 
 /// Connects with ebis's session settings: ISO dates (what `values` parses), and
@@ -136,7 +138,14 @@ impl PostgresSource {
             peek_client: None,
             quiet: None,
             stored: None,
+            reading_only: false,
         })
+    }
+
+    /// Makes nothing at the source from now on (for `check`): where `head` would make a
+    /// missing replication slot, it says the slot is missing instead.
+    pub fn reading_only(&mut self) {
+        self.reading_only = true;
     }
 
     /// Connects when there is no live connection.

@@ -379,6 +379,16 @@ impl PostgresSource {
         let client = self.client()?;
         match slot_state(client, slot).await? {
             Some(s) if !s.lost => {}
+            found if self.reading_only => {
+                return Err(SourceError::CaptureNotInstalled(format!(
+                    "replication slot {slot} {}: `ebis run` makes it anew and snapshots the source again (or run `ebis setup-source` for this source)",
+                    if found.is_some() {
+                        "was invalidated (its WAL is gone)"
+                    } else {
+                        "does not exist"
+                    }
+                )));
+            }
             found => {
                 if found.is_some() {
                     tracing::warn!(source = %self.name, slot, "the replication slot was invalidated (its WAL is gone): making it again");
