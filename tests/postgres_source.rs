@@ -46,6 +46,14 @@ async fn bureau() -> Bureau {
 
 /// A bureau whose connection ebis reaches as `reach` says (through a proxy, say).
 async fn bureau_reached(reach: impl FnOnce(ConnectionConfig) -> ConnectionConfig) -> Bureau {
+    bureau_captured(reach, None).await
+}
+
+/// A bureau captured in logical mode, or with the `capture` block given.
+async fn bureau_captured(
+    reach: impl FnOnce(ConnectionConfig) -> ConnectionConfig,
+    capture: Option<&str>,
+) -> Bureau {
     let db = SourcePg::create(&[ENT.to_owned()]).await;
     let mappings = TempDir::new("ebis_pg_mappings");
     std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
@@ -56,7 +64,9 @@ async fn bureau_reached(reach: impl FnOnce(ConnectionConfig) -> ConnectionConfig
             bureau: "aic".to_owned(),
             division: "150302".to_owned(),
             // Slots are named server-wide: one per test database.
-            capture: format!("mode: logical\nslot: {}", db.name),
+            capture: capture
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("mode: logical\nslot: {}", db.name)),
             connection: reach(db.conn.clone()),
             mappings: mappings.path().to_owned(),
         }],
@@ -548,5 +558,57 @@ fields:
         .expect("renamed")
         .get(0);
     assert_eq!(renamed, 1);
+    assert!(run.stop().await.is_empty());
+}
+
+/// Changelog mode: a transaction that took a sequence number and rolled back leaves a
+/// gap, which holds lag back while the transaction is open and settles as rolled back
+/// within seconds of the rollback (the server's sessions say no transaction can still
+/// fill it), not after the 10-minute gap timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changelog_a_rollback_holds_lag_back_for_seconds_not_for_the_gap_timeout() {
+    let b = bureau_captured(|c| c, Some("mode: changelog\ngap_timeout: 10m")).await;
+    let run = started(&b, 1).await;
+    let doomed = connect(&b.db.conn).await;
+    doomed.batch_execute("BEGIN").await.expect("begin");
+    doomed.batch_execute(&insert(2, 2)).await.expect("insert");
+    let held: i64 = doomed
+        .query_one("SELECT max(seq) FROM ebis_capture.change", &[])
+        .await
+        .expect("seq")
+        .get(0);
+    b.db.exec(&insert(3, 3)).await;
+    b.env.wait_count(LIVE, 2, T).await;
+    b.env
+        .wait_count(
+            "select open_gaps::bigint from ebis.source_status",
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    doomed.batch_execute("ROLLBACK").await.expect("rollback");
+    b.env
+        .wait_count(
+            "select open_gaps::bigint from ebis.source_status",
+            0,
+            Duration::from_secs(30),
+        )
+        .await;
+    let fates: Vec<String> = b
+        .env
+        .pg()
+        .await
+        .query(
+            "select fate from ebis.gap_log where from_seq <= $1 and to_seq >= $1 order by id",
+            &[&held],
+        )
+        .await
+        .expect("gap log")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(fates, ["detected", "rolled_back"]);
+    b.env.wait_verified(T).await;
     assert!(run.stop().await.is_empty());
 }
