@@ -160,16 +160,7 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
     let run = b.env.start();
     b.env.wait_verified(T).await;
     let renamed: i64 = b
-        .env
-        .pg()
-        .await
-        .query_one(
-            "select count(*) from exchange.aic_establishment where name like '%（更名）' and deleted_at is null",
-            &[],
-        )
-        .await
-        .expect("renamed")
-        .get(0);
+        .env.one("select count(*) from exchange.aic_establishment where name like '%（更名）' and deleted_at is null").await;
     assert_eq!(renamed, 500);
     // The slot's retained WAL is shown beside the lag, and exported.
     let status = b.env.wh.status().await.expect("status");
@@ -202,15 +193,8 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
     let confirmed = Position::parse_lsn(&confirmed).expect("an lsn");
     let stored: serde_json::Value = b
         .env
-        .pg()
-        .await
-        .query_one(
-            "select position from ebis.checkpoint where source = 'aic_pg'",
-            &[],
-        )
-        .await
-        .expect("checkpoint")
-        .get(0);
+        .one("select position from ebis.checkpoint where source = 'aic_pg'")
+        .await;
     let stored = stored["lsn"].as_u64().expect("a logical position");
     let Position::Logical { lsn: head_lsn, .. } = head else {
         panic!("a logical head: {head:?}");
@@ -277,30 +261,16 @@ async fn a_truncated_table_is_snapshotted_again() {
     b.env.wait_count(LIVE, 5, T).await;
     let reason: String = b
         .env
-        .pg()
-        .await
-        .query_one(
-            "select last_resnapshot_reason from ebis.source_status where source = 'aic_pg'",
-            &[],
-        )
-        .await
-        .expect("status")
-        .get(0);
+        .one("select last_resnapshot_reason from ebis.source_status where source = 'aic_pg'")
+        .await;
     assert!(reason.contains("truncated"), "{reason}");
     // Read again after the new snapshot, the TRUNCATE (before its head) is no news.
     b.db.exec(&insert(105, 105)).await;
     b.env.wait_count(LIVE, 6, T).await;
     let resnapshots: i32 = b
         .env
-        .pg()
-        .await
-        .query_one(
-            "select resnapshots from ebis.source_status where source = 'aic_pg'",
-            &[],
-        )
-        .await
-        .expect("status")
-        .get(0);
+        .one("select resnapshots from ebis.source_status where source = 'aic_pg'")
+        .await;
     assert_eq!(resnapshots, 1, "snapshotted again once, not over and over");
     assert!(run.stop().await.is_empty());
 }
@@ -547,16 +517,7 @@ fields:
     db.exec("DELETE FROM PENT WHERE ID = 1").await;
     env.wait_verified(T).await;
     env.wait_count(LIVE, 2, T).await;
-    let renamed: i64 = env
-        .pg()
-        .await
-        .query_one(
-            "select count(*) from exchange.aic_establishment where name = '乌海市更名商贸有限公司' and deleted_at is null",
-            &[],
-        )
-        .await
-        .expect("renamed")
-        .get(0);
+    let renamed: i64 = env.one("select count(*) from exchange.aic_establishment where name = '乌海市更名商贸有限公司' and deleted_at is null").await;
     assert_eq!(renamed, 1);
     assert!(run.stop().await.is_empty());
 }

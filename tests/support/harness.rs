@@ -243,6 +243,16 @@ impl Env {
         self.pg.client().await
     }
 
+    /// The first column of the one row a warehouse query returns.
+    pub async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+        self.pg()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// Polls a warehouse query returning one bigint until it equals `want`.
     pub async fn wait_count(&self, sql: &str, want: i64, timeout: Duration) {
         let c = self.pg().await;

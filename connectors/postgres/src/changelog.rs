@@ -35,10 +35,7 @@ impl<'a> Reader<'a> {
     /// A reader of `source`'s captured tables (after `tables()`).
     pub(crate) fn new(source: &'a mut PostgresSource) -> Result<Reader<'a>, SourceError> {
         Ok(Reader {
-            client: source
-                .client
-                .as_ref()
-                .ok_or_else(|| SourceError::Unreachable("not connected".to_owned()))?,
+            client: crate::live(&source.client)?,
             tables: source.tables.as_deref().unwrap_or(&[]),
             name: &source.name,
             sees_transactions: &mut source.sees_transactions,

@@ -93,6 +93,13 @@ pub struct PostgresSource {
     reading_only: bool,
 }
 
+/// The connection in `slot`, made by [`PostgresSource::connected`] (a free function, so
+/// a reader can borrow it beside other fields of the source).
+fn live(slot: &Option<Client>) -> Result<&Client, SourceError> {
+    slot.as_ref()
+        .ok_or_else(|| SourceError::Unreachable("not connected".to_owned()))
+}
+
 /// Connects with ebis's session settings: ISO dates (what `values` parses), and
 /// `application_name = ebis` so a DBA sees who holds the connection.
 pub async fn connect(url: &str, password: Option<&str>) -> Result<Client, SourceError> {
@@ -159,9 +166,7 @@ impl PostgresSource {
 
     /// The live connection (after [`Self::connected`]).
     fn client(&self) -> Result<&Client, SourceError> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| SourceError::Unreachable("not connected".to_owned()))
+        live(&self.client)
     }
 
     /// Connects, and loads table metadata once (and the session's time zone offset).

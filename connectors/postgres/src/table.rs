@@ -306,6 +306,17 @@ impl Table {
         format!("({}) > ({})", self.key_quoted.join(", "), marks.join(", "))
     }
 
+    /// `WHERE <key> > (…)` and its parameters, or nothing.
+    fn after_clause(&self, after: Option<&[Value]>) -> (String, Vec<Option<String>>) {
+        match after {
+            Some(k) => (
+                format!("WHERE {}", self.after_key(1)),
+                k.iter().map(param).collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        }
+    }
+
     async fn rows(
         &self,
         client: &Client,
@@ -346,11 +357,7 @@ impl Table {
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<Row>, SourceError> {
-        let texts: Vec<Option<String>> = after.unwrap_or(&[]).iter().map(param).collect();
-        let cond = match after {
-            Some(_) => format!("WHERE {}", self.after_key(1)),
-            None => String::new(),
-        };
+        let (cond, texts) = self.after_clause(after);
         let sql = format!(
             "SELECT {} FROM {} {cond} ORDER BY {} LIMIT {limit}",
             self.select,
@@ -367,14 +374,14 @@ impl Table {
         after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<KeyEntry>, SourceError> {
-        let texts: Vec<Option<String>> = after.unwrap_or(&[]).iter().map(param).collect();
-        let cond = match after {
-            Some(_) => format!("WHERE {}", self.after_key(1)),
-            None => String::new(),
-        };
-        let mut items: Vec<String> = self.key_idx.iter().map(|i| self.select_item(*i)).collect();
+        let (cond, texts) = self.after_clause(after);
+        let mut items: Vec<&str> = self
+            .key_idx
+            .iter()
+            .map(|i| self.items[*i].as_str())
+            .collect();
         if let Some((i, _, _)) = &self.modified {
-            items.push(self.select_item(*i));
+            items.push(&self.items[*i]);
         }
         let sql = format!(
             "SELECT {} FROM {} {cond} ORDER BY {} LIMIT {limit}",
@@ -400,11 +407,6 @@ impl Table {
                 KeyEntry { key, modified }
             })
             .collect())
-    }
-
-    /// The select-list item of column `i` alone.
-    fn select_item(&self, i: usize) -> String {
-        self.items[i].clone()
     }
 
     /// The current rows for some keys. Keys the table no longer has are simply absent.

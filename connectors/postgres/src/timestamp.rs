@@ -73,10 +73,7 @@ impl PostgresSource {
     ) -> Result<Batch, SourceError> {
         self.tables().await?;
         let mut reader = Reader {
-            client: self
-                .client
-                .as_ref()
-                .ok_or_else(|| SourceError::Unreachable("not connected".to_owned()))?,
+            client: crate::live(&self.client)?,
             tables: self.tables.as_deref().unwrap_or(&[]),
             utc_offset: self.utc_offset,
         };
