@@ -46,7 +46,16 @@ pub async fn read_in_parts(
             read.changes.len() <= 2 * batch,
             "a part holds about a batch"
         );
-        found.inside.extend(inside(&read.position));
+        let within = inside(&read.position);
+        // A part that stops inside the transaction leaves more to read: it must not
+        // say the source is read up to now (the runner would report the bureau complete,
+        // and the comparison trust it, while the rest of the transaction is unread).
+        assert!(
+            within.is_none() || read.read_at.is_none(),
+            "part {} stops inside the transaction yet says the source is read up to now",
+            found.parts
+        );
+        found.inside.extend(within);
         for ch in &read.changes {
             let id = ch.key[0].to_text().expect("key");
             match ch.op {

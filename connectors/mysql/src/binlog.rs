@@ -324,6 +324,9 @@ pub(crate) struct Cursor {
     checksums: bool,
     /// Keys read, for their order.
     order: i64,
+    /// The server's clock just before the stream was asked for: every transaction
+    /// committed before it is in the stream.
+    opened_at: Option<DateTime<Utc>>,
 }
 
 /// What one poll read from the log.
@@ -332,6 +335,10 @@ struct Read {
     position: Position,
     /// The captured tables to read again (ALTER/RENAME seen).
     reload: bool,
+    /// When the read reached the log's end (the server ended the stream): the moment
+    /// the stream was asked for, before which nothing committed is left unread. A kept
+    /// stream may have reached the end long before this poll, so not the poll's time.
+    complete_at: Option<DateTime<Utc>>,
 }
 
 impl MysqlSource {
@@ -428,7 +435,6 @@ impl MysqlSource {
                 )));
             }
         }
-        let read_at = Self::utc_now(&mut conn).await?;
         let read = self.read_log(after, limit, server_id).await?;
         if read.reload {
             tracing::info!(source = %self.name, "a captured table's definition changed in the binlog: reading its columns again");
@@ -453,7 +459,10 @@ impl MysqlSource {
             changes,
             position: read.position,
             gap_events: Vec::new(),
-            read_at,
+            // Only a read that reached the log's end says the source is read up to the
+            // moment it began; a full batch leaves more behind (the runner then reads
+            // ahead while this one applies, and reports the newest change's time).
+            read_at: read.complete_at,
         })
     }
 
@@ -543,6 +552,7 @@ impl MysqlSource {
             .await
             .map_err(|e| classify(e, None))?;
         let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let opened_at = Self::utc_now(&mut conn).await?;
         // Real GTID events instead of dummy BEGIN statements (MariaDB; MySQL ignores it).
         conn.query_drop("SET @mariadb_slave_capability = 4")
             .await
@@ -564,6 +574,7 @@ impl MysqlSource {
             places: HashMap::new(),
             first_rotate: true,
             checksums,
+            opened_at,
             order: 0,
         })
     }
@@ -582,6 +593,7 @@ impl MysqlSource {
             ref mut order,
             ..
         } = cursor;
+        let opened_at = cursor.opened_at;
         let mut committed = cursor.returned.clone();
         let mut ended = false;
         let mut collected = Collected::default();
@@ -795,6 +807,7 @@ impl MysqlSource {
             collected,
             position: committed,
             reload,
+            complete_at: if ended { opened_at } else { None },
         })
     }
 }
