@@ -22,3 +22,4 @@ pub mod status;
 pub mod verify;
 pub mod warehouse;
 pub mod yaml;
+pub mod zone;

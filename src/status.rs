@@ -3,6 +3,7 @@
 //! machine that can reach it.
 
 use crate::warehouse::{Warehouse, WarehouseError};
+use crate::zone::Zone;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -40,6 +41,12 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     /// When it happened.
     pub last_error_at: Option<DateTime<Utc>>,
+    /// The last error that has cleared (the source recovered), if any.
+    pub cleared_error: Option<String>,
+    /// When that error happened.
+    pub cleared_error_at: Option<DateTime<Utc>>,
+    /// When it cleared.
+    pub error_cleared_at: Option<DateTime<Utc>>,
     /// Last poll.
     pub last_poll_at: Option<DateTime<Utc>>,
     /// Change-table rows ebis has purged at the source (changelog with `purge_every`).
@@ -68,7 +75,7 @@ impl Warehouse {
                         s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
                         s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes,
                         s.future_rows, s.resnapshots, s.last_resnapshot_at, s.last_resnapshot_reason,
-                        s.source_backlog_bytes
+                        s.source_backlog_bytes, s.cleared_error, s.cleared_error_at, s.error_cleared_at
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -99,6 +106,9 @@ impl Warehouse {
                 last_resnapshot_at: r.get(19),
                 last_resnapshot_reason: r.get(20),
                 backlog_bytes: r.get(21),
+                cleared_error: r.get(22),
+                cleared_error_at: r.get(23),
+                error_cleared_at: r.get(24),
             })
             .collect())
     }
@@ -134,8 +144,12 @@ pub fn human_seconds(s: f64) -> String {
 }
 
 /// The enterprise base's line: how much it has still to take in, and since when.
-pub fn render_base(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chrono::Utc>) -> String {
-    let line = render_queue(b, now);
+pub fn render_base(
+    b: &crate::warehouse::BaseStatus,
+    now: chrono::DateTime<chrono::Utc>,
+    zone: Zone,
+) -> String {
+    let line = render_queue(b, now, zone);
     if b.parked > 0 {
         format!(
             "{line}; {} statement(s) parked: the base refused them, their records are missing from it (see core.pending_parked)",
@@ -146,7 +160,11 @@ pub fn render_base(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chron
     }
 }
 
-fn render_queue(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chrono::Utc>) -> String {
+fn render_queue(
+    b: &crate::warehouse::BaseStatus,
+    now: chrono::DateTime<chrono::Utc>,
+    zone: Zone,
+) -> String {
     match b.oldest {
         Some(oldest) if b.queued > 0 => format!(
             "enterprise base: {} statement(s) queued, the oldest {} ago (the comparison trusts each source only as far as the base has taken it in)",
@@ -156,15 +174,15 @@ fn render_queue(b: &crate::warehouse::BaseStatus, now: chrono::DateTime<chrono::
         _ => match b.drained_at {
             Some(at) => format!(
                 "enterprise base: up to date (last drained {})",
-                at.format("%Y-%m-%d %H:%M:%S")
+                zone.show(at)
             ),
             None => "enterprise base: not built yet".to_owned(),
         },
     }
 }
 
-/// The status as a text table.
-pub fn render(rows: &[SourceStatus]) -> String {
+/// The status as a text table, times in `zone` (named under the table).
+pub fn render(rows: &[SourceStatus], zone: Zone) -> String {
     let header = [
         "SOURCE",
         "BUREAU",
@@ -186,7 +204,7 @@ pub fn render(rows: &[SourceStatus]) -> String {
             r.state.clone(),
             r.position.clone().unwrap_or_else(|| "-".to_owned()),
             r.last_change_at
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .map(|t| zone.show(t))
                 .unwrap_or_else(|| "-".to_owned()),
             r.lag_seconds
                 .map(human_seconds)
@@ -215,6 +233,7 @@ pub fn render(rows: &[SourceStatus]) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    out.push_str(&format!("(times in {})\n", zone.label(Utc::now())));
     for r in rows.iter() {
         if let Some(bytes) = r.backlog_bytes {
             out.push_str(&format!(
@@ -230,7 +249,7 @@ pub fn render(rows: &[SourceStatus]) -> String {
                 "{}: {} change-table rows purged, last at {}\n",
                 r.source,
                 r.changes_purged,
-                at.format("%Y-%m-%d %H:%M:%S")
+                zone.show(at)
             ));
         }
     }
@@ -256,30 +275,193 @@ pub fn render(rows: &[SourceStatus]) -> String {
     for r in rows.iter() {
         if let Some(at) = r.last_resnapshot_at {
             out.push_str(&format!(
-                "{}: its stored position expired at {} ({}): snapshotted again from a new head, rows deleted meanwhile found by key comparison ({} time(s) so far)\n",
+                "{}: snapshotted again from a new head at {} ({}); rows deleted meanwhile found by key comparison ({} time(s) so far)\n",
                 r.source,
-                at.format("%Y-%m-%d %H:%M:%S"),
+                zone.show(at),
                 r.last_resnapshot_reason.as_deref().unwrap_or("no reason recorded"),
                 r.resnapshots
             ));
         }
     }
-    for r in rows.iter().filter(|r| r.last_error.is_some()) {
-        out.push_str(&format!(
-            "{}: last error{}: {}\n",
-            r.source,
-            r.last_error_at
-                .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M:%S")))
-                .unwrap_or_default(),
-            r.last_error.as_deref().unwrap_or("")
-        ));
+    for r in rows.iter() {
+        if let Some(e) = &r.last_error {
+            out.push_str(&format!(
+                "{}: error{}: {e}\n",
+                r.source,
+                r.last_error_at
+                    .map(|t| format!(" at {}", zone.show(t)))
+                    .unwrap_or_default(),
+            ));
+        } else if let (Some(e), Some(cleared)) = (&r.cleared_error, r.error_cleared_at) {
+            out.push_str(&format!(
+                "{}: cleared at {}: error{}: {e}\n",
+                r.source,
+                zone.show(cleared),
+                r.cleared_error_at
+                    .map(|t| format!(" at {}", zone.show(t)))
+                    .unwrap_or_default(),
+            ));
+        }
     }
     out
+}
+
+/// What `ebis status` concludes, worst first: its exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Every source that has run is working and within the lag asked for: exit 0.
+    Healthy,
+    /// A source has failed (it needs an operator): exit 3.
+    Failed(Vec<String>),
+    /// No source has failed, but some lag more than `--max-lag` (or have never been
+    /// complete): exit 4.
+    Lagging(Vec<String>),
+}
+
+impl Health {
+    /// The verdict over `rows`; `max_lag` in seconds when asked.
+    pub fn of(rows: &[SourceStatus], max_lag: Option<f64>) -> Health {
+        let failed: Vec<String> = rows
+            .iter()
+            .filter(|r| r.state == "failed")
+            .map(|r| r.source.clone())
+            .collect();
+        if !failed.is_empty() {
+            return Health::Failed(failed);
+        }
+        let Some(max) = max_lag else {
+            return Health::Healthy;
+        };
+        let lagging: Vec<String> = rows
+            .iter()
+            .filter(|r| r.state != "stopped" || r.lag_seconds.is_some())
+            .filter(|r| r.lag_seconds.is_none_or(|l| l > max))
+            .map(|r| r.source.clone())
+            .collect();
+        if lagging.is_empty() {
+            Health::Healthy
+        } else {
+            Health::Lagging(lagging)
+        }
+    }
+
+    /// The process exit code: 0, 3 or 4. 1 is left to errors (the status could not be
+    /// read), 2 to a command line that could not be parsed.
+    pub fn code(&self) -> u8 {
+        match self {
+            Health::Healthy => 0,
+            Health::Failed(_) => 3,
+            Health::Lagging(_) => 4,
+        }
+    }
+
+    /// One line for people, `None` when healthy.
+    pub fn line(&self, max_lag: Option<f64>) -> Option<String> {
+        match self {
+            Health::Healthy => None,
+            Health::Failed(s) => Some(format!("failed: {} (exit 3)", s.join(", "))),
+            Health::Lagging(s) => Some(format!(
+                "lag over {}: {} (exit 4)",
+                max_lag.map(human_seconds).unwrap_or_default(),
+                s.join(", ")
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(source: &str, state: &str, lag: Option<f64>) -> SourceStatus {
+        SourceStatus {
+            source: source.to_owned(),
+            bureau: "aic".to_owned(),
+            mode: "changelog".to_owned(),
+            state: state.to_owned(),
+            position: None,
+            last_change_at: None,
+            lag_seconds: lag,
+            rows_applied: 0,
+            quarantined_open: 0,
+            open_gaps: 0,
+            expired_gaps: 0,
+            late_changes: 0,
+            future_rows: 0,
+            last_error: None,
+            last_error_at: None,
+            cleared_error: None,
+            cleared_error_at: None,
+            error_cleared_at: None,
+            last_poll_at: None,
+            changes_purged: 0,
+            last_purge_at: None,
+            resnapshots: 0,
+            last_resnapshot_at: None,
+            last_resnapshot_reason: None,
+            backlog_bytes: None,
+        }
+    }
+
+    #[test]
+    fn status_exits_non_zero_on_a_failed_source_or_lag_over_the_limit() {
+        let ok = [
+            row("a", "streaming", Some(2.0)),
+            row("b", "streaming", Some(30.0)),
+        ];
+        assert_eq!(Health::of(&ok, None), Health::Healthy);
+        assert_eq!(Health::of(&ok, Some(60.0)), Health::Healthy);
+        let slow = Health::of(&ok, Some(10.0));
+        assert_eq!(slow, Health::Lagging(vec!["b".to_owned()]));
+        assert_eq!(slow.code(), 4);
+        assert_eq!(
+            slow.line(Some(10.0)).as_deref(),
+            Some("lag over 10s: b (exit 4)")
+        );
+        // A failed source outranks lag, and is reported without --max-lag.
+        let failed = [
+            row("a", "failed", Some(500.0)),
+            row("b", "streaming", Some(30.0)),
+        ];
+        assert_eq!(
+            Health::of(&failed, None),
+            Health::Failed(vec!["a".to_owned()])
+        );
+        assert_eq!(Health::of(&failed, Some(10.0)).code(), 3);
+        // Never complete yet (a first snapshot): over any limit asked for; a stopped
+        // source that never ran is not.
+        let new = [row("a", "snapshotting", None), row("b", "stopped", None)];
+        assert_eq!(
+            Health::of(&new, Some(60.0)),
+            Health::Lagging(vec!["a".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_cleared_error_stays_shown_as_cleared() {
+        use chrono::TimeZone;
+        let zone = Zone::parse("+08:00").expect("an offset");
+        let mut r = row("aic_city", "streaming", Some(1.0));
+        r.cleared_error = Some("source unreachable: connection refused".to_owned());
+        r.cleared_error_at = Some(Utc.with_ymd_and_hms(2026, 12, 3, 1, 0, 0).unwrap());
+        r.error_cleared_at = Some(Utc.with_ymd_and_hms(2026, 12, 3, 1, 5, 0).unwrap());
+        let shown = render(std::slice::from_ref(&r), zone);
+        assert!(
+            shown.contains("aic_city: cleared at 2026-12-03 09:05:00: error at 2026-12-03 09:00:00: source unreachable"),
+            "{shown}"
+        );
+        assert!(shown.contains("(times in UTC+08:00)"), "{shown}");
+        r.last_error = Some("warehouse unreachable".to_owned());
+        let shown = render(std::slice::from_ref(&r), zone);
+        assert!(
+            shown.contains("aic_city: error: warehouse unreachable"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("cleared"),
+            "the error now in force is shown: {shown}"
+        );
+    }
 
     #[test]
     fn lags_read_naturally() {

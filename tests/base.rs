@@ -65,6 +65,7 @@ async fn applies_never_wait_for_the_base_and_the_comparison_waits_for_it() {
     let line = ebis::status::render_base(
         &env.wh.base_status().await.expect("base status"),
         chrono::Utc::now(),
+        ebis::zone::Zone::Local,
     );
     assert!(
         line.contains(&format!("{queued} statement(s) queued")),
@@ -114,6 +115,7 @@ async fn applies_never_wait_for_the_base_and_the_comparison_waits_for_it() {
     let line = ebis::status::render_base(
         &env.wh.base_status().await.expect("base status"),
         chrono::Utc::now(),
+        ebis::zone::Zone::Local,
     );
     assert!(line.starts_with("enterprise base: up to date"), "{line}");
     assert!(run.stop().await.is_empty());
@@ -170,6 +172,7 @@ async fn a_record_the_base_refuses_is_parked_and_the_rest_goes_on() {
     let line = ebis::status::render_base(
         &env.wh.base_status().await.expect("base status"),
         chrono::Utc::now(),
+        ebis::zone::Zone::Local,
     );
     assert!(line.contains("1 statement(s) parked"), "{line}");
     assert!(run.stop().await.is_empty());

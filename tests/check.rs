@@ -758,6 +758,16 @@ async fn without_the_oracle_client_library_every_command_says_what_to_install() 
         out.stderr
     );
     let out = run(&mut cmd(&["status"]));
+    assert_eq!(
+        out.code, 3,
+        "a failed source: exit 3\n{}{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains("failed: ltax_city (exit 3)"),
+        "{}",
+        out.stdout
+    );
     assert!(
         says_what_to_install(&out.stdout),
         "{}{}",

@@ -74,9 +74,12 @@ async fn a_truncated_change_table_is_recovered_by_snapshotting_again() {
         .await;
     aic.exec("DELETE FROM E_BASEINFO WHERE PRIPID = 9").await;
     env.wait_verified(Duration::from_secs(30)).await;
-    let text = ebis::status::render(&env.wh.status().await.expect("status"));
+    let text = ebis::status::render(
+        &env.wh.status().await.expect("status"),
+        ebis::zone::Zone::Local,
+    );
     assert!(
-        text.contains("aic_city: its stored position expired at"),
+        text.contains("aic_city: snapshotted again from a new head at"),
         "status shows why the source was snapshotted again:\n{text}"
     );
     assert!(run.stop().await.is_empty());

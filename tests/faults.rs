@@ -117,6 +117,16 @@ async fn a_source_unreachable_for_seconds_is_retried_until_it_returns() {
         status[0].last_error, None,
         "the error clears once recovered"
     );
+    // … and stays visible as cleared, for the operator who arrives afterwards.
+    let cleared = status[0].cleared_error.clone().unwrap_or_default();
+    assert!(
+        cleared.contains("unreachable") || cleared.contains("source"),
+        "{:?}",
+        status[0]
+    );
+    assert!(status[0].error_cleared_at >= status[0].cleared_error_at);
+    let shown = ebis::status::render(&status, ebis::zone::Zone::Local);
+    assert!(shown.contains("aic_city: cleared at "), "{shown}");
     assert!(run.stop().await.is_empty());
 }
 

@@ -216,7 +216,7 @@ async fn a_transaction_longer_than_the_gap_timeout_arrives_late_and_is_reported(
     let status = env.wh.status().await.expect("status");
     assert_eq!(status[0].late_changes, 1, "{status:?}");
     assert_eq!(status[0].expired_gaps, 0, "{status:?}");
-    let shown = ebis::status::render(&status);
+    let shown = ebis::status::render(&status, ebis::zone::Zone::Local);
     assert!(shown.contains("1 change(s) arrived late"), "{shown}");
     assert!(run.stop().await.is_empty());
 }

@@ -19,6 +19,7 @@ mod hostile;
 mod keys;
 mod linking;
 mod migrate;
+mod operations;
 mod postgres_source;
 mod purge;
 mod roles;

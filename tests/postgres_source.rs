@@ -170,9 +170,10 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
         status[0].backlog_bytes
     );
     assert!(
-        ebis::status::render(&status).contains("the replication slot keeps"),
+        ebis::status::render(&status, ebis::zone::Zone::Local)
+            .contains("the replication slot keeps"),
         "{}",
-        ebis::status::render(&status)
+        ebis::status::render(&status, ebis::zone::Zone::Local)
     );
     let page = ebis::metrics::render(&b.env.wh).await.expect("metrics");
     assert!(

@@ -115,7 +115,10 @@ async fn the_change_table_is_purged_only_below_what_the_warehouse_stored() {
     assert_eq!(aic.count("ebis_change").await, 1, "the newest row is kept");
     let reports = env.wait_verified(Duration::from_secs(30)).await;
     assert!(reports.iter().any(|r| r.source_rows == 46));
-    let rendered = ebis::status::render(&env.wh.status().await.expect("status"));
+    let rendered = ebis::status::render(
+        &env.wh.status().await.expect("status"),
+        ebis::zone::Zone::Local,
+    );
     assert!(
         rendered.contains("aic_city: 46 change-table rows purged"),
         "{rendered}"

@@ -137,7 +137,7 @@ async fn rows_dated_behind_the_mark_are_found_and_reported() {
     env.wait_verified(T).await;
     let status = env.wh.status().await.expect("status");
     assert!(status[0].late_changes >= 2, "{status:?}");
-    let shown = ebis::status::render(&status);
+    let shown = ebis::status::render(&status, ebis::zone::Zone::Local);
     assert!(
         shown.contains("found by key comparison that the timestamp mark had passed by"),
         "{shown}"
@@ -221,9 +221,10 @@ async fn a_row_dated_an_hour_ahead_does_not_hide_the_writes_of_that_hour() {
     let status = env.wh.status().await.expect("status");
     assert_eq!(status[0].future_rows, 1, "{status:?}");
     assert!(
-        ebis::status::render(&status).contains("1 row(s) dated ahead of the source's clock"),
+        ebis::status::render(&status, ebis::zone::Zone::Local)
+            .contains("1 row(s) dated ahead of the source's clock"),
         "{}",
-        ebis::status::render(&status)
+        ebis::status::render(&status, ebis::zone::Zone::Local)
     );
     assert!(run.stop().await.is_empty());
 }

@@ -203,19 +203,60 @@ pub fn snapshot(config_path: &Path, source: &str, table: Option<&str>) -> Result
     })
 }
 
-pub fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
+pub fn status(
+    config_path: &Path,
+    json: bool,
+    max_lag: Option<std::time::Duration>,
+) -> Result<ExitCode> {
     let config = load_optional_config(config_path)?;
+    let zone = config.as_ref().map(|c| c.time_zone).unwrap_or_default();
+    let max_lag = max_lag.map(|d| d.as_secs_f64());
     runtime()?.block_on(async {
         let wh = warehouse_of(config.as_ref(), 1)?;
         let rows = wh.status().await?;
         let base = wh.base_status().await?;
+        let health = ebis::status::Health::of(&rows, max_lag);
         if json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else if rows.is_empty() {
             println!("no sources have run yet");
         } else {
-            print!("{}", ebis::status::render(&rows));
-            println!("{}", ebis::status::render_base(&base, chrono::Utc::now()));
+            print!("{}", ebis::status::render(&rows, zone));
+            println!(
+                "{}",
+                ebis::status::render_base(&base, chrono::Utc::now(), zone)
+            );
+            if let Some(line) = health.line(max_lag) {
+                println!("{line}");
+            }
+        }
+        Ok(ExitCode::from(health.code()))
+    })
+}
+
+pub fn reset_source(config_path: &Path, source: &str) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    source_of(&config, source)?;
+    runtime()?.block_on(async {
+        let wh = warehouse_of(Some(&config), 1)?;
+        let reason = format!(
+            "reset by an operator (ebis reset-source) at {}",
+            config.time_zone.show(chrono::Utc::now())
+        );
+        match wh.request_reset(source, &reason).await? {
+            warehouse::ResetOutcome::Running => bail!(
+                "source {source} is being captured by a running ebis process: stop it first (reset-source changes nothing while it runs)"
+            ),
+            warehouse::ResetOutcome::NeverRun => {
+                println!(
+                    "source {source} has no stored position: its next run snapshots it from the start anyway"
+                );
+            }
+            warehouse::ResetOutcome::Requested => {
+                println!(
+                    "source {source} will start over at its next run: a new head, every table snapshotted again while streaming from it, rows gone meanwhile deleted by key comparison. The warehouse keeps what it holds until then; `ebis status` shows the reset as a re-snapshot."
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

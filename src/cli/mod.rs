@@ -157,10 +157,24 @@ pub enum Command {
         what: BenchKind,
     },
     /// Show each source's mode, state, position, lag, rows, quarantine, gaps and last error.
+    /// Exits 3 when a source has failed, 4 when one lags more than --max-lag, 1 when the
+    /// status cannot be read (2: the command line is wrong); 0 otherwise.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Exit 4 when a source's lag (now minus the time it is complete up to) is over
+        /// this, e.g. 90s, 1m30s, 10m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+        max_lag: Option<std::time::Duration>,
+    },
+    /// Make a stopped source start over at its next run: a new head, every table
+    /// snapshotted again while streaming from it, rows gone meanwhile deleted by key
+    /// comparison; what the warehouse holds stays until then. For a lost position or
+    /// after a bureau restored its database. Refused while an ebis process runs it.
+    ResetSource {
+        /// The source, as named in the config.
+        source: String,
     },
 }
 
@@ -182,6 +196,12 @@ impl BenchServers {
     }
 }
 
+/// A duration argument as people write it (`90s`, `1m30s`, `10m`).
+pub(crate) fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    ebis::config::parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 1m30s, 5m)"))
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let config = cli.config;
@@ -196,7 +216,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot { source, table } => {
             capture::snapshot(&config, &source, table.as_deref())
         }
-        Command::Status { json } => capture::status(&config, json),
+        Command::Status { json, max_lag } => capture::status(&config, json, max_lag),
+        Command::ResetSource { source } => capture::reset_source(&config, &source),
         Command::Verify { source, json } => capture::verify(&config, source.as_deref(), json),
         Command::Compare(args) => analysis::compare(&config, args),
         Command::Check { paths, online } => analysis::check(&config, &paths, online),

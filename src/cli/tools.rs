@@ -27,7 +27,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0.15)]
     pub noise_rate: f64,
     /// Live phase length, e.g. 60s, 5m.
-    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration_arg)]
     pub duration: std::time::Duration,
     /// Leave the servers running at the end.
     #[arg(long)]
@@ -66,10 +66,6 @@ impl From<DemoArgs> for ebis::demo::DemoOptions {
             capture: a.capture,
         }
     }
-}
-
-fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    ebis::config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 5m)"))
 }
 
 pub fn demo(opts: ebis::demo::DemoOptions) -> Result<ExitCode> {

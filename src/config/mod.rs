@@ -34,6 +34,8 @@ pub struct PipelineConfig {
     pub compare_every: Option<Duration>,
     /// Where to serve `/metrics` and `/healthz`; `None`: not served.
     pub metrics_listen: Option<String>,
+    /// The time zone `status` and other output show times in (the machine's by default).
+    pub time_zone: crate::zone::Zone,
     /// The sources, in file order.
     pub sources: Vec<SourceConfig>,
 }
@@ -242,21 +244,10 @@ pub fn resolve_warehouse(config: Option<&PipelineConfig>) -> Result<ConnectionCo
     })
 }
 
-/// Parses `500ms`, `5s`, `10m`, `1h`, `2d`.
+/// Parses a duration as people write it: `500ms`, `5s`, `1m30s`, `10m`, `1h 30m`, `2d`
+/// (humantime's units; no bare numbers).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" | "min" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
+    humantime::parse_duration(text.trim()).ok()
 }
 
 #[cfg(test)]
@@ -435,6 +426,31 @@ sources:
     }
 
     #[test]
+    fn times_are_shown_in_the_configured_zone() {
+        let cfg = load_text(GOOD).expect("valid");
+        assert_eq!(
+            cfg.time_zone,
+            crate::zone::Zone::Local,
+            "the machine's by default"
+        );
+        let cfg =
+            load_text(&GOOD.replace("batch_size: 2000", "batch_size: 2000\ntime_zone: +08:00"))
+                .expect("valid");
+        assert_eq!(
+            cfg.time_zone,
+            crate::zone::Zone::parse("+08:00").expect("an offset")
+        );
+        let err =
+            load_text(&GOOD.replace("batch_size: 2000", "batch_size: 2000\ntime_zone: Beijing"))
+                .expect_err("invalid");
+        assert!(
+            err.to_string()
+                .contains(":5:12: error: `time_zone`: `Beijing` is not a time zone ebis knows"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = load_text(&GOOD.replace("batch_size", "batchsize")).expect_err("invalid");
         assert_eq!(err.0.len(), 1);
@@ -486,8 +502,16 @@ sources:
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("10min"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90"), None, "a unit is required");
+        assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration("ten"), None);
         assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("5 weeks"), None);
+        assert_eq!(
+            parse_duration("2 weeks"),
+            Some(Duration::from_secs(14 * 86_400))
+        );
     }
 }

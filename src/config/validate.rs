@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     batch_size: Option<Spanned<u64>>,
     compare: Option<RawCompare>,
     metrics: Option<RawMetrics>,
+    time_zone: Option<Spanned<String>>,
     #[serde(default)]
     sources: Vec<Spanned<RawSource>>,
 }
@@ -94,7 +95,7 @@ impl Checker<'_> {
                 self.error(
                     v,
                     format!(
-                        "`{key}`: `{}` is not a duration (write e.g. 500ms, 5s, 10m, 1h)",
+                        "`{key}`: `{}` is not a duration (write e.g. 500ms, 5s, 1m30s, 10m, 1h)",
                         v.value
                     ),
                 );
@@ -177,6 +178,19 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
         }
         m.listen.value
     });
+    let time_zone = match &raw.time_zone {
+        None => crate::zone::Zone::Local,
+        Some(z) => crate::zone::Zone::parse(&z.value).unwrap_or_else(|| {
+            c.error(
+                z,
+                format!(
+                    "`time_zone`: `{}` is not a time zone ebis knows: write `local` (the machine's), `UTC`, or an offset such as +08:00",
+                    z.value
+                ),
+            );
+            crate::zone::Zone::Local
+        }),
+    };
     let mut sources: Vec<SourceConfig> = Vec::new();
     for spanned in raw.sources {
         let s = spanned.value;
@@ -291,6 +305,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
         batch_size,
         compare_every,
         metrics_listen,
+        time_zone,
         sources,
     })
 }

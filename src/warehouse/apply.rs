@@ -564,7 +564,7 @@ impl Warehouse {
                  on conflict (source) do update set position = excluded.position,
                    position_summary = excluded.position_summary, snapshot = excluded.snapshot,
                    mode = excluded.mode, captured = excluded.captured,
-                   version_base = excluded.version_base, updated_at = now()",
+                   version_base = excluded.version_base, reset_requested = null, updated_at = now()",
                 &[&source.name, &position, &cp.position.summary(), &cp.snapshot, &cp.mode, &captured, &cp.version_base],
             )
             .await?;

@@ -55,6 +55,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0024_base_rebuild.sql"),
     migration!("0025_compare_keeps_up.sql"),
     migration!("0026_source_backlog.sql"),
+    migration!("0027_operator_controls.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

@@ -18,7 +18,7 @@ pub use apply::{
 pub use base::BaseStatus;
 pub use keyscan::KeyScan;
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
-pub use state::{SourceLock, StoredCheckpoint};
+pub use state::{ResetOutcome, SourceLock, StoredCheckpoint};
 
 use crate::config::ConnectionConfig;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

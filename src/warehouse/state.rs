@@ -19,6 +19,9 @@ pub struct StoredCheckpoint {
     pub captured: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// Added to every version the source reads.
     pub version_base: i64,
+    /// Why an operator asked the source to start over from a new head
+    /// (`ebis reset-source`), until the restart has stored its checkpoint.
+    pub reset_requested: Option<String>,
 }
 
 impl Warehouse {
@@ -30,7 +33,7 @@ impl Warehouse {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "select position, snapshot, mode, captured, version_base from ebis.checkpoint where source = $1",
+                "select position, snapshot, mode, captured, version_base, reset_requested from ebis.checkpoint where source = $1",
                 &[&source],
             )
             .await?;
@@ -46,6 +49,7 @@ impl Warehouse {
                     .get::<_, Option<serde_json::Value>>(3)
                     .and_then(|v| serde_json::from_value(v).ok()),
                 version_base: r.get(4),
+                reset_requested: r.get(5),
             })
         })
         .transpose()
@@ -177,16 +181,45 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Clears a source's last error (after it recovered).
+    /// Clears a source's last error (after it recovered): it stays visible as cleared,
+    /// with when it happened and when it cleared.
     pub async fn clear_error(&self, source: &str) -> Result<(), WarehouseError> {
         let client = self.client().await?;
         client
             .execute(
-                "update ebis.source_status set last_error = null, last_error_at = null where source = $1",
+                "update ebis.source_status set cleared_error = last_error,
+                   cleared_error_at = last_error_at, error_cleared_at = now(),
+                   last_error = null, last_error_at = null
+                 where source = $1 and last_error is not null",
                 &[&source],
             )
             .await?;
         Ok(())
+    }
+
+    /// Asks a stopped source to start over from a new head at its next run (`ebis
+    /// reset-source`), holding its run lock meanwhile so no process is running it.
+    pub async fn request_reset(
+        &self,
+        source: &str,
+        reason: &str,
+    ) -> Result<ResetOutcome, WarehouseError> {
+        let Some(lock) = self.lock_source(source).await? else {
+            return Ok(ResetOutcome::Running);
+        };
+        let n = lock
+            .client
+            .execute(
+                "update ebis.checkpoint set reset_requested = $2 where source = $1",
+                &[&source, &reason],
+            )
+            .await?;
+        drop(lock);
+        Ok(if n == 0 {
+            ResetOutcome::NeverRun
+        } else {
+            ResetOutcome::Requested
+        })
     }
 
     /// Takes the run lock of a source on a connection of its own; `None` when another
@@ -216,6 +249,17 @@ impl Warehouse {
             .get(0);
         Ok(held)
     }
+}
+
+/// What `ebis reset-source` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetOutcome {
+    /// The next run starts over from a new head.
+    Requested,
+    /// A process is capturing the source: nothing was changed.
+    Running,
+    /// The source has no stored position: its next run snapshots from the start anyway.
+    NeverRun,
 }
 
 /// A held source lock (released when dropped or when its connection breaks).

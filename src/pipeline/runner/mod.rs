@@ -380,6 +380,11 @@ impl Runner {
                     self.expired =
                         Some(format!("the capture mode changed from {stored} to {mode}"));
                 }
+                if let Some(reason) = &cp.reset_requested {
+                    // `ebis reset-source`: start over from a new head, as if the stored
+                    // position had expired.
+                    self.expired = Some(reason.clone());
+                }
                 self.position = cp.position;
                 // A timestamp position from before version stamps: stamp on from the
                 // newest version stored (then the rows' modified times), never below it.
