@@ -142,3 +142,110 @@ async fn status_exits_4_when_a_source_lags_more_than_max_lag() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_of_a_whole_run_carry_fields_and_never_an_enterprise_value() {
+    use mysql_async::prelude::Queryable;
+    use std::process::Stdio;
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(13);
+    for id in 0..40 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    // A row the warehouse refuses (a NUL in its name): quarantined, with a warning logged.
+    aic.exec(&aic_insert(40, &mut rng)).await;
+    aic.exec("UPDATE E_BASEINFO SET ENTNAME = CONCAT('乌海泄露测试', CHAR(0), '有限公司') WHERE PRIPID = 40")
+        .await;
+    let log = crate::support::TempDir::new("ebis_json_log");
+    let log_path = log.path().join("stderr.log");
+    let mut child = ebis(&root())
+        .env("EBIS_LOG", "debug")
+        .arg("--log-format")
+        .arg("json")
+        .arg("--config")
+        .arg(env.config_path())
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("spawn ebis run");
+    env.wait_count(LIVE, 40, Duration::from_secs(60)).await;
+    // Streaming too: renames, a move, a delete.
+    for id in 0..10 {
+        aic.exec(&format!(
+            "UPDATE E_BASEINFO SET ENTNAME = '乌海市日志第{id}号有限公司', DOM = '乌海市滨河路{id}号' WHERE PRIPID = {id}"
+        ))
+        .await;
+    }
+    aic.exec("DELETE FROM E_BASEINFO WHERE PRIPID = 39").await;
+    env.wait_count(LIVE, 39, Duration::from_secs(30)).await;
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment where name like '乌海市日志第%'",
+        10,
+        Duration::from_secs(30),
+    )
+    .await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(child.wait().expect("wait").success());
+
+    // Every value the bureau holds, as it holds it.
+    let rows: Vec<(String, String, String, String)> = aic
+        .conn()
+        .await
+        .query("SELECT ENTNAME, REGNO, NAME, DOM FROM E_BASEINFO")
+        .await
+        .expect("source rows");
+    let mut values: Vec<String> = rows
+        .into_iter()
+        .flat_map(|(a, b, c, d)| [a, b, c, d])
+        .collect();
+    values.extend([
+        "乌海泄露测试".to_owned(),
+        "乌海市日志第3号有限公司".to_owned(),
+    ]);
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 5, "a run logs: {text}");
+    let mut with_position = 0;
+    let mut with_table = 0;
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            event.get("level").is_some() && event.get("message").is_some(),
+            "{line}"
+        );
+        if event.get("position").is_some() && event.get("batch").is_some() {
+            assert_eq!(event["source"], "aic_city", "{line}");
+            with_position += 1;
+        }
+        if event.get("table").is_some() {
+            with_table += 1;
+        }
+        for v in &values {
+            if v.chars().count() >= 4 {
+                assert!(
+                    !line.contains(v.as_str()),
+                    "a log line carries `{v}`: {line}"
+                );
+            }
+        }
+    }
+    assert!(
+        with_position >= 2,
+        "batches are logged with their position:\n{text}"
+    );
+    assert!(
+        with_table >= 1,
+        "snapshot chunks are logged with their table:\n{text}"
+    );
+    let quarantined: i64 = env
+        .one("select count(*) from ebis.quarantine where source_key = '40' and resolved_at is null")
+        .await;
+    assert_eq!(quarantined, 1, "the refused row went through the run");
+}

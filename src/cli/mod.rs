@@ -24,8 +24,34 @@ pub struct Cli {
         value_name = "FILE"
     )]
     config: PathBuf,
+    /// How log lines are written to stderr: `text` for people, `json` (one object a
+    /// line, with source, table, batch and position as fields) for a log collector.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "EBIS_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (coloured on a terminal).
+    Text,
+    /// One JSON object per line: timestamp, level, message and the event's fields.
+    Json,
+}
+
+impl Cli {
+    /// The log format asked for.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
 }
 
 #[derive(Subcommand)]

@@ -83,6 +83,8 @@ struct Runner {
     /// Changelog changes read while the batch before them applied, with the position
     /// they were read from: used only if the stream is still there.
     read_ahead: Option<(Position, Batch)>,
+    /// Batches and snapshot chunks applied by this run (a log field).
+    batches: u64,
     /// Whether the first snapshot of this table (its name) copies rows straight in.
     fresh: Option<(String, bool)>,
 }
@@ -198,6 +200,7 @@ pub async fn run_source(
         expired: None,
         prefetched: None,
         read_ahead: None,
+        batches: 0,
         fresh: None,
     };
     let mut backoff = Duration::from_millis(500);
@@ -521,8 +524,11 @@ impl Runner {
             apply.await?
         };
         if !read.changes.is_empty() {
+            self.batches += 1;
             tracing::debug!(
                 source = %self.cfg.name,
+                batch = self.batches,
+                position = %summary,
                 changes = read.changes.len(),
                 upserted = applied.upserted,
                 deleted = applied.deleted,

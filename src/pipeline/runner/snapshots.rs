@@ -227,6 +227,16 @@ impl Runner {
             batch.status.state = Some("snapshotting");
         }
         let summary = format!("snapshot of {table}");
+        self.batches += 1;
+        tracing::debug!(
+            source = %self.cfg.name,
+            table = %table,
+            batch = self.batches,
+            position = %summary,
+            rows = chunk.rows,
+            snapshot_rows = progress_rows(self.snapshot.as_ref()),
+            "snapshot chunk read; applying"
+        );
         let meta = SourceMeta {
             name: &self.cfg.name,
             bureau: self.cfg.bureau.code(),
@@ -271,6 +281,11 @@ impl Runner {
         }
         Ok(Step::Busy)
     }
+}
+
+/// Rows a snapshot in progress has read so far.
+fn progress_rows(p: Option<&SnapshotProgress>) -> u64 {
+    p.map_or(0, |p| p.rows)
 }
 
 impl Runner {
