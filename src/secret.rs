@@ -1,4 +1,5 @@
-//! Secrets: read only from the environment, never printed.
+//! Secrets: read only from the environment or from a file the config names (systemd
+//! credentials, Kubernetes secrets), never printed.
 //!
 //! A [`Secret`] formats as `***` under both `Debug` and `Display`, so it cannot leak through
 //! a log line or an error message by accident. Connection URLs are shown through
@@ -19,6 +20,27 @@ impl Secret {
     /// Reads the environment variable `name`; `None` when unset.
     pub fn from_env(name: &str) -> Option<Secret> {
         std::env::var(name).ok().map(Secret)
+    }
+
+    /// Reads a secret file: its content without the line end it ends with (an editor's
+    /// or `echo`'s newline). The error names the file, never its content.
+    pub fn from_file(path: &std::path::Path) -> Result<Secret, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("password file {}: {e}", path.display()))?;
+        let value = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        if value.is_empty() {
+            return Err(format!("password file {} is empty", path.display()));
+        }
+        Ok(Secret(value.to_owned()))
+    }
+
+    /// A digest to tell whether a secret changed without keeping it twice.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.0.as_bytes()).into()
     }
 
     /// The secret itself, for handing to a driver. Never format it.

@@ -726,6 +726,7 @@ async fn without_the_oracle_client_library_every_command_says_what_to_install() 
             connection: ebis::config::ConnectionConfig {
                 url: "oracle://ebis_reader@127.0.0.1:1/LTAXPDB".to_owned(),
                 password_env: None,
+                password_file: None,
             },
             mappings: root().join("examples/oracle/mappings/ltax"),
         }],

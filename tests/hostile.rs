@@ -417,6 +417,7 @@ async fn thirty_hostile_values_arrive_intact_or_in_quarantine_and_no_source_stop
     let admin = ConnectionConfig {
         url: server.url(),
         password_env: None,
+        password_file: None,
     };
     let db = MyDb::create_on(&admin, &[TABLE.to_owned()]).await;
     let mut c = db.conn().await;

@@ -249,3 +249,103 @@ async fn json_logs_of_a_whole_run_carry_fields_and_never_an_enterprise_value() {
         .await;
     assert_eq!(quarantined, 1, "the refused row went through the run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_rotated_at_the_server_and_in_its_file_is_picked_up_without_a_restart() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let user = format!("{}_pw", aic.name);
+    aic.create_reader(&user, " IDENTIFIED BY 'first-secret'")
+        .await;
+    let secrets = crate::support::TempDir::new("ebis_secrets");
+    let file = secrets.path().join("aic_password");
+    std::fs::write(&file, "first-secret\n").expect("password file");
+    // The source logs in as that account, its password from the file.
+    let config = std::fs::read_to_string(env.config_path()).expect("config");
+    let host = aic.url.split('@').nth(1).expect("host");
+    let mut rewritten = Vec::new();
+    let mut skip_env = false;
+    for line in config.lines() {
+        if skip_env && line.trim_start().starts_with("password_env:") {
+            skip_env = false;
+            continue;
+        }
+        skip_env = false;
+        if line.trim() == format!("url: {}", aic.url) {
+            rewritten.push(format!("      url: mysql://{user}@{host}"));
+            rewritten.push(format!("      password_file: '{}'", file.display()));
+            skip_env = true;
+            continue;
+        }
+        rewritten.push(line.to_owned());
+    }
+    std::fs::write(env.config_path(), rewritten.join("\n") + "\n").expect("config");
+
+    let mut rng = Rng::new(14);
+    for id in 0..10 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let running = env.start();
+    env.wait_count(LIVE, 10, Duration::from_secs(60)).await;
+
+    // The bureau's DBA rotates the password; the server's connections are cut (a restart,
+    // an idle timeout), so the next login needs it.
+    aic.exec(&format!(
+        "ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY 'second-secret'"
+    ))
+    .await;
+    let kill_sessions = || async {
+        use mysql_async::prelude::Queryable;
+        let mut c = aic.conn().await;
+        let ids: Vec<u64> = c
+            .query(format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
+            ))
+            .await
+            .expect("sessions");
+        for id in ids {
+            let _ = c.query_drop(format!("KILL {id}")).await;
+        }
+    };
+    kill_sessions().await;
+    for id in 10..20 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    // Refused logins are retried, not fatal, and say why.
+    let start = std::time::Instant::now();
+    loop {
+        let (state, error): (String, Option<String>) = {
+            let row = env
+                .pg()
+                .await
+                .query_one(
+                    "select state, last_error from ebis.source_status where source = 'aic_city'",
+                    &[],
+                )
+                .await
+                .expect("status");
+            (row.get(0), row.get(1))
+        };
+        if state == "retrying"
+            && error
+                .as_deref()
+                .is_some_and(|e| e.contains("the server refused the login"))
+        {
+            break;
+        }
+        assert_ne!(state, "failed", "{error:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never saw the refused login retried: {state} {error:?}"
+        );
+        kill_sessions().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The new password reaches the file (a secret manager, a systemd credential): the
+    // source goes on, without a restart, and nothing is lost.
+    std::fs::write(&file, "second-secret\n").expect("password file");
+    env.wait_count(LIVE, 20, Duration::from_secs(60)).await;
+    env.wait_verified(Duration::from_secs(30)).await;
+    assert!(running.stop().await.is_empty(), "no source failed");
+    aic.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
+}

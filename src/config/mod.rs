@@ -41,17 +41,23 @@ pub struct PipelineConfig {
 }
 
 /// A database connection: a URL without password, and where the password is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionConfig {
     /// The URL (never carries a password).
     pub url: String,
     /// The environment variable holding the password, if the account has one.
     pub password_env: Option<String>,
+    /// The file holding the password (instead of `password_env`): read at start and at
+    /// every new connection, so a rotated password is picked up without a restart.
+    pub password_file: Option<PathBuf>,
 }
 
 impl ConnectionConfig {
-    /// The password, read from the environment now.
+    /// The password, read now from its environment variable or file.
     pub fn password(&self) -> Result<Option<Secret>, String> {
+        if let Some(file) = &self.password_file {
+            return Secret::from_file(file).map(Some);
+        }
         match &self.password_env {
             None => Ok(None),
             Some(var) => Secret::from_env(var)
@@ -78,6 +84,7 @@ impl ConnectionConfig {
         Ok(ConnectionConfig {
             url: url.to_owned(),
             password_env: std::env::var_os(password_env).map(|_| password_env.to_owned()),
+            password_file: None,
         })
     }
 
@@ -88,7 +95,7 @@ impl ConnectionConfig {
         let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
         ConnectionConfig {
             url: format!("{scheme}://{authority}/{db}{query}"),
-            password_env: self.password_env.clone(),
+            ..self.clone()
         }
     }
 
@@ -98,6 +105,9 @@ impl ConnectionConfig {
         let mut out = format!("{indent}url: {}\n", self.url);
         if let Some(var) = &self.password_env {
             out.push_str(&format!("{indent}password_env: {var}\n"));
+        }
+        if let Some(file) = &self.password_file {
+            out.push_str(&format!("{indent}password_file: '{}'\n", file.display()));
         }
         out
     }
@@ -232,10 +242,12 @@ pub fn resolve_warehouse(config: Option<&PipelineConfig>) -> Result<ConnectionCo
     if let Ok(url) = std::env::var(WAREHOUSE_URL_ENV)
         && !url.trim().is_empty()
     {
-        let password_env = config
-            .and_then(|c| c.warehouse.as_ref())
-            .and_then(|w| w.password_env.clone());
-        return Ok(ConnectionConfig { url, password_env });
+        let configured = config.and_then(|c| c.warehouse.as_ref());
+        return Ok(ConnectionConfig {
+            url,
+            password_env: configured.and_then(|w| w.password_env.clone()),
+            password_file: configured.and_then(|w| w.password_file.clone()),
+        });
     }
     config.and_then(|c| c.warehouse.clone()).ok_or_else(|| {
         format!(
@@ -426,6 +438,47 @@ sources:
     }
 
     #[test]
+    fn a_password_file_is_read_from_beside_the_config_and_excludes_password_env() {
+        let cfg = load_text(&GOOD.replace(
+            "password_env: EBIS_AIC_PASSWORD",
+            "password_file: secrets/aic",
+        ))
+        .expect("valid");
+        let conn = &cfg.sources[0].connection;
+        let file = conn.password_file.clone().expect("a file");
+        assert_eq!(file, cfg.path.parent().expect("dir").join("secrets/aic"));
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("dir");
+        std::fs::write(&file, "s3cret\r\n").expect("file");
+        let pw = conn.password().expect("readable").expect("a password");
+        assert_eq!(pw.expose(), "s3cret", "the line end is not part of it");
+        std::fs::write(&file, "rotated\n").expect("file");
+        let pw = conn.password().expect("readable").expect("a password");
+        assert_eq!(pw.expose(), "rotated", "read again each time");
+        std::fs::write(&file, "").expect("file");
+        let err = conn.password().expect_err("empty");
+        assert!(
+            err.contains("is empty") && err.contains("secrets/aic"),
+            "{err}"
+        );
+        std::fs::remove_file(&file).expect("rm");
+        let err = conn.password().expect_err("missing");
+        assert!(
+            err.starts_with("password file ") && err.contains("secrets/aic"),
+            "{err}"
+        );
+        let both = load_text(&GOOD.replace(
+            "password_env: EBIS_AIC_PASSWORD",
+            "password_env: EBIS_AIC_PASSWORD\n      password_file: /run/credentials/ebis/aic",
+        ))
+        .expect_err("invalid")
+        .to_string();
+        assert!(
+            both.contains(":16:22: error: `connection.password_file` and `connection.password_env` both name a password"),
+            "{both}"
+        );
+    }
+
+    #[test]
     fn times_are_shown_in_the_configured_zone() {
         let cfg = load_text(GOOD).expect("valid");
         assert_eq!(
@@ -486,6 +539,7 @@ sources:
         let with_pw = ConnectionConfig {
             url: "postgres://ebis@h/w".to_owned(),
             password_env: Some("PW".to_owned()),
+            password_file: None,
         };
         assert_eq!(
             with_pw.to_yaml("  "),

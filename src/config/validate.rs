@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
 struct RawConnection {
     url: Spanned<String>,
     password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +76,8 @@ struct RawCapture {
 struct Checker<'a> {
     path: &'a Path,
     found: Diagnostics,
+    /// The config's folder: relative paths in it are read from there.
+    base: &'a Path,
 }
 
 impl Checker<'_> {
@@ -122,9 +125,21 @@ impl Checker<'_> {
                 ),
             );
         }
+        if let (Some(_), Some(file)) = (&raw.password_env, &raw.password_file) {
+            self.error(
+                file,
+                format!("`{what}.password_file` and `{what}.password_env` both name a password: keep one"),
+            );
+        }
+        if let Some(file) = &raw.password_file
+            && file.value.trim().is_empty()
+        {
+            self.error(file, format!("`{what}.password_file` is empty"));
+        }
         ConnectionConfig {
             url: raw.url.value,
             password_env: raw.password_env.map(|e| e.value),
+            password_file: raw.password_file.map(|f| self.base.join(f.value)),
         }
     }
 
@@ -142,11 +157,12 @@ impl Checker<'_> {
 }
 
 pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Diagnostics> {
+    let base = path.parent().unwrap_or(Path::new(""));
     let mut c = Checker {
         path,
         found: Diagnostics::default(),
+        base,
     };
-    let base = path.parent().unwrap_or(Path::new(""));
     let warehouse = raw.warehouse.map(|w| c.connection(w, "warehouse"));
     let poll_interval = c.duration(
         raw.poll_interval.as_ref(),

@@ -64,6 +64,9 @@ impl WarehouseError {
                     || code.starts_with("08")
                     || code == "53300"
                     || code == "55P03"
+                    // invalid authorization: a password rotated at the server before
+                    // (or after) its file; each new connection reads it again
+                    || code.starts_with("28")
             }
             _ => false,
         }
@@ -132,6 +135,8 @@ impl From<deadpool_postgres::PoolError> for WarehouseError {
 pub struct Warehouse {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// The account: its password is read again for every new connection.
+    account: ConnectionConfig,
     /// `host:port/database`, for errors that say where the warehouse could not be reached.
     target: String,
 }
@@ -150,22 +155,65 @@ fn target_of(pg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
 }
 
+/// The connection settings with the account's password as it is now (a rotated
+/// `password_file` is picked up by the next connection; should it not be readable, the
+/// connection goes without and the server's refusal says so).
+fn with_current_password(
+    pg: &tokio_postgres::Config,
+    account: &ConnectionConfig,
+) -> tokio_postgres::Config {
+    let mut pg = pg.clone();
+    match account.password() {
+        Ok(Some(pw)) => {
+            pg.password(pw.expose());
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "the warehouse password could not be read again"),
+    }
+    pg
+}
+
+/// Opens the pool's connections, each with the password read at that moment.
+struct PasswordConnect {
+    account: ConnectionConfig,
+}
+
+impl deadpool_postgres::Connect for PasswordConnect {
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let pg = with_current_password(pg, &self.account);
+        Box::pin(async move {
+            let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok((client, task))
+        })
+    }
+}
+
 impl Warehouse {
     /// Builds a pool (connections open lazily, so this succeeds while the server is down).
     pub fn new(conn: &ConnectionConfig, max_size: usize) -> Result<Warehouse, WarehouseError> {
         let mut pg = tokio_postgres::Config::from_str(&conn.url).map_err(|e| {
             WarehouseError::Config(format!("bad warehouse URL {}: {e}", conn.display_url()))
         })?;
-        if let Some(pw) = conn.password().map_err(WarehouseError::Config)? {
-            pg.password(pw.expose());
-        }
+        // Read once now, so a missing variable or unreadable file stops the start.
+        conn.password().map_err(WarehouseError::Config)?;
         if pg.get_application_name().is_none() {
             pg.application_name("ebis");
         }
         pg.connect_timeout(std::time::Duration::from_secs(10));
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             pg.clone(),
-            tokio_postgres::NoTls,
+            PasswordConnect {
+                account: conn.clone(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -178,6 +226,7 @@ impl Warehouse {
         Ok(Warehouse {
             pool,
             config: pg,
+            account: conn.clone(),
             target,
         })
     }
@@ -185,8 +234,7 @@ impl Warehouse {
     /// A connection outside the pool, for session state that must live as long as the
     /// caller holds it (advisory locks).
     pub async fn dedicated(&self) -> Result<tokio_postgres::Client, WarehouseError> {
-        let (client, conn) = self
-            .config
+        let (client, conn) = with_current_password(&self.config, &self.account)
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| self.located(e.into()))?;

@@ -91,6 +91,7 @@ fn db_url(admin: &str, db: &str) -> String {
     ConnectionConfig {
         url: admin.to_owned(),
         password_env: None,
+        password_file: None,
     }
     .with_database(db)
     .url
@@ -188,6 +189,7 @@ impl KitDb for MsDb {
             password_env: std::env::var(PASSWORD_ENV)
                 .ok()
                 .map(|_| PASSWORD_ENV.to_owned()),
+            password_file: None,
         }
     }
 

@@ -95,6 +95,7 @@ impl Env {
                 connection: ConnectionConfig {
                     url: source_url(i, &db.url),
                     password_env: db.conn.password_env.clone(),
+                    password_file: None,
                 },
                 mappings: root().join("mappings").join(s.bureau),
             })
@@ -126,6 +127,7 @@ impl Env {
         let warehouse = ConnectionConfig {
             url: warehouse_url.unwrap_or_else(|| pg.url.clone()),
             password_env: pg.conn.password_env.clone(),
+            password_file: None,
         };
         let mut yaml = format!(
             "warehouse:\n{}poll_interval: 200ms\nbatch_size: 500\nsources:\n",

@@ -113,20 +113,25 @@ impl MyDb {
         let with = limit
             .map(|n| format!(" WITH MAX_USER_CONNECTIONS {n}"))
             .unwrap_or_default();
-        self.exec(&format!(
-            "CREATE USER '{user}'@'127.0.0.1'{identified}{with}"
-        ))
-        .await;
-        self.exec(&format!(
-            "GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1'",
-            self.name
-        ))
-        .await;
+        self.create_reader(&user, &format!("{identified}{with}"))
+            .await;
         let (_, rest) = self.url.split_once("://").expect("url");
         let host = rest.rsplit('@').next().unwrap_or(rest);
         let mut account = self.conn.clone();
         account.url = format!("mysql://{user}@{host}");
         (guard, account)
+    }
+
+    /// Creates `user`@127.0.0.1 (`options`: its `IDENTIFIED BY …`, limits) with SELECT on
+    /// this database.
+    pub async fn create_reader(&self, user: &str, options: &str) {
+        self.exec(&format!("CREATE USER '{user}'@'127.0.0.1'{options}"))
+            .await;
+        self.exec(&format!(
+            "GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1'",
+            self.name
+        ))
+        .await;
     }
 
     pub async fn exec(&self, sql: &str) {

@@ -27,6 +27,12 @@ pub fn classify(e: Error, table: Option<&str>) -> SourceError {
             1053 | 2006 | 2013 | 1077 | 1078 | 1079 | 1080 => {
                 SourceError::Unreachable(format!("{} ({})", scrub_values(&s.message), s.code))
             }
+            // Access denied: a wrong or rotated password. Retried (with backoff): the
+            // password is read again when it changes.
+            1045 => SourceError::Transient(format!(
+                "{} (1045): the server refused the login: check the account in the URL and its password (connection.password_env or password_file); retried, so a password rotated at the server and in the file is picked up",
+                scrub_values(&s.message)
+            )),
             1146 => SourceError::MissingTable {
                 table: quoted_name(&s.message)
                     .or_else(|| table.map(str::to_owned))

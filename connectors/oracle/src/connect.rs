@@ -192,8 +192,9 @@ pub fn classify_code(
         1555 | 8180 | 8181 | 1466 => SourceError::PositionExpired(format!(
             "Oracle can no longer read the data as of the stored SCN: {m}"
         )),
-        1017 => SourceError::Query(format!(
-            "{m} (check the account in the URL and the password in connection.password_env)"
+        // A wrong or rotated password: retried with backoff, the password read again.
+        1017 => SourceError::Transient(format!(
+            "{m} (check the account in the URL and the password in connection.password_env or password_file; retried, so a password rotated at the server and in the file is picked up)"
         )),
         28000 => SourceError::Query(format!("{m} (the account is locked)")),
         28001 => SourceError::Query(format!("{m} (the account's password has expired)")),
@@ -410,7 +411,7 @@ mod tests {
             SourceError::PositionExpired(_)
         ));
         let e = c(1017, "ORA-01017: invalid username/password; logon denied");
-        assert!(!e.is_retryable());
+        assert!(e.is_retryable(), "a rotated password is retried");
         assert!(e.to_string().contains("password_env"));
         // Values in a message never pass through.
         let e = c(1722, "ORA-01722: invalid number '91150302MA0N1X2Y3Z'");

@@ -35,6 +35,11 @@ pub fn classify_code(code: &SqlState, message: String, table: Option<&str>) -> S
         "08" | "53" | "57" | "58" if *code != SqlState::QUERY_CANCELED => {
             SourceError::Unreachable(message)
         }
+        // invalid authorization (a wrong or rotated password): retried with backoff,
+        // the password read again when it changes
+        "28" => SourceError::Transient(format!(
+            "{message}: the server refused the login: check the account in the URL and its password (connection.password_env or password_file); retried, so a password rotated at the server and in the file is picked up"
+        )),
         // serialization failures, deadlocks, a lock not available, a cancelled statement,
         // an object in use (a replication slot another session holds for a moment)
         "40" => SourceError::Transient(message),

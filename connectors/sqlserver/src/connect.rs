@@ -199,8 +199,8 @@ fn classify_connect(e: tiberius::error::Error, target: &Target) -> SourceError {
             "TLS with SQL Server at {} failed ({m}). ebis speaks TLS 1.2 or later only: SQL Server 2008/2012 without the TLS 1.2 update offer TLS 1.0/1.1 and cannot be reached encrypted. Install the server's TLS 1.2 update; for a self-signed certificate add trust_cert=true (or ca=/path/to/ca.pem) to the URL; on a trusted network, encrypt=login encrypts only the login",
             target.place()
         )),
-        Error::Server(t) if t.code() == 18456 => SourceError::Query(format!(
-            "SQL Server at {} refused the login of {} (18456): check the password in the environment variable the config names",
+        Error::Server(t) if t.code() == 18456 => SourceError::Transient(format!(
+            "SQL Server at {} refused the login of {} (18456): check the password (connection.password_env or password_file); retried, so a password rotated at the server and in the file is picked up",
             target.place(),
             target.user
         )),

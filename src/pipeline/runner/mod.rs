@@ -85,6 +85,9 @@ struct Runner {
     read_ahead: Option<(Position, Batch)>,
     /// Batches and snapshot chunks applied by this run (a log field).
     batches: u64,
+    /// A digest of the password the source was opened with: a rotated one (a
+    /// `password_file` rewritten) reopens the source at the next error.
+    password_seen: Option<[u8; 32]>,
     /// Whether the first snapshot of this table (its name) copies rows straight in.
     fresh: Option<(String, bool)>,
 }
@@ -171,6 +174,15 @@ pub async fn run_sources(
     Ok(failed)
 }
 
+/// A digest of the source's password as it reads now (`None`: none, or unreadable).
+fn password_fingerprint(cfg: &SourceConfig) -> Option<[u8; 32]> {
+    cfg.connection
+        .password()
+        .ok()
+        .flatten()
+        .map(|p| p.fingerprint())
+}
+
 /// Runs one source until shutdown (Ok) or a fatal error.
 pub async fn run_source(
     cfg: SourceConfig,
@@ -181,7 +193,9 @@ pub async fn run_source(
 ) -> Result<(), PipelineError> {
     let plans = plans(&cfg, &mappings);
     let source = AnySource::open(&cfg, plans.clone())?;
+    let password_seen = password_fingerprint(&cfg);
     let mut r = Runner {
+        password_seen,
         cfg,
         mappings,
         plans,
@@ -233,7 +247,9 @@ pub async fn run_source(
                 }
             }
             Err(PipelineError::Stopped) => break Ok(()),
-            Err(e) if e.is_retryable() => {
+            // A rotated password reopens the source with the new one (and so makes a
+            // refused login retried even where the connector would not retry it).
+            Err(e) if r.password_rotated().await | e.is_retryable() => {
                 tracing::warn!(source = %r.cfg.name, error = %e, retry_in = ?backoff, "retrying");
                 let _ =
                     r.wh.set_state(&r.cfg.name, "retrying", Some(&e.to_string()))
@@ -342,6 +358,25 @@ impl Runner {
                     return;
                 }
             }
+        }
+    }
+
+    /// Whether the source's password is not the one it was opened with any more (a
+    /// rotated `password_file`): then the source is opened again with the new one, and
+    /// the error that brought this up (a refused login) is retried rather than fatal.
+    async fn password_rotated(&mut self) -> bool {
+        let now = password_fingerprint(&self.cfg);
+        if now.is_none() || now == self.password_seen {
+            return false;
+        }
+        match AnySource::open(&self.cfg, self.plans.clone()) {
+            Ok(fresh) => {
+                tracing::info!(source = %self.cfg.name, "the source's password changed: connecting with the new one");
+                std::mem::replace(&mut self.source, fresh).close().await;
+                self.password_seen = now;
+                true
+            }
+            Err(_) => false,
         }
     }
 
