@@ -7,7 +7,8 @@
 #
 # With --install-only it only installs missing server packages (what `ebis demo` needs).
 #
-# Installs the Debian packages when the server binaries are missing, starts a stopped
+# Installs the Debian packages when the server binaries (or promtool, which the tests run
+# on the alert rules) are missing, starts a stopped
 # server, and waits until each answers. Variables already set are kept. Progress goes to
 # stderr; only the export lines go to stdout.
 set -euo pipefail
@@ -29,6 +30,14 @@ fi
 
 # `ebis demo` starts private servers from these binaries: nothing more to do.
 $install_only && exit 0
+
+# promtool (Debian's prometheus package) checks the shipped alert rules and a live
+# /metrics page in the tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  say "installing promtool (package prometheus)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2
+fi
 
 # --- PostgreSQL -------------------------------------------------------------------------
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

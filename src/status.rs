@@ -49,6 +49,10 @@ pub struct SourceStatus {
     pub error_cleared_at: Option<DateTime<Utc>>,
     /// Last poll.
     pub last_poll_at: Option<DateTime<Utc>>,
+    /// Last batch that applied rows.
+    pub last_applied_at: Option<DateTime<Utc>>,
+    /// Rows quarantined since the source was first run (resolved or not).
+    pub rows_quarantined: i64,
     /// Change-table rows ebis has purged at the source (changelog with `purge_every`).
     pub changes_purged: i64,
     /// When it last purged.
@@ -75,7 +79,8 @@ impl Warehouse {
                         s.open_gaps, s.last_error, s.last_error_at, s.last_poll_at,
                         s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes,
                         s.future_rows, s.resnapshots, s.last_resnapshot_at, s.last_resnapshot_reason,
-                        s.source_backlog_bytes, s.cleared_error, s.cleared_error_at, s.error_cleared_at
+                        s.source_backlog_bytes, s.cleared_error, s.cleared_error_at, s.error_cleared_at,
+                        s.last_applied_at, s.rows_quarantined
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                  order by s.source",
                 &[],
@@ -109,6 +114,8 @@ impl Warehouse {
                 cleared_error: r.get(22),
                 cleared_error_at: r.get(23),
                 error_cleared_at: r.get(24),
+                last_applied_at: r.get(25),
+                rows_quarantined: r.get(26),
             })
             .collect())
     }
@@ -394,6 +401,8 @@ mod tests {
             cleared_error_at: None,
             error_cleared_at: None,
             last_poll_at: None,
+            last_applied_at: None,
+            rows_quarantined: 0,
             changes_purged: 0,
             last_purge_at: None,
             resnapshots: 0,

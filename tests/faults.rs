@@ -251,66 +251,249 @@ async fn sigterm_stops_ebis_run_cleanly() {
     .await;
 }
 
+/// A value of one series on a metrics page (`name{labels}` exactly as written).
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// GETs `path` from the metrics endpoint: the status line and the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    // Sent in two pieces, as a slow client or a proxy may.
+    write!(s, "GET {path} HTTP/1.1\r\n").expect("send");
+    s.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(20));
+    write!(s, "host: x\r\nconnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ebis_run_serves_metrics_and_health() {
-    let env = Env::new(&[&AIC_CHANGELOG]).await;
+async fn metrics_answer_in_every_state_and_pass_promtool() {
+    // The child reaches the source and the warehouse through proxies the test can cut.
+    let source_proxy = Proxy::start(addr_of(&crate::support::mysql::base_url())).await;
+    let to = source_proxy.addr;
+    let env = Env::with_urls(&[&AIC_CHANGELOG], move |_, url| reroute(url, to), None).await;
+    let wh_proxy = Proxy::start(addr_of(&env.pg.url)).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
         .expect("addr")
         .port();
-    let mut config = std::fs::read_to_string(env.config_path()).expect("config");
-    config.push_str(&format!("metrics:\n  listen: 127.0.0.1:{port}\n"));
-    std::fs::write(env.config_path(), config).expect("config");
+    let config = std::fs::read_to_string(env.config_path())
+        .expect("config")
+        .replace(
+            &format!("url: {}", env.pg.url),
+            &format!("url: {}", reroute(&env.pg.url, wh_proxy.addr)),
+        );
+    std::fs::write(
+        env.config_path(),
+        format!("{config}metrics:\n  listen: 127.0.0.1:{port}\n"),
+    )
+    .expect("config");
     let aic = env.db("aic_city");
     let mut rng = Rng::new(3);
     aic.exec(&aic_insert(1, &mut rng)).await;
     let mut child = env.spawn_run(Stdio::null());
-    env.wait_count(
-        "select count(*) from exchange.aic_establishment",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    // The first batch can land while the source is still snapshotting.
     env.wait_count(
         "select count(*) from ebis.source_status where state = 'streaming'",
         1,
         Duration::from_secs(30),
     )
     .await;
-    let get = |path: &str| -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        // Sent in two pieces, as a slow client or a proxy may.
-        write!(s, "GET {path} HTTP/1.1\r\n").expect("send");
-        s.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(20));
-        write!(s, "host: x\r\n\r\n").expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
+    let page = |want: &dyn Fn(&str) -> bool, what: &str| -> String {
+        let start = Instant::now();
+        loop {
+            let got = http_get(port, "/metrics");
+            if want(&got) {
+                return got;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "never saw {what}:\n{got}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     };
-    let metrics = get("/metrics");
-    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let src = |name: &str| format!("{name}{{source=\"aic_city\"}}");
+    let state = |s: &str| format!("ebis_source_state{{source=\"aic_city\",state=\"{s}\"}}");
+
+    // Streaming.
+    let streaming = page(
+        &|p| sample(p, &state("streaming")) == Some(1.0),
+        "the source streaming",
+    );
+    assert!(streaming.starts_with("HTTP/1.1 200"), "{streaming}");
+    for series in [
+        src("ebis_rows_applied_total"),
+        src("ebis_replication_lag_seconds"),
+        src("ebis_last_poll_timestamp_seconds"),
+        src("ebis_change_rows_purged_total"),
+        "ebis_warehouse_up".to_owned(),
+        "ebis_base_queued_statements".to_owned(),
+        "process_resident_memory_bytes".to_owned(),
+        "process_cpu_seconds_total".to_owned(),
+    ] {
+        assert!(
+            sample(&streaming, &series).is_some(),
+            "{series} in:\n{streaming}"
+        );
+    }
+    assert_eq!(sample(&streaming, &src("ebis_up")), Some(1.0));
+    assert_eq!(sample(&streaming, &state("failed")), Some(0.0));
+    assert_eq!(sample(&streaming, "ebis_warehouse_up"), Some(1.0));
     assert!(
-        metrics.contains("ebis_rows_applied_total{source=\"aic_city\"} "),
-        "{metrics}"
+        streaming.contains(&format!(
+            "ebis_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{streaming}"
+    );
+    assert_eq!(
+        sample(
+            &streaming,
+            "ebis_findings_open{rule=\"registered_not_tax_registered\"}"
+        ),
+        Some(0.0),
+        "{streaming}"
+    );
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/nope").starts_with("HTTP/1.1 404"));
+    // promtool accepts a live page.
+    let body = streaming
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .expect("body");
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/services.sh installs it)");
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body.as_bytes())
+            .expect("write");
+    }
+    let checked = check.wait_with_output().expect("promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The source unreachable: retrying, not up, its errors counted, its lag still there.
+    let cut = source_proxy.cut(Duration::from_secs(8));
+    assert!(cut > 0, "the child's source connections were cut");
+    aic.exec(&aic_insert(2, &mut rng)).await;
+    let retrying = page(
+        &|p| sample(p, &state("retrying")) == Some(1.0),
+        "the source retrying",
+    );
+    assert_eq!(sample(&retrying, &src("ebis_up")), Some(0.0), "{retrying}");
+    assert!(
+        sample(&retrying, &src("ebis_replication_lag_seconds")).is_some(),
+        "{retrying}"
     );
     assert!(
-        metrics.contains("ebis_source_state{source=\"aic_city\",state=\"streaming\"} 1"),
-        "{metrics}"
+        retrying
+            .lines()
+            .any(|l| l.starts_with("ebis_source_errors_total{source=\"aic_city\",kind=\"source_")),
+        "{retrying}"
     );
     assert!(
-        metrics.contains("# TYPE ebis_replication_lag_seconds gauge"),
-        "{metrics}"
+        sample(&retrying, &src("ebis_source_retries_total")).is_some_and(|n| n >= 1.0),
+        "{retrying}"
     );
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment",
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // The warehouse unreachable: the page still answers, says so, and the lag grows.
+    let before = page(
+        &|p| sample(p, &state("streaming")) == Some(1.0),
+        "the source streaming again",
+    );
+    let lag_before = sample(&before, &src("ebis_replication_lag_seconds")).expect("lag");
+    wh_proxy.cut(Duration::from_secs(12));
+    std::thread::sleep(Duration::from_secs(3));
+    let away = page(
+        &|p| sample(p, "ebis_warehouse_up") == Some(0.0),
+        "the warehouse reported unreachable",
+    );
+    assert!(away.starts_with("HTTP/1.1 200"), "{away}");
+    let lag_away = sample(&away, &src("ebis_replication_lag_seconds")).expect("lag");
     assert!(
-        metrics.contains("ebis_change_rows_purged_total{source=\"aic_city\"} 0"),
-        "{metrics}"
+        lag_away >= lag_before + 2.0,
+        "the lag keeps growing while nothing can be applied: {lag_before} then {lag_away}"
     );
-    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
-    assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 503"));
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
     child.kill().expect("kill");
     let _ = child.wait();
+}
+
+#[test]
+fn the_shipped_alert_rules_pass_promtool() {
+    let rules = crate::support::root().join("deploy/prometheus/ebis-alerts.yml");
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool (scripts/services.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    // Every alert links its runbook entry, and the entry exists.
+    let yaml = std::fs::read_to_string(&rules).expect("rules");
+    let manual = std::fs::read_to_string(crate::support::root().join("docs/operations.md"))
+        .expect("docs/operations.md");
+    let alerts: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    for line in yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook: "))
+    {
+        let anchor = line
+            .trim_matches('"')
+            .strip_prefix("docs/operations.md#")
+            .expect("a runbook in docs/operations.md");
+        assert!(
+            manual
+                .lines()
+                .any(|l| l.starts_with('#') && l.to_lowercase().replace(['#', ' '], "") == anchor),
+            "no heading for #{anchor} in docs/operations.md"
+        );
+    }
+    assert_eq!(
+        yaml.matches("runbook: ").count(),
+        alerts.len(),
+        "every alert has a runbook"
+    );
 }

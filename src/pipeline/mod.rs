@@ -45,6 +45,30 @@ impl PipelineError {
             _ => false,
         }
     }
+
+    /// A short, bounded name of what went wrong (a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PipelineError::Source(e) => match e {
+                SourceError::Unreachable(_) => "source_unreachable",
+                SourceError::Transient(_) => "source_transient",
+                SourceError::MissingTable { .. } | SourceError::MissingColumn { .. } => {
+                    "source_schema"
+                }
+                SourceError::Key { .. } | SourceError::Expression { .. } => "mapping",
+                SourceError::CaptureNotInstalled(_) => "capture_not_installed",
+                SourceError::BadPosition(_) | SourceError::PositionExpired(_) => "position",
+                _ => "source_query",
+            },
+            PipelineError::Warehouse(e) => match e {
+                WarehouseError::Unreachable(_) => "warehouse_unreachable",
+                WarehouseError::Db { .. } => "warehouse_error",
+                _ => "warehouse_setup",
+            },
+            PipelineError::Setup(_) => "setup",
+            PipelineError::Stopped => "stopped",
+        }
+    }
 }
 
 /// A shutdown signal shared by all source tasks.

@@ -251,6 +251,7 @@ pub async fn run_source(
             // refused login retried even where the connector would not retry it).
             Err(e) if r.password_rotated().await | e.is_retryable() => {
                 tracing::warn!(source = %r.cfg.name, error = %e, retry_in = ?backoff, "retrying");
+                crate::metrics::record_error(&r.cfg.name, e.kind(), true);
                 let _ =
                     r.wh.set_state(&r.cfg.name, "retrying", Some(&e.to_string()))
                         .await;
@@ -263,6 +264,7 @@ pub async fn run_source(
             }
             Err(e) => {
                 tracing::error!(source = %r.cfg.name, error = %e, "source stopped");
+                crate::metrics::record_error(&r.cfg.name, e.kind(), false);
                 let _ =
                     r.wh.set_state(&r.cfg.name, "failed", Some(&e.to_string()))
                         .await;
