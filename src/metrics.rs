@@ -68,6 +68,8 @@ pub mod names {
     pub const COMPARE_DURATION: &str = "ebis_compare_last_run_duration_seconds";
     /// When the last comparison run finished (Unix seconds).
     pub const COMPARE_FINISHED: &str = "ebis_compare_last_run_timestamp_seconds";
+    /// The epoch of the source's lease: raised by each take-over.
+    pub const LEASE_EPOCH: &str = "ebis_lease_epoch";
     /// 1 when the last scrape could read the warehouse.
     pub const WAREHOUSE_UP: &str = "ebis_warehouse_up";
     /// The build (label `version`), always 1.
@@ -276,6 +278,9 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
         if let Some(b) = r.backlog_bytes {
             gauge!(names::SOURCE_BACKLOG, "source" => s()).set(b as f64);
         }
+        if let Some(e) = r.lease_epoch {
+            gauge!(names::LEASE_EPOCH, "source" => s()).set(e as f64);
+        }
         for state in STATES {
             let on = if r.state == state { 1.0 } else { 0.0 };
             gauge!(names::STATE, "source" => s(), "state" => state).set(on);
@@ -448,6 +453,10 @@ fn describe() {
         "Statements the enterprise base refused, parked with their reasons."
     );
     describe_gauge!(names::FINDINGS, "Open consistency findings per rule.");
+    describe_gauge!(
+        names::LEASE_EPOCH,
+        "The epoch of the source's lease, raised by each take-over by another ebis process."
+    );
     describe_gauge!(
         names::COMPARE_DURATION,
         Unit::Seconds,

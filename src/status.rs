@@ -53,6 +53,10 @@ pub struct SourceStatus {
     pub last_applied_at: Option<DateTime<Utc>>,
     /// Rows quarantined since the source was first run (resolved or not).
     pub rows_quarantined: i64,
+    /// The `ebis run` process capturing it now (an unexpired lease), if any.
+    pub held_by: Option<String>,
+    /// Its lease's epoch: raised by each take-over.
+    pub lease_epoch: Option<i64>,
     /// Change-table rows ebis has purged at the source (changelog with `purge_every`).
     pub changes_purged: i64,
     /// When it last purged.
@@ -80,8 +84,11 @@ impl Warehouse {
                         s.changes_purged, s.last_purge_at, s.expired_gaps, s.late_changes,
                         s.future_rows, s.resnapshots, s.last_resnapshot_at, s.last_resnapshot_reason,
                         s.source_backlog_bytes, s.cleared_error, s.cleared_error_at, s.error_cleared_at,
-                        s.last_applied_at, s.rows_quarantined
+                        s.last_applied_at, s.rows_quarantined,
+                        case when l.expires_at > clock_timestamp() then l.holder end,
+                        case when l.epoch > 0 then l.epoch end
                  from ebis.source_status s left join ebis.checkpoint c using (source)
+                      left join ebis.lease l using (source)
                  order by s.source",
                 &[],
             )
@@ -116,6 +123,8 @@ impl Warehouse {
                 error_cleared_at: r.get(24),
                 last_applied_at: r.get(25),
                 rows_quarantined: r.get(26),
+                held_by: r.get(27),
+                lease_epoch: r.get(28),
             })
             .collect())
     }
@@ -241,6 +250,15 @@ pub fn render(rows: &[SourceStatus], zone: Zone) -> String {
         out.push('\n');
     }
     out.push_str(&format!("(times in {})\n", zone.label(Utc::now())));
+    for r in rows.iter() {
+        if let Some(holder) = &r.held_by {
+            out.push_str(&format!(
+                "{}: captured by {holder} (lease epoch {})\n",
+                r.source,
+                r.lease_epoch.unwrap_or(0)
+            ));
+        }
+    }
     for r in rows.iter() {
         if let Some(bytes) = r.backlog_bytes {
             out.push_str(&format!(
@@ -403,6 +421,8 @@ mod tests {
             last_poll_at: None,
             last_applied_at: None,
             rows_quarantined: 0,
+            held_by: None,
+            lease_epoch: None,
             changes_purged: 0,
             last_purge_at: None,
             resnapshots: 0,

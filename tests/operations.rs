@@ -349,3 +349,190 @@ async fn a_password_rotated_at_the_server_and_in_its_file_is_picked_up_without_a
     assert!(running.stop().await.is_empty(), "no source failed");
     aic.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
+    use ebis::warehouse::{ApplyBatch, SourceMeta, StatusUpdate};
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    env.wh
+        .register_sources(&env.config().sources)
+        .await
+        .expect("register");
+    let ttl = Duration::from_secs(5);
+    let a = env
+        .wh
+        .acquire_lease("aic_city", "host-a:1:1", ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    let b_wh = env.wh.clone();
+    // While A holds it, B cannot take it.
+    assert_eq!(
+        b_wh.acquire_lease("aic_city", "host-b:2:2", ttl)
+            .await
+            .expect("acquire"),
+        None
+    );
+    env.wh.fence(a.clone());
+    let meta = SourceMeta {
+        name: "aic_city",
+        bureau: "aic",
+    };
+    let batch = || {
+        let mut b = ApplyBatch::new();
+        b.status = StatusUpdate {
+            state: Some("streaming"),
+            ..StatusUpdate::default()
+        };
+        b
+    };
+    env.wh
+        .apply(meta, "seq 1", &batch())
+        .await
+        .expect("A applies while it holds the lease");
+    // A stalls (a GC pause, a partition) past its lease; B takes the source over.
+    env.pg()
+        .await
+        .execute(
+            "update ebis.lease set expires_at = clock_timestamp() - interval '1 second' where source = 'aic_city'",
+            &[],
+        )
+        .await
+        .expect("expire");
+    let b = b_wh
+        .acquire_lease("aic_city", "host-b:2:2", ttl)
+        .await
+        .expect("acquire")
+        .expect("expired: B takes it");
+    assert_eq!(b.epoch, a.epoch + 1, "a take-over raises the epoch");
+    let before: String = env
+        .one("select updated_at::text from ebis.source_status where source = 'aic_city'")
+        .await;
+    let err = env
+        .wh
+        .apply(meta, "seq 2", &batch())
+        .await
+        .expect_err("A's apply is refused");
+    assert!(
+        matches!(err, ebis::warehouse::WarehouseError::LeaseLost(_)),
+        "{err}"
+    );
+    assert!(
+        !env.wh.renew_lease(&a, ttl).await.expect("renew"),
+        "A cannot renew"
+    );
+    let after: String = env
+        .one("select updated_at::text from ebis.source_status where source = 'aic_city'")
+        .await;
+    assert_eq!(before, after, "nothing of A's apply was written");
+    let holders = env.wh.lease_holders().await.expect("holders");
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].holder, "host-b:2:2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_within_seconds_of_kill_9_of_the_holder_under_load() {
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(15);
+    for id in 0..200 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let mut first = env.spawn_run(Stdio::null());
+    env.wait_count(LIVE, 200, Duration::from_secs(60)).await;
+    let mut second = env.spawn_run(Stdio::null());
+    // Writers keep the bureau busy throughout.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = aic.url.clone();
+        let conn = aic.conn.clone();
+        tokio::spawn(async move {
+            let pool = crate::support::mysql::pool(&ebis::config::ConnectionConfig { url, ..conn });
+            let mut c = pool.get_conn().await.expect("conn");
+            let mut rng = Rng::new(16);
+            let mut id = 1000;
+            while !stop.load(Ordering::Relaxed) {
+                use mysql_async::prelude::Queryable;
+                c.query_drop(aic_insert(id, &mut rng))
+                    .await
+                    .expect("insert");
+                c.query_drop(format!(
+                    "UPDATE E_BASEINFO SET DOM = CONCAT(DOM, '号') WHERE PRIPID = {}",
+                    id % 200
+                ))
+                .await
+                .expect("update");
+                id += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            id - 1000
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let holder: String = env
+        .one("select holder from ebis.lease where source = 'aic_city' and expires_at > clock_timestamp()")
+        .await;
+    let pid = |c: &std::process::Child| format!(":{}:", c.id());
+    let (holder_child, standby_pid) = if holder.contains(&pid(&first)) {
+        (&mut first, second.id())
+    } else {
+        assert!(holder.contains(&pid(&second)), "{holder}");
+        (&mut second, first.id())
+    };
+    let epoch: i64 = env
+        .one("select epoch from ebis.lease where source = 'aic_city'")
+        .await;
+    holder_child.kill().expect("kill -9");
+    let killed = std::time::Instant::now();
+    let _ = holder_child.wait();
+    // The standby takes the source over and applies again.
+    let taken = loop {
+        let row = env
+            .pg()
+            .await
+            .query_opt(
+                "select holder from ebis.lease where source = 'aic_city' and epoch > $1
+                   and expires_at > clock_timestamp()",
+                &[&epoch],
+            )
+            .await
+            .expect("lease");
+        if let Some(r) = row {
+            let h: String = r.get(0);
+            assert!(h.contains(&format!(":{standby_pid}:")), "{h}");
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "no take-over 20 s after the holder was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "take-over after kill -9 of the holder: {:.1} s",
+        taken.as_secs_f64()
+    );
+    assert!(
+        taken < Duration::from_secs(10),
+        "the standby took over after {taken:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    assert!(written > 50, "the writers kept going: {written}");
+    env.wait_verified(Duration::from_secs(60)).await;
+    let status = env.wh.status().await.expect("status");
+    assert_eq!(status[0].state, "streaming");
+    let shown = ebis::status::render(&status, ebis::zone::Zone::Local);
+    assert!(
+        shown.contains(&format!(":{standby_pid}:")) && shown.contains("aic_city: captured by "),
+        "status shows who holds the source:\n{shown}"
+    );
+    let _ = first.kill();
+    let _ = second.kill();
+    let _ = first.wait();
+    let _ = second.wait();
+}

@@ -153,7 +153,12 @@ pub fn snapshot(config_path: &Path, source: &str, table: Option<&str>) -> Result
         let wh = warehouse_of(Some(&config), 2)?;
         warehouse::migrate(&wh).await?;
         wh.register_sources(&config.sources).await?;
-        if wh.checkpoint(&cfg.name).await?.is_none() && !wh.source_locked(&cfg.name).await? {
+        let running = wh
+            .lease_holders()
+            .await?
+            .iter()
+            .any(|h| h.source == cfg.name);
+        if wh.checkpoint(&cfg.name).await?.is_none() && !running {
             bail!(
                 "source {} has never been captured: `ebis run` takes its first snapshot (and sets its checkpoint)",
                 cfg.name

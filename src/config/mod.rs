@@ -36,6 +36,9 @@ pub struct PipelineConfig {
     pub metrics_listen: Option<String>,
     /// The time zone `status` and other output show times in (the machine's by default).
     pub time_zone: crate::zone::Zone,
+    /// How long a process's lease of a source lasts unless renewed: a standby `ebis run`
+    /// takes a source over this long after its holder died or lost the warehouse.
+    pub lease_ttl: Duration,
     /// The sources, in file order.
     pub sources: Vec<SourceConfig>,
 }

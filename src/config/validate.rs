@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     compare: Option<RawCompare>,
     metrics: Option<RawMetrics>,
     time_zone: Option<Spanned<String>>,
+    lease_ttl: Option<Spanned<String>>,
     #[serde(default)]
     sources: Vec<Spanned<RawSource>>,
 }
@@ -207,6 +208,15 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
             crate::zone::Zone::Local
         }),
     };
+    let lease_ttl = c.duration(raw.lease_ttl.as_ref(), "lease_ttl", Duration::from_secs(5));
+    if let Some(l) = &raw.lease_ttl
+        && lease_ttl < Duration::from_secs(2)
+    {
+        c.error(
+            l,
+            "`lease_ttl` must be at least 2s (a lease is renewed every fifth of it)",
+        );
+    }
     let mut sources: Vec<SourceConfig> = Vec::new();
     for spanned in raw.sources {
         let s = spanned.value;
@@ -322,6 +332,7 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
         compare_every,
         metrics_listen,
         time_zone,
+        lease_ttl,
         sources,
     })
 }

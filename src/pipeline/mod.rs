@@ -62,6 +62,7 @@ impl PipelineError {
             },
             PipelineError::Warehouse(e) => match e {
                 WarehouseError::Unreachable(_) => "warehouse_unreachable",
+                WarehouseError::LeaseLost(_) => "lease_lost",
                 WarehouseError::Db { .. } => "warehouse_error",
                 _ => "warehouse_setup",
             },

@@ -505,6 +505,9 @@ impl Warehouse {
     ) -> Result<Applied, WarehouseError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        if let Some(lease) = self.fence_of(source.name) {
+            super::lease::check_fence(&tx, &lease).await?;
+        }
         let mut applied = Applied::default();
         for (kind, kb) in batch.kinds.values() {
             if !kb.upserts.is_empty() {

@@ -56,6 +56,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0025_compare_keeps_up.sql"),
     migration!("0026_source_backlog.sql"),
     migration!("0027_operator_controls.sql"),
+    migration!("0028_source_leases.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

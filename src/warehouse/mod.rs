@@ -8,6 +8,7 @@
 mod apply;
 mod base;
 mod keyscan;
+mod lease;
 mod migrate;
 mod state;
 
@@ -17,8 +18,9 @@ pub use apply::{
 };
 pub use base::BaseStatus;
 pub use keyscan::KeyScan;
+pub use lease::{Lease, LeaseHolder, holder_name};
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
-pub use state::{ResetOutcome, SourceLock, StoredCheckpoint};
+pub use state::{ResetOutcome, StoredCheckpoint};
 
 use crate::config::ConnectionConfig;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -47,6 +49,12 @@ pub enum WarehouseError {
     /// A migration problem (changed or unknown applied migration, failed script).
     #[error("{0}")]
     Migration(String),
+    /// This process no longer holds the source's lease (it expired, or another process
+    /// took the source over): nothing was written.
+    #[error(
+        "the lease of source {0} is no longer this process's: another ebis process may capture it now"
+    )]
+    LeaseLost(String),
 }
 
 impl WarehouseError {
@@ -137,6 +145,8 @@ pub struct Warehouse {
     config: tokio_postgres::Config,
     /// The account: its password is read again for every new connection.
     account: ConnectionConfig,
+    /// The leases this process's applies must still hold, by source.
+    fences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Lease>>>,
     /// `host:port/database`, for errors that say where the warehouse could not be reached.
     target: String,
 }
@@ -227,6 +237,7 @@ impl Warehouse {
             pool,
             config: pg,
             account: conn.clone(),
+            fences: Default::default(),
             target,
         })
     }

@@ -4,7 +4,6 @@
 use super::{Warehouse, WarehouseError};
 use crate::config::SourceConfig;
 use ebis_source::Position;
-use tokio_postgres::Client;
 
 /// A stored checkpoint.
 #[derive(Clone, Debug)]
@@ -198,56 +197,45 @@ impl Warehouse {
     }
 
     /// Asks a stopped source to start over from a new head at its next run (`ebis
-    /// reset-source`), holding its run lock meanwhile so no process is running it.
+    /// reset-source`): refused while a process holds the source's lease, whose row stays
+    /// locked meanwhile so no process takes it.
     pub async fn request_reset(
         &self,
         source: &str,
         reason: &str,
     ) -> Result<ResetOutcome, WarehouseError> {
-        let Some(lock) = self.lock_source(source).await? else {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "insert into ebis.lease (source, holder, epoch, acquired_at, renewed_at, expires_at)
+             values ($1, 'reset-source', 0, clock_timestamp(), clock_timestamp(), '-infinity')
+             on conflict (source) do nothing",
+            &[&source],
+        )
+        .await?;
+        let held: bool = tx
+            .query_one(
+                "select expires_at > clock_timestamp() from ebis.lease where source = $1 for update",
+                &[&source],
+            )
+            .await?
+            .get(0);
+        if held {
+            tx.rollback().await?;
             return Ok(ResetOutcome::Running);
-        };
-        let n = lock
-            .client
+        }
+        let n = tx
             .execute(
                 "update ebis.checkpoint set reset_requested = $2 where source = $1",
                 &[&source, &reason],
             )
             .await?;
-        drop(lock);
+        tx.commit().await?;
         Ok(if n == 0 {
             ResetOutcome::NeverRun
         } else {
             ResetOutcome::Requested
         })
-    }
-
-    /// Takes the run lock of a source on a connection of its own; `None` when another
-    /// process holds it. The lock lives as long as the returned client.
-    pub async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, WarehouseError> {
-        let client = self.dedicated().await?;
-        let got: bool = client
-            .query_one(
-                "select pg_try_advisory_lock(hashtext('ebis.source'), hashtext($1))",
-                &[&source],
-            )
-            .await?
-            .get(0);
-        Ok(got.then_some(SourceLock { client }))
-    }
-
-    /// True when some process holds the run lock of a source.
-    pub async fn source_locked(&self, source: &str) -> Result<bool, WarehouseError> {
-        let client = self.client().await?;
-        let held: bool = client
-            .query_one(
-                "select exists (select 1 from pg_locks where locktype = 'advisory'
-                   and classid = hashtext('ebis.source')::oid and objid = hashtext($1)::oid and granted)",
-                &[&source],
-            )
-            .await?
-            .get(0);
-        Ok(held)
     }
 }
 
@@ -260,16 +248,4 @@ pub enum ResetOutcome {
     Running,
     /// The source has no stored position: its next run snapshots from the start anyway.
     NeverRun,
-}
-
-/// A held source lock (released when dropped or when its connection breaks).
-pub struct SourceLock {
-    client: Client,
-}
-
-impl SourceLock {
-    /// False once the connection holding the lock is gone.
-    pub fn is_held(&self) -> bool {
-        !self.client.is_closed()
-    }
 }

@@ -81,6 +81,7 @@ impl City {
                 poll_interval: self.poll_interval,
                 batch_size: 500,
                 max_backoff: Duration::from_secs(2),
+                lease_ttl: Duration::from_secs(5),
             };
             let task = tokio::spawn(run_source(
                 cfg.clone(),

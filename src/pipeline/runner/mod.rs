@@ -13,7 +13,7 @@ use super::snapshot::SnapshotProgress;
 use super::{PipelineError, Shutdown};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::mapping::MappingSet;
-use crate::warehouse::{Checkpoint, SourceLock, SourceMeta, StatusUpdate, Warehouse};
+use crate::warehouse::{Checkpoint, Lease, SourceMeta, StatusUpdate, Warehouse, WarehouseError};
 use chrono::{DateTime, Utc};
 use ebis_source::{Batch, GapFate, Position, Source, SourceError, TablePlan};
 use snapshots::{Captured, mapped};
@@ -33,6 +33,9 @@ pub struct RunSettings {
     pub batch_size: usize,
     /// Longest wait between retries.
     pub max_backoff: Duration,
+    /// How long a source's lease lasts unless renewed (renewed every fifth of it; a
+    /// standby takes the source over this long after its holder died).
+    pub lease_ttl: Duration,
 }
 
 impl RunSettings {
@@ -42,6 +45,7 @@ impl RunSettings {
             poll_interval: c.poll_interval,
             batch_size: c.batch_size,
             max_backoff: Duration::from_secs(30),
+            lease_ttl: c.lease_ttl,
         }
     }
 }
@@ -53,6 +57,55 @@ enum Step {
     Drained,
     /// Caught up, nothing new: wait (longer after each empty poll).
     Idle,
+    /// Another process holds the source's lease: try to take it again shortly.
+    Standby,
+}
+
+/// A lease this runner holds, renewed in the background until dropped.
+struct Held {
+    lease: Lease,
+    /// Set by the renewal when the lease turned out lost (expired or taken over).
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    fn start(wh: Warehouse, lease: Lease, ttl: Duration) -> Held {
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renewer = {
+            let (lease, lost) = (lease.clone(), lost.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 5).await;
+                    match wh.renew_lease(&lease, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                        // Unreachable for now: try again; should the lease expire
+                        // meanwhile, the next apply is refused by its fence.
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        Held {
+            lease,
+            lost,
+            renewer,
+        }
+    }
+
+    fn is_held(&self) -> bool {
+        !self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
 }
 
 struct Runner {
@@ -62,7 +115,9 @@ struct Runner {
     wh: Warehouse,
     settings: RunSettings,
     source: AnySource,
-    lock: Option<SourceLock>,
+    lease: Option<Held>,
+    /// Whether this runner has said it stands by (said once per stretch).
+    standing_by: bool,
     checked: bool,
     position: Position,
     snapshot: Option<SnapshotProgress>,
@@ -202,7 +257,8 @@ pub async fn run_source(
         wh,
         settings,
         source,
-        lock: None,
+        lease: None,
+        standing_by: false,
         checked: false,
         position: Position::Initial,
         snapshot: None,
@@ -239,6 +295,7 @@ pub async fn run_source(
                         Some(idle.next())
                     }
                     Step::Idle => Some(idle.next()),
+                    Step::Standby => Some(r.settings.lease_ttl / 5),
                 };
                 if let Some(wait) = wait
                     && shutdown.sleep(wait).await
@@ -247,6 +304,15 @@ pub async fn run_source(
                 }
             }
             Err(PipelineError::Stopped) => break Ok(()),
+            // Another process took the source over (this one's lease expired): nothing
+            // was written; stand by, leaving the source's status to its new holder.
+            Err(PipelineError::Warehouse(WarehouseError::LeaseLost(_))) => {
+                tracing::warn!(source = %r.cfg.name, "this process's lease of the source was lost: it stops writing and stands by");
+                r.drop_lease();
+                if shutdown.sleep(r.settings.lease_ttl / 5).await {
+                    break Ok(());
+                }
+            }
             // A rotated password reopens the source with the new one (and so makes a
             // refused login retried even where the connector would not retry it).
             Err(e) if r.password_rotated().await | e.is_retryable() => {
@@ -272,9 +338,16 @@ pub async fn run_source(
             }
         }
     };
-    if result.is_ok() {
+    if result.is_ok() && r.lease.as_ref().is_some_and(Held::is_held) {
         r.last_poll().await;
         let _ = r.wh.set_state(&r.cfg.name, "stopped", None).await;
+    }
+    // A clean stop hands the source to a standby at once.
+    if let Some(held) = r.lease.take() {
+        r.wh.unfence(&r.cfg.name);
+        if result.is_ok() {
+            let _ = r.wh.release_lease(&held.lease).await;
+        }
     }
     r.source.close().await;
     result
@@ -289,18 +362,28 @@ impl Runner {
     }
 
     async fn step(&mut self) -> Result<Step, PipelineError> {
-        if !self.lock.as_ref().is_some_and(SourceLock::is_held) {
-            self.lock = None;
-            match self.wh.lock_source(&self.cfg.name).await? {
-                Some(l) => self.lock = Some(l),
+        if !self.lease.as_ref().is_some_and(Held::is_held) {
+            self.drop_lease();
+            let holder = crate::warehouse::holder_name();
+            match self
+                .wh
+                .acquire_lease(&self.cfg.name, &holder, self.settings.lease_ttl)
+                .await?
+            {
+                Some(lease) => {
+                    tracing::info!(source = %self.cfg.name, epoch = lease.epoch, "holding the source's lease: capturing it");
+                    self.wh.fence(lease.clone());
+                    self.lease = Some(Held::start(self.wh.clone(), lease, self.settings.lease_ttl));
+                    self.standing_by = false;
+                }
                 None => {
-                    return Err(PipelineError::Setup(format!(
-                        "source {} is already being captured by another ebis process",
-                        self.cfg.name
-                    )));
+                    if !self.standing_by {
+                        tracing::info!(source = %self.cfg.name, "another ebis process captures this source: standing by to take it over");
+                        self.standing_by = true;
+                    }
+                    return Ok(Step::Standby);
                 }
             }
-            self.checked = false;
         }
         if !self.checked {
             self.wh.set_state(&self.cfg.name, "starting", None).await?;
@@ -353,7 +436,7 @@ impl Runner {
         }
         for _ in 0..5 {
             match self.stream_step().await {
-                Ok(Step::Idle | Step::Drained) => return,
+                Ok(Step::Idle | Step::Drained | Step::Standby) => return,
                 Ok(Step::Busy) => {}
                 Err(e) => {
                     tracing::warn!(source = %self.cfg.name, error = %e, "the last poll before stopping failed");
@@ -361,6 +444,18 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Forgets the lease (lost or given up): applies are no longer fenced by it, what
+    /// was read ahead is dropped, and the checkpoint is read again when a lease is next
+    /// taken (another process may have moved it meanwhile).
+    fn drop_lease(&mut self) {
+        if self.lease.take().is_some() {
+            self.wh.unfence(&self.cfg.name);
+        }
+        self.checked = false;
+        self.read_ahead = None;
+        self.prefetched = None;
     }
 
     /// Whether the source's password is not the one it was opened with any more (a

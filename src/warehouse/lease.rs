@@ -1,0 +1,182 @@
+//! Source leases (migration 0028): which `ebis run` process captures each source, for how
+//! long, and the fence every apply checks, so a process that lost its lease writes
+//! nothing more while another takes the source over.
+
+use super::{Warehouse, WarehouseError};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// A lease held on a source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The source.
+    pub source: String,
+    /// The holding process (`host:pid:nonce`).
+    pub holder: String,
+    /// Raised by each take-over.
+    pub epoch: i64,
+}
+
+/// Who holds a source now (an unexpired lease).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LeaseHolder {
+    /// The source.
+    pub source: String,
+    /// The holding process.
+    pub holder: String,
+    /// Its epoch.
+    pub epoch: i64,
+    /// Since when it holds it.
+    pub acquired_at: DateTime<Utc>,
+    /// Until when, unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// This process's name as a lease holder: host, process id and a nonce (a process id is
+/// reused after a restart; the nonce tells the incarnations apart).
+pub fn holder_name() -> String {
+    use std::sync::OnceLock;
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("{host}:{}:{nonce:08x}", std::process::id())
+    })
+    .clone()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Warehouse {
+    /// Takes the lease of `source` for `ttl` when it is free, expired, or already this
+    /// holder's (a new epoch each time); `None` while another holds it.
+    pub async fn acquire_lease(
+        &self,
+        source: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, WarehouseError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "insert into ebis.lease as l (source, holder, epoch, acquired_at, renewed_at, expires_at)
+                 values ($1, $2, 1, clock_timestamp(), clock_timestamp(),
+                         clock_timestamp() + $3::bigint * interval '1 millisecond')
+                 on conflict (source) do update set holder = excluded.holder, epoch = l.epoch + 1,
+                   acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at,
+                   expires_at = excluded.expires_at
+                 where l.expires_at < clock_timestamp() or l.holder = excluded.holder
+                 returning epoch",
+                &[&source, &holder, &millis(ttl)],
+            )
+            .await?;
+        Ok(row.map(|r| Lease {
+            source: source.to_owned(),
+            holder: holder.to_owned(),
+            epoch: r.get(0),
+        }))
+    }
+
+    /// Extends a lease still held; false when it expired or was taken over (the holder
+    /// must then stop writing: its applies are refused anyway).
+    pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, WarehouseError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "update ebis.lease set renewed_at = clock_timestamp(),
+                   expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond'
+                 where source = $1 and holder = $2 and epoch = $3 and expires_at > clock_timestamp()",
+                &[&lease.source, &lease.holder, &lease.epoch, &millis(ttl)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Gives a lease up (a clean stop): a standby takes the source at once.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "update ebis.lease set expires_at = '-infinity'
+                 where source = $1 and holder = $2 and epoch = $3",
+                &[&lease.source, &lease.holder, &lease.epoch],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every unexpired lease: who captures what.
+    pub async fn lease_holders(&self) -> Result<Vec<LeaseHolder>, WarehouseError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "select source, holder, epoch, acquired_at, expires_at from ebis.lease
+                 where expires_at > clock_timestamp() order by source",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| LeaseHolder {
+                source: r.get(0),
+                holder: r.get(1),
+                epoch: r.get(2),
+                acquired_at: r.get(3),
+                expires_at: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Makes this warehouse's applies of `lease.source` check the lease first.
+    pub fn fence(&self, lease: Lease) {
+        self.fences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lease.source.clone(), lease);
+    }
+
+    /// Forgets the fence of `source` (its lease was given up or lost).
+    pub fn unfence(&self, source: &str) {
+        self.fences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(source);
+    }
+
+    /// The lease an apply of `source` must still hold, if this process fences it.
+    pub(super) fn fence_of(&self, source: &str) -> Option<Lease> {
+        self.fences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(source)
+            .cloned()
+    }
+}
+
+/// In an apply transaction, before anything is written: the lease must still be this
+/// holder's and unexpired. The row stays locked (FOR SHARE) until the transaction ends,
+/// so a take-over waits for this apply to commit or roll back.
+pub(super) async fn check_fence(
+    tx: &tokio_postgres::Transaction<'_>,
+    lease: &Lease,
+) -> Result<(), WarehouseError> {
+    let held = tx
+        .query_opt(
+            "select 1 from ebis.lease where source = $1 and holder = $2 and epoch = $3
+               and expires_at > clock_timestamp() for share",
+            &[&lease.source, &lease.holder, &lease.epoch],
+        )
+        .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(WarehouseError::LeaseLost(lease.source.clone())),
+    }
+}
