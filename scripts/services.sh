@@ -67,6 +67,41 @@ if [ "$(pg_admin -c 'show wal_level')" != logical ]; then
   [ "$(pg_admin -c 'show wal_level')" = logical ] || { say "PostgreSQL runs without wal_level = logical; logical capture tests would fail"; exit 1; }
 fi
 
+# TLS tests connect to both servers encrypted, checking their certificate against a test
+# CA made here once (openssl): a certificate for the name `localhost` only, so a test can
+# also see a name mismatch (connecting to 127.0.0.1).
+tls_dir=/var/lib/ebis-test-tls
+if [ ! -s "$tls_dir/server.pem" ]; then
+  say "making a test CA and a server certificate for localhost in $tls_dir"
+  as_root mkdir -p "$tls_dir"
+  as_root openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ebis test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$tls_dir/ca.key" -out "$tls_dir/ca.pem" >/dev/null 2>&1
+  as_root openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls_dir/server.key" -out "$tls_dir/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
+    | as_root tee "$tls_dir/server.ext" >/dev/null
+  as_root openssl x509 -req -in "$tls_dir/server.csr" -CA "$tls_dir/ca.pem" -CAkey "$tls_dir/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$tls_dir/server.ext" -out "$tls_dir/server.pem" >/dev/null 2>&1
+  for who in postgres mysql; do
+    as_root cp "$tls_dir/server.key" "$tls_dir/$who.key"
+    as_root chown "$who" "$tls_dir/$who.key" 2>/dev/null || true
+    as_root chmod 0600 "$tls_dir/$who.key"
+  done
+  as_root chmod 0644 "$tls_dir/ca.pem" "$tls_dir/server.pem"
+  as_root chmod 0755 "$tls_dir"
+fi
+# (Debian turns TLS on with its own snakeoil certificate: the test one replaces it.)
+if [ "$(pg_admin -c 'show ssl')" != on ] || [ "$(pg_admin -c 'show ssl_cert_file')" != "$tls_dir/server.pem" ]; then
+  say "turning TLS on in PostgreSQL (test certificate)"
+  pg_admin -c "alter system set ssl_cert_file = '$tls_dir/server.pem'" >&2
+  pg_admin -c "alter system set ssl_key_file = '$tls_dir/postgres.key'" >&2
+  pg_admin -c "alter system set ssl = on" >&2
+  pg_admin -c 'select pg_reload_conf()' >/dev/null
+  for _ in $(seq 1 20); do [ "$(pg_admin -c 'show ssl_cert_file')" = "$tls_dir/server.pem" ] && break; sleep 0.25; done
+  [ "$(pg_admin -c 'show ssl')" = on ] || { say "PostgreSQL did not turn TLS on; TLS tests would fail"; exit 1; }
+fi
+
 if [ -z "${EBIS_TEST_PG_URL:-}" ]; then
   if psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
     EBIS_TEST_PG_URL="postgres://postgres@127.0.0.1:5432/postgres"
@@ -98,18 +133,21 @@ as_admin() { mariadb -N -B -u root "$@" 2>/dev/null || mariadb --protocol=tcp -h
 binlog_ready() {
   [ "$(as_admin -e "select @@log_bin and @@binlog_format = 'ROW' and @@binlog_row_image = 'FULL' and @@binlog_row_metadata = 'FULL'" 2>/dev/null)" = 1 ]
 }
-if ! binlog_ready; then
-  say "restarting MariaDB with its binary log on (ROW format, FULL metadata)"
+tls_ready() { [ "$(as_admin -e "select @@have_ssl" 2>/dev/null)" = YES ]; }
+if ! binlog_ready || ! tls_ready; then
+  say "restarting MariaDB with its binary log on (ROW format, FULL metadata) and TLS (test certificate)"
   as_root mariadb-admin -u root shutdown >&2 || as_root mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -u root shutdown >&2
   for _ in $(seq 1 60); do mysql_up || break; sleep 0.5; done
   as_root mkdir -p /run/mysqld
   as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
   as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql \
     --log-bin=mariadb-bin --server-id=1 --binlog-format=ROW --binlog-row-image=FULL \
-    --binlog-row-metadata=FULL --max-binlog-size=64M --binlog-expire-logs-seconds=86400 >&2
+    --binlog-row-metadata=FULL --max-binlog-size=64M --binlog-expire-logs-seconds=86400 \
+    --ssl-ca="$tls_dir/ca.pem" --ssl-cert="$tls_dir/server.pem" --ssl-key="$tls_dir/mysql.key" >&2
   for _ in $(seq 1 60); do mysql_up && break; sleep 0.5; done
   mysql_up || { say "MariaDB does not answer after its restart"; exit 1; }
   binlog_ready || { say "MariaDB runs without a row-based binary log; binlog tests would fail"; exit 1; }
+  tls_ready || { say "MariaDB runs without TLS; TLS tests would fail"; exit 1; }
 fi
 
 if [ -z "${EBIS_TEST_MYSQL_URL:-}" ]; then
@@ -127,6 +165,7 @@ fi
 # password travels in its own variable.
 printf 'export EBIS_TEST_PG_URL=%q\n' "$EBIS_TEST_PG_URL"
 printf 'export EBIS_TEST_MYSQL_URL=%q\n' "$EBIS_TEST_MYSQL_URL"
+printf 'export EBIS_TEST_TLS_CA=%q\n' "$tls_dir/ca.pem"
 [ -n "${EBIS_TEST_PG_PASSWORD:-}" ] && printf 'export EBIS_TEST_PG_PASSWORD=%q\n' "$EBIS_TEST_PG_PASSWORD"
 [ -n "${EBIS_TEST_MYSQL_PASSWORD:-}" ] && printf 'export EBIS_TEST_MYSQL_PASSWORD=%q\n' "$EBIS_TEST_MYSQL_PASSWORD"
 exit 0

@@ -727,6 +727,7 @@ async fn without_the_oracle_client_library_every_command_says_what_to_install() 
                 url: "oracle://ebis_reader@127.0.0.1:1/LTAXPDB".to_owned(),
                 password_env: None,
                 password_file: None,
+                tls: Default::default(),
             },
             mappings: root().join("examples/oracle/mappings/ltax"),
         }],

@@ -434,6 +434,7 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
         url: format!("{scheme}://{login}:{login}@{host}"),
         password_env: None,
         password_file: None,
+        tls: Default::default(),
     })
     .await;
     let full_id = city.world.enterprises[bad_id].aic_rep_id.clone();

@@ -141,6 +141,7 @@ async fn the_warehouse_unreachable_for_seconds_is_retried_until_it_returns() {
             url: reroute(&env.pg.url, proxy.addr),
             password_env: env.pg.conn.password_env.clone(),
             password_file: None,
+            tls: Default::default(),
         },
         4,
     )

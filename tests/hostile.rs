@@ -418,6 +418,7 @@ async fn thirty_hostile_values_arrive_intact_or_in_quarantine_and_no_source_stop
         url: server.url(),
         password_env: None,
         password_file: None,
+        tls: Default::default(),
     };
     let db = MyDb::create_on(&admin, &[TABLE.to_owned()]).await;
     let mut c = db.conn().await;

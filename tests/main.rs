@@ -26,3 +26,4 @@ mod roles;
 mod schema_changes;
 mod snapshot;
 mod timestamp;
+mod tls;

@@ -53,6 +53,8 @@ pub struct ConnectionConfig {
     /// The file holding the password (instead of `password_env`): read at start and at
     /// every new connection, so a rotated password is picked up without a restart.
     pub password_file: Option<PathBuf>,
+    /// TLS (`tls:`; off by default).
+    pub tls: ebis_source::tls::Tls,
 }
 
 impl ConnectionConfig {
@@ -88,6 +90,7 @@ impl ConnectionConfig {
             url: url.to_owned(),
             password_env: std::env::var_os(password_env).map(|_| password_env.to_owned()),
             password_file: None,
+            tls: Default::default(),
         })
     }
 
@@ -111,6 +114,21 @@ impl ConnectionConfig {
         }
         if let Some(file) = &self.password_file {
             out.push_str(&format!("{indent}password_file: '{}'\n", file.display()));
+        }
+        if self.tls != ebis_source::tls::Tls::default() {
+            out.push_str(&format!(
+                "{indent}tls:\n{indent}  mode: {}\n",
+                self.tls.mode.name()
+            ));
+            for (key, file) in [
+                ("ca_file", &self.tls.ca_file),
+                ("cert_file", &self.tls.cert_file),
+                ("key_file", &self.tls.key_file),
+            ] {
+                if let Some(f) = file {
+                    out.push_str(&format!("{indent}  {key}: '{}'\n", f.display()));
+                }
+            }
         }
         out
     }
@@ -250,6 +268,7 @@ pub fn resolve_warehouse(config: Option<&PipelineConfig>) -> Result<ConnectionCo
             url,
             password_env: configured.and_then(|w| w.password_env.clone()),
             password_file: configured.and_then(|w| w.password_file.clone()),
+            tls: configured.map(|w| w.tls.clone()).unwrap_or_default(),
         });
     }
     config.and_then(|c| c.warehouse.clone()).ok_or_else(|| {
@@ -272,7 +291,10 @@ mod tests {
     fn load_text(text: &str) -> Result<PipelineConfig, Diagnostics> {
         let dir = std::env::temp_dir().join(format!("ebis-config-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("mappings/aic")).expect("dir");
-        let path = dir.join(format!("p{}.yaml", text.len()));
+        // A file of its own per call: tests run in parallel.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("p{n}.yaml"));
         std::fs::write(&path, text).expect("write");
         PipelineConfig::load(&path)
     }
@@ -482,6 +504,75 @@ sources:
     }
 
     #[test]
+    fn tls_is_set_per_connection_in_sslmode_terms() {
+        use ebis_source::tls::TlsMode;
+        let with_tls = |block: &str| {
+            GOOD.replace(
+                "      password_env: EBIS_AIC_PASSWORD",
+                &format!("      password_env: EBIS_AIC_PASSWORD\n      tls:\n{block}"),
+            )
+        };
+        let cfg = load_text(&with_tls(
+            "        mode: verify-full\n        ca_file: tls/ca.pem\n        cert_file: tls/c.pem\n        key_file: tls/c.key",
+        ))
+        .expect("valid");
+        let tls = &cfg.sources[0].connection.tls;
+        assert_eq!(tls.mode, TlsMode::VerifyFull);
+        let dir = cfg.path.parent().expect("dir");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(dir.join("tls/ca.pem").as_path())
+        );
+        assert_eq!(
+            tls.key_file.as_deref(),
+            Some(dir.join("tls/c.key").as_path())
+        );
+        assert!(
+            cfg.sources[0]
+                .connection
+                .to_yaml("  ")
+                .contains("  tls:\n    mode: verify-full\n"),
+            "written back as read"
+        );
+        let text = load_text(&with_tls("        mode: verify-full"))
+            .expect_err("no CA")
+            .to_string();
+        assert!(text.contains(":17:15: error: `connection.tls.mode` verify-full checks the server's certificate: name the CA"), "{text}");
+        let text = load_text(&with_tls("        mode: prefer"))
+            .expect_err("mode")
+            .to_string();
+        assert!(
+            text.contains(
+                "`prefer` is not a TLS mode (disable, require, verify-ca or verify-full)"
+            ),
+            "{text}"
+        );
+        let text = load_text(&with_tls("        mode: require\n        cert_file: c.pem"))
+            .expect_err("half")
+            .to_string();
+        assert!(
+            text.contains(":18:20: error: `connection.tls`: a client certificate needs both"),
+            "{text}"
+        );
+        let text = load_text(
+            &with_tls("        mode: require").replace("dialect: mysql", "dialect: sqlserver"),
+        )
+        .expect_err("sqlserver")
+        .to_string();
+        assert!(
+            text.contains("SQL Server's TLS is set in its URL"),
+            "{text}"
+        );
+        assert_eq!(
+            load_text(GOOD).expect("valid").sources[0]
+                .connection
+                .tls
+                .mode,
+            TlsMode::Disable
+        );
+    }
+
+    #[test]
     fn times_are_shown_in_the_configured_zone() {
         let cfg = load_text(GOOD).expect("valid");
         assert_eq!(
@@ -543,6 +634,7 @@ sources:
             url: "postgres://ebis@h/w".to_owned(),
             password_env: Some("PW".to_owned()),
             password_file: None,
+            tls: Default::default(),
         };
         assert_eq!(
             with_pw.to_yaml("  "),

@@ -31,6 +31,16 @@ struct RawConnection {
     url: Spanned<String>,
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    mode: Spanned<String>,
+    ca_file: Option<Spanned<String>>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,10 +147,53 @@ impl Checker<'_> {
         {
             self.error(file, format!("`{what}.password_file` is empty"));
         }
+        let tls = raw.tls.map(|t| self.tls(t, what)).unwrap_or_default();
         ConnectionConfig {
             url: raw.url.value,
             password_env: raw.password_env.map(|e| e.value),
             password_file: raw.password_file.map(|f| self.base.join(f.value)),
+            tls,
+        }
+    }
+
+    fn tls(&mut self, raw: RawTls, what: &str) -> ebis_source::tls::Tls {
+        use ebis_source::tls::{Tls, TlsMode};
+        let mode = TlsMode::from_name(&raw.mode.value).unwrap_or_else(|| {
+            self.error(
+                &raw.mode,
+                format!(
+                    "`{what}.tls.mode`: `{}` is not a TLS mode (disable, require, verify-ca or verify-full)",
+                    raw.mode.value
+                ),
+            );
+            TlsMode::Disable
+        });
+        if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && raw.ca_file.is_none() {
+            self.error(
+                &raw.mode,
+                format!(
+                    "`{what}.tls.mode` {} checks the server's certificate: name the CA that signs it in `{what}.tls.ca_file`",
+                    mode.name()
+                ),
+            );
+        }
+        if raw.cert_file.is_some() != raw.key_file.is_some() {
+            let place = raw
+                .cert_file
+                .as_ref()
+                .or(raw.key_file.as_ref())
+                .unwrap_or(&raw.mode);
+            self.error(
+                place,
+                format!("`{what}.tls`: a client certificate needs both `cert_file` and `key_file`"),
+            );
+        }
+        let file = |f: Option<Spanned<String>>| f.map(|f| self.base.join(f.value));
+        Tls {
+            mode,
+            ca_file: file(raw.ca_file),
+            cert_file: file(raw.cert_file),
+            key_file: file(raw.key_file),
         }
     }
 
@@ -262,7 +315,19 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<PipelineConfig, Di
                 c.error(&s.dialect, format!("`dialect`: unknown dialect `{}` (expected mysql, sqlserver, oracle or postgres)", s.dialect.value));
                 Dialect::Mysql
             });
+        let tls_place = s.connection.tls.as_ref().map(|t| t.mode.clone());
         let connection = c.connection(s.connection, "connection");
+        if let Some(place) = &tls_place
+            && matches!(dialect, Dialect::Sqlserver | Dialect::Oracle)
+        {
+            c.error(
+                place,
+                match dialect {
+                    Dialect::Sqlserver => "`connection.tls`: SQL Server's TLS is set in its URL (`encrypt=true`, `ca=/path/to/ca.pem` or `trust_cert=true`)",
+                    _ => "`connection.tls`: Oracle's TLS is set in its Oracle Net configuration (a TCPS address and a wallet), not here",
+                },
+            );
+        }
         let capture = capture_mode(&mut c, &s.capture);
         if matches!(capture, CaptureMode::Binlog { .. }) && dialect != Dialect::Mysql {
             c.error(

@@ -143,6 +143,7 @@ pub async fn run(opts: &DemoOptions, shutdown: Shutdown) -> Result<DemoSummary> 
         url: url.unwrap_or_default(),
         password_env: None,
         password_file: None,
+        tls: Default::default(),
     };
     let pg_admin = given_pg.unwrap_or_else(|| private(servers.as_ref().map(|s| s.pg_url())));
     let my_admin = given_my.unwrap_or_else(|| private(servers.as_ref().map(|s| s.mysql_url())));

@@ -115,6 +115,7 @@ impl AnySource {
                     name: cfg.name.clone(),
                     url: cfg.connection.url.clone(),
                     password,
+                    tls: cfg.connection.tls.clone(),
                     plans,
                     capture: capture(cfg),
                 },
@@ -142,6 +143,7 @@ impl AnySource {
                     name: cfg.name.clone(),
                     url: cfg.connection.url.clone(),
                     password,
+                    tls: cfg.connection.tls.clone(),
                     plans,
                     capture: capture(cfg),
                 },
@@ -276,7 +278,13 @@ pub mod setup {
         };
         match cfg.dialect {
             Dialect::Mysql => {
-                ebis_mysql::setup::review_note(&cfg.connection.url, password.as_deref(), req).await
+                ebis_mysql::setup::review_note(
+                    &cfg.connection.url,
+                    password.as_deref(),
+                    &cfg.connection.tls,
+                    req,
+                )
+                .await
             }
             _ => String::new(),
         }
@@ -292,12 +300,17 @@ pub mod setup {
         plans: &[TablePlan],
     ) -> Result<Vec<String>, SourceError> {
         match cfg.dialect {
-            Dialect::Mysql => ebis_mysql::setup::apply(url, password, statements, plans).await,
+            Dialect::Mysql => {
+                ebis_mysql::setup::apply(url, password, &cfg.connection.tls, statements, plans)
+                    .await
+            }
             Dialect::Sqlserver => {
                 ebis_sqlserver::setup::apply(url, password, statements, plans).await
             }
             Dialect::Oracle => ebis_oracle::setup::apply(url, password, statements, plans).await,
-            Dialect::Postgres => ebis_postgres::setup::apply(url, password, statements).await,
+            Dialect::Postgres => {
+                ebis_postgres::setup::apply(url, password, &cfg.connection.tls, statements).await
+            }
         }
     }
 

@@ -109,7 +109,10 @@ impl From<tokio_postgres::Error> for WarehouseError {
                 message: ebis_source::scrub_values(db.message()),
                 column: db.column().map(str::to_owned),
             },
-            None => WarehouseError::Unreachable(with_causes(&e)),
+            // A refused certificate says which check failed.
+            None => WarehouseError::Unreachable(
+                ebis_postgres::tls::describe(&e).unwrap_or_else(|| with_causes(&e)),
+            ),
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct Warehouse {
     config: tokio_postgres::Config,
     /// The account: its password is read again for every new connection.
     account: ConnectionConfig,
+    /// Plain or TLS, as the account's `tls` says.
+    connector: ebis_postgres::tls::Connector,
     /// The leases this process's applies must still hold, by source.
     fences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Lease>>>,
     /// `host:port/database`, for errors that say where the warehouse could not be reached.
@@ -186,6 +191,7 @@ fn with_current_password(
 /// Opens the pool's connections, each with the password read at that moment.
 struct PasswordConnect {
     account: ConnectionConfig,
+    connector: ebis_postgres::tls::Connector,
 }
 
 impl deadpool_postgres::Connect for PasswordConnect {
@@ -197,13 +203,8 @@ impl deadpool_postgres::Connect for PasswordConnect {
         Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
     > {
         let pg = with_current_password(pg, &self.account);
-        Box::pin(async move {
-            let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
-            let task = tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok((client, task))
-        })
+        let connector = self.connector.clone();
+        Box::pin(async move { connector.connect(&pg).await })
     }
 }
 
@@ -219,10 +220,13 @@ impl Warehouse {
             pg.application_name("ebis");
         }
         pg.connect_timeout(std::time::Duration::from_secs(10));
+        let connector = ebis_postgres::tls::Connector::new(&conn.tls, &mut pg)
+            .map_err(|e| WarehouseError::Config(format!("warehouse {e}")))?;
         let manager = Manager::from_connect(
             pg.clone(),
             PasswordConnect {
                 account: conn.clone(),
+                connector: connector.clone(),
             },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
@@ -237,6 +241,7 @@ impl Warehouse {
             pool,
             config: pg,
             account: conn.clone(),
+            connector,
             fences: Default::default(),
             target,
         })
@@ -245,13 +250,11 @@ impl Warehouse {
     /// A connection outside the pool, for session state that must live as long as the
     /// caller holds it (advisory locks).
     pub async fn dedicated(&self) -> Result<tokio_postgres::Client, WarehouseError> {
-        let (client, conn) = with_current_password(&self.config, &self.account)
-            .connect(tokio_postgres::NoTls)
+        let (client, _) = self
+            .connector
+            .connect(&with_current_password(&self.config, &self.account))
             .await
             .map_err(|e| self.located(e.into()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         Ok(client)
     }
 

@@ -214,6 +214,7 @@ impl KitDb for OraDb {
             url: url_as(&self.admin_url, &self.user),
             password_env: password().map(|_| PASSWORD_ENV.to_owned()),
             password_file: None,
+            tls: Default::default(),
         }
     }
 

@@ -92,6 +92,7 @@ fn db_url(admin: &str, db: &str) -> String {
         url: admin.to_owned(),
         password_env: None,
         password_file: None,
+        tls: Default::default(),
     }
     .with_database(db)
     .url
@@ -190,6 +191,7 @@ impl KitDb for MsDb {
                 .ok()
                 .map(|_| PASSWORD_ENV.to_owned()),
             password_file: None,
+            tls: Default::default(),
         }
     }
 

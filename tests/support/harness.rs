@@ -96,6 +96,7 @@ impl Env {
                     url: source_url(i, &db.url),
                     password_env: db.conn.password_env.clone(),
                     password_file: None,
+                    tls: Default::default(),
                 },
                 mappings: root().join("mappings").join(s.bureau),
             })
@@ -128,6 +129,7 @@ impl Env {
             url: warehouse_url.unwrap_or_else(|| pg.url.clone()),
             password_env: pg.conn.password_env.clone(),
             password_file: None,
+            tls: Default::default(),
         };
         let mut yaml = format!(
             "warehouse:\n{}poll_interval: 200ms\nbatch_size: 500\nsources:\n",

@@ -8,7 +8,15 @@ use mysql_async::{DriverError, Error};
 /// Classifies a driver error. `table` names the table the statement read, if one.
 pub fn classify(e: Error, table: Option<&str>) -> SourceError {
     match e {
-        Error::Io(io) => SourceError::Unreachable(io.to_string()),
+        Error::Io(io) => {
+            let text = io.to_string();
+            // A certificate refused will be refused again: say which check failed.
+            if text.contains("certificate") {
+                SourceError::Query(ebis_source::tls::explain(&text))
+            } else {
+                SourceError::Unreachable(text)
+            }
+        }
         Error::Driver(DriverError::ConnectionClosed | DriverError::PoolDisconnected) => {
             SourceError::Unreachable("connection closed".to_owned())
         }

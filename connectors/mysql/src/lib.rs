@@ -57,6 +57,8 @@ pub struct MysqlOptions {
     pub url: String,
     /// The password, from the environment.
     pub password: Option<String>,
+    /// TLS to the server.
+    pub tls: ebis_source::tls::Tls,
     /// The tables to read.
     pub plans: Vec<TablePlan>,
     /// The capture mode.
@@ -97,7 +99,12 @@ fn granted_connection_limit(grant: &str) -> Option<i64> {
 /// TIMESTAMP values read with the wall-clock meaning the bureau's applications see
 /// (DATE and DATETIME carry no zone). Instants ebis needs in UTC are asked for as such
 /// (`UTC_TIMESTAMP()`, `UNIX_TIMESTAMP()`).
-pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, SourceError> {
+pub fn pool(
+    url: &str,
+    password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
+    max: usize,
+) -> Result<Pool, SourceError> {
     let opts = mysql_async::Opts::from_url(url)
         .map_err(|e| SourceError::Query(format!("bad MySQL URL: {e}")))?;
     let mut builder = OptsBuilder::from_opts(opts)
@@ -111,6 +118,9 @@ pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, Sourc
     if let Some(pw) = password {
         builder = builder.pass(Some(pw));
     }
+    if let Some(ssl) = ssl_opts(tls)? {
+        builder = builder.ssl_opts(Some(ssl));
+    }
     // Connect where the URL says: by default the driver would switch a loopback TCP
     // connection to the server's Unix socket, bypassing tunnels and proxies.
     if !url.contains("prefer_socket") {
@@ -119,16 +129,49 @@ pub fn pool(url: &str, password: Option<&str>, max: usize) -> Result<Pool, Sourc
     Ok(Pool::new(builder))
 }
 
+/// The driver's TLS options for `tls` (rustls): `None` when TLS is off.
+fn ssl_opts(tls: &ebis_source::tls::Tls) -> Result<Option<mysql_async::SslOpts>, SourceError> {
+    use ebis_source::tls::TlsMode;
+    let mut ssl = mysql_async::SslOpts::default();
+    match tls.mode {
+        TlsMode::Disable => return Ok(None),
+        TlsMode::Require => {
+            ssl = ssl
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true);
+        }
+        TlsMode::VerifyCa | TlsMode::VerifyFull => {
+            let ca = tls.ca_file.clone().ok_or_else(|| {
+                SourceError::Query(format!(
+                    "TLS mode {} needs a CA file (tls.ca_file)",
+                    tls.mode.name()
+                ))
+            })?;
+            ssl = ssl
+                .with_root_certs(vec![ca.into()])
+                .with_danger_skip_domain_validation(tls.mode == TlsMode::VerifyCa);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        ssl = ssl.with_client_identity(Some(mysql_async::ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    Ok(Some(ssl))
+}
+
 /// Runs DDL statements one by one on a (privileged) connection, then moves capture off
 /// stale ebis triggers on the planned tables (left by a rename): drops them and relabels
 /// the changes they logged. Returns the stale triggers it repaired.
 pub async fn run_statements(
     url: &str,
     password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
     statements: &[String],
     plans: &[TablePlan],
 ) -> Result<Vec<StaleTrigger>, SourceError> {
-    let pool = pool(url, password, 1)?;
+    let pool = pool(url, password, tls, 1)?;
     let mut conn = pool.get_conn().await.map_err(|e| classify(e, None))?;
     for s in statements {
         conn.query_drop(s).await.map_err(|e| classify(e, None))?;
@@ -147,9 +190,10 @@ pub async fn run_statements(
 pub async fn find_stale_triggers(
     url: &str,
     password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
     plans: &[TablePlan],
 ) -> Result<Vec<StaleTrigger>, SourceError> {
-    let pool = pool(url, password, 1)?;
+    let pool = pool(url, password, tls, 1)?;
     let mut conn = pool.get_conn().await.map_err(|e| classify(e, None))?;
     let stale = setup::stale_triggers(&mut conn, plans).await;
     drop(conn);
@@ -162,7 +206,12 @@ impl MysqlSource {
     pub fn new(opts: MysqlOptions) -> Result<MysqlSource, SourceError> {
         Ok(MysqlSource {
             name: opts.name,
-            pool: pool(&opts.url, opts.password.as_deref(), POOL_CONNECTIONS)?,
+            pool: pool(
+                &opts.url,
+                opts.password.as_deref(),
+                &opts.tls,
+                POOL_CONNECTIONS,
+            )?,
             plans: opts.plans,
             capture: opts.capture,
             tables: None,

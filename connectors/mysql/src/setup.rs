@@ -127,11 +127,16 @@ pub fn removal(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
 /// What the printed script must add to move capture off ebis triggers a rename left on a
 /// captured table, as the source's own account finds them (an account that may not see
 /// triggers finds none, and the note says how to look).
-pub async fn review_note(url: &str, password: Option<&str>, req: &SetupRequest<'_>) -> String {
+pub async fn review_note(
+    url: &str,
+    password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
+    req: &SetupRequest<'_>,
+) -> String {
     if !matches!(req.capture, Capture::Changelog { .. }) {
         return String::new();
     }
-    match crate::find_stale_triggers(url, password, req.plans).await {
+    match crate::find_stale_triggers(url, password, tls, req.plans).await {
         Ok(stale) if stale.is_empty() => "\n-- No ebis triggers of other tables were found on the captured tables (an account\n-- without the TRIGGER privilege sees none; `--apply` looks again with the admin URL).\n".to_owned(),
         Ok(stale) => {
             let mut out = String::from(
@@ -152,10 +157,11 @@ pub async fn review_note(url: &str, password: Option<&str>, req: &SetupRequest<'
 pub async fn apply(
     url: &str,
     password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
     statements: &[String],
     plans: &[TablePlan],
 ) -> Result<Vec<String>, SourceError> {
-    let stale = crate::run_statements(url, password, statements, plans).await?;
+    let stale = crate::run_statements(url, password, tls, statements, plans).await?;
     Ok(stale
         .iter()
         .map(|s| {

@@ -31,6 +31,7 @@ mod logical;
 pub mod setup;
 mod table;
 mod timestamp;
+pub mod tls;
 mod values;
 
 use ebis_source::{
@@ -40,7 +41,7 @@ use error::classify;
 use std::str::FromStr;
 use std::time::Duration;
 use table::Table;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// The schema ebis's changelog objects live in at the source.
 pub const CAPTURE_SCHEMA: &str = "ebis_capture";
@@ -57,6 +58,8 @@ pub struct PostgresOptions {
     pub url: String,
     /// The password, from the environment.
     pub password: Option<String>,
+    /// TLS to the server.
+    pub tls: ebis_source::tls::Tls,
     /// The tables to read.
     pub plans: Vec<TablePlan>,
     /// The capture mode.
@@ -68,6 +71,7 @@ pub struct PostgresSource {
     name: String,
     url: String,
     password: Option<String>,
+    tls: ebis_source::tls::Tls,
     plans: Vec<TablePlan>,
     capture: Capture,
     client: Option<Client>,
@@ -102,7 +106,11 @@ fn live(slot: &Option<Client>) -> Result<&Client, SourceError> {
 
 /// Connects with ebis's session settings: ISO dates (what `values` parses), and
 /// `application_name = ebis` so a DBA sees who holds the connection.
-pub async fn connect(url: &str, password: Option<&str>) -> Result<Client, SourceError> {
+pub async fn connect(
+    url: &str,
+    password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
+) -> Result<Client, SourceError> {
     let mut config = tokio_postgres::Config::from_str(url)
         .map_err(|e| SourceError::Query(format!("bad PostgreSQL URL: {e}")))?;
     if let Some(pw) = password {
@@ -112,15 +120,20 @@ pub async fn connect(url: &str, password: Option<&str>) -> Result<Client, Source
         .application_name("ebis")
         .options("-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3")
         .connect_timeout(Duration::from_secs(30));
-    let (client, conn) = match tokio::time::timeout(OP_TIMEOUT, config.connect(NoTls)).await {
-        Ok(r) => r.map_err(|e| classify(e, None))?,
+    let connector = tls::Connector::new(tls, &mut config).map_err(SourceError::Query)?;
+    let (client, _) = match tokio::time::timeout(OP_TIMEOUT, connector.connect(&config)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            // A certificate refused will be refused again: say which check failed.
+            if let Some(why) = tls::describe(&e)
+                && e.as_db_error().is_none()
+            {
+                return Err(SourceError::Query(why));
+            }
+            return Err(classify(e, None));
+        }
         Err(_) => return Err(SourceError::Unreachable("timed out connecting".to_owned())),
     };
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "source connection ended");
-        }
-    });
     Ok(client)
 }
 
@@ -133,6 +146,7 @@ impl PostgresSource {
             name: opts.name,
             url: opts.url,
             password: opts.password,
+            tls: opts.tls,
             plans: opts.plans,
             capture: opts.capture,
             client: None,
@@ -159,7 +173,7 @@ impl PostgresSource {
     async fn connected(&mut self) -> Result<(), SourceError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            self.client = Some(connect(&self.url, self.password.as_deref()).await?);
+            self.client = Some(connect(&self.url, self.password.as_deref(), &self.tls).await?);
         }
         Ok(())
     }
@@ -250,9 +264,10 @@ impl PostgresSource {
 pub async fn run_statements(
     url: &str,
     password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
     statements: &[String],
 ) -> Result<(), SourceError> {
-    let client = connect(url, password).await?;
+    let client = connect(url, password, tls).await?;
     for s in statements {
         client
             .batch_execute(s)

@@ -584,7 +584,7 @@ impl PostgresSource {
         // The connection of the last stream, when that stream ended cleanly.
         let peek = match self.peek_client.take().filter(|c| !c.is_closed()) {
             Some(c) => c,
-            None => crate::connect(&self.url, self.password.as_deref()).await?,
+            None => crate::connect(&self.url, self.password.as_deref(), &self.tls).await?,
         };
         // The server stops after the transaction in which this many rows were produced;
         // the stream stays open across batches, so ask for several.

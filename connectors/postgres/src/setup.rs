@@ -268,9 +268,10 @@ pub fn removal(req: &SetupRequest<'_>) -> Result<SetupScript, String> {
 pub async fn apply(
     url: &str,
     password: Option<&str>,
+    tls: &ebis_source::tls::Tls,
     statements: &[String],
 ) -> Result<Vec<String>, SourceError> {
-    crate::run_statements(url, password, statements).await?;
+    crate::run_statements(url, password, tls, statements).await?;
     Ok(Vec::new())
 }
 

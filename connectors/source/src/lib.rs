@@ -16,6 +16,7 @@ mod plan;
 mod position;
 mod source;
 mod text;
+pub mod tls;
 mod value;
 
 pub use capture::{Capture, GapRules, SetupRequest, SetupScript};
