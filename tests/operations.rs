@@ -536,3 +536,100 @@ async fn a_standby_takes_over_within_seconds_of_kill_9_of_the_holder_under_load(
     let _ = first.wait();
     let _ = second.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_the_warehouse_is_replaced_and_writes_nothing_when_it_returns() {
+    use crate::support::proxy::Proxy;
+    use std::process::Stdio;
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    // Process A reaches the warehouse through a proxy the test cuts; B directly.
+    let proxy = Proxy::start(crate::faults::addr_of(&env.pg.url)).await;
+    let direct = std::fs::read_to_string(env.config_path()).expect("config");
+    let through = direct.replace(
+        &format!("url: {}", env.pg.url),
+        &format!("url: {}", crate::faults::reroute(&env.pg.url, proxy.addr)),
+    );
+    assert_ne!(direct, through);
+    let config_a = env.config_path().with_file_name("a.yaml");
+    std::fs::write(&config_a, &through).expect("config");
+    let spawn = |config: &std::path::Path| {
+        ebis(&root())
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ebis run")
+    };
+    let mut rng = Rng::new(18);
+    for id in 0..50 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let mut a = spawn(&config_a);
+    env.wait_count(LIVE, 50, Duration::from_secs(60)).await;
+    let mut b = spawn(&env.config_path());
+    let holder = || async {
+        env.pg()
+            .await
+            .query_opt(
+                "select holder from ebis.lease where source = 'aic_city' and expires_at > clock_timestamp()",
+                &[],
+            )
+            .await
+            .expect("lease")
+            .map(|r| r.get::<_, String>(0))
+    };
+    let of = |c: &std::process::Child| format!(":{}:", c.id());
+    assert!(
+        holder().await.is_some_and(|h| h.contains(&of(&a))),
+        "A holds the source"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A loses the warehouse for 15 s; the bureau goes on writing.
+    assert!(proxy.cut(Duration::from_secs(15)) > 0);
+    let cut = std::time::Instant::now();
+    let taken = loop {
+        aic.exec(&aic_insert(
+            100 + cut.elapsed().as_millis() as u64 % 100_000,
+            &mut rng,
+        ))
+        .await;
+        if holder().await.is_some_and(|h| h.contains(&of(&b))) {
+            break cut.elapsed();
+        }
+        assert!(cut.elapsed() < Duration::from_secs(20), "B never took over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "take-over after the holder lost the warehouse: {:.1} s",
+        taken.as_secs_f64()
+    );
+    assert!(taken < Duration::from_secs(10), "took {taken:?}");
+    // A comes back after its lease went to B: it writes nothing and stands by.
+    tokio::time::sleep(Duration::from_secs(16).saturating_sub(cut.elapsed())).await;
+    for id in 200_000..200_020 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        holder().await.is_some_and(|h| h.contains(&of(&b))),
+        "B keeps the source"
+    );
+    env.wait_verified(Duration::from_secs(60)).await;
+    let status = env.wh.status().await.expect("status");
+    assert_eq!(status[0].state, "streaming", "{:?}", status[0]);
+    assert!(
+        status[0]
+            .held_by
+            .as_deref()
+            .is_some_and(|h| h.contains(&of(&b))),
+        "{:?}",
+        status[0]
+    );
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+}

@@ -386,6 +386,16 @@ impl Runner {
             }
         }
         if !self.checked {
+            // After an error (a partition, say) the lease is confirmed before the status
+            // is touched: another process may hold the source by now.
+            if let Some(held) = &self.lease
+                && !self
+                    .wh
+                    .renew_lease(&held.lease, self.settings.lease_ttl)
+                    .await?
+            {
+                return Err(WarehouseError::LeaseLost(self.cfg.name.clone()).into());
+            }
             self.wh.set_state(&self.cfg.name, "starting", None).await?;
             self.source.check().await?;
             self.load_checkpoint().await?;
