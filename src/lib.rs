@@ -19,6 +19,7 @@ pub mod rules;
 pub mod secret;
 pub mod setup;
 pub mod status;
+pub mod table;
 pub mod verify;
 pub mod warehouse;
 pub mod yaml;

@@ -199,56 +199,41 @@ fn render_queue(
 
 /// The status as a text table, times in `zone` (named under the table).
 pub fn render(rows: &[SourceStatus], zone: Zone) -> String {
+    use crate::table::Align::{Left, Right};
     let header = [
-        "SOURCE",
-        "BUREAU",
-        "MODE",
-        "STATE",
-        "POSITION",
-        "LAST CHANGE",
-        "LAG",
-        "APPLIED",
-        "QUARANTINE",
-        "GAPS",
+        ("SOURCE", Left),
+        ("BUREAU", Left),
+        ("MODE", Left),
+        ("STATE", Left),
+        ("POSITION", Left),
+        ("LAST CHANGE", Left),
+        ("LAG", Right),
+        ("APPLIED", Right),
+        ("QUARANTINE", Right),
+        ("GAPS", Right),
     ];
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
-    for r in rows {
-        table.push(vec![
-            r.source.clone(),
-            r.bureau.clone(),
-            r.mode.clone(),
-            r.state.clone(),
-            r.position.clone().unwrap_or_else(|| "-".to_owned()),
-            r.last_change_at
-                .map(|t| zone.show(t))
-                .unwrap_or_else(|| "-".to_owned()),
-            r.lag_seconds
-                .map(human_seconds)
-                .unwrap_or_else(|| "-".to_owned()),
-            r.rows_applied.to_string(),
-            r.quarantined_open.to_string(),
-            r.open_gaps.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|row| row[i].chars().count())
-                .max()
-                .unwrap_or(0)
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.source.clone(),
+                r.bureau.clone(),
+                r.mode.clone(),
+                r.state.clone(),
+                r.position.clone().unwrap_or_else(|| "-".to_owned()),
+                r.last_change_at
+                    .map(|t| zone.show(t))
+                    .unwrap_or_else(|| "-".to_owned()),
+                r.lag_seconds
+                    .map(human_seconds)
+                    .unwrap_or_else(|| "-".to_owned()),
+                r.rows_applied.to_string(),
+                r.quarantined_open.to_string(),
+                r.open_gaps.to_string(),
+            ]
         })
         .collect();
-    let mut out = String::new();
-    for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = crate::table::render(&header, &table);
     out.push_str(&format!("(times in {})\n", zone.label(Utc::now())));
     for r in rows.iter() {
         if let Some(holder) = &r.held_by {

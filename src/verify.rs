@@ -286,33 +286,37 @@ pub async fn verify_source(
 
 /// The reports as a text table.
 pub fn render(reports: &[KindReport]) -> String {
-    let mut out = format!(
-        "{:<16} {:<24} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8}  {}\n",
-        "SOURCE",
-        "RECORD KIND",
-        "SOURCE",
-        "WAREHOUSE",
-        "MISSING",
-        "EXTRA",
-        "DIFFERENT",
-        "REJECTED",
-        "DUP KEYS",
-        "RESULT"
-    );
-    for r in reports {
-        out.push_str(&format!(
-            "{:<16} {:<24} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8}  {}\n",
-            r.source,
-            r.kind,
-            r.source_rows,
-            r.warehouse_rows,
-            r.missing,
-            r.extra,
-            r.different,
-            r.rejected,
-            r.duplicate_keys,
-            r.result()
-        ));
-    }
-    out
+    use crate::table::Align::{Left, Right};
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.source.clone(),
+                r.kind.to_string(),
+                r.source_rows.to_string(),
+                r.warehouse_rows.to_string(),
+                r.missing.to_string(),
+                r.extra.to_string(),
+                r.different.to_string(),
+                r.rejected.to_string(),
+                r.duplicate_keys.to_string(),
+                r.result().to_string(),
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &[
+            ("SOURCE", Left),
+            ("RECORD KIND", Left),
+            ("SOURCE", Right),
+            ("WAREHOUSE", Right),
+            ("MISSING", Right),
+            ("EXTRA", Right),
+            ("DIFFERENT", Right),
+            ("REJECTED", Right),
+            ("DUP KEYS", Right),
+            ("RESULT", Left),
+        ],
+        &rows,
+    )
 }

@@ -145,30 +145,45 @@ impl RunSummary {
 
     /// As a text table.
     pub fn render(&self) -> String {
+        use crate::table::Align::{Left, Right};
         let mut out = format!(
-            "comparison run {} ({}) as of {} took {:.2} s\n{:<32} {:<28} {:>6} {:>6} {:>9}\n",
+            "comparison run {} ({}) as of {} took {:.2} s\n",
             self.run,
             self.scope(),
             self.as_of,
-            self.seconds,
-            "RULE",
-            "",
-            "OPEN",
-            "NEW",
-            "RESOLVED"
+            self.seconds
         );
-        for r in &self.rules {
-            out.push_str(&format!(
-                "{:<32} {:<28} {:>6} {:>6} {:>9}\n",
-                r.rule,
-                pad_cjk(r.label, 28),
-                r.open,
-                r.new,
-                r.resolved
-            ));
-        }
+        let mut rows: Vec<Vec<String>> = self
+            .rules
+            .iter()
+            .map(|r| {
+                vec![
+                    r.rule.to_string(),
+                    r.label.to_string(),
+                    r.open.to_string(),
+                    r.new.to_string(),
+                    r.resolved.to_string(),
+                ]
+            })
+            .collect();
         let total: i64 = self.rules.iter().map(|r| r.open).sum();
-        out.push_str(&format!("{:<32} {:<28} {:>6}\n", "total", "", total));
+        rows.push(vec![
+            "total".to_owned(),
+            String::new(),
+            total.to_string(),
+            String::new(),
+            String::new(),
+        ]);
+        out.push_str(&crate::table::render(
+            &[
+                ("RULE", Left),
+                ("", Left),
+                ("OPEN", Right),
+                ("NEW", Right),
+                ("RESOLVED", Right),
+            ],
+            &rows,
+        ));
         if !self.held_back.is_empty() {
             let per: Vec<String> = self
                 .held_back
@@ -200,16 +215,6 @@ impl RunSummary {
     }
 }
 
-/// Pads text with wide (CJK) characters to a display width.
-fn pad_cjk(s: &str, width: usize) -> String {
-    let w: usize = s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum();
-    if w >= width {
-        s.to_owned()
-    } else {
-        format!("{s}{}", " ".repeat(width - w))
-    }
-}
-
 /// Runs the comparison every `every` until shutdown (the `compare.every` of `ebis run`).
 /// A failed run is logged and retried at the next tick.
 pub async fn run_on_schedule(
@@ -235,5 +240,50 @@ pub async fn run_on_schedule(
             }
             Err(e) => tracing::warn!(error = %e, "comparison run failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_lines_up_with_chinese_labels() {
+        let rules = crate::rules::Rule::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RuleSummary {
+                rule: r.name(),
+                label: r.label(),
+                open: (i as i64) * 137,
+                new: i as i64,
+                resolved: 0,
+            })
+            .collect();
+        let run = RunSummary {
+            run: 7,
+            as_of: NaiveDate::from_ymd_opt(2026, 12, 3).expect("date"),
+            kind: "full".to_owned(),
+            evaluated: None,
+            seconds: 1.5,
+            rules,
+            held_back: BTreeMap::new(),
+            rejections: BTreeMap::new(),
+        };
+        let text = run.render();
+        let table: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(table.len(), 1 + 14 + 1, "header, the rules, total:\n{text}");
+        // Every row's last number ends in the same display column as the header's.
+        let width = |s: &str| unicode_width::UnicodeWidthStr::width(s);
+        let rows = &table[..table.len() - 1];
+        assert!(
+            rows.iter().all(|l| width(l) == width(table[0])),
+            "misaligned:\n{text}"
+        );
+        assert!(
+            rows.iter()
+                .any(|l| l.contains(crate::rules::Rule::ALL[0].label())),
+            "{text}"
+        );
     }
 }

@@ -161,22 +161,31 @@ pub async fn score_against_truth(
 
 /// The scores as a text table.
 pub fn render_scores(scores: &[RuleScore]) -> String {
-    let mut out = format!(
-        "{:<32} {:>8} {:>6} {:>6} {:>10} {:>8}\n",
-        "RULE", "EXPECTED", "FOUND", "WRONG", "PRECISION", "RECALL"
-    );
-    for s in scores {
-        out.push_str(&format!(
-            "{:<32} {:>8} {:>6} {:>6} {:>10.3} {:>8.3}\n",
-            s.rule,
-            s.true_positives + s.false_negatives,
-            s.true_positives,
-            s.false_positives,
-            s.precision(),
-            s.recall()
-        ));
-    }
-    out
+    use crate::table::Align::{Left, Right};
+    let rows: Vec<Vec<String>> = scores
+        .iter()
+        .map(|s| {
+            vec![
+                s.rule.to_string(),
+                (s.true_positives + s.false_negatives).to_string(),
+                s.true_positives.to_string(),
+                s.false_positives.to_string(),
+                format!("{:.3}", s.precision()),
+                format!("{:.3}", s.recall()),
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &[
+            ("RULE", Left),
+            ("EXPECTED", Right),
+            ("FOUND", Right),
+            ("WRONG", Right),
+            ("PRECISION", Right),
+            ("RECALL", Right),
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

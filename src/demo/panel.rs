@@ -53,39 +53,47 @@ impl Panel {
             .iter()
             .map(|s| (s.source.clone(), s.rows_applied, now))
             .collect();
+        use crate::table::Align::{Left, Right};
         let mut text = format!(
-            "ebis demo — live {:>3}/{} s, simulator {} events   (Ctrl-C ends early)\n{:<15} {:<12} {:>10} {:>10} {:>7} {:>10} {:>5}\n",
+            "ebis demo — live {:>3}/{} s, simulator {} events   (Ctrl-C ends early)\n",
             elapsed.as_secs(),
             total.as_secs(),
-            events,
-            "SOURCE",
-            "STATE",
-            "ROWS",
-            "CHANGES/S",
-            "LAG",
-            "QUARANTINE",
-            "GAPS"
+            events
         );
-        for s in status {
-            let rate = self
-                .rates
-                .iter()
-                .find(|(n, _)| *n == s.source)
-                .map(|(_, r)| *r)
-                .unwrap_or(0.0);
-            text.push_str(&format!(
-                "{:<15} {:<12} {:>10} {:>10.0} {:>7} {:>10} {:>5}\n",
-                s.source,
-                s.state,
-                s.rows_applied,
-                rate,
-                s.lag_seconds
-                    .map(crate::status::human_seconds)
-                    .unwrap_or_else(|| "-".to_owned()),
-                s.quarantined_open,
-                s.open_gaps
-            ));
-        }
+        let rows: Vec<Vec<String>> = status
+            .iter()
+            .map(|s| {
+                let rate = self
+                    .rates
+                    .iter()
+                    .find(|(n, _)| *n == s.source)
+                    .map(|(_, r)| *r)
+                    .unwrap_or(0.0);
+                vec![
+                    s.source.clone(),
+                    s.state.clone(),
+                    s.rows_applied.to_string(),
+                    format!("{rate:.0}"),
+                    s.lag_seconds
+                        .map(crate::status::human_seconds)
+                        .unwrap_or_else(|| "-".to_owned()),
+                    s.quarantined_open.to_string(),
+                    s.open_gaps.to_string(),
+                ]
+            })
+            .collect();
+        text.push_str(&crate::table::render(
+            &[
+                ("SOURCE", Left),
+                ("STATE", Left),
+                ("ROWS", Right),
+                ("CHANGES/S", Right),
+                ("LAG", Right),
+                ("QUARANTINE", Right),
+                ("GAPS", Right),
+            ],
+            &rows,
+        ));
         let mut out = std::io::stdout().lock();
         if self.tty {
             if self.lines > 0 {
