@@ -633,3 +633,56 @@ async fn a_holder_cut_off_from_the_warehouse_is_replaced_and_writes_nothing_when
     let _ = a.wait();
     let _ = b.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_runs_as_a_login_role_granted_only_ebis_pipeline() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let role = crate::support::unique_name("ebis_run");
+    let admin = crate::support::pg::connect(&crate::support::pg::admin()).await;
+    admin
+        .batch_execute(&format!(
+            "create role {role} login; grant ebis_pipeline to {role}; grant connect on database {} to {role}",
+            env.pg.name
+        ))
+        .await
+        .expect("role");
+    struct DropRole(String, String);
+    impl Drop for DropRole {
+        fn drop(&mut self) {
+            let (role, db) = (self.0.clone(), self.1.clone());
+            crate::support::cleanup(move || async move {
+                let c =
+                    crate::support::pg::connect(&crate::support::pg::admin().with_database(&db))
+                        .await;
+                let _ = c
+                    .batch_execute(&format!("drop owned by {role}; drop role if exists {role}"))
+                    .await;
+            });
+        }
+    }
+    let _guard = DropRole(role.clone(), env.pg.name.clone());
+    let (scheme, rest) = env.pg.url.split_once("://").expect("url");
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let as_role = ebis::config::ConnectionConfig {
+        url: format!("{scheme}://{role}@{host}"),
+        ..env.pg.conn.clone()
+    };
+    let wh = ebis::warehouse::Warehouse::new(&as_role, 4).expect("warehouse");
+    let mut rng = Rng::new(19);
+    for id in 0..20 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let config = env.config();
+    let (trigger, shutdown) = ebis::pipeline::Shutdown::new();
+    let run =
+        tokio::spawn(async move { ebis::pipeline::run_sources(&config, &wh, shutdown).await });
+    env.wait_count(LIVE, 20, Duration::from_secs(60)).await;
+    let holder: Option<String> = env
+        .one("select holder from ebis.lease where source = 'aic_city'")
+        .await;
+    assert!(holder.is_some(), "the role took the source's lease");
+    trigger.trigger();
+    let failed = run.await.expect("task").expect("pipeline");
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -57,6 +57,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0026_source_backlog.sql"),
     migration!("0027_operator_controls.sql"),
     migration!("0028_source_leases.sql"),
+    migration!("0029_lease_grants.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

@@ -282,7 +282,7 @@ pub async fn run_source(
         }
         match r.step().await {
             Ok(step) => {
-                if recovering {
+                if recovering && r.holds_lease() {
                     tracing::info!(source = %r.cfg.name, "recovered");
                     let _ = r.wh.clear_error(&r.cfg.name).await;
                     recovering = false;
@@ -318,9 +318,13 @@ pub async fn run_source(
             Err(e) if r.password_rotated().await | e.is_retryable() => {
                 tracing::warn!(source = %r.cfg.name, error = %e, retry_in = ?backoff, "retrying");
                 crate::metrics::record_error(&r.cfg.name, e.kind(), true);
-                let _ =
-                    r.wh.set_state(&r.cfg.name, "retrying", Some(&e.to_string()))
-                        .await;
+                // The source's status is its holder's to write: a standby's own errors
+                // (the warehouse away while it waits) are only logged.
+                if !r.standing_by {
+                    let _ =
+                        r.wh.set_state(&r.cfg.name, "retrying", Some(&e.to_string()))
+                            .await;
+                }
                 recovering = true;
                 r.checked = false;
                 if shutdown.sleep(backoff).await {
@@ -331,14 +335,16 @@ pub async fn run_source(
             Err(e) => {
                 tracing::error!(source = %r.cfg.name, error = %e, "source stopped");
                 crate::metrics::record_error(&r.cfg.name, e.kind(), false);
-                let _ =
-                    r.wh.set_state(&r.cfg.name, "failed", Some(&e.to_string()))
-                        .await;
+                if !r.standing_by {
+                    let _ =
+                        r.wh.set_state(&r.cfg.name, "failed", Some(&e.to_string()))
+                            .await;
+                }
                 break Err(e);
             }
         }
     };
-    if result.is_ok() && r.lease.as_ref().is_some_and(Held::is_held) {
+    if result.is_ok() && r.holds_lease() {
         r.last_poll().await;
         let _ = r.wh.set_state(&r.cfg.name, "stopped", None).await;
     }
@@ -362,7 +368,7 @@ impl Runner {
     }
 
     async fn step(&mut self) -> Result<Step, PipelineError> {
-        if !self.lease.as_ref().is_some_and(Held::is_held) {
+        if !self.holds_lease() {
             self.drop_lease();
             let holder = crate::warehouse::holder_name();
             match self
@@ -454,6 +460,11 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Whether this runner holds the source's lease (as far as its renewals know).
+    fn holds_lease(&self) -> bool {
+        self.lease.as_ref().is_some_and(Held::is_held)
     }
 
     /// Forgets the lease (lost or given up): applies are no longer fenced by it, what
