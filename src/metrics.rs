@@ -189,6 +189,11 @@ impl Exporter {
         if let Err(e) = self.refresh().await {
             tracing::debug!(error = %e, "metrics: the warehouse could not be read; serving the last figures");
         }
+        self.page()
+    }
+
+    /// The page as the gauges stand, with the process's own figures.
+    fn page(&self) -> String {
         metrics::with_local_recorder(self.recorder, set_process_figures);
         self.handle.render()
     }
@@ -500,7 +505,7 @@ fn describe() {
 pub async fn render(wh: &Warehouse) -> Result<String, WarehouseError> {
     let exporter = Exporter::local(wh.clone());
     exporter.refresh().await?;
-    Ok(exporter.scrape().await)
+    Ok(exporter.page())
 }
 
 /// Why the process is not ready, if it is not: the warehouse cannot be read, or a source

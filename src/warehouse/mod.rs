@@ -110,26 +110,9 @@ impl From<tokio_postgres::Error> for WarehouseError {
                 column: db.column().map(str::to_owned),
             },
             // A refused certificate says which check failed.
-            None => WarehouseError::Unreachable(
-                ebis_postgres::tls::describe(&e).unwrap_or_else(|| with_causes(&e)),
-            ),
+            None => WarehouseError::Unreachable(ebis_postgres::tls::describe(&e).0),
         }
     }
-}
-
-/// An error's message with its causes (`error connecting to server: Connection refused`).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 impl From<deadpool_postgres::PoolError> for WarehouseError {

@@ -125,9 +125,7 @@ pub async fn connect(
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             // A certificate refused will be refused again: say which check failed.
-            if let Some(why) = tls::describe(&e)
-                && e.as_db_error().is_none()
-            {
+            if let (why, true) = tls::describe(&e) {
                 return Err(SourceError::Query(why));
             }
             return Err(classify(e, None));

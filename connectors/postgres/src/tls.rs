@@ -64,18 +64,27 @@ where
     })
 }
 
-/// A connection error as an operator reads it: TLS failures say which check failed.
-pub fn describe(e: &tokio_postgres::Error) -> Option<String> {
+/// A connection error as an operator reads it: the error with its causes (each once), and
+/// whether it is TLS refusing the server — then the text says which check failed.
+pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
     let mut text = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         cause = c.source();
     }
-    let tls = text.contains("certificate")
-        || text.contains("tls")
-        || text.contains("TLS")
-        || text.contains("server does not support TLS");
-    tls.then(|| ebis_source::tls::explain(&text))
+    let tls = e.as_db_error().is_none()
+        && (text.contains("certificate")
+            || text.contains("tls")
+            || text.contains("TLS")
+            || text.contains("server does not support TLS"));
+    if tls {
+        (ebis_source::tls::explain(&text), true)
+    } else {
+        (text, false)
+    }
 }

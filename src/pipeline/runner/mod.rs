@@ -368,6 +368,7 @@ impl Runner {
     }
 
     async fn step(&mut self) -> Result<Step, PipelineError> {
+        let mut just_taken = false;
         if !self.holds_lease() {
             self.drop_lease();
             let holder = crate::warehouse::holder_name();
@@ -381,6 +382,7 @@ impl Runner {
                     self.wh.fence(lease.clone());
                     self.lease = Some(Held::start(self.wh.clone(), lease, self.settings.lease_ttl));
                     self.standing_by = false;
+                    just_taken = true;
                 }
                 None => {
                     if !self.standing_by {
@@ -393,8 +395,10 @@ impl Runner {
         }
         if !self.checked {
             // After an error (a partition, say) the lease is confirmed before the status
-            // is touched: another process may hold the source by now.
-            if let Some(held) = &self.lease
+            // is touched: another process may hold the source by now. (One just taken
+            // needs no confirming.)
+            if !just_taken
+                && let Some(held) = &self.lease
                 && !self
                     .wh
                     .renew_lease(&held.lease, self.settings.lease_ttl)
