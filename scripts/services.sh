@@ -8,7 +8,7 @@
 # With --install-only it only installs missing server packages (what `ebis demo` needs).
 #
 # Installs the Debian packages when the server binaries (or promtool, which the tests run
-# on the alert rules) are missing, starts a stopped
+# on the alert rules, or LibreOffice, which prints the work lists) are missing, starts a stopped
 # server, and waits until each answers. Variables already set are kept. Progress goes to
 # stderr; only the export lines go to stdout.
 set -euo pipefail
@@ -37,6 +37,15 @@ if ! command -v promtool >/dev/null 2>&1; then
   say "installing promtool (package prometheus)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2
+fi
+
+# LibreOffice (headless, no GUI) converts the exported work lists to PDF in the tests, as a
+# clerk would print them; a small CJK font makes that PDF readable (not needed to pass).
+if ! command -v soffice >/dev/null 2>&1; then
+  say "installing LibreOffice Calc (package libreoffice-calc-nogui) and a CJK font"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    libreoffice-calc-nogui fonts-wqy-microhei >&2
 fi
 
 # --- PostgreSQL -------------------------------------------------------------------------

@@ -341,9 +341,12 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
     let files = ebis::compare::export_worklists(
         &city.wh,
         out.path(),
-        ebis::compare::ExportFormat::Xlsx,
-        Some(Bureau::Aic),
-        None,
+        ebis::compare::ExportOptions {
+            format: ebis::compare::ExportFormat::Xlsx,
+            bureau: Some(Bureau::Aic),
+            division: None,
+            zone: Default::default(),
+        },
     )
     .await
     .expect("export");
@@ -374,17 +377,18 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
     let sheet = book
         .worksheet_range("税务已注销、工商仍在营")
         .expect("sheet");
+    // (Rows 0–2 name the rule and say what to check; analyst.rs reads every cell.)
     let header: Vec<String> = sheet
         .rows()
-        .next()
+        .nth(3)
         .expect("header")
         .iter()
         .map(|c| c.to_string())
         .collect();
-    assert_eq!(header[..4], ["规则", "组织机构代码", "注册号", "企业名称"]);
+    assert_eq!(header[..4], ["编号", "组织机构代码", "注册号", "企业名称"]);
     let data: Vec<Vec<String>> = sheet
         .rows()
-        .skip(1)
+        .skip(4)
         .map(|r| r.iter().map(|c| c.to_string()).collect())
         .collect();
     let (closed_case, _, _) = expect
@@ -397,8 +401,8 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
     let summary = book.worksheet_range("汇总").expect("summary");
     let total: f64 = summary
         .rows()
-        .find(|r| r.first().is_some_and(|c| *c == "合计"))
-        .and_then(|r| r.get(2).and_then(|c| c.get_float()))
+        .find(|r| r.iter().any(|c| *c == "合计"))
+        .and_then(|r| r.get(3).and_then(|c| c.get_float()))
         .expect("total row");
     assert_eq!(total as i64, aic_open);
 
@@ -406,15 +410,18 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
     let csv = ebis::compare::export_worklists(
         &city.wh,
         out.path(),
-        ebis::compare::ExportFormat::Csv,
-        Some(Bureau::Ltax),
-        None,
+        ebis::compare::ExportOptions {
+            format: ebis::compare::ExportFormat::Csv,
+            bureau: Some(Bureau::Ltax),
+            division: None,
+            zone: Default::default(),
+        },
     )
     .await
     .expect("csv export");
     let text = std::fs::read_to_string(&csv[0].0).expect("csv");
     assert!(
-        text.starts_with("\u{feff}规则,组织机构代码,注册号,企业名称"),
+        text.starts_with("\u{feff}规则,编号,组织机构代码,注册号,企业名称"),
         "{text}"
     );
     assert_eq!(text.lines().count(), csv[0].1 + 1);

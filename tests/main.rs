@@ -4,6 +4,7 @@
 
 mod support;
 
+mod analyst;
 mod base;
 mod binlog;
 mod capture;

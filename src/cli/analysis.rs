@@ -91,9 +91,17 @@ pub fn compare(config_path: &Path, args: CompareArgs) -> Result<ExitCode> {
             print!("{}", run.render());
         }
         if let Some(dir) = &args.export {
-            for (path, n) in
-                ebis::compare::export_worklists(&wh, dir, format, bureau, args.division.as_deref())
-                    .await?
+            for (path, n) in ebis::compare::export_worklists(
+                &wh,
+                dir,
+                ebis::compare::ExportOptions {
+                    format,
+                    bureau,
+                    division: args.division.as_deref(),
+                    zone: config.as_ref().map(|c| c.time_zone).unwrap_or_default(),
+                },
+            )
+            .await?
             {
                 println!("wrote {} ({n} findings)", path.display());
             }

@@ -5,7 +5,7 @@
 mod export;
 mod score;
 
-pub use export::{ExportFormat, export_worklists};
+pub use export::{ExportError, ExportFormat, ExportOptions, export_worklists};
 pub use score::{RuleScore, TRUTH_HEADER, Truth, parse_truth, render_scores, score_against_truth};
 
 use crate::rules::Rule;

@@ -58,6 +58,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0027_operator_controls.sql"),
     migration!("0028_source_leases.sql"),
     migration!("0029_lease_grants.sql"),
+    migration!("0030_analyst_schema.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
