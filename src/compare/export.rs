@@ -471,8 +471,16 @@ fn write_xlsx(
                     widths.see(c, t);
                 }
             }
-            if let Some(d) = r.since {
-                sheet.write_datetime_with_format(row, 7, excel_date(d)?, &date)?;
+            // A business date from a bureau's data a spreadsheet cannot hold (before
+            // 1900) is written as text rather than failing the list.
+            match r.since.map(|d| (d, excel_date(d))) {
+                Some((_, Ok(v))) => {
+                    sheet.write_datetime_with_format(row, 7, v, &date)?;
+                }
+                Some((d, Err(_))) => {
+                    sheet.write_string_with_format(row, 7, d.to_string(), &top)?;
+                }
+                None => {}
             }
             widths.see(7, "2026-12-03");
             sheet.write_datetime_with_format(
@@ -610,6 +618,14 @@ mod tests {
         assert_eq!(w.0, vec![4, 26]);
         w.see(1, &"长".repeat(100));
         assert_eq!(w.0[1], 200);
+    }
+
+    #[test]
+    fn dates_a_spreadsheet_cannot_hold_are_refused_for_text() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        assert!(excel_date(d(2006, 8, 1)).is_ok());
+        assert!(excel_date(d(1850, 1, 1)).is_err());
+        assert!(excel_date(d(-5, 1, 1)).is_err());
     }
 
     #[test]
