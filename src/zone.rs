@@ -2,7 +2,7 @@
 //! default, or UTC, or a fixed offset such as `+08:00` (China Standard Time, which has
 //! no daylight saving). What is stored stays UTC; only what people read is converted.
 
-use chrono::{DateTime, FixedOffset, Local, Offset, Utc};
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, Offset, Utc};
 
 /// Where shown times are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,10 +48,14 @@ impl Zone {
 
     /// `t` as a wall-clock time here: `2026-12-03 16:05:01`.
     pub fn show(self, t: DateTime<Utc>) -> String {
-        const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+        self.wall(t).format("%Y-%m-%d %H:%M:%S").to_string()
+    }
+
+    /// `t` as the wall clock here reads it.
+    pub fn wall(self, t: DateTime<Utc>) -> NaiveDateTime {
         match self {
-            Zone::Local => t.with_timezone(&Local).format(FORMAT).to_string(),
-            Zone::Fixed(o) => t.with_timezone(&o).format(FORMAT).to_string(),
+            Zone::Local => t.with_timezone(&Local).naive_local(),
+            Zone::Fixed(o) => t.with_timezone(&o).naive_local(),
         }
     }
 

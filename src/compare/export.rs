@@ -121,13 +121,14 @@ pub async fn export_worklists(
         )
         .await
         .map_err(WarehouseError::from)?;
+    let codes: Vec<&str> = Bureau::ALL.iter().map(|b| b.code()).collect();
     let complete = client
         .query(
-            "select b.label, (select min(c.complete_at) from report.completeness c where c.bureau = b.code)
-             from (values (1, 'aic', '工商'), (2, 'qts', '质监'), (3, 'ntax', '国税'), (4, 'ltax', '地税'))
-                  b(seq, code, label)
-             order by b.seq",
-            &[],
+            "select compare.bureau_label(b.code),
+                    (select min(c.complete_at) from report.completeness c where c.bureau = b.code)
+             from unnest($1::text[]) with ordinality b(code, n)
+             order by b.n",
+            &[&codes],
         )
         .await
         .map_err(WarehouseError::from)?
@@ -193,14 +194,6 @@ pub async fn export_worklists(
         written.push((path, rows.len()));
     }
     Ok(written)
-}
-
-/// A time as the wall clock of `zone` shows it.
-fn wall(zone: Zone, t: DateTime<Utc>) -> NaiveDateTime {
-    match zone {
-        Zone::Local => t.with_timezone(&chrono::Local).naive_local(),
-        Zone::Fixed(o) => t.with_timezone(&o).naive_local(),
-    }
 }
 
 fn excel_date(d: NaiveDate) -> Result<ExcelDateTime, ExportError> {
@@ -335,7 +328,7 @@ fn write_xlsx(
     let facts: [(&str, Option<ExcelDateTime>, &Format, &str); 3] = [
         (
             "生成时间",
-            Some(excel_time(wall(zone, context.generated))?),
+            Some(excel_time(zone.wall(context.generated))?),
             &time,
             "",
         ),
@@ -349,7 +342,7 @@ fn write_xlsx(
             "比对完成时间",
             context
                 .run_finished
-                .map(|t| excel_time(wall(zone, t)))
+                .map(|t| excel_time(zone.wall(t)))
                 .transpose()?,
             &time,
             "尚未比对",
@@ -375,7 +368,7 @@ fn write_xlsx(
         summary.write_string(line, 1, label)?;
         match at {
             Some(t) => {
-                summary.write_datetime_with_format(line, 2, excel_time(wall(zone, *t))?, &time)?
+                summary.write_datetime_with_format(line, 2, excel_time(zone.wall(*t))?, &time)?
             }
             None => summary.write_string(line, 2, "尚不完整（未接入或未完成首次同步）")?,
         };
@@ -417,7 +410,7 @@ fn write_xlsx(
             continue;
         }
         let sheet = book.add_worksheet();
-        sheet.set_name(sheet_name(&these[0].rule_label))?;
+        sheet.set_name(sheet_name(&rule.label))?;
         let last_col = (COLUMNS.len() - 1) as u16;
         sheet.write_string_with_format(0, 0, &rule.label, &title)?;
         sheet.merge_range(
@@ -435,7 +428,7 @@ fn write_xlsx(
                 "需处理部门：{}。本表 {} 条，生成于 {}（{zone_label}）。",
                 rule.acting,
                 these.len(),
-                wall(zone, context.generated).format("%Y-%m-%d %H:%M")
+                zone.wall(context.generated).format("%Y-%m-%d %H:%M")
             ),
         )?;
         let headers: Vec<&str> = COLUMNS.iter().map(|(h, _)| *h).collect();
@@ -453,14 +446,13 @@ fn write_xlsx(
                     (6, r.discrepancy.as_str()),
                 ],
             ));
-            let texts: [(usize, Option<&str>); 7] = [
+            let texts: [(usize, Option<&str>); 6] = [
                 (1, r.org_code.as_deref()),
                 (2, r.reg_no.as_deref()),
                 (3, r.name.as_deref()),
                 (4, r.division.as_deref()),
                 (5, r.division_name.as_deref()),
                 (6, Some(&r.discrepancy)),
-                (7, None),
             ];
             sheet.write_number_with_format(row, 0, r.id as f64, &top)?;
             widths.see(0, &r.id.to_string());
@@ -482,22 +474,18 @@ fn write_xlsx(
                 }
                 None => {}
             }
-            widths.see(7, "2026-12-03");
             sheet.write_datetime_with_format(
                 row,
                 8,
-                excel_time(wall(zone, r.first_seen))?,
+                excel_time(zone.wall(r.first_seen))?,
                 &time,
             )?;
-            sheet.write_datetime_with_format(
-                row,
-                9,
-                excel_time(wall(zone, r.last_seen))?,
-                &time,
-            )?;
-            widths.see(8, "2026-12-03 16:05");
-            widths.see(9, "2026-12-03 16:05");
+            sheet.write_datetime_with_format(row, 9, excel_time(zone.wall(r.last_seen))?, &time)?;
         }
+        // Date and time cells are as wide as their formats.
+        widths.see(7, "2026-12-03");
+        widths.see(8, "2026-12-03 16:05");
+        widths.see(9, "2026-12-03 16:05");
         let caps: Vec<usize> = COLUMNS.iter().map(|(_, cap)| *cap).collect();
         let set = widths.apply(sheet, &caps)?;
         fit_rows(sheet, &wrapped, &set)?;
@@ -554,7 +542,7 @@ fn write_csv(path: &Path, zone: Zone, rows: &[Finding]) -> Result<(), ExportErro
             .join(","),
     );
     out.push_str("\r\n");
-    let time = |t: DateTime<Utc>| wall(zone, t).format("%Y-%m-%d %H:%M").to_string();
+    let time = |t: DateTime<Utc>| zone.wall(t).format("%Y-%m-%d %H:%M").to_string();
     for r in rows {
         let cells = [
             csv_text(&r.rule_label),
