@@ -454,3 +454,88 @@ async fn a_catch_up_refreshing_a_few_percent_of_the_base_probes_by_key_and_build
         "the probing refresh and a rebuild build the same base"
     );
 }
+
+/// Waits until the statistics collector shows at least `n` rows changed in
+/// `exchange.aic_establishment` since its last analyze.
+async fn wait_changes_counted(pg: &tokio_postgres::Client, n: i64) {
+    let start = std::time::Instant::now();
+    loop {
+        let counted: i64 = pg
+            .query_one(
+                "select coalesce((select n_mod_since_analyze from pg_stat_user_tables
+                                  where relid = 'exchange.aic_establishment'::regclass), 0)",
+                &[],
+            )
+            .await
+            .expect("statistics")
+            .get(0);
+        if counted >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < T,
+            "the server never counted {n} changed rows ({counted})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn analyzed_now(pg: &tokio_postgres::Client) -> bool {
+    let done: Vec<String> = pg
+        .query_one("select ebis.analyze_stale()", &[])
+        .await
+        .expect("analyze_stale")
+        .get(0);
+    done.iter().any(|t| t == "exchange.aic_establishment")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_of_renames_stays_on_its_pages_and_is_not_analyzed_again_but_a_load_is() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let pg = env.pg().await;
+    insert_establishments(&pg, "150302", 1, 20_000).await;
+    wait_changes_counted(&pg, 20_000).await;
+    assert!(
+        analyzed_now(&pg).await,
+        "a table never analyzed is analyzed"
+    );
+
+    // A catch-up: a third of the enterprises renamed or moved, in batches.
+    for part in 0..3i64 {
+        pg.execute(
+            "update exchange.aic_establishment set name = name || '（改）', address = address || '2楼',
+                    change_version = change_version + 1
+             where source_key::bigint % 9 = $1",
+            &[&part],
+        )
+        .await
+        .expect("renames");
+    }
+    wait_changes_counted(&pg, 6_600).await;
+    assert!(
+        !analyzed_now(&pg).await,
+        "updates that moved no row count do not re-analyze the table"
+    );
+    let (updated, on_page): (i64, i64) = pg
+        .query_one(
+            "select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables
+             where relid = 'exchange.aic_establishment'::regclass",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("update counts");
+    assert!(updated >= 6_600, "{updated} updates counted");
+    assert!(
+        on_page * 2 > updated,
+        "most renames stay on their page and touch no index: {on_page} of {updated}"
+    );
+
+    // A load: a quarter more rows. The plans' row counts moved: analyzed again.
+    insert_establishments(&pg, "150303", 20_001, 5_000).await;
+    wait_changes_counted(&pg, 11_600).await;
+    assert!(
+        analyzed_now(&pg).await,
+        "a table that grew by a quarter is analyzed"
+    );
+}

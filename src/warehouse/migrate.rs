@@ -59,6 +59,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0028_source_leases.sql"),
     migration!("0029_lease_grants.sql"),
     migration!("0030_analyst_schema.sql"),
+    migration!("0031_cheaper_updates.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
