@@ -43,15 +43,21 @@ struct Bureau {
 }
 
 async fn bureau() -> Bureau {
+    bureau_with(ENT, MAPPING, "mode: binlog").await
+}
+
+/// A bureau database with the table `ddl` creates, mapped by `mapping`, captured as
+/// `capture` says.
+async fn bureau_with(ddl: &str, mapping: &str, capture: &str) -> Bureau {
     let guard = crate::support::mysql::BINLOG_FILES.read().await;
-    let db = MyDb::create(&[ENT.to_owned()]).await;
+    let db = MyDb::create(&[ddl.to_owned()]).await;
     let mappings = TempDir::new("ebis_binlog_mappings");
-    std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
+    std::fs::write(mappings.path().join("aic_establishment.yaml"), mapping).expect("mapping");
     let env = Env::custom(vec![SourceDef {
         name: "aic_binlog".to_owned(),
         bureau: "aic".to_owned(),
         division: "150302".to_owned(),
-        capture: "mode: binlog".to_owned(),
+        capture: capture.to_owned(),
         connection: db.conn.clone(),
         mappings: mappings.path().to_owned(),
     }])
@@ -151,6 +157,102 @@ async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
         .expect("renamed")
         .get(0);
     assert_eq!(renamed, 500);
+    assert!(run.stop().await.is_empty());
+}
+
+/// A table whose key columns come last, after a column of every type MariaDB logs (NULL
+/// in every other row): each row image is walked column by column to reach the key, so
+/// a value read one byte too long or too short would give wrong keys for every later row
+/// of the event. Rows inserted, updated (two images each) and deleted many to an event,
+/// with a GBK text key and an unsigned key above the signed range. Two defects this
+/// found: the log's table map gave the GBK column the table's default character set (its
+/// keys were bytes that matched no row), and MariaDB's row `IN` list of two or more keys
+/// finds no GBK row by UTF-8 text — in every capture mode, so changelog capture runs it
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_after_a_column_of_every_type_are_read_from_the_log() {
+    keys_after_a_column_of_every_type("mode: binlog").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_gbk_keys_are_read_by_key_in_changelog_mode() {
+    keys_after_a_column_of_every_type("mode: changelog").await;
+}
+
+async fn keys_after_a_column_of_every_type(capture: &str) {
+    const WIDE: &str = "CREATE TABLE WIDE (
+        C_TINY TINYINT NULL, C_SMALL SMALLINT UNSIGNED NULL, C_MEDIUM MEDIUMINT NULL,
+        C_INT INT NULL, C_BIG BIGINT NULL, C_DEC DECIMAL(20,4) NULL, C_FLOAT FLOAT NULL,
+        C_DOUBLE DOUBLE NULL, C_BIT BIT(10) NULL, C_DATE DATE NULL, C_TIME TIME(3) NULL,
+        C_DATETIME DATETIME(6) NULL, C_STAMP TIMESTAMP(6) NULL, C_YEAR YEAR NULL,
+        C_CHAR CHAR(5) NULL, C_VARCHAR VARCHAR(300) NULL, C_BINARY BINARY(4) NULL,
+        C_VARBINARY VARBINARY(20) NULL, C_TINYBLOB TINYBLOB NULL, C_TEXT TEXT NULL,
+        C_MEDIUMTEXT MEDIUMTEXT NULL, C_LONGBLOB LONGBLOB NULL, C_ENUM ENUM('甲', '乙') NULL,
+        C_SET SET('x', 'y') NULL, C_JSON JSON NULL, C_POINT POINT NULL,
+        NAME VARCHAR(200) NOT NULL,
+        CODE VARCHAR(20) CHARACTER SET gbk NOT NULL,
+        SEQ BIGINT UNSIGNED NOT NULL,
+        PRIMARY KEY (CODE, SEQ)
+    ) DEFAULT CHARSET=utf8mb4";
+    const WIDE_MAPPING: &str = "record_kind: aic_establishment
+source:
+  table: WIDE
+  key: [CODE, SEQ]
+fields:
+  reg_no: {column: CODE}
+  name: {column: NAME}
+";
+    let b = bureau_with(WIDE, WIDE_MAPPING, capture).await;
+    let insert = |from: u32, to: u32| {
+        format!(
+            "INSERT INTO WIDE SELECT
+               IF(seq % 2, NULL, -5), IF(seq % 2, NULL, 65000), IF(seq % 2, NULL, -8000000),
+               IF(seq % 2, NULL, seq), IF(seq % 2, NULL, -9000000000000 * CAST(seq AS SIGNED)),
+               IF(seq % 2, NULL, 1234567890123.4567), IF(seq % 2, NULL, 1.5), IF(seq % 2, NULL, 2.25e100),
+               IF(seq % 2, NULL, b'1010101010'), IF(seq % 2, NULL, '2006-03-01'),
+               IF(seq % 2, NULL, '-838:59:58.123'), IF(seq % 2, NULL, '2026-12-03 10:11:12.654321'),
+               IF(seq % 2, NULL, '2026-12-03 10:11:12.000001'), IF(seq % 2, NULL, 2006),
+               IF(seq % 2, NULL, '乌海'), IF(seq % 2, NULL, REPEAT('海勃湾', 90)),
+               IF(seq % 2, NULL, 'ab'), IF(seq % 2, NULL, UNHEX('00FF00FF')),
+               IF(seq % 2, NULL, REPEAT('b', 200)), IF(seq % 2, NULL, REPEAT('文本', 300)),
+               IF(seq % 2, NULL, REPEAT('中', IF(seq % 50 = 0, 22000, 3))), IF(seq % 2, NULL, REPEAT(UNHEX('FE'), 300)),
+               IF(seq % 2, NULL, '乙'), IF(seq % 2, NULL, 'x,y'), IF(seq % 2, NULL, '{{\"a\": [1, \"乌海\"]}}'),
+               IF(seq % 2, NULL, POINT(106.8, 39.67)),
+               CONCAT('乌海市第', seq, '号商贸有限公司'), CONCAT('海南区', seq % 7), 18446744073709551000 + seq
+             FROM seq_{from}_to_{to}"
+        )
+    };
+    b.db.exec(&insert(1, 10)).await;
+    let run = b.env.start();
+    b.env.wait_count(LIVE, 10, T).await;
+    // Each statement is one rows event (or a few) of many rows.
+    b.db.exec(&insert(11, 400)).await;
+    b.db.exec("UPDATE WIDE SET NAME = CONCAT(NAME, '（更名）') WHERE SEQ % 3 = 0")
+        .await;
+    b.db.exec("DELETE FROM WIDE WHERE SEQ % 10 = 1").await;
+    b.env.wait_verified(T).await;
+    let pg = b.env.pg().await;
+    let counts: (i64, i64) = pg
+        .query_one(
+            "select count(*) filter (where deleted_at is null),
+                    count(*) filter (where deleted_at is null and name like '%（更名）')
+             from exchange.aic_establishment",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("counts");
+    assert_eq!(counts, (360, 120));
+    let name: String = pg
+        .query_one(
+            "select name from exchange.aic_establishment
+             where source_key = '海南区0|18446744073709551007' and reg_no = '海南区0' and deleted_at is null",
+            &[],
+        )
+        .await
+        .expect("the row keyed by GBK text and an unsigned number above the signed range")
+        .get(0);
+    assert_eq!(name, "乌海市第7号商贸有限公司");
     assert!(run.stop().await.is_empty());
 }
 

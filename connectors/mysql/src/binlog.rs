@@ -20,6 +20,7 @@
 //! snapshots the source again and says why.
 
 use crate::error::classify;
+use crate::rowimage::{self, Layout};
 use crate::table::split_table;
 use crate::values::{Reading, convert};
 use crate::{MysqlSource, OP_TIMEOUT};
@@ -205,25 +206,31 @@ fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<String> {
     Some(format!("{domain}-{server_id}-{seq}"))
 }
 
-/// Character sets whose bytes are GBK-compatible (gbk, gb2312, gb18030: every collation).
-fn is_gb_charset(id: u16) -> bool {
-    // gb2312 and gbk (_chinese_ci, _bin, MariaDB's _nopad_ variants), gb18030 (MySQL 8).
-    matches!(
-        id,
-        24 | 28 | 86 | 87 | 248..=250 | 1048 | 1052 | 1110 | 1111
-    )
+/// Character sets whose bytes are GBK-compatible, by the name the catalog gives.
+fn is_gb_charset(name: &str) -> bool {
+    ["gbk", "gb2312", "gb18030"]
+        .iter()
+        .any(|gb| name.eq_ignore_ascii_case(gb))
 }
 
 /// A key column's value from a row image, as a read of the row by the table's select
 /// list returns it (the server converts text to UTF-8 there; here the log holds the
-/// column's own bytes).
-fn key_value(value: &BinlogValue<'_>, column: &Column, reading: Reading) -> Result<Value, String> {
+/// column's own bytes, in the column's character set `gb` says is GBK-compatible). The
+/// character set comes from the catalog, not from the log's table map: MariaDB's
+/// metadata of a table whose text columns follow ENUM or SET columns gave a GBK column
+/// the table's default character set, and its keys matched no row.
+fn key_value(
+    value: &BinlogValue<'_>,
+    column: &Column,
+    reading: Reading,
+    gb: bool,
+) -> Result<Value, String> {
     let BinlogValue::Value(v) = value else {
         return Err("a JSON key column".to_owned());
     };
     if let mysql_async::Value::Bytes(b) = v
         && reading == Reading::Plain
-        && is_gb_charset(column.character_set())
+        && gb
     {
         let (text, _, bad) = encoding_rs::GB18030.decode(b);
         return Ok(if bad {
@@ -235,6 +242,23 @@ fn key_value(value: &BinlogValue<'_>, column: &Column, reading: Reading) -> Resu
     Ok(convert(v.clone(), column, reading))
 }
 
+/// A key from its columns' values in an image (in the order of `place.columns`).
+fn key_of<'v, 'b: 'v>(
+    place: &KeyPlace,
+    values: impl Iterator<Item = &'v BinlogValue<'b>>,
+    database: &str,
+    table: &str,
+) -> Result<Vec<Value>, SourceError> {
+    let mut key = Vec::with_capacity(place.columns.len());
+    let columns = place.described.iter().zip(&place.gb);
+    for ((_, reading), (v, (column, gb))) in place.columns.iter().zip(values.zip(columns)) {
+        key.push(key_value(v, column, *reading, *gb).map_err(|why| {
+            SourceError::Query(format!("{database}.{table}.{}: {why}", column.name_str()))
+        })?);
+    }
+    Ok(key)
+}
+
 /// Where a captured table's key columns are in the log's row images of it.
 #[derive(Clone, Debug)]
 struct KeyPlace {
@@ -242,6 +266,25 @@ struct KeyPlace {
     table: usize,
     /// Per key column: its position in the image, and how its value is read.
     columns: Vec<(usize, Reading)>,
+    /// Per key column: the column as the image describes it (type, flags).
+    described: Vec<Column>,
+    /// Per key column: whether the catalog says its character set is GBK-compatible.
+    gb: Vec<bool>,
+}
+
+impl KeyPlace {
+    /// The key columns' positions in an image.
+    fn positions(&self) -> Vec<usize> {
+        self.columns.iter().map(|(i, _)| *i).collect()
+    }
+}
+
+/// What the log's rows of one table id need: where the key is (`None` for a table not
+/// captured) and, once a full image was seen, how to walk the next ones.
+#[derive(Clone, Debug)]
+struct Seen {
+    place: Option<KeyPlace>,
+    layout: Option<Layout>,
 }
 
 /// A transaction being read.
@@ -316,8 +359,8 @@ pub(crate) struct Cursor {
     asked: (String, u64, u64),
     /// The transaction being read.
     txn: Option<Txn>,
-    /// Key column places per table id.
-    places: HashMap<u64, Option<KeyPlace>>,
+    /// Key column places and row layouts per table id.
+    places: HashMap<u64, Seen>,
     /// Whether the server's own ROTATE is still to come.
     first_rotate: bool,
     /// Whether a checksum ends each event.
@@ -484,13 +527,19 @@ impl MysqlSource {
         };
         let t = &tables[index];
         let mut columns = Vec::new();
-        for (name, reading) in t.key_columns() {
+        let mut described = Vec::new();
+        let mut gb = Vec::new();
+        for (name, reading, charset) in t.key_columns() {
             let at = row
                 .columns_ref()
                 .iter()
                 .position(|c| c.name_str().eq_ignore_ascii_case(name));
             match at {
-                Some(i) => columns.push((i, reading)),
+                Some(i) => {
+                    columns.push((i, reading));
+                    described.push(row.columns_ref()[i].clone());
+                    gb.push(charset.is_some_and(is_gb_charset));
+                }
                 None => {
                     return Err(SourceError::CaptureNotInstalled(format!(
                         "the binlog's rows of {} carry no column named {name} (binlog_row_metadata must be FULL when they were logged)",
@@ -502,6 +551,8 @@ impl MysqlSource {
         Ok(Some(KeyPlace {
             table: index,
             columns,
+            described,
+            gb,
         }))
     }
 
@@ -733,45 +784,75 @@ impl MysqlSource {
                     };
                     let database = tme.database_name().into_owned();
                     let table = tme.table_name().into_owned();
-                    // Where the key columns are: known per table id, or found by name in
-                    // the first image.
-                    let mut place = places.get(&rows.table_id()).cloned();
-                    for row in rows.rows(tme) {
-                        let (before, after_image) = row.map_err(|e| {
-                            SourceError::Query(format!("a binlog row of {database}.{table}: {e}"))
-                        })?;
-                        t.rows += 1;
-                        if t.rows <= t.skip {
-                            continue;
+                    let bad_row = |e: std::io::Error| {
+                        SourceError::Query(format!("a binlog row of {database}.{table}: {e}"))
+                    };
+                    match places.get(&rows.table_id()) {
+                        // The layout is known and the images are full: walked for the key.
+                        Some(Seen {
+                            place,
+                            layout: Some(layout),
+                        }) if layout.walks(&rows) => {
+                            let wanted =
+                                place.as_ref().map(KeyPlace::positions).unwrap_or_default();
+                            let mut data = rows.rows_data();
+                            while !data.is_empty() {
+                                let images = rowimage::row(&rows, layout, &mut data, &wanted)
+                                    .map_err(bad_row)?;
+                                t.rows += 1;
+                                let Some(place) = place else { continue };
+                                if t.rows <= t.skip {
+                                    continue;
+                                }
+                                for values in images.iter().flatten() {
+                                    let key = key_of(place, values.iter(), &database, &table)?;
+                                    *order += 1;
+                                    t.keys.push(Latest::new(place.table, key, *order, at));
+                                }
+                            }
                         }
-                        for image in [before.as_ref(), after_image.as_ref()]
-                            .into_iter()
-                            .flatten()
-                        {
-                            if place.is_none() {
-                                let p = self.key_place(&database, &table, image)?;
-                                places.insert(rows.table_id(), p.clone());
-                                place = Some(p);
+                        // Decoded by mysql_common; the first image tells where the key
+                        // columns are and how the next images are laid out.
+                        seen => {
+                            let mut seen = seen.cloned();
+                            for row in rows.rows(tme) {
+                                let (before, after_image) = row.map_err(bad_row)?;
+                                t.rows += 1;
+                                for image in [before.as_ref(), after_image.as_ref()]
+                                    .into_iter()
+                                    .flatten()
+                                {
+                                    if seen.is_none() {
+                                        let s = Seen {
+                                            place: self.key_place(&database, &table, image)?,
+                                            layout: Layout::of(tme, image),
+                                        };
+                                        places.insert(rows.table_id(), s.clone());
+                                        seen = Some(s);
+                                    }
+                                    if t.rows <= t.skip {
+                                        break;
+                                    }
+                                    let Some(Seen {
+                                        place: Some(place), ..
+                                    }) = &seen
+                                    else {
+                                        break;
+                                    };
+                                    let mut values = Vec::with_capacity(place.columns.len());
+                                    for (i, _) in &place.columns {
+                                        values.push(image.as_ref(*i).ok_or_else(|| {
+                                            SourceError::Query(format!(
+                                                "a binlog row of {database}.{table} lacks key column {}",
+                                                image.columns_ref()[*i].name_str()
+                                            ))
+                                        })?);
+                                    }
+                                    let key = key_of(place, values.into_iter(), &database, &table)?;
+                                    *order += 1;
+                                    t.keys.push(Latest::new(place.table, key, *order, at));
+                                }
                             }
-                            let Some(Some(place)) = &place else { break };
-                            let mut key = Vec::with_capacity(place.columns.len());
-                            for (i, reading) in &place.columns {
-                                let column = &image.columns_ref()[*i];
-                                let v = image.as_ref(*i).ok_or_else(|| {
-                                    SourceError::Query(format!(
-                                        "a binlog row of {database}.{table} lacks key column {}",
-                                        column.name_str()
-                                    ))
-                                })?;
-                                key.push(key_value(v, column, *reading).map_err(|why| {
-                                    SourceError::Query(format!(
-                                        "{database}.{table}.{}: {why}",
-                                        column.name_str()
-                                    ))
-                                })?);
-                            }
-                            *order += 1;
-                            t.keys.push(Latest::new(place.table, key, *order, at));
                         }
                     }
                     // A transaction larger than a batch: return what it has read so far,

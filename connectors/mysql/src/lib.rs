@@ -23,6 +23,7 @@ mod binlog;
 mod catalog;
 mod changelog;
 mod error;
+mod rowimage;
 pub mod setup;
 mod table;
 mod timestamp;

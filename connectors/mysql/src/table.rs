@@ -62,6 +62,8 @@ pub struct Table {
     modified: Option<(usize, String)>,
     /// Each column's name and data type, as the server reports them.
     pub types: Vec<(String, String)>,
+    /// Each column's character set, as the catalog names it (`None`: not text).
+    charsets: Vec<Option<String>>,
 }
 
 impl Table {
@@ -158,15 +160,21 @@ impl Table {
                 .iter()
                 .map(|(c, t, _)| (c.clone(), t.clone()))
                 .collect(),
+            charsets: rows.iter().map(|(_, _, cs)| cs.clone()).collect(),
             plan: plan.clone(),
         })
     }
 
-    /// The key columns as the server names them, each with how the select list reads it.
-    pub fn key_columns(&self) -> impl Iterator<Item = (&str, Reading)> + '_ {
-        self.key_idx
-            .iter()
-            .map(|i| (self.types[*i].0.as_str(), self.readings[*i]))
+    /// The key columns as the server names them, each with how the select list reads it
+    /// and its character set as the catalog names it.
+    pub fn key_columns(&self) -> impl Iterator<Item = (&str, Reading, Option<&str>)> + '_ {
+        self.key_idx.iter().map(|i| {
+            (
+                self.types[*i].0.as_str(),
+                self.readings[*i],
+                self.charsets[*i].as_deref(),
+            )
+        })
     }
 
     /// True when the table has a modified column (timestamp capture possible).
@@ -176,6 +184,27 @@ impl Table {
 
     fn order_by(&self) -> String {
         self.key_quoted.join(", ")
+    }
+
+    /// The placeholders of a composite key in a row `IN` list: a text column's value
+    /// converted to the column's character set. MariaDB 10.11 compares a row `IN` list
+    /// of two or more rows without converting a text value to the column's character set:
+    /// `(CODE, SEQ) IN (('海南区0', 7), ('海南区0', 8))` on a GBK `CODE` finds nothing
+    /// (one row, a single column, or ASCII text do), so rows read by key were taken as
+    /// deleted.
+    fn key_marks(&self) -> Vec<String> {
+        self.key_idx
+            .iter()
+            .map(|i| match (&self.charsets[*i], self.readings[*i]) {
+                (Some(cs), Reading::Plain)
+                    if !cs.is_empty()
+                        && cs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+                {
+                    format!("CONVERT(? USING {cs})")
+                }
+                _ => "?".to_owned(),
+            })
+            .collect()
     }
 
     /// `(k1, k2) > (?, ?)`, or `k > ?`.
@@ -361,7 +390,7 @@ impl Table {
             let one = if self.key_quoted.len() == 1 {
                 "?".to_owned()
             } else {
-                format!("({})", vec!["?"; self.key_quoted.len()].join(", "))
+                format!("({})", self.key_marks().join(", "))
             };
             let target = if self.key_quoted.len() == 1 {
                 self.key_quoted[0].clone()
