@@ -58,12 +58,42 @@ pub struct Table {
     key_idx: Vec<usize>,
     /// Key columns, quoted, as the server names them.
     key_quoted: Vec<String>,
+    /// One key's placeholder in a `… IN (…)` list of keys ([`in_list_mark`]).
+    key_in: String,
     /// Position of the modified column in the select list, and its quoted name.
     modified: Option<(usize, String)>,
     /// Each column's name and data type, as the server reports them.
     pub types: Vec<(String, String)>,
     /// Each column's character set, as the catalog names it (`None`: not text).
     charsets: Vec<Option<String>>,
+}
+
+/// One key's placeholder in a `… IN (…)` list of keys: `?`, or a row of them for a
+/// composite key, where a text column's value is converted to the column's character
+/// set. MariaDB 10.11 compares a row `IN` list of two or more rows without converting a
+/// text value to the column's character set: `(CODE, SEQ) IN (('海南区0', 7), ('海南区0',
+/// 8))` on a GBK `CODE` finds nothing (one row, a single column, or ASCII text do), so
+/// rows read by key were taken as deleted.
+fn in_list_mark(
+    key_idx: &[usize],
+    columns: &[(String, String, Option<String>)],
+    readings: &[Reading],
+) -> String {
+    if key_idx.len() == 1 {
+        return "?".to_owned();
+    }
+    let marks: Vec<String> = key_idx
+        .iter()
+        .map(|i| match (&columns[*i].2, readings[*i]) {
+            (Some(cs), Reading::Plain)
+                if !cs.is_empty() && cs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                format!("CONVERT(? USING {cs})")
+            }
+            _ => "?".to_owned(),
+        })
+        .collect();
+    format!("({})", marks.join(", "))
 }
 
 impl Table {
@@ -146,7 +176,9 @@ impl Table {
             Some(m) => find(m).map(|i| (i, quote(&rows[i].0))),
             None => None,
         };
+        let key_in = in_list_mark(&key_idx, &rows, &readings);
         Ok(Table {
+            key_in,
             quoted: match schema {
                 Some(s) => format!("{}.{}", quote(s), quote(name)),
                 None => quote(name),
@@ -184,27 +216,6 @@ impl Table {
 
     fn order_by(&self) -> String {
         self.key_quoted.join(", ")
-    }
-
-    /// The placeholders of a composite key in a row `IN` list: a text column's value
-    /// converted to the column's character set. MariaDB 10.11 compares a row `IN` list
-    /// of two or more rows without converting a text value to the column's character set:
-    /// `(CODE, SEQ) IN (('海南区0', 7), ('海南区0', 8))` on a GBK `CODE` finds nothing
-    /// (one row, a single column, or ASCII text do), so rows read by key were taken as
-    /// deleted.
-    fn key_marks(&self) -> Vec<String> {
-        self.key_idx
-            .iter()
-            .map(|i| match (&self.charsets[*i], self.readings[*i]) {
-                (Some(cs), Reading::Plain)
-                    if !cs.is_empty()
-                        && cs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-                {
-                    format!("CONVERT(? USING {cs})")
-                }
-                _ => "?".to_owned(),
-            })
-            .collect()
     }
 
     /// `(k1, k2) > (?, ?)`, or `k > ?`.
@@ -387,11 +398,7 @@ impl Table {
                 .into_iter()
                 .find(|s| *s >= chunk.len())
                 .unwrap_or(FETCH_CHUNK);
-            let one = if self.key_quoted.len() == 1 {
-                "?".to_owned()
-            } else {
-                format!("({})", self.key_marks().join(", "))
-            };
+            let one = &self.key_in;
             let target = if self.key_quoted.len() == 1 {
                 self.key_quoted[0].clone()
             } else {
@@ -401,7 +408,7 @@ impl Table {
                 "SELECT {} FROM {} WHERE {target} IN ({})",
                 self.select,
                 self.quoted,
-                vec![one; size].join(", ")
+                vec![one.as_str(); size].join(", ")
             );
             let mut params = Vec::with_capacity(size * self.key_quoted.len());
             for i in 0..size {
