@@ -54,6 +54,15 @@ fn entry((seq, table, key_json, at): Entry) -> Result<ChangeEntry, SourceError> 
 }
 
 impl<'a> Reader<'a> {
+    /// An `ebis_change` row as an entry, its key in the form reads of its table give.
+    fn entry(&self, row: Entry) -> Result<ChangeEntry, SourceError> {
+        let mut e = entry(row)?;
+        if let Some(i) = self.captured(&e.table) {
+            e.key = self.tables[i].key_from_log(std::mem::take(&mut e.key));
+        }
+        Ok(e)
+    }
+
     /// A reader of `source`'s captured tables on `conn`.
     pub(crate) fn new(conn: Conn, source: &'a mut MysqlSource) -> Reader<'a> {
         Reader {
@@ -171,7 +180,7 @@ impl ChangelogReader for Reader<'_> {
             .exec(q, (after,))
             .await
             .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
-        found.into_iter().map(entry).collect()
+        found.into_iter().map(|e| self.entry(e)).collect()
     }
 
     async fn highest(&mut self) -> Result<i64, SourceError> {
@@ -206,7 +215,7 @@ impl ChangelogReader for Reader<'_> {
                 .await
                 .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
             for e in found {
-                out.push(entry(e)?);
+                out.push(self.entry(e)?);
             }
         }
         Ok(out)

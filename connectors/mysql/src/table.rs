@@ -5,7 +5,7 @@
 //! statement parameters.
 
 use crate::error::classify;
-use crate::values::{Reading, convert, param};
+use crate::values::{Reading, convert, latin1_key, param};
 use ebis_source::{Change, KeyEntry, Op, Row, SourceError, TablePlan, Value};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value as My};
@@ -58,8 +58,10 @@ pub struct Table {
     key_idx: Vec<usize>,
     /// Key columns, quoted, as the server names them.
     key_quoted: Vec<String>,
-    /// One key's placeholder in a `… IN (…)` list of keys ([`in_list_mark`]).
+    /// One key's placeholder in a `… IN (…)` list of keys ([`key_marks`]).
     key_in: String,
+    /// One key's placeholder after `… > ` in key order ([`key_marks`]).
+    key_after: String,
     /// Position of the modified column in the select list, and its quoted name.
     modified: Option<(usize, String)>,
     /// Each column's name and data type, as the server reports them.
@@ -68,32 +70,56 @@ pub struct Table {
     charsets: Vec<Option<String>>,
 }
 
-/// One key's placeholder in a `… IN (…)` list of keys: `?`, or a row of them for a
-/// composite key, where a text column's value is converted to the column's character
-/// set. MariaDB 10.11 compares a row `IN` list of two or more rows without converting a
-/// text value to the column's character set: `(CODE, SEQ) IN (('海南区0', 7), ('海南区0',
-/// 8))` on a GBK `CODE` finds nothing (one row, a single column, or ASCII text do), so
-/// rows read by key were taken as deleted.
-fn in_list_mark(
+/// One key column's placeholder where its value is compared with the column. A latin1
+/// column is read as its own bytes (`Reading::Latin1Bytes`: they may be GBK a legacy
+/// application stored there), so its value is those bytes, passed in hex
+/// ([`Table::key_params`]) and taken as latin1 as they are: passed as they came, the
+/// server took them for UTF-8 and no row beyond ASCII matched.
+/// In a row `IN` list (`in_row`) a text value is also converted to its column's
+/// character set: MariaDB 10.11 compares a row `IN` list of two or more rows without
+/// converting a text value, so `(CODE, SEQ) IN (('海南区0', 7), ('海南区0', 8))` on a GBK
+/// `CODE` finds nothing (one row, a single column, or ASCII text do), and rows read by
+/// key were taken as deleted.
+fn key_mark(charset: Option<&str>, reading: Reading, in_row: bool) -> String {
+    match (charset, reading) {
+        (_, Reading::Latin1Bytes) => "CONVERT(UNHEX(?) USING latin1)".to_owned(),
+        (Some(cs), Reading::Plain)
+            if in_row
+                && !cs.is_empty()
+                && cs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            format!("CONVERT(? USING {cs})")
+        }
+        _ => "?".to_owned(),
+    }
+}
+
+/// Bytes in hex, for `UNHEX(?)`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The key columns' placeholders, joined: `m` for one column, `(m1, m2, …)` for more.
+fn key_marks(
     key_idx: &[usize],
     columns: &[(String, String, Option<String>)],
     readings: &[Reading],
+    in_list: bool,
 ) -> String {
-    if key_idx.len() == 1 {
-        return "?".to_owned();
-    }
     let marks: Vec<String> = key_idx
         .iter()
-        .map(|i| match (&columns[*i].2, readings[*i]) {
-            (Some(cs), Reading::Plain)
-                if !cs.is_empty() && cs.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-            {
-                format!("CONVERT(? USING {cs})")
-            }
-            _ => "?".to_owned(),
+        .map(|i| {
+            key_mark(
+                columns[*i].2.as_deref(),
+                readings[*i],
+                in_list && key_idx.len() > 1,
+            )
         })
         .collect();
-    format!("({})", marks.join(", "))
+    match marks.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", marks.join(", ")),
+    }
 }
 
 impl Table {
@@ -176,9 +202,11 @@ impl Table {
             Some(m) => find(m).map(|i| (i, quote(&rows[i].0))),
             None => None,
         };
-        let key_in = in_list_mark(&key_idx, &rows, &readings);
+        let key_in = key_marks(&key_idx, &rows, &readings, true);
+        let key_after = key_marks(&key_idx, &rows, &readings, false);
         Ok(Table {
             key_in,
+            key_after,
             quoted: match schema {
                 Some(s) => format!("{}.{}", quote(s), quote(name)),
                 None => quote(name),
@@ -209,6 +237,29 @@ impl Table {
         })
     }
 
+    /// A key's values as statement parameters for [`key_mark`]'s placeholders: a latin1
+    /// column's value as the hex of its bytes.
+    fn key_params<'k>(&'k self, key: &'k [Value]) -> impl Iterator<Item = My> + 'k {
+        key.iter()
+            .zip(&self.key_idx)
+            .map(|(v, i)| match (self.readings[*i], v) {
+                (Reading::Latin1Bytes, Value::Bytes(b)) => My::Bytes(hex(b).into_bytes()),
+                (Reading::Latin1Bytes, Value::Text(t)) => My::Bytes(hex(t.as_bytes()).into_bytes()),
+                _ => param(v),
+            })
+    }
+
+    /// A key as the change table logged it (a JSON array, text in UTF-8), in the form a
+    /// read of the table gives it: a latin1 column's part as the column's own bytes.
+    pub fn key_from_log(&self, mut key: Vec<Value>) -> Vec<Value> {
+        for (v, i) in key.iter_mut().zip(&self.key_idx) {
+            if self.readings[*i] == Reading::Latin1Bytes {
+                *v = latin1_key(std::mem::replace(v, Value::Null));
+            }
+        }
+        key
+    }
+
     /// True when the table has a modified column (timestamp capture possible).
     pub fn has_modified(&self) -> bool {
         self.modified.is_some()
@@ -218,13 +269,12 @@ impl Table {
         self.key_quoted.join(", ")
     }
 
-    /// `(k1, k2) > (?, ?)`, or `k > ?`.
+    /// `(k1, k2) > (?, ?)`, or `k > ?` (with [`key_mark`]'s placeholders).
     fn after_key(&self) -> String {
         if self.key_quoted.len() == 1 {
-            format!("{} > ?", self.key_quoted[0])
+            format!("{} > {}", self.key_quoted[0], self.key_after)
         } else {
-            let marks = vec!["?"; self.key_quoted.len()].join(", ");
-            format!("({}) > ({marks})", self.key_quoted.join(", "))
+            format!("({}) > {}", self.key_quoted.join(", "), self.key_after)
         }
     }
 
@@ -233,7 +283,7 @@ impl Table {
         match after {
             Some(k) => (
                 format!("WHERE {}", self.after_key()),
-                k.iter().map(param).collect(),
+                self.key_params(k).collect(),
             ),
             None => (String::new(), Vec::new()),
         }
@@ -417,7 +467,7 @@ impl Table {
                     .or(chunk.last())
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
-                params.extend(key.iter().map(param));
+                params.extend(self.key_params(key));
             }
             out.extend(self.rows(conn, &sql, params).await?);
         }
@@ -444,7 +494,7 @@ impl Table {
             Some(m) if key.is_empty() => (format!("WHERE {mc} >= ? AND {mc} <= ?"), vec![param(m)]),
             Some(m) => {
                 let mut p = vec![param(m), param(m)];
-                p.extend(key.iter().map(param));
+                p.extend(self.key_params(key));
                 (
                     format!(
                         "WHERE ({mc} > ? OR ({mc} = ? AND {})) AND {mc} <= ?",

@@ -109,6 +109,25 @@ fn bytes(b: Vec<u8>, column: &Column, reading: Reading) -> Value {
     }
 }
 
+/// A latin1 key part logged as text, as a read of its column gives it
+/// (`Reading::Latin1Bytes`): ASCII stays text, anything else becomes the column's own
+/// bytes again. The server logs a latin1 value converted to UTF-8 from Windows-1252,
+/// which is what MariaDB's latin1 is, every byte included, so the conversion is undone
+/// exactly; text Windows-1252 cannot hold did not come from such a column and is kept.
+pub fn latin1_key(v: Value) -> Value {
+    match v {
+        Value::Text(s) if !s.is_ascii() => {
+            let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(&s);
+            if unmappable {
+                Value::Text(s)
+            } else {
+                Value::Bytes(bytes.into_owned())
+            }
+        }
+        other => other,
+    }
+}
+
 /// An ebis value as a statement parameter.
 pub fn param(v: &Value) -> My {
     match v {
@@ -167,6 +186,28 @@ mod tests {
             from_json(&serde_json::json!("2006-03-01 08:00:00.250000")),
             Value::Text("2006-03-01 08:00:00.250000".into())
         );
+    }
+
+    #[test]
+    fn latin1_keys_logged_as_text_are_the_columns_bytes_again() {
+        assert_eq!(
+            latin1_key(Value::Text("Café Zoë €".into())),
+            Value::Bytes(b"Caf\xe9 Zo\xeb \x80".to_vec())
+        );
+        // A byte Windows-1252 leaves undefined, as MariaDB logs it.
+        assert_eq!(
+            latin1_key(Value::Text("\u{81}".into())),
+            Value::Bytes(vec![0x81])
+        );
+        assert_eq!(
+            latin1_key(Value::Text("ABC-1".into())),
+            Value::Text("ABC-1".into())
+        );
+        assert_eq!(
+            latin1_key(Value::Text("乌海".into())),
+            Value::Text("乌海".into())
+        );
+        assert_eq!(latin1_key(Value::Int(7)), Value::Int(7));
     }
 
     #[test]
