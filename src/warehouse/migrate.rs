@@ -60,6 +60,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0029_lease_grants.sql"),
     migration!("0030_analyst_schema.sql"),
     migration!("0031_cheaper_updates.sql"),
+    migration!("0032_refresh_in_place.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
