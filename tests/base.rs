@@ -615,4 +615,22 @@ async fn a_refresh_rewrites_only_the_enterprises_that_changed_and_a_move_touches
         base_rows(&pg).await == drained,
         "the refresh in place and a rebuild build the same base"
     );
+    // After a rebuild the next comparison is full: refreshes log no more keys for it.
+    let logged = || async {
+        texts(
+            &pg,
+            "select count(*) || ' ' || count(*) filter (where enterprise_key = '*') from compare.changed",
+        )
+        .await
+    };
+    let before = logged().await;
+    pg.batch_execute(
+        "update exchange.aic_establishment set address = address || '3楼', change_version = change_version + 1
+          where source_key::bigint % 10 = 3;
+         select core.settle()",
+    )
+    .await
+    .expect("more moves");
+    assert_eq!(logged().await, before);
+    assert!(before[0].ends_with(" 1"), "a full run is due: {before:?}");
 }

@@ -20,6 +20,11 @@
 --
 -- A rebuild (core.rebuild_all) starts from an empty base without indexes: its rows still
 -- go straight into the base, without comparing.
+--
+-- The refreshed keys are logged for the incremental comparison only when its next run
+-- can be incremental: not when the marker of a full run ('*') is logged already, and as
+-- that marker when they are more than an incremental run takes (logging 50,000 keys cost
+-- 0.3-0.5 s of a 3-4 s refresh).
 
 alter table core.enterprise set (fillfactor = 80);
 
@@ -294,9 +299,17 @@ begin
             cols,
             (select string_agg('excluded.' || c, ', ') from unnest(string_to_array(cols, ', ')) c),
             (select string_agg('e.' || c, ', ') from unnest(string_to_array(cols, ', ')) c));
-        insert into compare.changed
-        select distinct k from unnest(keys) k where k is not null
-        on conflict do nothing;
+        -- Logged for the incremental comparison, unless its next run is full anyway:
+        -- the marker '*' is there, or there are more keys than an incremental run takes.
+        if not exists (select 1 from compare.changed where enterprise_key = '*') then
+            if cardinality(keys) > compare.days('incremental_max_enterprises') then
+                insert into compare.changed values ('*') on conflict do nothing;
+            else
+                insert into compare.changed
+                select distinct k from unnest(keys) k where k is not null
+                on conflict do nothing;
+            end if;
+        end if;
         drop table ebis_refreshed;
     end if;
 end $$;
