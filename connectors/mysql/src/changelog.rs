@@ -54,8 +54,9 @@ fn entry((seq, table, key_json, at): Entry) -> Result<ChangeEntry, SourceError> 
 }
 
 impl<'a> Reader<'a> {
-    /// An `ebis_change` row as an entry, its key in the form reads of its table give.
-    fn entry(&self, row: Entry) -> Result<ChangeEntry, SourceError> {
+    /// An `ebis_change` row as an entry ([`entry`]), its key in the form reads of its
+    /// table give ([`Table::key_from_log`]).
+    fn keyed_entry(&self, row: Entry) -> Result<ChangeEntry, SourceError> {
         let mut e = entry(row)?;
         if let Some(i) = self.captured(&e.table) {
             e.key = self.tables[i].key_from_log(std::mem::take(&mut e.key));
@@ -180,7 +181,7 @@ impl ChangelogReader for Reader<'_> {
             .exec(q, (after,))
             .await
             .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
-        found.into_iter().map(|e| self.entry(e)).collect()
+        found.into_iter().map(|e| self.keyed_entry(e)).collect()
     }
 
     async fn highest(&mut self) -> Result<i64, SourceError> {
@@ -215,7 +216,7 @@ impl ChangelogReader for Reader<'_> {
                 .await
                 .map_err(|e| classify(e, Some(CHANGE_TABLE)))?;
             for e in found {
-                out.push(self.entry(e)?);
+                out.push(self.keyed_entry(e)?);
             }
         }
         Ok(out)
