@@ -260,7 +260,7 @@ end $$;
 create or replace function core.refresh_enterprises(keys text[]) returns void
 language plpgsql as $$
 declare
-    cols text;
+    upsert text;
 begin
     if core.rebuilding() then
         -- A rebuild's base is empty and has no indexes: its rows go straight in, through
@@ -288,17 +288,17 @@ begin
         where enterprise_key = any(array(select k from unnest(keys) k
                                          except select n.enterprise_key from ebis_refreshed n));
         -- Every column but the key and the time of the last change, compared and set.
-        select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
+        select format('insert into core.enterprise as e select * from ebis_refreshed
+                       on conflict (enterprise_key) do update set (%s, updated_at) = (%s, excluded.updated_at)
+                       where (%s) is distinct from (%2$s)',
+                      string_agg(quote_ident(a.attname), ', ' order by a.attnum),
+                      string_agg('excluded.' || quote_ident(a.attname), ', ' order by a.attnum),
+                      string_agg('e.' || quote_ident(a.attname), ', ' order by a.attnum))
+          into upsert
         from pg_attribute a
         where a.attrelid = 'core.enterprise'::regclass and a.attnum > 0 and not a.attisdropped
           and a.attname not in ('enterprise_key', 'updated_at');
-        execute format(
-            'insert into core.enterprise as e select * from ebis_refreshed
-             on conflict (enterprise_key) do update set (%1$s, updated_at) = (%2$s, excluded.updated_at)
-             where (%3$s) is distinct from (%2$s)',
-            cols,
-            (select string_agg('excluded.' || c, ', ') from unnest(string_to_array(cols, ', ')) c),
-            (select string_agg('e.' || c, ', ') from unnest(string_to_array(cols, ', ')) c));
+        execute upsert;
         -- Logged for the incremental comparison, unless its next run is full anyway:
         -- the marker '*' is there, or there are more keys than an incremental run takes.
         if not exists (select 1 from compare.changed where enterprise_key = '*') then
