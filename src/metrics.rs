@@ -50,6 +50,8 @@ pub mod names {
     pub const RESNAPSHOTS: &str = "ebis_resnapshots_total";
     /// Bytes the source keeps for ebis (a logical slot's retained WAL).
     pub const SOURCE_BACKLOG: &str = "ebis_source_backlog_bytes";
+    /// 1 while the source catches up a backlog (reads full batches), 0 otherwise.
+    pub const CATCHING_UP: &str = "ebis_catching_up";
     /// Rows a snapshot in progress has read.
     pub const SNAPSHOT_ROWS: &str = "ebis_snapshot_rows_read";
     /// Errors by source and kind, as this process met them.
@@ -283,6 +285,11 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
         if let Some(b) = r.backlog_bytes {
             gauge!(names::SOURCE_BACKLOG, "source" => s()).set(b as f64);
         }
+        gauge!(names::CATCHING_UP, "source" => s()).set(if r.backlog_since.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         if let Some(e) = r.lease_epoch {
             gauge!(names::LEASE_EPOCH, "source" => s()).set(e as f64);
         }
@@ -434,6 +441,10 @@ fn describe() {
         names::SOURCE_BACKLOG,
         Unit::Bytes,
         "Bytes the source keeps on its disk for ebis (a PostgreSQL logical slot's retained WAL), as last read."
+    );
+    describe_gauge!(
+        names::CATCHING_UP,
+        "1 while the source catches up a backlog (reads full batches; the enterprise base waits for it, a minute at most)."
     );
     describe_gauge!(
         names::SNAPSHOT_ROWS,

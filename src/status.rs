@@ -69,6 +69,9 @@ pub struct SourceStatus {
     pub last_resnapshot_reason: Option<String>,
     /// Bytes the source keeps for ebis (a logical slot's retained WAL), when last read.
     pub backlog_bytes: Option<i64>,
+    /// Since when it has been catching up a backlog (reading full batches), while it
+    /// streams.
+    pub backlog_since: Option<DateTime<Utc>>,
 }
 
 impl Warehouse {
@@ -86,7 +89,8 @@ impl Warehouse {
                         s.source_backlog_bytes, s.cleared_error, s.cleared_error_at, s.error_cleared_at,
                         s.last_applied_at, s.rows_quarantined,
                         case when l.expires_at > clock_timestamp() then l.holder end,
-                        case when l.epoch > 0 then l.epoch end
+                        case when l.epoch > 0 then l.epoch end,
+                        case when s.state = 'streaming' then s.backlog_since end
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                       left join ebis.lease l using (source)
                  order by s.source",
@@ -125,6 +129,7 @@ impl Warehouse {
                 rows_quarantined: r.get(26),
                 held_by: r.get(27),
                 lease_epoch: r.get(28),
+                backlog_since: r.get(29),
             })
             .collect())
     }
@@ -241,6 +246,15 @@ pub fn render(rows: &[SourceStatus], zone: Zone) -> String {
                 "{}: captured by {holder} (lease epoch {})\n",
                 r.source,
                 r.lease_epoch.unwrap_or(0)
+            ));
+        }
+    }
+    for r in rows.iter() {
+        if let Some(since) = r.backlog_since {
+            out.push_str(&format!(
+                "{}: catching up a backlog since {} (reading full batches; the enterprise base takes it in afterwards, at most a minute behind)\n",
+                r.source,
+                zone.show(since)
             ));
         }
     }
@@ -414,6 +428,7 @@ mod tests {
             last_resnapshot_at: None,
             last_resnapshot_reason: None,
             backlog_bytes: None,
+            backlog_since: None,
         }
     }
 

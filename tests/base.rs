@@ -634,3 +634,243 @@ async fn a_refresh_rewrites_only_the_enterprises_that_changed_and_a_move_touches
     assert_eq!(logged().await, before);
     assert!(before[0].ends_with(" 1"), "a full run is due: {before:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operators_see_it() {
+    use ebis::pipeline::{DEFER_DURING_CATCH_UP, DEFER_DURING_SNAPSHOT};
+    use ebis::warehouse::{ApplyBatch, SourceMeta, StatusUpdate};
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    env.wh
+        .register_sources(&env.config().sources)
+        .await
+        .expect("register");
+    let meta = SourceMeta {
+        name: "aic_city",
+        bureau: "aic",
+    };
+    let read = |backlog: bool| {
+        let mut b = ApplyBatch::new();
+        b.status = StatusUpdate {
+            state: Some("streaming"),
+            backlog: Some(backlog),
+            ..StatusUpdate::default()
+        };
+        b
+    };
+    let pg = env.pg().await;
+    // Something applied and queued for the base; then a batch that read a full batch.
+    pg.execute("insert into core.pending default values", &[])
+        .await
+        .expect("queue");
+    env.wh
+        .apply(meta, "seq 500", &read(true))
+        .await
+        .expect("apply");
+    let defer = || {
+        env.wh
+            .defer_drain(DEFER_DURING_SNAPSHOT, DEFER_DURING_CATCH_UP)
+    };
+    assert!(
+        defer().await.expect("defer"),
+        "the drainer waits for the catch-up"
+    );
+    let since = {
+        let status = env.wh.status().await.expect("status");
+        let since = status[0].backlog_since.expect("catching up since");
+        let text = ebis::status::render(&status, ebis::zone::Zone::Local);
+        assert!(
+            text.contains("aic_city: catching up a backlog since"),
+            "{text}"
+        );
+        since
+    };
+    let page = ebis::metrics::render(&env.wh).await.expect("metrics");
+    assert!(
+        page.contains("ebis_catching_up{source=\"aic_city\"} 1"),
+        "{page}"
+    );
+    // The next full batch keeps the time it began.
+    env.wh
+        .apply(meta, "seq 1000", &read(true))
+        .await
+        .expect("apply");
+    assert_eq!(
+        env.wh.status().await.expect("status")[0].backlog_since,
+        Some(since)
+    );
+    // Not longer than the oldest queued statement may wait ...
+    assert!(
+        !env.wh
+            .defer_drain(DEFER_DURING_SNAPSHOT, Duration::ZERO)
+            .await
+            .expect("defer"),
+        "a statement queued longer than the wait allows is drained"
+    );
+    // ... nor for a process that stopped writing (it died mid-way).
+    pg.execute(
+        "update ebis.source_status set updated_at = now() - interval '31 seconds'",
+        &[],
+    )
+    .await
+    .expect("stale");
+    assert!(!defer().await.expect("defer"));
+    // Caught up: the flag clears, and the drainer goes on.
+    env.wh
+        .apply(meta, "seq 1200", &read(false))
+        .await
+        .expect("apply");
+    assert!(!defer().await.expect("defer"));
+    let status = env.wh.status().await.expect("status");
+    assert_eq!(status[0].backlog_since, None);
+    let text = ebis::status::render(&status, ebis::zone::Zone::Local);
+    assert!(!text.contains("catching up"), "{text}");
+    let page = ebis::metrics::render(&env.wh).await.expect("metrics");
+    assert!(
+        page.contains("ebis_catching_up{source=\"aic_city\"} 0"),
+        "{page}"
+    );
+    // A source that stops streaming (an error it retries) is not catching up either.
+    env.wh
+        .apply(meta, "seq 1700", &read(true))
+        .await
+        .expect("apply");
+    env.wh
+        .set_state("aic_city", "retrying", Some("source unreachable"))
+        .await
+        .expect("state");
+    assert_eq!(
+        env.wh.status().await.expect("status")[0].backlog_since,
+        None
+    );
+    assert!(!defer().await.expect("defer"));
+}
+
+/// Calls of a warehouse function counted by the statistics collector (the server flushes
+/// them about once a second), waited for until at least `want`.
+async fn wait_calls(pg: &tokio_postgres::Client, function: &str, want: i64) -> i64 {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let calls: i64 = pg
+            .query_one(
+                "select coalesce(sum(calls), 0)::bigint from pg_stat_user_functions
+                 where schemaname = 'core' and funcname = $1",
+                &[&function],
+            )
+            .await
+            .expect("function statistics")
+            .get(0);
+        if calls >= want || std::time::Instant::now() > deadline {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_builds_what_a_rebuild_builds()
+ {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    env.wh
+        .register_sources(&env.config().sources)
+        .await
+        .expect("register");
+    let pg = env.pg().await;
+    // Function calls counted, for connections opened from now on.
+    pg.batch_execute(
+        "do $$ begin execute format('alter database %I set track_functions = ''pl''', current_database()); end $$",
+    )
+    .await
+    .expect("track functions");
+    insert_establishments(&pg, "150302", 1, 40_000).await;
+    pg.batch_execute("select core.settle(); analyze core.enterprise")
+        .await
+        .expect("first load");
+    // A catch-up: 12,000 renamed, 300 deleted, 300 new, 200 moved to another
+    // registration number (their enterprises change).
+    pg.batch_execute(
+        "update exchange.aic_establishment set name = name || '（改）', change_version = change_version + 1
+         where source_key::bigint % 10 < 3 and source_key::bigint <= 40000;
+         update exchange.aic_establishment set deleted_at = now() where source_key::bigint between 1001 and 1300;
+         update exchange.aic_establishment set reg_no = '150303' || substr(reg_no, 7), change_version = change_version + 1
+         where source_key::bigint between 2001 and 2200",
+    )
+    .await
+    .expect("changes");
+    insert_establishments(&pg, "150302", 40_001, 300).await;
+    let queued: i64 = env.one("select count(*) from core.pending").await;
+    assert!(queued > 0);
+
+    // A drainer dies after taking and resolving, before refreshing: the statements stay
+    // queued, the base is not complete past them, and its lock goes with its session.
+    let drained_before: Option<chrono::DateTime<chrono::Utc>> = env
+        .one("select max(drained_at) from core.base_complete")
+        .await;
+    {
+        let dying = env.pg().await;
+        dying
+            .execute("select pg_advisory_lock(hashtext('ebis.core'))", &[])
+            .await
+            .expect("lock");
+        let keys: Vec<String> = dying
+            .query_one(
+                "select keys from core.drain_prepare(500, false, 10000)",
+                &[],
+            )
+            .await
+            .expect("prepare")
+            .get(0);
+        assert!(keys.len() > 12_000, "{} enterprises to refresh", keys.len());
+    }
+    let still: i64 = env.one("select count(*) from core.pending").await;
+    assert_eq!(still, queued + 1, "nothing left the queue");
+    let moved_from: i64 = env
+        .one("select sum(cardinality(refresh_keys))::bigint from core.pending")
+        .await;
+    assert!(
+        moved_from >= 500,
+        "the enterprises the resolve moved records away from (deleted, moved) stay queued: {moved_from}"
+    );
+    let renamed: i64 = env
+        .one("select count(*) from core.enterprise where name like '%（改）'")
+        .await;
+    assert_eq!(renamed, 0, "not refreshed yet");
+
+    // The next drain takes it all, on two connections.
+    let wh =
+        ebis::warehouse::Warehouse::new(env.config().warehouse.as_ref().expect("warehouse"), 4)
+            .expect("warehouse");
+    let deadline = std::time::Instant::now() + T;
+    let taken = loop {
+        match wh.drain_base(500, false).await.expect("drain") {
+            // The dying session's lock may take a moment to go.
+            -1 if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            n => break n,
+        }
+    };
+    assert_eq!(taken, queued + 1);
+    assert_eq!(env.one::<i64>("select count(*) from core.pending").await, 0);
+    let drained_after: Option<chrono::DateTime<chrono::Utc>> = env
+        .one("select max(drained_at) from core.base_complete")
+        .await;
+    assert!(drained_after > drained_before, "the base is complete again");
+    assert_eq!(wait_calls(&pg, "drain_finish", 1).await, 1);
+    assert!(
+        wait_calls(&pg, "refresh_enterprises_now", 2).await >= 2,
+        "both halves refreshed"
+    );
+    let renamed: i64 = env
+        .one("select count(*) from core.enterprise where name like '%（改）'")
+        .await;
+    assert_eq!(renamed, 11_910, "12,000 renamed, 90 of them deleted since");
+    let drained = base_rows(&pg).await;
+    assert_eq!(drained.len(), 40_000);
+    pg.execute("select core.rebuild()", &[])
+        .await
+        .expect("rebuild");
+    assert!(
+        base_rows(&pg).await == drained,
+        "the parallel drain and a rebuild build the same base"
+    );
+}

@@ -27,6 +27,13 @@ pub const ANALYZE_EVERY: Duration = Duration::from_secs(10);
 /// this long meanwhile; a comparison run settles the queue first whatever its age.
 pub const DEFER_DURING_SNAPSHOT: Duration = Duration::from_secs(300);
 
+/// How long queued statements may wait while a streaming source catches up a backlog
+/// (it reads full batches): the drains would take the cores its applies need, and one
+/// drain of what a minute queued costs less per enterprise than many small ones. The
+/// base is at most about this much behind meanwhile (`ebis status` shows the source as
+/// catching up); a comparison run settles the queue first whatever its age.
+pub const DEFER_DURING_CATCH_UP: Duration = Duration::from_secs(60);
+
 /// After a drain failed, how long drains take the queue statement by statement instead of
 /// rebuilding the base for a large queue: a record the base refuses fails every rebuild
 /// (a rebuild reads every record) until the statement holding it is parked.
@@ -34,7 +41,8 @@ pub const NO_REBUILD_AFTER_FAILURE: Duration = Duration::from_secs(600);
 
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
 /// every `idle` while it is short, and not while a first snapshot runs (up to
-/// [`DEFER_DURING_SNAPSHOT`]); statistics refreshed first, every [`ANALYZE_EVERY`].
+/// [`DEFER_DURING_SNAPSHOT`]) or a source catches up a backlog (up to
+/// [`DEFER_DURING_CATCH_UP`]); statistics refreshed first, every [`ANALYZE_EVERY`].
 /// When a drain fails for a reason other than the connection, the statements are taken
 /// one at a time (and no rebuild is tried for [`NO_REBUILD_AFTER_FAILURE`]), and one the
 /// base still refuses is parked with the server's reason (`core.pending_parked`), so one
@@ -50,7 +58,10 @@ pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
                 tracing::warn!(error = %e, "warehouse statistics: analyze failed (retrying)");
             }
         }
-        let deferred = match wh.defer_drain(DEFER_DURING_SNAPSHOT).await {
+        let deferred = match wh
+            .defer_drain(DEFER_DURING_SNAPSHOT, DEFER_DURING_CATCH_UP)
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "enterprise base: reading the queue failed (retrying)");

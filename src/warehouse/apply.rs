@@ -171,6 +171,11 @@ pub struct StatusUpdate {
     pub resnapshot: Option<String>,
     /// Bytes the source keeps for ebis (a logical slot's retained WAL), when read.
     pub backlog_bytes: Option<i64>,
+    /// `Some(true)` when the read found more waiting at the source (a full batch: the
+    /// source is catching up a backlog), `Some(false)` when it drained the source;
+    /// `None` leaves it as it is. While a streaming source catches up, the enterprise
+    /// base's drainer waits (migration 0033).
+    pub backlog: Option<bool>,
 }
 
 /// Counts of what a batch did.
@@ -593,6 +598,9 @@ impl Warehouse {
                rows_quarantined = rows_quarantined + $4,
                source_backlog_bytes = coalesce($12, source_backlog_bytes),
                source_backlog_at = case when $12::bigint is null then source_backlog_at else now() end,
+               backlog_since = case when coalesce($2, state) <> 'streaming' then null
+                                    when $13::boolean is null then backlog_since
+                                    when $13 then coalesce(backlog_since, now()) end,
                updated_at = now()
              where source = $1",
             &[
@@ -608,6 +616,7 @@ impl Warehouse {
                 &s.future_rows,
                 &s.resnapshot,
                 &s.backlog_bytes,
+                &s.backlog,
             ],
         )
         .await?;

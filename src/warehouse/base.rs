@@ -3,6 +3,7 @@
 
 use super::{Warehouse, WarehouseError};
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
 /// How far behind the enterprise base is.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -17,29 +18,136 @@ pub struct BaseStatus {
     pub parked: i64,
 }
 
+/// Enterprises from which a drain refreshes on two connections at once (half each): a
+/// drain is otherwise one backend's work, on one core.
+pub const PARALLEL_REFRESH_MIN: i32 = 10_000;
+
+/// Statements a settle takes per drain (as `core.settle` does).
+const SETTLE_BATCH: i32 = 2000;
+
+/// A pooled connection that may hold the base's advisory lock as a session lock: unless
+/// [`SessionLocked::unlocked`] says the lock is let go, it is closed instead of going
+/// back to the pool (a drain that failed or was dropped midway), which ends the lock
+/// with the session.
+struct SessionLocked(Option<deadpool_postgres::Object>);
+
+impl SessionLocked {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.0.as_ref().expect("held until dropped")
+    }
+
+    /// The lock is not held (any more): the connection may go back to the pool.
+    fn unlocked(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for SessionLocked {
+    fn drop(&mut self) {
+        if let Some(held) = self.0.take() {
+            drop(deadpool_postgres::Object::take(held));
+        }
+    }
+}
+
 impl Warehouse {
     /// Takes up to `max` queued statements into the base — or, when `rebuild_allowed`
     /// and the queue is large against the base, the whole queue by rebuilding the base
     /// (migration 0024); how many it took, or -1 when another drainer is at work (it
-    /// never waits for one).
+    /// never waits for one). Many enterprises to refresh are refreshed on two
+    /// connections at once (migration 0033).
     pub async fn drain_base(&self, max: i32, rebuild_allowed: bool) -> Result<i64, WarehouseError> {
-        let client = self.client().await?;
-        Ok(client
-            .query_one("select core.drain($1, $2)", &[&max, &rebuild_allowed])
-            .await?
-            .get(0))
+        self.drain_locked(max, rebuild_allowed, false).await
+    }
+
+    /// [`Warehouse::drain_base`] holding the base's advisory lock as a session lock on a
+    /// lead connection, so that its refresh can run on two: `core.drain_prepare` takes
+    /// and resolves, the lead and a helper connection each refresh half of the
+    /// enterprises it hands back, and `core.drain_finish` removes what was taken. With
+    /// `wait`, it waits for a drainer at work instead of returning -1.
+    async fn drain_locked(
+        &self,
+        max: i32,
+        rebuild_allowed: bool,
+        wait: bool,
+    ) -> Result<i64, WarehouseError> {
+        let mut lead = SessionLocked(Some(self.client().await?));
+        let client = lead.client();
+        let locked: bool = if wait {
+            client
+                .execute("select pg_advisory_lock(hashtext('ebis.core'))", &[])
+                .await?;
+            true
+        } else {
+            client
+                .query_one("select pg_try_advisory_lock(hashtext('ebis.core'))", &[])
+                .await?
+                .get(0)
+        };
+        if !locked {
+            lead.unlocked();
+            return Ok(-1);
+        }
+        let row = client
+            .query_one(
+                "select taken, ids, sources, keys from core.drain_prepare($1, $2, $3)",
+                &[&max, &rebuild_allowed, &PARALLEL_REFRESH_MIN],
+            )
+            .await?;
+        let taken: i64 = row.get(0);
+        if let Some(keys) = row.get::<_, Option<Vec<String>>>(3) {
+            let ids: Vec<i64> = row.get(1);
+            let sources: serde_json::Value = row.get(2);
+            let (mine, theirs) = keys.split_at(keys.len() / 2);
+            let helper = self.client().await?;
+            let refresh = "select core.refresh_enterprises($1)";
+            let (mine, theirs): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+                (&[&mine], &[&theirs]);
+            let (a, b) = tokio::join!(
+                client.execute(refresh, mine),
+                helper.execute(refresh, theirs)
+            );
+            a?;
+            b?;
+            client
+                .execute(
+                    "select core.drain_finish($1, $2, $3)",
+                    &[&ids, &sources, &(taken < i64::from(max))],
+                )
+                .await?;
+        }
+        client
+            .execute("select pg_advisory_unlock(hashtext('ebis.core'))", &[])
+            .await?;
+        lead.unlocked();
+        Ok(taken)
     }
 
     /// True when draining should wait: a source's first snapshot is running and the
-    /// oldest queued statement is younger than `max_wait`.
-    pub async fn defer_drain(&self, max_wait: std::time::Duration) -> Result<bool, WarehouseError> {
+    /// oldest queued statement is younger than `during_snapshot`, or a streaming source
+    /// is catching up a backlog (migration 0033) and it is younger than
+    /// `during_catch_up`. A source counts as catching up only while it keeps applying
+    /// (its status written in the last 30 seconds): a process that died mid-way holds
+    /// nothing back.
+    pub async fn defer_drain(
+        &self,
+        during_snapshot: std::time::Duration,
+        during_catch_up: std::time::Duration,
+    ) -> Result<bool, WarehouseError> {
         let client = self.client().await?;
-        let secs = max_wait.as_secs_f64();
         Ok(client
             .query_one(
-                "select exists (select 1 from ebis.source_status where state = 'snapshotting')
-                        and coalesce((select min(queued_at) from core.pending) > clock_timestamp() - make_interval(secs => $1), true)",
-                &[&secs],
+                "with s as (
+                     select bool_or(state = 'snapshotting') as snapshotting,
+                            bool_or(state = 'streaming' and backlog_since is not null
+                                    and updated_at > clock_timestamp() - interval '30 seconds') as catching_up
+                     from ebis.source_status)
+                 select (s.snapshotting or s.catching_up)
+                        and coalesce((select min(queued_at) from core.pending)
+                                       > clock_timestamp() - make_interval(secs => case when s.snapshotting then $1::float8 else $2::float8 end),
+                                     true)
+                 from s",
+                &[&during_snapshot.as_secs_f64(), &during_catch_up.as_secs_f64()],
             )
             .await?
             .get(0))
@@ -49,8 +157,14 @@ impl Warehouse {
     /// refreshed first: afterwards the base holds every record applied before the call.
     pub async fn settle_base(&self) -> Result<i64, WarehouseError> {
         self.analyze_stale().await?;
-        let client = self.client().await?;
-        Ok(client.query_one("select core.settle()", &[]).await?.get(0))
+        let mut n = 0;
+        loop {
+            let took = self.drain_locked(SETTLE_BATCH, true, true).await?;
+            n += took.max(0);
+            if took < i64::from(SETTLE_BATCH) {
+                return Ok(n);
+            }
+        }
     }
 
     /// Analyzes the warehouse tables that changed by more than autovacuum's threshold

@@ -156,6 +156,7 @@ impl Warehouse {
         client
             .execute(
                 "update ebis.source_status set state = $2,
+                   backlog_since = case when $2 = 'streaming' then backlog_since end,
                    last_error = coalesce($3, last_error),
                    last_error_at = case when $3 is null then last_error_at else now() end,
                    updated_at = now()

@@ -651,6 +651,7 @@ impl Runner {
             future_rows: None,
             resnapshot: None,
             backlog_bytes,
+            backlog: Some(!drained),
         };
         let summary = read.position.summary();
         let meta = SourceMeta {
