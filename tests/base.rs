@@ -864,6 +864,23 @@ async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_bu
         .one("select count(*) from core.enterprise where name like '%（改）'")
         .await;
     assert_eq!(renamed, 11_910, "12,000 renamed, 90 of them deleted since");
+    // With no connection to spare for a helper (a pool of one), the lead refreshes all.
+    pg.execute(
+        "update exchange.aic_establishment set address = address || '2楼', change_version = change_version + 1
+         where source_key::bigint % 10 >= 7",
+        &[],
+    )
+    .await
+    .expect("moves");
+    let alone =
+        ebis::warehouse::Warehouse::new(env.config().warehouse.as_ref().expect("warehouse"), 1)
+            .expect("warehouse");
+    assert!(alone.drain_base(500, false).await.expect("drain") > 0);
+    assert_eq!(env.one::<i64>("select count(*) from core.pending").await, 0);
+    let moved: i64 = env
+        .one("select count(*) from core.enterprise where address like '%2楼'")
+        .await;
+    assert_eq!(moved, 12_000, "30 % of 40,000 moved");
     let drained = base_rows(&pg).await;
     assert_eq!(drained.len(), 40_000);
     pg.execute("select core.rebuild()", &[])

@@ -22,6 +22,10 @@ pub struct BaseStatus {
 /// drain is otherwise one backend's work, on one core.
 pub const PARALLEL_REFRESH_MIN: i32 = 10_000;
 
+/// How long a drain waits for a helper connection from the pool before refreshing on
+/// its lead connection alone.
+const HELPER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Statements a settle takes per drain (as `core.settle` does).
 const SETTLE_BATCH: i32 = 2000;
 
@@ -98,17 +102,25 @@ impl Warehouse {
         if let Some(keys) = row.get::<_, Option<Vec<String>>>(3) {
             let ids: Vec<i64> = row.get(1);
             let sources: serde_json::Value = row.get(2);
-            let (mine, theirs) = keys.split_at(keys.len() / 2);
-            let helper = self.client().await?;
             let refresh = "select core.refresh_enterprises($1)";
-            let (mine, theirs): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
-                (&[&mine], &[&theirs]);
-            let (a, b) = tokio::join!(
-                client.execute(refresh, mine),
-                helper.execute(refresh, theirs)
-            );
-            a?;
-            b?;
+            // A helper connection, unless the pool has none to spare soon (every other
+            // one busy, or waiting for this drain's lock): then the lead refreshes all.
+            match tokio::time::timeout(HELPER_WAIT, self.client()).await {
+                Ok(Ok(helper)) => {
+                    let (mine, theirs) = keys.split_at(keys.len() / 2);
+                    let (mine, theirs): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+                        (&[&mine], &[&theirs]);
+                    let (a, b) = tokio::join!(
+                        client.execute(refresh, mine),
+                        helper.execute(refresh, theirs)
+                    );
+                    a?;
+                    b?;
+                }
+                _ => {
+                    client.execute(refresh, &[&keys]).await?;
+                }
+            }
             client
                 .execute(
                     "select core.drain_finish($1, $2, $3)",
