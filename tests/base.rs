@@ -785,11 +785,11 @@ async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_bu
     pg.batch_execute("select core.settle(); analyze core.enterprise")
         .await
         .expect("first load");
-    // A catch-up: 12,000 renamed, 300 deleted, 300 new, 200 moved to another
+    // A catch-up: 24,000 renamed, 300 deleted, 300 new, 200 moved to another
     // registration number (their enterprises change).
     pg.batch_execute(
         "update exchange.aic_establishment set name = name || '（改）', change_version = change_version + 1
-         where source_key::bigint % 10 < 3 and source_key::bigint <= 40000;
+         where source_key::bigint % 10 < 6 and source_key::bigint <= 40000;
          update exchange.aic_establishment set deleted_at = now() where source_key::bigint between 1001 and 1300;
          update exchange.aic_establishment set reg_no = '150303' || substr(reg_no, 7), change_version = change_version + 1
          where source_key::bigint between 2001 and 2200",
@@ -813,13 +813,13 @@ async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_bu
             .expect("lock");
         let keys: Vec<String> = dying
             .query_one(
-                "select keys from core.drain_prepare(500, false, 10000)",
+                "select keys from core.drain_prepare(500, false, 20000)",
                 &[],
             )
             .await
             .expect("prepare")
             .get(0);
-        assert!(keys.len() > 12_000, "{} enterprises to refresh", keys.len());
+        assert!(keys.len() > 24_000, "{} enterprises to refresh", keys.len());
     }
     let still: i64 = env.one("select count(*) from core.pending").await;
     assert_eq!(still, queued + 1, "nothing left the queue");
@@ -863,11 +863,11 @@ async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_bu
     let renamed: i64 = env
         .one("select count(*) from core.enterprise where name like '%（改）'")
         .await;
-    assert_eq!(renamed, 11_910, "12,000 renamed, 90 of them deleted since");
+    assert_eq!(renamed, 23_820, "24,000 renamed, 180 of them deleted since");
     // With no connection to spare for a helper (a pool of one), the lead refreshes all.
     pg.execute(
         "update exchange.aic_establishment set address = address || '2楼', change_version = change_version + 1
-         where source_key::bigint % 10 >= 7",
+         where source_key::bigint % 10 >= 4",
         &[],
     )
     .await
@@ -880,7 +880,7 @@ async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_bu
     let moved: i64 = env
         .one("select count(*) from core.enterprise where address like '%2楼'")
         .await;
-    assert_eq!(moved, 12_000, "30 % of 40,000 moved");
+    assert_eq!(moved, 24_000, "60 % of 40,000 moved");
     let drained = base_rows(&pg).await;
     assert_eq!(drained.len(), 40_000);
     pg.execute("select core.rebuild()", &[])
