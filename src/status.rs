@@ -69,8 +69,8 @@ pub struct SourceStatus {
     pub last_resnapshot_reason: Option<String>,
     /// Bytes the source keeps for ebis (a logical slot's retained WAL), when last read.
     pub backlog_bytes: Option<i64>,
-    /// Since when it has been catching up a backlog (reading full batches), while it
-    /// streams.
+    /// Since when it has been catching up a backlog (reading full batches); set only
+    /// while it streams (any other state clears it).
     pub backlog_since: Option<DateTime<Utc>>,
 }
 
@@ -90,7 +90,7 @@ impl Warehouse {
                         s.last_applied_at, s.rows_quarantined,
                         case when l.expires_at > clock_timestamp() then l.holder end,
                         case when l.epoch > 0 then l.epoch end,
-                        case when s.state = 'streaming' then s.backlog_since end
+                        s.backlog_since
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                       left join ebis.lease l using (source)
                  order by s.source",

@@ -93,6 +93,7 @@ declare
     tor text[];
     tt text[];
     refs core.row_ref[];
+    collected text[] := '{}';
 begin
     if not pg_try_advisory_xact_lock(hashtext('ebis.core')) then
         taken := -1;
@@ -123,12 +124,18 @@ begin
         tt := core.pending_values(ids, 'touch_tax');
         select coalesce(array_agg(distinct x), '{}') into refs
           from core.pending p, unnest(p.touch_rows) x where p.seq = any(ids);
-        create temp table ebis_collected (key text) on commit drop;
         if cardinality(r) + cardinality(o) + cardinality(t) > 0 then
-            -- With parallel_min, the resolve's refresh is collected into ebis_collected.
-            perform set_config('ebis.refresh_collect', case when parallel_min is null then 'off' else 'on' end, true);
-            perform core.resolve(r, o, t);
-            perform set_config('ebis.refresh_collect', 'off', true);
+            if parallel_min is null then
+                perform core.resolve(r, o, t);
+            else
+                -- The resolve's refresh is collected, to be done with the rest.
+                create temp table ebis_collected (key text) on commit drop;
+                perform set_config('ebis.refresh_collect', 'on', true);
+                perform core.resolve(r, o, t);
+                perform set_config('ebis.refresh_collect', 'off', true);
+                collected := array(select distinct c.key from ebis_collected c);
+                drop table ebis_collected;
+            end if;
         end if;
         keys := array(
             select i.enterprise_key from core.identifier i
@@ -141,21 +148,18 @@ begin
                  and i.source = x.source collate "default"
                  and i.source_key = x.source_key collate "default"
             union
-            select c.key from ebis_collected c
+            select unnest(collected)
             union
             select k from core.pending p, unnest(p.refresh_keys) k where p.seq = any(ids));
         if cardinality(keys) >= parallel_min then
             -- The caller refreshes them, then calls core.drain_finish(ids, sources, ...).
             -- What the resolve moved records away from stays queued until then.
-            if exists (select 1 from ebis_collected) then
-                insert into core.pending (refresh_keys)
-                values (array(select distinct c.key from ebis_collected c))
+            if cardinality(collected) > 0 then
+                insert into core.pending (refresh_keys) values (collected)
                 returning array_append(ids, seq) into ids;
             end if;
-            drop table ebis_collected;
             return;
         end if;
-        drop table ebis_collected;
         if cardinality(keys) > 0 then
             perform core.refresh_enterprises(keys);
         end if;

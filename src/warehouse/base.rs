@@ -154,7 +154,7 @@ impl Warehouse {
             .query_one(
                 "with s as (
                      select bool_or(state = 'snapshotting') as snapshotting,
-                            bool_or(state = 'streaming' and backlog_since is not null
+                            bool_or(backlog_since is not null
                                     and updated_at > clock_timestamp() - interval '30 seconds') as catching_up
                      from ebis.source_status)
                  select (s.snapshotting or s.catching_up)
