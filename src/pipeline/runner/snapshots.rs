@@ -6,7 +6,7 @@ use super::{Runner, Step, count};
 use crate::mapping::MappingSet;
 use crate::pipeline::PipelineError;
 use crate::pipeline::snapshot::{SnapshotProgress, read_chunk};
-use crate::warehouse::{ApplyBatch, SourceMeta, StatusUpdate};
+use crate::warehouse::{ApplyBatch, StatusUpdate};
 use ebis_source::{MarkValue, Position, Source, Value};
 use std::collections::BTreeMap;
 
@@ -98,6 +98,7 @@ impl Runner {
         progress.tables = self.plans.iter().map(|p| p.table.clone()).collect();
         progress.added = true;
         self.position = head;
+        self.read_ahead = None;
         self.snapshot = Some(progress);
         let mut batch = ApplyBatch::new();
         batch.checkpoint = Some(self.checkpoint(self.position.clone())?);
@@ -237,15 +238,12 @@ impl Runner {
             snapshot_rows = progress_rows(self.snapshot.as_ref()),
             "snapshot chunk read; applying"
         );
-        let meta = SourceMeta {
-            name: &self.cfg.name,
-            bureau: self.cfg.bureau.code(),
-        };
-        let apply = self.wh.apply_split(meta, &summary, batch);
         // While this chunk applies (in two concurrent halves when large), the next one is
-        // read and mapped: the source and the warehouse work at once. A chunk read ahead
-        // is used only if the snapshot goes on from exactly where it was read (an apply
-        // that failed is retried from the stored progress, and the chunk is read again).
+        // read and mapped: the source and the warehouse work at once. The apply is a task
+        // of its own, so that the mapping (CPU work here) does not hold up its COPY. A
+        // chunk read ahead is used only if the snapshot goes on from exactly where it was
+        // read (an apply that failed is retried from the stored progress, and the chunk is
+        // read again).
         let next = self
             .snapshot
             .as_ref()
@@ -254,6 +252,7 @@ impl Runner {
             Some((after, version))
                 if progress_table_continues(self.snapshot.as_ref(), &table, &tables) =>
             {
+                let mut apply = self.apply_in_background(summary, batch);
                 let keys: Vec<Value> = after.iter().map(Value::from).collect();
                 let read = read_chunk(
                     &mut self.source,
@@ -264,8 +263,8 @@ impl Runner {
                     self.settings.batch_size,
                     version,
                 );
-                let (applied, ahead) = tokio::join!(apply, read);
-                applied?;
+                let (applied, ahead) = tokio::join!(apply.join(), read);
+                applied??;
                 if let Ok(chunk) = ahead {
                     self.prefetched = Some(Prefetched {
                         table: table.clone(),
@@ -276,7 +275,7 @@ impl Runner {
                 }
             }
             _ => {
-                apply.await?;
+                self.wh.apply_split(self.meta(), &summary, batch).await?;
             }
         }
         Ok(Step::Busy)
