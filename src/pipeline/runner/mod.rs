@@ -775,6 +775,30 @@ impl<T> Drop for AbortOnDrop<T> {
 mod tests {
     use super::*;
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_apply_in_the_background_ends_with_the_step_that_started_it() {
+        // Joined: its result comes back.
+        let mut done = AbortOnDrop(tokio::spawn(async { 7 }));
+        assert_eq!(done.join().await.ok(), Some(7));
+        // Dropped before it finished (a step dropped at shutdown): it never gets further.
+        let reached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = AbortOnDrop(tokio::spawn({
+            let reached = reached.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                reached.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+        let handle_done = started.0.is_finished();
+        drop(started);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!handle_done);
+        assert!(
+            !reached.load(std::sync::atomic::Ordering::SeqCst),
+            "an apply whose step was dropped is aborted, not left to commit later"
+        );
+    }
+
     #[test]
     fn a_caught_up_source_backs_off_to_the_poll_interval_and_wakes_on_changes() {
         let mut w = IdleWait::new(Duration::from_millis(500));
