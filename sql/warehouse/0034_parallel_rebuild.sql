@@ -16,19 +16,32 @@
 -- unchanged: it is what the by-key and set-wise refreshes build, and the tests compare
 -- the two (a column added to the base is added to both).
 
+-- A rebuild's lookups of the code QTS issued and the code tax holds for a registration
+-- number: ordinary tables (unlogged, empty outside a rebuild), not temporary ones,
+-- which parallel workers cannot read.
+create unlogged table core.rebuild_issued (reg_no text, org_code text);
+create unlogged table core.rebuild_held (reg_no text, org_code text);
+revoke all on core.rebuild_issued, core.rebuild_held from public;
+comment on table core.rebuild_issued is '重建企业基础信息库时的临时查找表（质监赋码），平时为空';
+comment on table core.rebuild_held is '重建企业基础信息库时的临时查找表（税务登记中的代码），平时为空';
+
 -- Resolves every live record that has an identifier (core.identifier is empty), as
--- core.resolve_bulk would given all of them, then builds every enterprise.
+-- core.resolve_bulk would given all of them, then builds every enterprise. The records
+-- are resolved by one CREATE TABLE AS (parallel workers, as in core.build_enterprises)
+-- and inserted in one statement: 2.6 s for 1M records instead of 4.6 s.
 create function core.resolve_all() returns void
-language plpgsql set jit = off set work_mem = '64MB' set enable_seqscan = on as $$
+language plpgsql set jit = off set work_mem = '64MB' set enable_seqscan = on
+    set parallel_tuple_cost = 0.01 as $$
 begin
-    create temp table ebis_issued on commit drop as
+    truncate core.rebuild_issued, core.rebuild_held;
+    insert into core.rebuild_issued
         select distinct on (q.reg_no) q.reg_no, q.org_code
         from exchange.qts_code_issuance q
         left join (select distinct v.org_code from exchange.qts_code_voided v where v.deleted_at is null) vo
                on vo.org_code = q.org_code
         where q.deleted_at is null and q.reg_no is not null and core.is_org_code(q.org_code)
         order by q.reg_no, vo.org_code is not null, q.issued_on desc nulls last, q.org_code;
-    create temp table ebis_held on commit drop as
+    insert into core.rebuild_held
         select distinct on (x.reg_no) x.reg_no, x.org_code
         from exchange.tax_registration x
         left join (select distinct q.org_code from exchange.qts_code_issuance q where q.deleted_at is null) qi
@@ -37,25 +50,25 @@ begin
                on vo.org_code = x.org_code
         where x.deleted_at is null and x.reg_no is not null and core.is_org_code(x.org_code)
         order by x.reg_no, qi.org_code is null, vo.org_code is not null, x.org_code;
-    analyze ebis_issued, ebis_held;
+    analyze core.rebuild_issued, core.rebuild_held;
 
-    insert into core.identifier
-    select 'aic_establishment', a.source, a.source_key, a.bureau, a.division, a.reg_no, null, null,
-           core.is_reg_no(a.reg_no), null, null,
-           coalesce(ic.org_code, tc.org_code, core.uscc_org_code(a.reg_no), 'R:' || a.reg_no)
+    create temp table ebis_resolved on commit drop as
+    select 'aic_establishment'::text as record_kind, a.source, a.source_key, a.bureau, a.division, a.reg_no,
+           null::text as org_code, null::text as taxpayer_id,
+           core.is_reg_no(a.reg_no) as reg_no_valid, null::boolean as org_code_valid,
+           null::boolean as taxpayer_id_valid,
+           coalesce(ic.org_code, tc.org_code, core.uscc_org_code(a.reg_no), 'R:' || a.reg_no) as enterprise_key
     from exchange.aic_establishment a
-    left join ebis_issued ic on ic.reg_no = a.reg_no
-    left join ebis_held tc on tc.reg_no = a.reg_no
-    where a.deleted_at is null and a.reg_no is not null;
-
-    insert into core.identifier
+    left join core.rebuild_issued ic on ic.reg_no = a.reg_no
+    left join core.rebuild_held tc on tc.reg_no = a.reg_no
+    where a.deleted_at is null and a.reg_no is not null
+    union all
     select 'qts_code_issuance', q.source, q.source_key, q.bureau, q.division, q.reg_no, q.org_code, null,
            core.is_reg_no(q.reg_no), core.is_org_code(q.org_code), null,
            case when core.is_org_code(q.org_code) then q.org_code else 'Q:' || q.source || '/' || q.source_key end
     from exchange.qts_code_issuance q
-    where q.deleted_at is null and (q.reg_no is not null or q.org_code is not null);
-
-    insert into core.identifier
+    where q.deleted_at is null and (q.reg_no is not null or q.org_code is not null)
+    union all
     select 'tax_registration', x.source, x.source_key, x.bureau, x.division, x.reg_no, x.org_code, x.taxpayer_id,
            core.is_reg_no(x.reg_no), core.is_org_code(x.org_code), core.is_taxpayer_id(x.taxpayer_id),
            case
@@ -75,10 +88,12 @@ begin
            on vo.org_code = x.org_code
     left join (select distinct a.reg_no from exchange.aic_establishment a where a.deleted_at is null) ae
            on ae.reg_no = x.reg_no
-    left join ebis_issued ic on ic.reg_no = x.reg_no
-    left join ebis_held tc on tc.reg_no = x.reg_no
+    left join core.rebuild_issued ic on ic.reg_no = x.reg_no
+    left join core.rebuild_held tc on tc.reg_no = x.reg_no
     where x.deleted_at is null and (x.reg_no is not null or x.org_code is not null or x.taxpayer_id is not null);
-    drop table ebis_issued, ebis_held;
+    insert into core.identifier select * from ebis_resolved;
+    drop table ebis_resolved;
+    truncate core.rebuild_issued, core.rebuild_held;
     perform core.build_enterprises();
 end $$;
 revoke execute on function core.resolve_all() from public;
