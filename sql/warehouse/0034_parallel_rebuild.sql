@@ -33,7 +33,8 @@ create function core.resolve_all() returns void
 language plpgsql set jit = off set work_mem = '64MB' set enable_seqscan = on
     set parallel_tuple_cost = 0.01 as $$
 begin
-    truncate core.rebuild_issued, core.rebuild_held;
+    -- The lookups are empty here: every rebuild empties them before it commits, and one
+    -- that fails rolls back.
     insert into core.rebuild_issued
         select distinct on (q.reg_no) q.reg_no, q.org_code
         from exchange.qts_code_issuance q
@@ -264,6 +265,7 @@ begin
     foreach d in array again loop
         execute d;
     end loop;
-    analyze core.identifier;
+    -- core.identifier was analyzed once filled (core.build_enterprises); the base has
+    -- an expression index, whose statistics come with its analyze.
     analyze core.enterprise;
 end $$;

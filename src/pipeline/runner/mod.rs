@@ -137,7 +137,7 @@ struct Runner {
     expired: Option<String>,
     /// The snapshot chunk read while the one before it applied.
     prefetched: Option<snapshots::Prefetched>,
-    /// Changelog changes read while the batch before them applied, with the position
+    /// Changes read and mapped while the batch before them applied, with the position
     /// they were read from: used only if the stream is still there.
     read_ahead: Option<(Position, (Batch, ApplyBatch))>,
     /// Batches and snapshot chunks applied by this run (a log field).
