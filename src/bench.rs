@@ -18,6 +18,9 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 use std::time::{Duration, Instant};
 
+mod cpu;
+use cpu::{CpuProbe, CpuTimes};
+
 /// What to measure and where.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -105,6 +108,12 @@ pub struct BenchReport {
     /// CPU seconds the source server (mariadbd) spent while the changes streamed, the
     /// writers' own statements included (`None`: the server is not on this machine).
     pub source_cpu_secs: Option<f64>,
+    /// CPU seconds of the first load (snapshot and base) by process.
+    pub load_cpu: CpuTimes,
+    /// CPU seconds of the catch-up (applied and in the base) by process.
+    pub catch_up_cpu: CpuTimes,
+    /// The machine's cores.
+    pub cores: usize,
 }
 
 impl BenchReport {
@@ -131,7 +140,9 @@ impl BenchReport {
              streaming: {} changes written (names and addresses updated, enterprises registered and deleted) in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
              lag while streaming (sampled every 0.1 s): median {:.2} s, p95 {:.2} s, p99 {:.2} s, max {:.2} s ({} samples)\n\
              source server CPU while streaming: {}\n\
+             CPU of the first load until the base was complete: {}\n\
              catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
+             CPU of the catch-up until the base was complete: {}\n\
              raw limits in the same run: {}\n\
              peers in the same run: {}\n\
              load average before: {}  after: {}\n\
@@ -153,10 +164,12 @@ impl BenchReport {
             pct(1.0),
             lags.len(),
             source_cpu,
+            self.load_cpu.render(self.cores, self.rows, "row"),
             self.changes,
             self.catch_up_secs,
             self.changes as f64 / self.catch_up_secs.max(1e-9),
             self.catch_up_base_secs,
+            self.catch_up_cpu.render(self.cores, self.changes, "change"),
             self.limits(),
             self.peers(),
             self.load_before,
@@ -333,6 +346,9 @@ async fn measure(
     ));
     let task = tokio::spawn(run_source(cfg, mappings, wh.clone(), settings, shutdown));
     let client = wh.client().await?;
+    let probe = CpuProbe::find(&client, &pool).await;
+    report.cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_cpu = probe.read();
     let snap_start = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -357,6 +373,7 @@ async fn measure(
     ));
     wh.settle_base().await?;
     report.base_secs = snap_start.elapsed().as_secs_f64();
+    report.load_cpu = probe.read().since(&load_cpu);
     progress(&format!(
         "enterprise base complete after {:.1} s",
         report.base_secs
@@ -369,7 +386,7 @@ async fn measure(
     progress("pgloader measured");
 
     // Streaming: writers update random rows; the warehouse must end with every update.
-    let cpu_start = source_cpu(&pool).await;
+    let cpu_start = probe.read();
     let stream_start = Instant::now();
     let writers = spawn_writers(&pool, opts, 0);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -404,9 +421,7 @@ async fn measure(
     let target = source_head(&pool, opts.mode).await?;
     wait_applied(&client, target, &task).await?;
     report.stream_secs = stream_start.elapsed().as_secs_f64();
-    if let (Some(a), Some(b)) = (cpu_start, source_cpu(&pool).await) {
-        report.source_cpu_secs = Some(b - a);
-    }
+    report.source_cpu_secs = probe.read().since(&cpu_start).source;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     report.lags = sampler.await.unwrap_or_default();
     trigger.trigger();
@@ -426,6 +441,7 @@ async fn measure(
     let cfg = config.sources[0].clone();
     let mappings = MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let catch_up_cpu = probe.read();
     let catch_start = Instant::now();
     let drainer = tokio::spawn(drain_base(
         wh.clone(),
@@ -443,6 +459,7 @@ async fn measure(
     report.catch_up_secs = catch_start.elapsed().as_secs_f64();
     wh.settle_base().await?;
     report.catch_up_base_secs = catch_start.elapsed().as_secs_f64();
+    report.catch_up_cpu = probe.read().since(&catch_up_cpu);
     trigger.trigger();
     let _ = task.await;
     let _ = drainer.await;
@@ -700,21 +717,6 @@ async fn source_head(pool: &mysql_async::Pool, mode: BenchMode) -> Result<i64> {
             ebis_source::Position::binlog_version(&file, pos)
         }
     })
-}
-
-/// CPU seconds the source server's process has used, when it runs on this machine (its
-/// pid file readable).
-async fn source_cpu(pool: &mysql_async::Pool) -> Option<f64> {
-    let mut c = pool.get_conn().await.ok()?;
-    let pid_file: Option<String> = c.query_first("SELECT @@pid_file").await.ok()?;
-    let pid = std::fs::read_to_string(pid_file?).ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and
-    // 13th of them, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 /// Waits until the checkpoint covers `target` (see [`source_head`]).

@@ -6,6 +6,7 @@ mod support;
 
 mod analyst;
 mod base;
+mod bench;
 mod binlog;
 mod capture;
 mod check;

@@ -1,0 +1,216 @@
+//! CPU time of the processes a benchmark phase keeps busy: the warehouse server (every
+//! PostgreSQL process of it), the source server and ebis itself, read from `/proc` when
+//! the servers run on this machine. With the machine's cores, a phase's CPU seconds give
+//! the shortest time it could take if every core were busy throughout — the floor
+//! beside which its measured time is read.
+
+use mysql_async::prelude::Queryable;
+
+/// Clock ticks per second in `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// Where the CPU time is read from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuProbe {
+    /// The warehouse server's postmaster (`None`: not on this machine, or its data
+    /// directory is not readable).
+    warehouse: Option<u32>,
+    /// The source server's process.
+    source: Option<u32>,
+}
+
+/// CPU seconds used so far (a reading) or during a phase (a difference of readings).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTimes {
+    /// Every process of the warehouse server: backends, parallel workers, WAL writer,
+    /// checkpointer, autovacuum (exited ones counted by their postmaster).
+    pub warehouse: Option<f64>,
+    /// The source server.
+    pub source: Option<f64>,
+    /// This process.
+    pub ebis: f64,
+}
+
+impl CpuProbe {
+    /// Finds the servers' processes: PostgreSQL's postmaster from its data directory's
+    /// `postmaster.pid`, MySQL/MariaDB's from its pid file.
+    pub async fn find(warehouse: &tokio_postgres::Client, source: &mysql_async::Pool) -> CpuProbe {
+        let warehouse = match warehouse.query_one("show data_directory", &[]).await {
+            Ok(row) => {
+                let dir: String = row.get(0);
+                first_line_pid(&format!("{dir}/postmaster.pid"))
+            }
+            Err(_) => None,
+        };
+        let source = match source.get_conn().await {
+            Ok(mut c) => match c.query_first::<String, _>("SELECT @@pid_file").await {
+                Ok(Some(file)) => first_line_pid(&file),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        CpuProbe { warehouse, source }
+    }
+
+    /// The CPU seconds each has used so far.
+    pub fn read(&self) -> CpuTimes {
+        CpuTimes {
+            warehouse: self.warehouse.and_then(tree_cpu),
+            source: self.source.and_then(|p| process_cpu(p, false)),
+            ebis: process_cpu(std::process::id(), false).unwrap_or(0.0),
+        }
+    }
+}
+
+impl CpuTimes {
+    /// What was used between `earlier` and this reading.
+    pub fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        let diff = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        CpuTimes {
+            warehouse: diff(self.warehouse, earlier.warehouse),
+            source: diff(self.source, earlier.source),
+            ebis: self.ebis - earlier.ebis,
+        }
+    }
+
+    /// One line: each process's seconds, their sum, and the shortest time `rows` could
+    /// take on `cores` cores at that cost (`None` unless both servers were measured).
+    pub fn render(&self, cores: usize, rows: u64, unit: &str) -> String {
+        let (Some(wh), Some(src)) = (self.warehouse, self.source) else {
+            return format!(
+                "ebis {:.1} s (the servers are not on this machine, or their pid files are not readable)",
+                self.ebis
+            );
+        };
+        let total = wh + src + self.ebis;
+        let floor = total / cores.max(1) as f64;
+        format!(
+            "warehouse server {wh:.1} s, source server {src:.1} s, ebis {:.1} s = {total:.1} core-seconds ({:.1} µs per {unit}); on {cores} cores at least {floor:.1} s = at most {:.0} {unit}s/s",
+            self.ebis,
+            total * 1e6 / rows.max(1) as f64,
+            rows as f64 / floor.max(1e-9)
+        )
+    }
+}
+
+/// The pid on the first line of a pid file.
+fn first_line_pid(path: &str) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command's closing parenthesis.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// A process's CPU seconds (utime + stime: the 12th and 13th fields after the command),
+/// with its exited and reaped children's (cutime + cstime, the 14th and 15th) when
+/// `children`.
+fn process_cpu(pid: u32, children: bool) -> Option<f64> {
+    cpu_of(&stat_fields(pid)?, children)
+}
+
+fn cpu_of(fields: &[String], children: bool) -> Option<f64> {
+    let field = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    let own = field(11)? + field(12)?;
+    let reaped = if children {
+        field(13)? + field(14)?
+    } else {
+        0.0
+    };
+    Some((own + reaped) / TICKS)
+}
+
+/// A server that forks a process per connection (PostgreSQL): the parent with its reaped
+/// children, plus every live child.
+fn tree_cpu(parent: u32) -> Option<f64> {
+    let mut total = process_cpu(parent, true)?;
+    let entries = std::fs::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == parent {
+            continue;
+        }
+        if let Some(fields) = stat_fields(pid)
+            && fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+        {
+            total += cpu_of(&fields, false).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(utime: u64, stime: u64, cutime: u64, cstime: u64) -> Vec<String> {
+        // state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime ...
+        let mut f: Vec<String> = ["S", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        f.extend([utime, stime, cutime, cstime].map(|n| n.to_string()));
+        f
+    }
+
+    #[test]
+    fn a_process_counts_its_reaped_children_only_when_asked() {
+        let f = fields(250, 50, 1000, 200);
+        assert_eq!(cpu_of(&f, false), Some(3.0));
+        assert_eq!(cpu_of(&f, true), Some(15.0));
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_a_phase_is_the_difference() {
+        let probe = CpuProbe::default();
+        let before = probe.read();
+        // Busy until the kernel has counted a tick of it (it counts in hundredths).
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        let mut after = probe.read();
+        while after.ebis <= before.ebis && start.elapsed() < std::time::Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = x.wrapping_add(std::hint::black_box(1));
+            }
+            after = probe.read();
+        }
+        std::hint::black_box(x);
+        let used = after.since(&before);
+        assert!(used.ebis > 0.0, "{used:?}");
+        assert_eq!(used.warehouse, None);
+        assert!(used.render(2, 1000, "row").starts_with("ebis "));
+    }
+
+    #[test]
+    fn the_floor_is_the_core_seconds_shared_by_the_cores() {
+        let t = CpuTimes {
+            warehouse: Some(30.0),
+            source: Some(2.0),
+            ebis: 8.0,
+        };
+        let line = t.render(2, 1_000_000, "row");
+        assert!(
+            line.contains("= 40.0 core-seconds (40.0 µs per row)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("on 2 cores at least 20.0 s = at most 50000 rows/s"),
+            "{line}"
+        );
+    }
+}
