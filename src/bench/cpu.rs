@@ -33,12 +33,28 @@ pub struct CpuTimes {
 
 impl CpuProbe {
     /// Finds the servers' processes: PostgreSQL's postmaster from its data directory's
-    /// `postmaster.pid`, MySQL/MariaDB's from its pid file.
+    /// `postmaster.pid` (when the connection's backend is its child), MySQL/MariaDB's
+    /// from its pid file.
     pub async fn find(warehouse: &tokio_postgres::Client, source: &mysql_async::Pool) -> CpuProbe {
-        let warehouse = match warehouse.query_one("show data_directory", &[]).await {
+        // The postmaster named in the data directory, if this connection's backend is a
+        // child of it (a server elsewhere may have the same data directory path).
+        let warehouse = match warehouse
+            .query_one(
+                "select current_setting('data_directory'), pg_backend_pid()",
+                &[],
+            )
+            .await
+        {
             Ok(row) => {
                 let dir: String = row.get(0);
-                first_line_pid(&format!("{dir}/postmaster.pid"))
+                let backend: i32 = row.get(1);
+                first_line_pid(&format!("{dir}/postmaster.pid")).filter(|&postmaster| {
+                    u32::try_from(backend)
+                        .ok()
+                        .and_then(stat_fields)
+                        .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
+                        == Some(postmaster)
+                })
             }
             Err(_) => None,
         };
