@@ -63,6 +63,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0032_refresh_in_place.sql"),
     migration!("0033_catch_up_first.sql"),
     migration!("0034_parallel_rebuild.sql"),
+    migration!("0035_faster_identifier_checks.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
