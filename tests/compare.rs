@@ -674,9 +674,10 @@ async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
     assert!(same);
 }
 
-/// The SQL checks give what src/identifiers.rs gives on thousands of generated codes, valid
-/// and with one character changed: migration 0035 rewrote them for speed, and an indexed
-/// immutable function must not change a single result.
+/// The SQL checks give what src/identifiers.rs gives on thousands of generated codes (with
+/// impossible birth dates among the ID-card numbers), valid and with one character
+/// changed: migration 0035 rewrote them for speed, and an indexed immutable function must
+/// not change a single result.
 #[tokio::test]
 async fn the_sql_identifier_functions_agree_with_the_rust_ones_on_generated_codes() {
     use ebis::identifiers as id;
@@ -704,7 +705,19 @@ async fn the_sql_identifier_functions_agree_with_the_rust_ones_on_generated_code
         let reg = format!("{reg_body}{}", id::reg_no_check(&reg_body).expect("check"));
         let division: String = (0..6).map(|_| (b'0' + next(10) as u8) as char).collect();
         let uscc = id::uscc_of(&division, &org).unwrap_or_else(|| format!("91{division}{org}0"));
-        for code in [org, reg, uscc] {
+        let birth = format!("{}{:02}{:02}", 1890 + next(140), next(14), next(33));
+        let card_body = format!("{division}{birth}{:03}", next(1000));
+        let card = format!(
+            "{card_body}{}",
+            id::id_card_check(&card_body).expect("check")
+        );
+        let old_card = format!("{division}{}{:03}", &birth[2..], next(1000));
+        let taxpayer = match i % 3 {
+            0 => format!("{division}{org}"),
+            1 => format!("{card}{:02}", next(100)),
+            _ => format!("{old_card}{:02}", next(100)),
+        };
+        for code in [org, reg, uscc, card, old_card, taxpayer] {
             // Valid as made, and with one character changed (often invalid, at times not).
             let mut changed = code.clone().into_bytes();
             let at = next(changed.len());
@@ -729,24 +742,27 @@ async fn the_sql_identifier_functions_agree_with_the_rust_ones_on_generated_code
     );
     let rows = c
         .query(
-            "select core.is_org_code(x), core.is_reg_no(x), core.is_uscc(x)
+            "select core.is_org_code(x), core.is_reg_no(x), core.is_uscc(x), core.is_id_card(x),
+                    core.is_taxpayer_id(x)
              from unnest($1::text[]) with ordinality as t(x, i) order by i",
             &[&codes],
         )
         .await
         .expect("checks");
     assert_eq!(rows.len(), codes.len());
-    let mut valid = [0; 3];
+    let mut valid = [0; 5];
     for (code, row) in codes.iter().zip(&rows) {
-        let sql: [bool; 3] = [row.get(0), row.get(1), row.get(2)];
+        let sql: [bool; 5] = [row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)];
         let rust = [
             id::is_org_code(code),
             id::is_reg_no(code),
             id::is_uscc(code),
+            id::is_id_card(code),
+            id::is_taxpayer_id(code),
         ];
         assert_eq!(
             sql, rust,
-            "org code, registration number, credit code checks of {code:?}"
+            "org code, registration number, credit code, ID card, taxpayer id checks of {code:?}"
         );
         for (n, v) in valid.iter_mut().zip(rust) {
             *n += usize::from(v);

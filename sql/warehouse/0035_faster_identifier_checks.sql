@@ -2,9 +2,10 @@
 -- core.is_reg_no for every registration number it resolves (2.2 µs a call: 2.2 of the 42
 -- CPU seconds of a 1M-row first load), and the exchange tables' expression indexes and
 -- the resolution call core.is_uscc, through core.uscc_org_code, for every 18-character
--- code (4.3 µs a call). Measured per call on PostgreSQL 15, before → after:
+-- code (4.3 µs a call); a full comparison calls core.is_id_card for every enterprise's
+-- legal representative. Measured per call on PostgreSQL 15, before → after:
 -- core.is_reg_no on 15-digit numbers 1.6 → 0.8 µs, core.is_uscc 4.3 → 2.5 µs,
--- core.is_org_code about half.
+-- core.is_id_card 2.5 → 1.6 µs, core.is_org_code about half.
 --
 -- What changed, and why the results cannot:
 -- - Formats are checked by length and by `similar to` a class of characters not allowed,
@@ -96,4 +97,45 @@ begin
                                   * 100 + substr(n, 11, 2)::int - 99]
                                   * 100 + substr(n, 13, 2)::int - 99]) % 10
     end;
+end $$;
+
+create or replace function core.is_id_card(n text) returns boolean
+language plpgsql immutable strict parallel safe as $$
+declare
+    birth text;
+    y int; m int; d int;
+begin
+    if length(n) = 18 and substr(n, 1, 17) not similar to '%[^0-9]%'
+       and substr(n, 18, 1) similar to '[0-9X]' then
+        if substr(n, 18, 1) <> substr('10X98765432', (
+               substr(n, 1, 1)::int * 7
+               + substr(n, 2, 1)::int * 9
+               + substr(n, 3, 1)::int * 10
+               + substr(n, 4, 1)::int * 5
+               + substr(n, 5, 1)::int * 8
+               + substr(n, 6, 1)::int * 4
+               + substr(n, 7, 1)::int * 2
+               + substr(n, 8, 1)::int * 1
+               + substr(n, 9, 1)::int * 6
+               + substr(n, 10, 1)::int * 3
+               + substr(n, 11, 1)::int * 7
+               + substr(n, 12, 1)::int * 9
+               + substr(n, 13, 1)::int * 10
+               + substr(n, 14, 1)::int * 5
+               + substr(n, 15, 1)::int * 8
+               + substr(n, 16, 1)::int * 4
+               + substr(n, 17, 1)::int * 2) % 11 + 1, 1) then
+            return false;
+        end if;
+        birth := substr(n, 7, 8);
+    elsif length(n) = 15 and n not similar to '%[^0-9]%' then
+        birth := '19' || substr(n, 7, 6);
+    else
+        return false;
+    end if;
+    y := substr(birth, 1, 4)::int;
+    m := substr(birth, 5, 2)::int;
+    d := substr(birth, 7, 2)::int;
+    return y >= 1900 and m between 1 and 12 and d >= 1
+        and d <= extract(day from make_date(y, m, 1) + interval '1 month - 1 day');
 end $$;
