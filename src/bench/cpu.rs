@@ -20,7 +20,7 @@ pub struct CpuProbe {
 }
 
 /// CPU seconds used so far (a reading) or during a phase (a difference of readings).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct CpuTimes {
     /// Every process of the warehouse server: backends, parallel workers, WAL writer,
     /// checkpointer, autovacuum (exited ones counted by their postmaster).
