@@ -29,7 +29,7 @@ impl FieldValue {
         match self {
             FieldValue::Null => None,
             FieldValue::Text(s) => Some(s.clone()),
-            FieldValue::Date(d) => Some(d.format("%Y-%m-%d").to_string()),
+            FieldValue::Date(d) => Some(ebis_source::date_text(*d)),
             FieldValue::Year(y) => Some(y.to_string()),
         }
     }

@@ -4,11 +4,12 @@
 //! Pure functions on strings and bytes; they never see which field they work on.
 
 use std::borrow::Cow;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization};
 
-/// Name and address normalization for comparisons, exactly as the warehouse's
-/// `core.norm_text`: NFKC (widths, brackets, the ideographic space), no ASCII white space,
-/// ASCII upper case. Raw values are never stored this way.
+/// Name and address normalization for comparisons, as the warehouse's `core.norm_text`:
+/// NFKC (widths, brackets, the ideographic space), no ASCII white space, ASCII upper case
+/// (SQL's `upper` also upper-cases other letters, `é`, where the database's character
+/// type is not C). Raw values are never stored this way.
 pub fn norm_text(s: &str) -> String {
     s.nfkc()
         .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C'))
@@ -18,7 +19,11 @@ pub fn norm_text(s: &str) -> String {
 
 /// Full-width ASCII forms (U+FF01–U+FF5E) and the ideographic space (U+3000) to their
 /// half-width equivalents; everything else unchanged. `（乌海）` → `(乌海)`.
-pub fn halfwidth(s: &str) -> String {
+pub fn halfwidth(s: &str) -> Cow<'_, str> {
+    let wide = |c: char| matches!(c, '\u{3000}' | '\u{FF01}'..='\u{FF5E}');
+    if !s.chars().any(wide) {
+        return Cow::Borrowed(s);
+    }
     s.chars()
         .map(|c| match c {
             '\u{3000}' => ' ',
@@ -30,16 +35,32 @@ pub fn halfwidth(s: &str) -> String {
 
 /// Unicode NFKC: half-width forms plus other compatibility characters (circled digits,
 /// ligatures, full-width katakana …).
-pub fn nfkc(s: &str) -> String {
+pub fn nfkc(s: &str) -> Cow<'_, str> {
+    if unicode_normalization::is_nfkc_quick(s.chars()) == IsNormalized::Yes {
+        return Cow::Borrowed(s);
+    }
     s.nfkc().collect()
 }
 
 /// Runs of white space (including U+3000) become one ASCII space; ends are trimmed.
-pub fn collapse_spaces(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace())
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+pub fn collapse_spaces(s: &str) -> Cow<'_, str> {
+    // Already collapsed: single ASCII spaces between words, none at the ends.
+    let mut after_space = true;
+    let collapsed = s.chars().all(|c| {
+        let space = c.is_whitespace();
+        let fine = !space || (c == ' ' && !after_space);
+        after_space = space;
+        fine
+    }) && !after_space;
+    if collapsed || s.is_empty() {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.split(|c: char| c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Trims white space, including the ideographic space that `str::trim` also knows.
@@ -49,11 +70,26 @@ pub fn trim(s: &str) -> &str {
 
 /// An identifier as printed (`76953826-4`, `１５０３０２ ７６９５３８２６４`) to its stored form:
 /// NFKC, upper case, hyphens, dots and all white space removed.
-pub fn identifier(s: &str) -> String {
-    s.nfkc()
-        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '‐' | '–' | '—' | '.' | '·'))
-        .flat_map(char::to_uppercase)
-        .collect()
+pub fn identifier(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        // NFKC leaves ASCII as it is: only the case, white space and punctuation.
+        let drop = |b: u8| matches!(b, b'\t'..=b'\r' | b' ' | b'-' | b'.');
+        if s.bytes().all(|b| !drop(b) && !b.is_ascii_lowercase()) {
+            return Cow::Borrowed(s);
+        }
+        return Cow::Owned(
+            s.bytes()
+                .filter(|&b| !drop(b))
+                .map(|b| char::from(b.to_ascii_uppercase()))
+                .collect(),
+        );
+    }
+    Cow::Owned(
+        s.nfkc()
+            .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '‐' | '–' | '—' | '.' | '·'))
+            .flat_map(char::to_uppercase)
+            .collect(),
+    )
 }
 
 /// The legacy Chinese encodings a mapping may decode from.
@@ -122,6 +158,61 @@ pub fn decode_text(s: &str, legacy: Legacy) -> Result<Cow<'_, str>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The transforms' shortcuts for values they leave as they are give what the full
+    /// computation gives, on clean, dirty and mixed values.
+    #[test]
+    fn shortcuts_agree_with_the_full_computation() {
+        let samples = [
+            "",
+            " ",
+            "乌海市海勃湾区新华街",
+            "乌海市 海勃湾区  新华街",
+            " 乌海市",
+            "乌海市 ",
+            "乌海市\u{3000}海勃湾区",
+            "a\tb",
+            "150302769538264",
+            "91150302MA0N12345X",
+            "91150302ma0n12345x",
+            "76953826-4",
+            "7695.3826 4",
+            "a\u{0B}b\u{0C}c\rd\ne",
+            "x\u{1F}y",
+            "（乌海）有限公司",
+            "ＡＢＣ１２３",
+            "①号楼",
+            "Ａ－１",
+            "ﬁ",
+            "e\u{301}",
+            "ß",
+            "İ",
+        ];
+        for s in samples {
+            let full_halfwidth: String = s
+                .chars()
+                .map(|c| match c {
+                    '\u{3000}' => ' ',
+                    '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                    _ => c,
+                })
+                .collect();
+            assert_eq!(halfwidth(s), full_halfwidth, "halfwidth {s:?}");
+            assert_eq!(nfkc(s), s.nfkc().collect::<String>(), "nfkc {s:?}");
+            let full_collapse = s
+                .split(|c: char| c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert_eq!(collapse_spaces(s), full_collapse, "collapse {s:?}");
+            let full_identifier: String = s
+                .nfkc()
+                .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '‐' | '–' | '—' | '.' | '·'))
+                .flat_map(char::to_uppercase)
+                .collect();
+            assert_eq!(identifier(s), full_identifier, "identifier {s:?}");
+        }
+    }
 
     #[test]
     fn width_and_spaces() {

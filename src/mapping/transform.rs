@@ -6,8 +6,9 @@
 
 use super::date::DateFormat;
 use super::text::{self, Legacy};
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use ebis_source::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,8 +54,12 @@ impl Cell {
                     .to_owned()
             })?,
             Cell::Int(i) => i.to_string(),
-            Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Cell::DateTime(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Cell::Date(d) => ebis_source::date_text(d),
+            // Whole seconds (a leap second, which chrono writes as :60, by chrono).
+            Cell::DateTime(t) => match t.with_nanosecond(0) {
+                Some(whole) if t.nanosecond() < 1_000_000_000 => ebis_source::datetime_text(&whole),
+                _ => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            },
         }))
     }
 }
@@ -106,12 +111,12 @@ impl Transform {
     /// Applies the transform.
     pub fn apply(&self, cell: Cell) -> Result<Cell, String> {
         Ok(match self {
-            Transform::Trim => text_map(cell, |s| text::trim(&s).to_owned())?,
-            Transform::Halfwidth => text_map(cell, |s| text::halfwidth(&s))?,
-            Transform::Nfkc => text_map(cell, |s| text::nfkc(&s))?,
+            Transform::Trim => text_map(cell, |s| kept_or(s, |s| Cow::Borrowed(text::trim(s))))?,
+            Transform::Halfwidth => text_map(cell, |s| kept_or(s, text::halfwidth))?,
+            Transform::Nfkc => text_map(cell, |s| kept_or(s, text::nfkc))?,
             Transform::Upper => text_map(cell, |s| s.to_uppercase())?,
-            Transform::CollapseSpaces => text_map(cell, |s| text::collapse_spaces(&s))?,
-            Transform::Identifier => text_map(cell, |s| text::identifier(&s))?,
+            Transform::CollapseSpaces => text_map(cell, |s| kept_or(s, text::collapse_spaces))?,
+            Transform::Identifier => text_map(cell, |s| kept_or(s, text::identifier))?,
             Transform::NullIf(values) => match cell.into_text()? {
                 Some(s) if values.contains(&s) => Cell::Null,
                 Some(s) => Cell::Text(s),
@@ -140,6 +145,17 @@ impl Transform {
             },
         })
     }
+}
+
+/// `s` itself when `f` leaves it as it is (most values are clean: no copy), else what
+/// `f` made of it.
+fn kept_or(s: String, f: impl FnOnce(&str) -> Cow<'_, str>) -> String {
+    let changed = match f(&s) {
+        Cow::Borrowed(t) if t.len() == s.len() => None,
+        Cow::Borrowed(t) => Some(t.to_owned()),
+        Cow::Owned(t) => Some(t),
+    };
+    changed.unwrap_or(s)
 }
 
 fn text_map(cell: Cell, f: impl FnOnce(String) -> String) -> Result<Cell, String> {

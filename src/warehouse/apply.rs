@@ -9,14 +9,13 @@
 use super::{Warehouse, WarehouseError};
 use crate::indicators::{FieldType, RecordKind};
 use crate::mapping::{FieldValue, Record};
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
 use ebis_source::{GapEvent, Position};
-use futures_util::pin_mut;
+use futures_util::{SinkExt, pin_mut};
 use postgres_protocol::escape::escape_identifier;
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 /// A record to upsert with its provenance.
@@ -323,7 +322,16 @@ impl ToSql for Cell<'_> {
             (FieldValue::Text(s), FieldType::Text) => s.to_sql(ty, out),
             (FieldValue::Date(d), FieldType::Date) => d.to_sql(ty, out),
             (FieldValue::Year(y), FieldType::Year) => y.to_sql(ty, out),
-            (v, t) => Err(format!("a {v:?} value cannot go in a {t:?} column").into()),
+            // The kind of value only: an error never carries an enterprise's value.
+            (v, t) => {
+                let kind = match v {
+                    FieldValue::Null => "null",
+                    FieldValue::Text(_) => "text",
+                    FieldValue::Date(_) => "date",
+                    FieldValue::Year(_) => "year",
+                };
+                Err(format!("a {kind} value cannot go in a {t:?} column").into())
+            }
         }
     }
 
@@ -653,7 +661,13 @@ fn copy_columns(kind: &RecordKind) -> (Vec<String>, Vec<Type>) {
     (cols, types)
 }
 
-/// Copies rows into `target` (binary COPY); how many.
+/// Rows are encoded into chunks of about this many bytes, each sent as one COPY message
+/// (tokio-postgres's `BinaryCopyInWriter` sends every 4 kB and waits for each send).
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Copies rows into `target` (binary COPY); how many. A value that cannot be encoded as
+/// its column's type fails the copy as a refused value of that column (SQLSTATE 22000),
+/// so its row goes to quarantine like one the server refused.
 async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
     source: SourceMeta<'_>,
@@ -664,35 +678,76 @@ async fn copy_rows(
 ) -> Result<u64, WarehouseError> {
     let (cols, types) = copy_columns(kind);
     let sink = tx
-        .copy_in(&format!(
+        .copy_in::<_, bytes::Bytes>(&format!(
             "copy {target} ({}) from stdin (format binary)",
             cols.join(", ")
         ))
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
+    pin_mut!(sink);
+    let columns = i16::try_from(types.len()).expect("a record kind has fewer than 32,767 columns");
+    let mut buf = BytesMut::with_capacity(COPY_CHUNK_BYTES + 16 * 1024);
+    // The binary format's signature, flags and header extension length.
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0);
+    buf.put_i32(0);
+    let refused = |i: usize, e: Box<dyn StdError + Sync + Send>| WarehouseError::Db {
+        code: "22000".to_owned(),
+        message: format!("a value of column {} could not be encoded: {e}", cols[i]),
+        column: Some(
+            kind.fields
+                .get(i)
+                .map_or_else(|| PROVENANCE[i - kind.fields.len()].0, |f| f.name)
+                .to_owned(),
+        ),
+    };
     for r in rows {
-        let cells: Vec<Cell<'_>> = r
-            .record
-            .values
-            .iter()
-            .zip(kind.fields)
-            .map(|(v, f)| Cell(v, f.ty))
-            .collect();
-        let mut values: Vec<&(dyn ToSql + Sync)> =
-            cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        values.push(&source.name);
-        values.push(&source.bureau);
-        values.push(&r.record.division);
-        values.push(&r.record.source_key);
-        values.push(&position);
-        values.push(&r.version);
-        values.push(&r.commit_time);
-        values.push(&r.mapping_version);
-        values.push(&r.raw_row);
-        writer.as_mut().write(&values).await?;
+        buf.put_i16(columns);
+        let fields = r.record.values.iter().zip(kind.fields);
+        for (i, (v, f)) in fields.enumerate() {
+            put_value(&mut buf, &Cell(v, f.ty), &types[i]).map_err(|e| refused(i, e))?;
+        }
+        let provenance: [&(dyn ToSql + Sync); 9] = [
+            &source.name,
+            &source.bureau,
+            &r.record.division,
+            &r.record.source_key,
+            &position,
+            &r.version,
+            &r.commit_time,
+            &r.mapping_version,
+            &r.raw_row,
+        ];
+        let first = kind.fields.len();
+        for (i, v) in provenance.into_iter().enumerate() {
+            put_value(&mut buf, v, &types[first + i]).map_err(|e| refused(first + i, e))?;
+        }
+        if buf.len() >= COPY_CHUNK_BYTES {
+            let full = std::mem::replace(
+                &mut buf,
+                BytesMut::with_capacity(COPY_CHUNK_BYTES + 16 * 1024),
+            );
+            sink.send(full.freeze()).await?;
+        }
     }
-    Ok(writer.finish().await?)
+    buf.put_i16(-1);
+    sink.send(buf.split().freeze()).await?;
+    Ok(sink.as_mut().finish().await?)
+}
+
+/// One field of a binary COPY row: its length (-1 for NULL), then its bytes.
+fn put_value(
+    buf: &mut BytesMut,
+    value: &(dyn ToSql + Sync),
+    ty: &Type,
+) -> Result<(), Box<dyn StdError + Sync + Send>> {
+    let at = buf.len();
+    buf.put_i32(0);
+    let len = match value.to_sql_checked(ty, buf)? {
+        IsNull::Yes => -1,
+        IsNull::No => i32::try_from(buf.len() - at - 4)?,
+    };
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// A record kind's exchange table, quoted.

@@ -317,15 +317,22 @@ impl Table {
                 return Err(e);
             }
         };
+        // Every row of a result has the same columns: their names are decoded once (per
+        // row and column, it was a twentieth of a snapshot's reading and mapping).
+        let mut names: Option<Vec<String>> = None;
         Ok(result
             .into_iter()
             .map(|r| {
                 let columns = r.columns();
+                let names = names.get_or_insert_with(|| {
+                    columns.iter().map(|c| c.name_str().into_owned()).collect()
+                });
                 r.unwrap()
                     .into_iter()
                     .zip(columns.iter())
                     .zip(&self.readings)
-                    .map(|((v, c), reading)| (c.name_str().into_owned(), convert(v, c, *reading)))
+                    .zip(names.iter())
+                    .map(|(((v, c), reading), name)| (name.clone(), convert(v, c, *reading)))
                     .collect()
             })
             .collect())

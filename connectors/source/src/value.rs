@@ -4,7 +4,7 @@
 //! a latin1 column can still be decoded by the mapping). Their canonical text form is what
 //! filters compare against and what quarantine shows as the raw value.
 
-use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use serde_json::Value as Json;
 use std::fmt::Write as _;
 
@@ -53,7 +53,7 @@ impl Value {
             Value::Decimal(d) => d.clone(),
             Value::Text(s) => s.clone(),
             Value::Bytes(b) => hex_text(b),
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Date(d) => date_text(*d),
             Value::DateTime(t) => datetime_text(t),
         })
     }
@@ -96,12 +96,59 @@ fn hex_text(bytes: &[u8]) -> String {
     s
 }
 
-fn datetime_text(t: &NaiveDateTime) -> String {
-    if t.nanosecond() == 0 {
-        t.format("%Y-%m-%d %H:%M:%S").to_string()
-    } else {
-        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+/// A date as ISO 8601 text (`2006-03-01`), as chrono's `%Y-%m-%d` writes it, without
+/// parsing a format string for every value (a snapshot writes millions).
+pub fn date_text(d: NaiveDate) -> String {
+    let y = d.year();
+    if !(0..=9999).contains(&y) {
+        return d.format("%Y-%m-%d").to_string();
     }
+    let mut s = String::with_capacity(26);
+    push_date(&mut s, d);
+    s
+}
+
+fn push_date(s: &mut String, d: NaiveDate) {
+    push_digits(s, d.year() as u32, 4);
+    s.push('-');
+    push_digits(s, d.month(), 2);
+    s.push('-');
+    push_digits(s, d.day(), 2);
+}
+
+fn push_digits(s: &mut String, mut n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    for b in buf[..width].iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    s.extend(buf[..width].iter().map(|&b| char::from(b)));
+}
+
+/// A date and time as text: `2006-03-01 08:05:00`, with microseconds (`.000123`) when
+/// it has a fraction of a second, as chrono's `%Y-%m-%d %H:%M:%S%.6f` writes it.
+pub fn datetime_text(t: &NaiveDateTime) -> String {
+    // Years chrono writes with a sign, and leap seconds: chrono's own formatting.
+    if !(0..=9999).contains(&t.year()) || t.nanosecond() >= 1_000_000_000 {
+        return if t.nanosecond() == 0 {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        } else {
+            t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+        };
+    }
+    let mut s = String::with_capacity(26);
+    push_date(&mut s, t.date());
+    s.push(' ');
+    push_digits(&mut s, t.hour(), 2);
+    s.push(':');
+    push_digits(&mut s, t.minute(), 2);
+    s.push(':');
+    push_digits(&mut s, t.second(), 2);
+    if t.nanosecond() != 0 {
+        s.push('.');
+        push_digits(&mut s, t.nanosecond() / 1000, 6);
+    }
+    s
 }
 
 /// One source row: column name → value, in the order the source returned the columns.
@@ -177,45 +224,67 @@ impl Row {
     /// (the raw row kept beside every record of a snapshot: building and cloning the
     /// tree was a third of mapping's time).
     pub fn to_json_text(&self) -> String {
-        let mut out = Vec::with_capacity(48 * self.columns.len() + 2);
-        // Strings, numbers and NULLs into a Vec: nothing can fail.
-        if serde_json::to_writer(&mut out, &JsonRow(self)).is_err() {
-            return self.to_json().to_string();
+        let mut out = String::with_capacity(48 * self.columns.len() + 2);
+        out.push('{');
+        for (i, (c, v)) in self.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, c);
+            out.push(':');
+            match v {
+                Value::Text(t) if t.contains('\0') => {
+                    push_json_str(&mut out, &hex_text(t.as_bytes()))
+                }
+                Value::Text(t) => push_json_str(&mut out, t),
+                Value::Null => out.push_str("null"),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Value::Int(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                Value::UInt(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                // serde_json's own form of a finite float (shortest round trip).
+                Value::Float(f) if f.is_finite() => {
+                    out.push_str(&Json::from(*f).to_string());
+                }
+                other => push_json_str(&mut out, &other.to_text().unwrap_or_default()),
+            }
         }
-        String::from_utf8(out).unwrap_or_else(|_| self.to_json().to_string())
+        out.push('}');
+        out
     }
 }
 
-/// A row serialized as [`Row::to_json`] builds it.
-struct JsonRow<'a>(&'a Row);
-
-impl serde::Serialize for JsonRow<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(
-            self.0
-                .columns
-                .iter()
-                .map(|(c, v)| (c.as_str(), JsonValue(v))),
-        )
-    }
-}
-
-/// A value serialized as [`Value::to_json`] builds it.
-struct JsonValue<'a>(&'a Value);
-
-impl serde::Serialize for JsonValue<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Value::Text(t) if t.contains('\0') => s.serialize_str(&hex_text(t.as_bytes())),
-            Value::Text(t) => s.serialize_str(t),
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Int(i) => s.serialize_i64(*i),
-            Value::UInt(u) => s.serialize_u64(*u),
-            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
-            other => s.serialize_str(&other.to_text().unwrap_or_default()),
+/// `s` as a JSON string: quoted, with `"`, `\` and control characters escaped as
+/// serde_json escapes them.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        // Only ASCII bytes are escaped: the slices end on character boundaries.
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 impl FromIterator<(String, Value)> for Row {
@@ -338,6 +407,77 @@ mod tests {
         let parsed: Json = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(parsed, row.to_json(), "{text}");
         assert_eq!(Row::new().to_json_text(), "{}");
+    }
+
+    /// A raw row's strings are written as serde_json writes them, whatever byte needs an
+    /// escape and wherever it falls.
+    #[test]
+    fn json_strings_are_serde_jsons() {
+        let mut samples: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        for pad in 0..10 {
+            for special in [
+                "\"", "\\", "\n", "\u{1}", "\u{1f}", "\u{7f}", "乌海", "é", "/",
+            ] {
+                samples.push(format!(
+                    "{}{special}{}",
+                    "a".repeat(pad),
+                    "海".repeat(pad % 4)
+                ));
+                samples.push(format!("{}{special}", "市".repeat(pad)));
+            }
+        }
+        samples.push("乌海市鑫源煤焦有限公司 \"内\\蒙\" \t\r\n end".to_owned());
+        for s in &samples {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).expect("json"), "{s:?}");
+        }
+        let row: Row = [
+            ("A".to_owned(), Value::Int(-3)),
+            ("B".to_owned(), Value::UInt(u64::MAX)),
+            ("C".to_owned(), Value::Float(0.1)),
+            ("D".to_owned(), Value::Float(f64::NAN)),
+            ("E".to_owned(), Value::Bool(true)),
+            ("F".to_owned(), Value::Null),
+            ("G".to_owned(), Value::Decimal("12.50".into())),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            row.to_json_text(),
+            r#"{"A":-3,"B":18446744073709551615,"C":0.1,"D":"NaN","E":true,"F":null,"G":"12.50"}"#
+        );
+    }
+
+    #[test]
+    fn date_and_time_texts_are_chronos() {
+        let mut checked = 0;
+        for y in [
+            -1, 0, 1, 9, 99, 999, 1900, 1970, 2006, 2024, 9999, 10000, 262_000,
+        ] {
+            for (m, d) in [(1, 1), (2, 28), (3, 1), (9, 30), (12, 31)] {
+                let date = NaiveDate::from_ymd_opt(y, m, d).expect("date");
+                assert_eq!(date_text(date), date.format("%Y-%m-%d").to_string());
+                for (h, mi, s, nano) in [
+                    (0, 0, 0, 0),
+                    (8, 5, 0, 0),
+                    (23, 59, 59, 1_000),
+                    (12, 30, 7, 999_999_999),
+                    (1, 2, 3, 500),
+                    (23, 59, 59, 1_500_000_000),
+                ] {
+                    let t = date.and_hms_nano_opt(h, mi, s, nano).expect("time");
+                    let chrono = if nano == 0 {
+                        t.format("%Y-%m-%d %H:%M:%S").to_string()
+                    } else {
+                        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+                    };
+                    assert_eq!(datetime_text(&t), chrono);
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 13 * 5 * 6);
     }
 
     #[test]
