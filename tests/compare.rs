@@ -775,6 +775,90 @@ async fn the_sql_identifier_functions_agree_with_the_rust_ones_on_generated_code
     );
 }
 
+/// core.norm_text gives what it gave before migration 0036 skipped normalizing what is
+/// already normalized, on texts already in NFKC and texts that are not (widths, circled
+/// digits, ligatures, half-width katakana, combining accents, every kind of white space),
+/// and NULL for NULL; and what src/mapping/text.rs's norm_text gives where no letter
+/// beyond ASCII has an upper case (SQL's upper follows the database's character type).
+#[tokio::test]
+async fn the_sql_text_normalization_agrees_with_the_rust_one() {
+    let db = PgDb::create().await;
+    let wh = ebis::warehouse::Warehouse::new(&db.conn, 1).expect("warehouse");
+    ebis::warehouse::migrate(&wh).await.expect("migrate");
+    let c = db.client().await;
+    let pieces = [
+        "乌海市",
+        "海勃湾区",
+        "（",
+        "）",
+        "(",
+        ")",
+        "\u{3000}",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "\u{0B}",
+        "\u{0C}",
+        "ＡＢＣ",
+        "abc",
+        "１２３",
+        "①",
+        "ﬁ",
+        "ｶﾞ",
+        "e\u{301}",
+        "é",
+        "ß",
+        "Ⅻ",
+        "㈱",
+        "\u{A0}",
+        "有限公司",
+        "-",
+        "·",
+        "ǅ",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut texts: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+    for _ in 0..3000 {
+        let n = 1 + next(6);
+        texts.push((0..n).map(|_| pieces[next(pieces.len())]).collect());
+    }
+    let rows = c
+        .query(
+            "select t, core.norm_text(t), upper(regexp_replace(normalize(t, NFKC), '[ \\t\\n\\r\\f\\v]', '', 'g')) \
+             from unnest($1::text[]) t",
+            &[&texts],
+        )
+        .await
+        .expect("norm_text");
+    assert_eq!(rows.len(), texts.len());
+    let (mut normalized_already, mut like_rust) = (0, 0);
+    for row in rows {
+        let (t, sql, before): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(sql, before, "core.norm_text({t:?})");
+        let rust = ebis::mapping::text::norm_text(&t);
+        if rust == rust.to_uppercase() {
+            assert_eq!(sql, rust, "core.norm_text({t:?})");
+            like_rust += 1;
+        }
+        normalized_already += usize::from(ebis::mapping::text::nfkc(&t) == t.as_str());
+    }
+    assert!(normalized_already > 100 && normalized_already < texts.len() / 2);
+    assert!(like_rust > texts.len() / 2);
+    let null: Option<String> = c
+        .query_one("select core.norm_text(null)", &[])
+        .await
+        .expect("null")
+        .get(0);
+    assert_eq!(null, None);
+}
+
 /// The crosswalk as a text per row.
 async fn identifier_rows(pg: &tokio_postgres::Client) -> Vec<String> {
     texts(

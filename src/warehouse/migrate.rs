@@ -64,6 +64,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0033_catch_up_first.sql"),
     migration!("0034_parallel_rebuild.sql"),
     migration!("0035_faster_identifier_checks.sql"),
+    migration!("0036_norm_text_shortcut.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
