@@ -628,12 +628,19 @@ async fn a_held_back_finding_is_reported_once_its_bureau_catches_up_without_chan
     city.drop_sources().await;
 }
 
-#[tokio::test]
-async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
+/// A fresh warehouse with every migration applied, and a client of it (the database is
+/// dropped with the `PgDb`).
+async fn migrated_warehouse() -> (PgDb, tokio_postgres::Client) {
     let db = PgDb::create().await;
     let wh = ebis::warehouse::Warehouse::new(&db.conn, 1).expect("warehouse");
     ebis::warehouse::migrate(&wh).await.expect("migrate");
     let c = db.client().await;
+    (db, c)
+}
+
+#[tokio::test]
+async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
+    let (_db, c) = migrated_warehouse().await;
     let text = std::fs::read_to_string(crate::support::root().join("testdata/identifiers.csv"))
         .expect("vectors");
     let mut n = 0;
@@ -681,10 +688,7 @@ async fn the_sql_identifier_functions_agree_with_the_shared_vectors() {
 #[tokio::test]
 async fn the_sql_identifier_functions_agree_with_the_rust_ones_on_generated_codes() {
     use ebis::identifiers as id;
-    let db = PgDb::create().await;
-    let wh = ebis::warehouse::Warehouse::new(&db.conn, 1).expect("warehouse");
-    ebis::warehouse::migrate(&wh).await.expect("migrate");
-    let c = db.client().await;
+    let (_db, c) = migrated_warehouse().await;
     const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     const USCC: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -782,10 +786,7 @@ async fn the_sql_identifier_functions_agree_with_the_rust_ones_on_generated_code
 /// beyond ASCII has an upper case (SQL's upper follows the database's character type).
 #[tokio::test]
 async fn the_sql_text_normalization_agrees_with_the_rust_one() {
-    let db = PgDb::create().await;
-    let wh = ebis::warehouse::Warehouse::new(&db.conn, 1).expect("warehouse");
-    ebis::warehouse::migrate(&wh).await.expect("migrate");
-    let c = db.client().await;
+    let (_db, c) = migrated_warehouse().await;
     let pieces = [
         "乌海市",
         "海勃湾区",
@@ -817,17 +818,11 @@ async fn the_sql_text_normalization_agrees_with_the_rust_one() {
         "·",
         "ǅ",
     ];
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut rng = ebis::demo::rng::Rng::new(36);
     let mut texts: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
     for _ in 0..3000 {
-        let n = 1 + next(6);
-        texts.push((0..n).map(|_| pieces[next(pieces.len())]).collect());
+        let n = rng.range(1, 6);
+        texts.push((0..n).map(|_| *rng.pick(&pieces)).collect());
     }
     let rows = c
         .query(

@@ -685,7 +685,9 @@ async fn copy_rows(
         .await?;
     pin_mut!(sink);
     let columns = i16::try_from(types.len()).expect("a record kind has fewer than 32,767 columns");
-    let mut buf = BytesMut::with_capacity(COPY_CHUNK_BYTES + 16 * 1024);
+    // A chunk's size and room for the row that passes it.
+    let chunk = || BytesMut::with_capacity(COPY_CHUNK_BYTES + 16 * 1024);
+    let mut buf = chunk();
     // The binary format's signature, flags and header extension length.
     buf.put_slice(b"PGCOPY\n\xff\r\n\0");
     buf.put_i32(0);
@@ -722,11 +724,8 @@ async fn copy_rows(
             put_value(&mut buf, v, &types[first + i]).map_err(|e| refused(first + i, e))?;
         }
         if buf.len() >= COPY_CHUNK_BYTES {
-            let full = std::mem::replace(
-                &mut buf,
-                BytesMut::with_capacity(COPY_CHUNK_BYTES + 16 * 1024),
-            );
-            sink.send(full.freeze()).await?;
+            sink.send(std::mem::replace(&mut buf, chunk()).freeze())
+                .await?;
         }
     }
     buf.put_i16(-1);
