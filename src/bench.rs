@@ -116,6 +116,8 @@ pub struct BenchReport {
     pub catch_up_cpu: CpuTimes,
     /// The machine's cores.
     pub cores: usize,
+    /// The warehouse server's settings the figures depend on (`ServerSettings::summary`).
+    pub server: String,
 }
 
 impl BenchReport {
@@ -148,7 +150,8 @@ impl BenchReport {
              raw limits in the same run: {}\n\
              peers in the same run: {}\n\
              load average before: {}  after: {}\n\
-             peak memory (ebis process): {} MB\n",
+             peak memory (ebis process): {} MB\n\
+             warehouse server: {}\n",
             self.mode.name(),
             self.rows,
             self.snapshot_secs,
@@ -176,7 +179,8 @@ impl BenchReport {
             self.peers(),
             self.load_before,
             self.load_after,
-            self.peak_rss_kb / 1024
+            self.peak_rss_kb / 1024,
+            self.server
         )
     }
 }
@@ -214,6 +218,14 @@ impl BenchReport {
             self.beside("pgloader", self.pgloader, missing),
             self.beside("pgloader tuned", self.pgloader_tuned, missing)
         )
+    }
+}
+
+/// The warehouse server's settings, for the report.
+async fn server_summary(client: &tokio_postgres::Client) -> String {
+    match warehouse::ServerSettings::read(client).await {
+        Ok(settings) => settings.summary(),
+        Err(e) => format!("settings not read ({e})"),
     }
 }
 
@@ -348,6 +360,7 @@ async fn measure(
     ));
     let task = tokio::spawn(run_source(cfg, mappings, wh.clone(), settings, shutdown));
     let client = wh.client().await?;
+    report.server = server_summary(&client).await;
     let probe = CpuProbe::find(&client, &pool).await;
     report.cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load_cpu = probe.read();
@@ -803,6 +816,8 @@ pub struct CompareBenchReport {
     pub scores: Vec<crate::compare::RuleScore>,
     /// Load average before and after.
     pub load: (String, String),
+    /// The warehouse server's settings the figures depend on.
+    pub server: String,
 }
 
 impl CompareBenchReport {
@@ -815,7 +830,8 @@ impl CompareBenchReport {
              with nothing changed: {:.3} s\n\
              after {} enterprises changed (their AIC addresses): base took them in in {:.2} s, then a run ({}) took {:.2} s\n\
              a full run right after it: {} new, {} resolved (0 and 0: the incremental run found what a full run finds)\n{}\
-             load average before: {}  after: {}\n",
+             load average before: {}  after: {}\n\
+             warehouse server: {}\n",
             self.enterprises,
             self.rows,
             self.load_secs,
@@ -837,7 +853,8 @@ impl CompareBenchReport {
             self.full_after.1,
             crate::compare::render_scores(&self.scores),
             self.load.0,
-            self.load.1
+            self.load.1,
+            self.server
         )
     }
 }
@@ -908,6 +925,7 @@ pub async fn compare_bench(
     trigger.trigger();
     let _ = pipe.await;
     let client = wh.client().await?;
+    report.server = server_summary(&client).await;
     report.base_rows = client
         .query_one("select count(*) from core.enterprise", &[])
         .await?

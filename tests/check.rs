@@ -285,6 +285,24 @@ async fn check_online_reaches_every_source_and_the_warehouse() {
         out.stdout
     );
 
+    // An operator sees the warehouse server's settings the speed depends on, as the
+    // server has them.
+    let shared_buffers: String = env
+        .pg()
+        .await
+        .query_one("show shared_buffers", &[])
+        .await
+        .expect("shared_buffers")
+        .get(0);
+    assert!(
+        out.stdout.contains("warehouse: note: server: PostgreSQL ")
+            && out.stdout.contains(&format!(
+                ", shared_buffers {shared_buffers}, wal_compression "
+            )),
+        "{}",
+        out.stdout
+    );
+
     // A reviewer sees which other tables expressions read.
     assert!(
         out.stdout.contains(

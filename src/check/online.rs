@@ -1,7 +1,8 @@
 //! `ebis check --online`: what the offline check cannot see. Each enabled source is
 //! reached with its own account and checked as `ebis run` would before capturing — every
 //! mapped table and column present, capture installed for its mode — and its head read;
-//! the warehouse is reached and its migrations compared with this build.
+//! the warehouse is reached, its migrations compared with this build, and its server's
+//! settings printed with what an operator could change in them for speed.
 //!
 //! Reads only: it installs, migrates and applies nothing.
 
@@ -142,30 +143,49 @@ pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
             notes,
         });
     }
+    let mut notes = Vec::new();
     let outcome = match config::resolve_warehouse(Some(config)) {
         Err(e) => Err(e),
         Ok(conn) => match Warehouse::new(&conn, 1) {
             Err(e) => Err(e.to_string()),
             Ok(wh) => match warehouse::pending(&wh).await {
                 Err(e) => Err(e.to_string()),
-                Ok(p) if p.is_empty() => Ok(format!(
-                    "{} reachable, all {} migrations applied",
-                    conn.display_url(),
-                    warehouse::MIGRATIONS.len()
-                )),
-                Ok(p) => Ok(format!(
-                    "{} reachable, {} migration(s) pending ({}): `ebis migrate` or `ebis run` applies them",
-                    conn.display_url(),
-                    p.len(),
-                    p.join(", ")
-                )),
+                Ok(p) => {
+                    notes = server_advice(&wh).await;
+                    Ok(if p.is_empty() {
+                        format!(
+                            "{} reachable, all {} migrations applied",
+                            conn.display_url(),
+                            warehouse::MIGRATIONS.len()
+                        )
+                    } else {
+                        format!(
+                            "{} reachable, {} migration(s) pending ({}): `ebis migrate` or `ebis run` applies them",
+                            conn.display_url(),
+                            p.len(),
+                            p.join(", ")
+                        )
+                    })
+                }
             },
         },
     };
     probes.push(Probe {
         what: "warehouse".to_owned(),
         outcome,
-        notes: Vec::new(),
+        notes,
     });
     probes
+}
+
+/// The warehouse server's settings, and what an operator could change in them for speed
+/// (`warehouse::ServerSettings::advice`); a failure to read them is a note, not an error.
+async fn server_advice(wh: &Warehouse) -> Vec<String> {
+    let read = async { warehouse::ServerSettings::read(&*wh.client().await?).await };
+    match read.await {
+        Ok(settings) => std::iter::once(format!("server: {}", settings.summary()))
+            .chain(settings.advice())
+            .collect(),
+        Err(e) => vec![format!("the server's settings could not be read: {e}")],
+    }
 }

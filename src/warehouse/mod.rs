@@ -10,6 +10,7 @@ mod base;
 mod keyscan;
 mod lease;
 mod migrate;
+mod settings;
 mod state;
 
 pub use apply::{
@@ -20,6 +21,7 @@ pub use base::BaseStatus;
 pub use keyscan::KeyScan;
 pub use lease::{Lease, LeaseHolder, holder_name};
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
+pub use settings::ServerSettings;
 pub use state::{ResetOutcome, StoredCheckpoint};
 
 use crate::config::ConnectionConfig;
