@@ -65,6 +65,8 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0034_parallel_rebuild.sql"),
     migration!("0035_faster_identifier_checks.sql"),
     migration!("0036_norm_text_shortcut.sql"),
+    migration!("0037_cheaper_base_queue.sql"),
+    migration!("0038_bytewise_rebuild_sorts.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
