@@ -53,23 +53,20 @@ impl ServerSettings {
                         pg_size_bytes(current_setting('max_wal_size')),
                         current_setting('max_parallel_workers_per_gather')::int,
                         current_setting('max_parallel_maintenance_workers')::int,
-                        (select case when d.datlocprovider = 'i' then d.daticulocale || ' (ICU)'
-                                     else d.datcollate end
-                           from pg_database d where d.datname = current_database())",
+                        -- Read through to_jsonb: the ICU columns are PostgreSQL 15's
+                        -- (17 renames daticulocale to datlocale), and 13 and 14 lack them.
+                        (select case when j->>'datlocprovider' = 'i'
+                                     then coalesce(j->>'daticulocale', j->>'datlocale') || ' (ICU)'
+                                     else j->>'datcollate' end
+                           from pg_database d, to_jsonb(d) j where d.datname = current_database()),
+                        current_setting('server_version_num')::int >= 170000",
                 &[],
             )
             .await?;
         // PostgreSQL 17 moved the checkpoint counters to pg_stat_checkpointer.
-        let newer: bool = client
-            .query_one(
-                "select to_regclass('pg_catalog.pg_stat_checkpointer') is not null",
-                &[],
-            )
-            .await?
-            .get(0);
         let checkpoints = client
             .query_one(
-                if newer {
+                if row.get::<_, bool>(8) {
                     "select num_timed, num_requested from pg_stat_checkpointer"
                 } else {
                     "select checkpoints_timed, checkpoints_req from pg_stat_bgwriter"
