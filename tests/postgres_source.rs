@@ -55,6 +55,21 @@ async fn bureau_captured(
     capture: Option<&str>,
 ) -> Bureau {
     let db = SourcePg::create(&[ENT.to_owned()]).await;
+    // Slots are named server-wide: one per test database.
+    let capture = capture
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("mode: logical\nslot: {}", db.name));
+    let (env, mappings) = env_reading(reach(db.conn.clone()), capture).await;
+    Bureau {
+        db,
+        env,
+        _mappings: mappings,
+    }
+}
+
+/// A pipeline whose source `aic_pg` is read through `connection` as `capture` says, with
+/// `ENT` mapped (the mappings' folder lives as long as the returned one).
+async fn env_reading(connection: ConnectionConfig, capture: String) -> (Env, TempDir) {
     let mappings = TempDir::new("ebis_pg_mappings");
     std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
     let env = Env::custom_in(
@@ -63,20 +78,13 @@ async fn bureau_captured(
             name: "aic_pg".to_owned(),
             bureau: "aic".to_owned(),
             division: "150302".to_owned(),
-            // Slots are named server-wide: one per test database.
-            capture: capture
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("mode: logical\nslot: {}", db.name)),
-            connection: reach(db.conn.clone()),
+            capture,
+            connection,
             mappings: mappings.path().to_owned(),
         }],
     )
     .await;
-    Bureau {
-        db,
-        env,
-        _mappings: mappings,
-    }
+    (env, mappings)
 }
 
 fn insert(from: u32, to: u32) -> String {
@@ -573,4 +581,92 @@ async fn changelog_a_rollback_holds_lag_back_for_seconds_not_for_the_gap_timeout
     assert_eq!(fates, ["detected", "rolled_back"]);
     b.env.wait_verified(T).await;
     assert!(run.stop().await.is_empty());
+}
+
+/// PostgreSQL decodes a transaction once its commit record is flushed, a moment before
+/// the transaction is visible to other sessions; with synchronous replication that
+/// moment lasts until the standby confirms. A private server whose synchronous standby
+/// never answers holds one insert there (only its session asks for synchronous commit):
+/// the slot hands the insert to ebis while a read by key does not find the row yet. ebis
+/// must not take it for a delete (nothing else is logged for it: it would be lost); it
+/// reads the row once the commit is visible (here, once the wait is cancelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_decoded_before_its_commit_is_visible_is_not_taken_for_a_delete() {
+    let dir = TempDir::new("ebis_pg_syncrep");
+    let server = ebis::demo::servers::PrivatePostgres::start(
+        &dir.path().join("pg"),
+        &[
+            "wal_level=logical",
+            "synchronous_standby_names=nobody",
+            "synchronous_commit=local",
+        ],
+    )
+    .await
+    .expect("a private PostgreSQL");
+    let account = ConnectionConfig::from_url(&server.url(), "EBIS_NO_PASSWORD", "private")
+        .expect("the private server's URL");
+    let source = connect(&account).await;
+    source.batch_execute(ENT).await.expect("ENT");
+    source.batch_execute(&insert(1, 10)).await.expect("rows");
+    let (env, _mappings) = env_reading(account.clone(), "mode: logical".to_owned()).await;
+    let run = env.start();
+    env.wait_count(LIVE, 10, T).await;
+    let held = connect(&account).await;
+    let pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    held.batch_execute("SET synchronous_commit = on")
+        .await
+        .expect("synchronous commit");
+    let insert = tokio::spawn(async move { held.batch_execute(&insert(100, 100)).await });
+    // The commit record is written and flushed; the session waits for the standby.
+    let mut waiting = false;
+    for _ in 0..100 {
+        let event: Option<String> = source
+            .query_one(
+                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if event.as_deref() == Some("SyncRep") {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "the insert waits for its synchronous standby");
+    let hidden: i64 = source
+        .query_one("SELECT count(*) FROM ENT WHERE ID = 100", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(hidden, 0, "the row is not visible while its commit waits");
+    // ebis polls meanwhile and is handed the insert.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    source
+        .execute("SELECT pg_cancel_backend($1)", &[&pid])
+        .await
+        .expect("cancel the wait");
+    insert
+        .await
+        .expect("the insert's task")
+        .expect("the insert commits (its wait cancelled)");
+    env.wait_verified(T).await;
+    let live: i64 = env
+        .pg()
+        .await
+        .query_one(
+            "select count(*) from exchange.aic_establishment where source_key = '100' and deleted_at is null",
+            &[],
+        )
+        .await
+        .expect("the held row")
+        .get(0);
+    assert_eq!(live, 1, "the row whose commit was held is in the warehouse");
+    assert!(run.stop().await.is_empty());
+    drop(server);
 }

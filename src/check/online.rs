@@ -120,6 +120,13 @@ pub async fn check_online(config: &PipelineConfig) -> Vec<Probe> {
                         let checked = source.check().await;
                         if checked.is_ok() {
                             notes.extend(dates_read_as_text(&mut source, &mappings).await);
+                            match source.capture_notes().await {
+                                Ok(n) => notes.extend(n),
+                                Err(e) => notes.push(format!(
+                                    "warning: how the server serves {} capture could not be read: {e}",
+                                    cfg.capture.name()
+                                )),
+                            }
                         }
                         let result = match checked {
                             Ok(()) => source.head().await.map(|head| {

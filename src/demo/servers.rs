@@ -115,47 +115,19 @@ impl PrivateServers {
             as_postgres,
             children: Vec::new(),
         };
-        if as_postgres {
-            // The postgres user must be able to reach and own its folder.
-            run(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&pg_data),
-                "chown",
-                &dir.join("chown.log"),
-            )?;
-            make_traversable(&dir);
-        }
         progress("initializing PostgreSQL");
-        let mut initdb = servers.pg_command("initdb");
-        initdb.args(["-D"]).arg(&pg_data).args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-locale",
-        ]);
-        run(&mut initdb, "initdb", &dir.join("initdb.log"))?;
+        init_pg(&servers.pg_bin, &pg_data, &dir, as_postgres)?;
         progress("initializing MariaDB");
         init_mariadb(&install_db, &my_data, as_postgres, &dir)?;
         progress("starting PostgreSQL and MariaDB");
-        let pg_log = std::fs::File::create(dir.join("postgres.log"))?;
-        let mut pg = servers.pg_command("postgres");
-        pg.arg("-D")
-            .arg(&pg_data)
-            .args([
-                "-p",
-                &servers.pg_port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-            ])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", pg_data.display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=60"])
-            .stdout(Stdio::null())
-            .stderr(pg_log);
+        let mut pg = pg_server_command(
+            &servers.pg_bin,
+            &pg_data,
+            servers.pg_port,
+            &[],
+            as_postgres,
+            std::fs::File::create(dir.join("postgres.log"))?,
+        );
         servers.children.push(spawn_detached(&mut pg, "postgres")?);
         let mut my = mariadb_command(
             &mariadbd,
@@ -167,23 +139,6 @@ impl PrivateServers {
         );
         servers.children.push(spawn_detached(&mut my, "mariadbd")?);
         Ok(servers)
-    }
-
-    fn pg_command(&self, tool: &str) -> Command {
-        let bin = self.pg_bin.join(tool);
-        if self.as_postgres {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ])
-            .arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        }
     }
 
     /// Waits until both accept connections.
@@ -281,6 +236,171 @@ impl Drop for PrivateServers {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A PostgreSQL program of `bin`, run as the `postgres` user when `as_postgres`.
+fn pg_tool(bin: &Path, tool: &str, as_postgres: bool) -> Command {
+    let bin = bin.join(tool);
+    if as_postgres {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+/// Creates an empty PostgreSQL cluster in `data` (trust authentication, UTF-8, no
+/// locale), owned by `postgres` when running as root; its log in `logs`.
+fn init_pg(bin: &Path, data: &Path, logs: &Path, as_postgres: bool) -> Result<()> {
+    if as_postgres {
+        // The postgres user must be able to reach and own its folder.
+        run(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(data),
+            "chown",
+            &logs.join("chown.log"),
+        )?;
+        make_traversable(logs);
+    }
+    let mut initdb = pg_tool(bin, "initdb", as_postgres);
+    initdb.args(["-D"]).arg(data).args([
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--no-locale",
+    ]);
+    run(&mut initdb, "initdb", &logs.join("initdb.log"))
+}
+
+/// The command that runs a private postgres on loopback `port`, its socket in `data`,
+/// its log to `log`; `extra` adds settings (`wal_level=logical`), each passed as `-c`.
+fn pg_server_command(
+    bin: &Path,
+    data: &Path,
+    port: u16,
+    extra: &[&str],
+    as_postgres: bool,
+    log: std::fs::File,
+) -> Command {
+    let mut pg = pg_tool(bin, "postgres", as_postgres);
+    pg.arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", data.display()))
+        .args(["-c", "fsync=off", "-c", "max_connections=60"]);
+    for setting in extra {
+        pg.args(["-c", setting]);
+    }
+    pg.stdout(Stdio::null()).stderr(log);
+    pg
+}
+
+/// One private PostgreSQL server: for tests that need a server configured unlike the
+/// machine's own (settings only a server-wide configuration can give, such as a
+/// synchronous standby that never answers). Stopped and its folder removed when dropped.
+pub struct PrivatePostgres {
+    /// Its folder (data, socket, logs).
+    pub dir: PathBuf,
+    /// Its loopback port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivatePostgres {
+    /// Starts a fresh server in `dir` with extra settings (`name=value`), and waits
+    /// until it accepts connections.
+    pub async fn start(dir: &Path, extra: &[&str]) -> Result<PrivatePostgres> {
+        let bin = pg_bin()?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir.join("data"))?;
+        let dir = dir.canonicalize()?;
+        let data = dir.join("data");
+        let as_postgres = is_root();
+        init_pg(&bin, &data, &dir, as_postgres)?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("postgres.log"))?;
+        let mut cmd = pg_server_command(&bin, &data, port, extra, as_postgres, log);
+        let child = spawn_detached(&mut cmd, "postgres")?;
+        let mut server = PrivatePostgres {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let started = Instant::now();
+        loop {
+            if tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+                .await
+                .is_ok()
+            {
+                return Ok(server);
+            }
+            let log = server.dir.join("postgres.log");
+            still_starting(&mut server.child, "PostgreSQL", &log, started)?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Its admin URL (no password).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown.
+        stop_child(&mut self.child, "-INT");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// After a look at a starting private server that found it not answering yet: an error
+/// when it exited (see `log`) or a minute has passed since `started`.
+fn still_starting(
+    child: &mut Option<Child>,
+    what: &str,
+    log: &Path,
+    started: Instant,
+) -> Result<()> {
+    if let Some(c) = child.as_mut()
+        && let Some(status) = c.try_wait()?
+    {
+        bail!(
+            "the private {what} exited ({status}); see {}",
+            log.display()
+        );
+    }
+    if started.elapsed() > Duration::from_secs(60) {
+        bail!("the private {what} did not answer within a minute");
+    }
+    Ok(())
+}
+
+/// Stops a private server with `sig`, waiting up to 20 s before killing it.
+fn stop_child(child: &mut Option<Child>, sig: &str) {
+    if let Some(mut c) = child.take() {
+        signal(c.id(), sig);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -392,24 +512,15 @@ impl PrivateMariadb {
             port,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
         loop {
             if let Ok(c) = mysql_async::Conn::new(mysql_async::Opts::from_url(&server.url())?).await
             {
                 let _ = c.disconnect().await;
                 return Ok(server);
             }
-            if let Some(c) = server.child.as_mut()
-                && let Some(status) = c.try_wait()?
-            {
-                bail!(
-                    "the private MariaDB exited ({status}); see {}",
-                    server.dir.join("mariadb.err").display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("the private MariaDB did not answer within a minute");
-            }
+            let log = server.dir.join("mariadb.err");
+            still_starting(&mut server.child, "MariaDB", &log, started)?;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -422,15 +533,7 @@ impl PrivateMariadb {
 
 impl Drop for PrivateMariadb {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(c.id(), "-TERM");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child, "-TERM");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

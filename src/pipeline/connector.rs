@@ -242,6 +242,10 @@ impl Source for AnySource {
         each!(self, s => s.column_types(table).await)
     }
 
+    async fn capture_notes(&mut self) -> Result<Vec<String>, SourceError> {
+        each!(self, s => s.capture_notes().await)
+    }
+
     async fn close(self) {
         each!(self, s => s.close().await)
     }

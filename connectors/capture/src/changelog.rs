@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use ebis_source::{Batch, Change, Gap, Op, Position, Row, SourceError, Value, key_text};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// Most gap ranges (open, then expired) re-read in one poll.
 pub const MAX_GAP_RANGES: usize = 5_000;
@@ -234,6 +235,52 @@ impl Latest {
             key,
             seq,
             at,
+        }
+    }
+}
+
+/// How long a [`VisibleWait`] waits at most.
+pub const VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The wait of capture from a log (binlog, logical decoding) until the transactions a
+/// batch names are visible to new snapshots: the connector looks at the server, and
+/// after each look that says not yet, [`VisibleWait::again`] pauses (1 ms, doubling up
+/// to 50 ms), for at most [`VISIBLE_TIMEOUT`].
+///
+/// A server hands a transaction to log readers once it is in the log, a moment before
+/// other sessions see its rows; [`read_latest`] at once could find an inserted row
+/// missing (and make it a delete: the insert lost for good) or an updated one old.
+pub struct VisibleWait {
+    started: Instant,
+    pause: Duration,
+}
+
+impl Default for VisibleWait {
+    fn default() -> Self {
+        VisibleWait {
+            started: Instant::now(),
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+impl VisibleWait {
+    /// Pauses before the next look; `false` (at once) when the time is up.
+    pub async fn again(&mut self) -> bool {
+        if self.started.elapsed() > VISIBLE_TIMEOUT {
+            return false;
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        tokio::time::sleep(self.pause).await;
+        true
+    }
+
+    /// How long it has paused so far, in milliseconds: 0 when the first look was enough.
+    pub fn waited_ms(&self) -> u64 {
+        if self.pause.is_zero() {
+            0
+        } else {
+            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
         }
     }
 }

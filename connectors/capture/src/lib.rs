@@ -1,5 +1,6 @@
 //! The capture algorithms every connector shares, written once and driven by small
-//! driver primitives each connector supplies: no driver, no SQL, no I/O of its own.
+//! driver primitives each connector supplies: no driver, no SQL, no I/O of its own
+//! (a wait sleeps between a connector's tries).
 //!
 //! - [`keys`]: whether the source guarantees a mapped key (a unique index within it, no
 //!   nullable column), `schema.table` names.
@@ -11,6 +12,10 @@
 //! - [`timestamp`]: one timestamp poll — rows after each table's mark up to the source's
 //!   clock, the overlap window re-read with rows already returned skipped, one version
 //!   stamp per read — over [`TimestampReader`].
+//!
+//! - [`changelog::VisibleWait`]: for capture from a log (binlog, logical decoding), the
+//!   wait until the transactions a batch names are visible to new snapshots, since a
+//!   server hands a transaction to log readers a moment before other sessions see it.
 //!
 //! A connector supplies: reading change-table entries after a sequence number and in
 //! ranges, fetching rows by key, reading rows after a mark and in a modified-time range,

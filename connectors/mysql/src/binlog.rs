@@ -25,7 +25,7 @@ use crate::table::split_table;
 use crate::values::{Reading, convert};
 use crate::{MysqlSource, OP_TIMEOUT};
 use chrono::{DateTime, Utc};
-use ebis_capture::changelog::{Latest, read_latest};
+use ebis_capture::changelog::{Latest, VISIBLE_TIMEOUT, VisibleWait, read_latest};
 use ebis_source::{Batch, Position, SourceError, Value};
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
@@ -378,6 +378,9 @@ struct Read {
     position: Position,
     /// The captured tables to read again (ALTER/RENAME seen).
     reload: bool,
+    /// The end (file, offset) of the last event whose keys were collected: their rows
+    /// are read once the server shows every transaction up to there as committed.
+    through: Option<(String, u64)>,
     /// When the read reached the log's end (the server ended the stream): the moment
     /// the stream was asked for, before which nothing committed is left unread. A kept
     /// stream may have reached the end long before this poll, so not the poll's time.
@@ -412,7 +415,8 @@ impl MysqlSource {
         Ok(())
     }
 
-    /// The log's end now: file, offset and the server's GTID position where it has one.
+    /// The log's end now, once every transaction up to it is visible: file, offset and
+    /// the server's GTID position where it has one.
     pub(crate) async fn binlog_head(&mut self, conn: &mut Conn) -> Result<Position, SourceError> {
         let row: Option<mysql_async::Row> = conn
             .query_first("SHOW MASTER STATUS")
@@ -430,6 +434,10 @@ impl MysqlSource {
                 "SHOW MASTER STATUS returned no file and position".to_owned(),
             ));
         };
+        // A snapshot reads after this: every transaction the log holds up to here must be
+        // visible to it, or one still committing would be in neither the snapshot nor
+        // the stream that starts here.
+        self.wait_visible(conn, &file, pos).await?;
         let gtid: Option<String> = conn
             .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
             .await
@@ -491,6 +499,9 @@ impl MysqlSource {
         let changes = if read.collected.latest.is_empty() {
             Vec::new()
         } else {
+            if let Some((file, end)) = &read.through {
+                self.wait_visible(&mut conn, file, *end).await?;
+            }
             read_latest(
                 &mut crate::changelog::Reader::new(conn, self),
                 read.collected.latest,
@@ -507,6 +518,51 @@ impl MysqlSource {
             // ahead while this one applies, and reports the newest change's time).
             read_at: read.complete_at,
         })
+    }
+
+    /// Waits until a read sees every transaction the log holds up to `end` of `file`.
+    ///
+    /// The server sends a transaction's events to log readers once they are written to
+    /// the log, before the storage engine has made its rows visible (the log is written
+    /// first, then the engine commits): a row read by key right after its insert was seen
+    /// in the log can still be missing, and would be taken for a delete (an update's
+    /// old values, a deleted row still there). MariaDB and Percona Server say, for a
+    /// consistent snapshot, up to which log position it sees (`binlog_snapshot_position`,
+    /// kept in commit order): once a snapshot sees up to `end`, so does every later read.
+    /// A server without it (Oracle MySQL) is read at once; capture logs a warning once,
+    /// and `check --online` gives it ([`NO_SNAPSHOT_POSITION`]).
+    async fn wait_visible(
+        &mut self,
+        conn: &mut Conn,
+        file: &str,
+        end: u64,
+    ) -> Result<(), SourceError> {
+        if self.snapshot_positions == Some(false) {
+            return Ok(());
+        }
+        let target = Position::binlog_version(file, end);
+        let mut wait = VisibleWait::default();
+        loop {
+            let Some((seen_file, seen_pos)) = snapshot_position(conn).await? else {
+                self.snapshot_positions = Some(false);
+                tracing::warn!(source = %self.name, "{NO_SNAPSHOT_POSITION}");
+                return Ok(());
+            };
+            self.snapshot_positions = Some(true);
+            if Position::binlog_version(&seen_file, seen_pos) >= target {
+                break;
+            }
+            if !wait.again().await {
+                return Err(SourceError::Unreachable(format!(
+                    "transactions in the binlog up to {file}:{end} are not visible after {} s (the server's snapshots see up to {seen_file}:{seen_pos}); reading again",
+                    VISIBLE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        if wait.waited_ms() > 0 {
+            tracing::debug!(source = %self.name, waited_ms = wait.waited_ms(), "waited for transactions in the binlog to become visible");
+        }
+        Ok(())
     }
 
     /// Which captured table a table map names, and where its key columns are.
@@ -649,6 +705,7 @@ impl MysqlSource {
         let mut ended = false;
         let mut collected = Collected::default();
         let mut reload = false;
+        let mut through: Option<(String, u64)> = None;
         let mut resnapshot: Option<String> = None;
         let limit = limit.max(1);
         loop {
@@ -742,7 +799,9 @@ impl MysqlSource {
                         }
                     }
                     let done = txn.take();
-                    commit(&mut collected, done, current, end, &mut committed);
+                    if commit(&mut collected, done, current, end, &mut committed) {
+                        through = Some((current.clone(), end));
+                    }
                     if let Some(why) = resnapshot {
                         return Err(SourceError::PositionExpired(why));
                     }
@@ -752,7 +811,9 @@ impl MysqlSource {
                 }
                 Ok(EventType::XID_EVENT) => {
                     let done = txn.take();
-                    commit(&mut collected, done, current, end, &mut committed);
+                    if commit(&mut collected, done, current, end, &mut committed) {
+                        through = Some((current.clone(), end));
+                    }
                     if collected.len() >= limit {
                         break;
                     }
@@ -861,6 +922,7 @@ impl MysqlSource {
                         for l in t.keys.drain(..) {
                             collected.add(l);
                         }
+                        through = Some((current.clone(), end));
                         committed = Position::Binlog {
                             file: t.file.clone(),
                             pos: t.start,
@@ -888,9 +950,43 @@ impl MysqlSource {
             collected,
             position: committed,
             reload,
+            through,
             complete_at: if ended { opened_at } else { None },
         })
     }
+}
+
+/// What `check --online` says of a server that does not tell which binlog position a
+/// snapshot sees, and what capture logs once on it.
+pub(crate) const NO_SNAPSHOT_POSITION: &str = "warning: this server does not say which binlog position a consistent snapshot sees (status binlog_snapshot_position: MariaDB and Percona Server have it, Oracle MySQL does not), so binlog capture cannot wait for a logged transaction to become visible before reading its rows: a row read between the server writing the log and committing the transaction is taken for deleted, or read with its old values, until its next change; use changelog capture on this server where no change may be missed";
+
+/// The binlog position a consistent snapshot taken now sees up to (MariaDB, Percona
+/// Server); `None` when the server does not say.
+pub(crate) async fn snapshot_position(
+    conn: &mut Conn,
+) -> Result<Option<(String, u64)>, SourceError> {
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(|e| classify(e, None))?;
+    let status: Result<Vec<(String, String)>, _> = conn
+        .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+        .await;
+    let end = conn.query_drop("COMMIT").await;
+    let status = status.map_err(|e| classify(e, None))?;
+    end.map_err(|e| classify(e, None))?;
+    Ok(snapshot_status(&status))
+}
+
+/// The file and position of `SHOW STATUS LIKE 'binlog_snapshot_%'` rows.
+fn snapshot_status(rows: &[(String, String)]) -> Option<(String, u64)> {
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let file = get("Binlog_snapshot_file").filter(|f| !f.is_empty())?;
+    let pos = get("Binlog_snapshot_position")?.parse().ok()?;
+    Some((file.to_owned(), pos))
 }
 
 /// The GTID a position carries.
@@ -902,19 +998,21 @@ fn position_gtid(p: &Position) -> Option<String> {
 }
 
 /// A transaction ended at `end` of `file`: its keys join the batch, the position moves
-/// past it.
+/// past it; whether it had keys.
 fn commit(
     collected: &mut Collected,
     txn: Option<Txn>,
     file: &str,
     end: u64,
     committed: &mut Position,
-) {
+) -> bool {
     let gtid = match &txn {
         Some(t) if t.gtid.is_some() => t.gtid.clone(),
         _ => position_gtid(committed),
     };
+    let mut keyed = false;
     if let Some(t) = txn {
+        keyed = !t.keys.is_empty();
         for l in t.keys {
             collected.add(l);
         }
@@ -925,6 +1023,7 @@ fn commit(
         skip: 0,
         gtid,
     };
+    keyed
 }
 
 /// A dump error: a file the server no longer has (or never had) is an expired position.
@@ -1049,6 +1148,28 @@ mod tests {
         assert_eq!(
             rotate_name(b"mariadb-bin.000004", false),
             "mariadb-bin.000004"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_position_is_read_from_the_status_rows() {
+        let rows = |f: &str, p: &str| {
+            vec![
+                ("Binlog_snapshot_file".to_owned(), f.to_owned()),
+                ("Binlog_snapshot_position".to_owned(), p.to_owned()),
+            ]
+        };
+        assert_eq!(
+            snapshot_status(&rows("mariadb-bin.000009", "61339491")),
+            Some(("mariadb-bin.000009".to_owned(), 61339491))
+        );
+        // Oracle MySQL has no such status; a server without a binlog gives empty values.
+        assert_eq!(snapshot_status(&[]), None);
+        assert_eq!(snapshot_status(&rows("", "0")), None);
+        // The next file's start is past the end of the one before.
+        assert!(
+            Position::binlog_version("mariadb-bin.000010", 4)
+                > Position::binlog_version("mariadb-bin.000009", 61339491)
         );
     }
 

@@ -87,6 +87,9 @@ pub struct MysqlSource {
     database: Option<String>,
     /// Binlog mode: the stream the last poll left open, to read on from.
     binlog_cursor: Option<Box<binlog::Cursor>>,
+    /// Binlog mode: whether the server says which binlog position a consistent snapshot
+    /// sees up to (`binlog_snapshot_position`: MariaDB, Percona Server); probed once.
+    snapshot_positions: Option<bool>,
 }
 
 /// The `MAX_USER_CONNECTIONS` a `SHOW GRANTS` line gives the account, if any.
@@ -222,6 +225,7 @@ impl MysqlSource {
             existing_unmapped: Default::default(),
             database: None,
             binlog_cursor: None,
+            snapshot_positions: None,
         })
     }
 
@@ -398,6 +402,17 @@ impl Source for MysqlSource {
         self.tables.as_deref().unwrap_or(&[])[i]
             .count(&mut conn)
             .await
+    }
+
+    async fn capture_notes(&mut self) -> Result<Vec<String>, SourceError> {
+        if !matches!(self.capture, Capture::Binlog { .. }) {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        Ok(match binlog::snapshot_position(&mut conn).await? {
+            Some(_) => Vec::new(),
+            None => vec![binlog::NO_SNAPSHOT_POSITION.to_owned()],
+        })
     }
 
     async fn column_types(&mut self, table: &str) -> Result<Vec<(String, String)>, SourceError> {

@@ -26,7 +26,7 @@ use crate::error::classify;
 use crate::table::Table;
 use crate::values::from_text;
 use chrono::{DateTime, Utc};
-use ebis_capture::changelog::{Latest, read_latest};
+use ebis_capture::changelog::{Latest, VISIBLE_TIMEOUT, VisibleWait, read_latest};
 use ebis_source::{Batch, Position, SourceError, Value, key_text};
 use futures_util::StreamExt;
 use pg_walstream::{LogicalReplicationMessage as Message, LogicalReplicationParser, TupleData};
@@ -116,6 +116,9 @@ struct Collected {
     ended: bool,
     /// The stream's start (see [`Cursor::started_at`]).
     started_at: DateTime<Utc>,
+    /// The transactions whose keys `latest` holds: read by key only once new snapshots
+    /// see them ([`wait_visible`]).
+    xids: Vec<u32>,
 }
 
 /// Which captured table a relation is, and where its key columns are in its tuples.
@@ -167,10 +170,15 @@ struct Keys {
     latest: Vec<Latest>,
     at: HashMap<(usize, String), usize>,
     order: i64,
+    /// The transactions the keys come from, each once.
+    xids: Vec<u32>,
 }
 
 impl Keys {
-    fn push(&mut self, table: usize, key: Vec<Value>, when: Option<DateTime<Utc>>) {
+    fn push(&mut self, table: usize, key: Vec<Value>, when: Option<DateTime<Utc>>, xid: u32) {
+        if self.xids.last() != Some(&xid) {
+            self.xids.push(xid);
+        }
         self.order += 1;
         let entry = Latest::new(table, key, self.order, when);
         match self.at.get(&(table, entry.key_text.clone())) {
@@ -205,6 +213,8 @@ pub(crate) struct Cursor {
     skip: u64,
     /// The transaction's commit time.
     when: Option<DateTime<Utc>>,
+    /// The transaction's id.
+    xid: u32,
     /// Row changes of the transaction read so far.
     in_txn: u64,
     /// Row changes of the transaction to pass over (read by an earlier stream).
@@ -258,7 +268,7 @@ impl Cursor {
                         // new one, and a delete's old one, must hold it.
                         let last = i + 1 == tuples.len();
                         match tuple.and_then(|tp| key_of(table, at, tp)) {
-                            Some(key) => keys.push(*t, key, self.when),
+                            Some(key) => keys.push(*t, key, self.when, self.xid),
                             None if last => return Err(no_key(table)),
                             None => {}
                         }
@@ -271,7 +281,7 @@ impl Cursor {
                 Message::Begin {
                     final_lsn,
                     timestamp,
-                    ..
+                    xid,
                 } => {
                     // The slot starts at its confirmed position, which may lie before the
                     // one asked from: a transaction whose commit starts before that
@@ -281,6 +291,7 @@ impl Cursor {
                         continue;
                     }
                     self.when = DateTime::from_timestamp_micros(timestamp + PG_EPOCH_MICROS);
+                    self.xid = xid;
                     self.in_txn = 0;
                     self.pass = if self.first { self.skip } else { 0 };
                     self.first = false;
@@ -335,6 +346,7 @@ impl Cursor {
                             drained: false,
                             ended: false,
                             started_at: self.started_at,
+                            xids: keys.xids,
                         });
                     }
                     continue;
@@ -352,6 +364,7 @@ impl Cursor {
                     drained: false,
                     ended: false,
                     started_at: self.started_at,
+                    xids: keys.xids,
                 });
             }
         }
@@ -363,6 +376,7 @@ impl Cursor {
             drained: self.read < self.asked,
             ended: true,
             started_at: self.started_at,
+            xids: keys.xids,
         })
     }
 }
@@ -513,6 +527,7 @@ impl PostgresSource {
         let changes = if collected.latest.is_empty() {
             Vec::new()
         } else {
+            wait_visible(self.client()?, &collected.xids, &self.name).await?;
             read_latest(
                 &mut crate::changelog::Reader::new(self)?,
                 collected.latest,
@@ -610,6 +625,7 @@ impl PostgresSource {
             skip,
             when: None,
             in_txn: 0,
+            xid: 0,
             pass: 0,
             position: Position::Logical { lsn, skip },
             read: 0,
@@ -721,6 +737,53 @@ async fn flushed(client: &Client) -> Result<u64, SourceError> {
         .get(0);
     Position::parse_lsn(&lsn)
         .ok_or_else(|| SourceError::Query(format!("unreadable WAL position {lsn}")))
+}
+
+/// Whether a snapshot taken now sees every transaction of `$1` (32-bit ids, as pgoutput
+/// gives them, widened with the epoch of the snapshot's xmax: the nearest such id).
+const VISIBLE: &str = "SELECT coalesce(bool_and(txid_visible_in_snapshot(
+        CASE WHEN f > xm + 2147483648 THEN f - 4294967296
+             WHEN f < xm - 2147483648 THEN f + 4294967296 ELSE f END, s)), true)
+    FROM (SELECT txid_current_snapshot() AS s) snap,
+         LATERAL (SELECT txid_snapshot_xmax(s) AS xm) m,
+         LATERAL (SELECT ((xm >> 32) << 32) | x AS f FROM unnest($1::bigint[]) AS x) u";
+
+/// Waits until snapshots taken from now on see every transaction of `xids`.
+///
+/// A transaction is decoded once its commit record is flushed, a moment before it is
+/// visible to other sessions (its end in the process array comes after; with
+/// synchronous replication, after the standby confirmed). A row read by key at once
+/// could be missing (taken for a delete: a lost insert) or old.
+async fn wait_visible(client: &Client, xids: &[u32], source: &str) -> Result<(), SourceError> {
+    if xids.is_empty() {
+        return Ok(());
+    }
+    let wide: Vec<i64> = xids.iter().map(|x| i64::from(*x)).collect();
+    let mut wait = VisibleWait::default();
+    loop {
+        let visible: bool = client
+            .query_one(VISIBLE, &[&wide])
+            .await
+            .map_err(|e| classify(e, None))?
+            .get(0);
+        if visible {
+            break;
+        }
+        if !wait.again().await {
+            return Err(SourceError::Unreachable(format!(
+                "transactions the replication slot decoded are not visible after {} s (commits waiting for a synchronous standby?); reading again",
+                VISIBLE_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    if wait.waited_ms() > 0 {
+        tracing::debug!(
+            source,
+            waited_ms = wait.waited_ms(),
+            "waited for decoded transactions to become visible"
+        );
+    }
+    Ok(())
 }
 
 /// The transactions running now (their ids, from a fresh snapshot).

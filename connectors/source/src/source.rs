@@ -113,6 +113,12 @@ pub trait Source: Send {
         async { Ok(None) }
     }
 
+    /// What `check --online` should say of how this server serves the capture mode,
+    /// beyond what stops it (those are [`Source::check`]'s errors): warnings, one a line.
+    fn capture_notes(&mut self) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// The number of rows of a table (for snapshot progress; an estimate will do).
     fn count(&mut self, table: &str) -> impl Future<Output = Result<u64, SourceError>> + Send;
 
