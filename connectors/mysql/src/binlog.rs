@@ -958,7 +958,7 @@ impl MysqlSource {
 
 /// What `check --online` says of a server that does not tell which binlog position a
 /// snapshot sees, and what capture logs once on it.
-pub(crate) const NO_SNAPSHOT_POSITION: &str = "warning: this server does not say which binlog position a consistent snapshot sees (status binlog_snapshot_position: MariaDB and Percona Server have it, Oracle MySQL does not), so binlog capture cannot wait for a logged transaction to become visible before reading its rows: a row read between the server writing the log and committing the transaction is taken for deleted, or read with its old values, until its next change; use changelog capture on this server where no change may be missed";
+pub(crate) const NO_SNAPSHOT_POSITION: &str = "this server does not say which binlog position a consistent snapshot sees (status binlog_snapshot_position: MariaDB and Percona Server have it, Oracle MySQL does not), so binlog capture cannot wait for a logged transaction to become visible before reading its rows: a row read between the server writing the log and committing the transaction is taken for deleted, or read with its old values, until its next change; use changelog capture on this server where no change may be missed";
 
 /// The binlog position a consistent snapshot taken now sees up to (MariaDB, Percona
 /// Server); `None` when the server does not say.

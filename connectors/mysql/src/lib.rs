@@ -411,7 +411,7 @@ impl Source for MysqlSource {
         let mut conn = self.conn().await?;
         Ok(match binlog::snapshot_position(&mut conn).await? {
             Some(_) => Vec::new(),
-            None => vec![binlog::NO_SNAPSHOT_POSITION.to_owned()],
+            None => vec![format!("warning: {}", binlog::NO_SNAPSHOT_POSITION)],
         })
     }
 
