@@ -517,6 +517,117 @@ async fn a_row_logged_before_its_commit_is_visible_is_not_taken_for_a_delete() {
     assert!(run.stop().await.is_empty());
 }
 
+/// An XA transaction's rows are logged at `XA PREPARE` and become visible only at its
+/// `XA COMMIT`, a later group of the log without rows. One stays prepared across polls
+/// and commits: its insert arrives (it was read as a delete and lost before). Another is
+/// prepared while ebis runs, ebis stops, and it commits before ebis starts again: the
+/// stored position stayed at its start, so it arrives too. One rolled back leaves
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xa_transaction_committed_after_its_prepare_was_read_arrives() {
+    let b = bureau().await;
+    let run = started(&b, 10).await;
+    let xid = |n: &str| format!("{}_{n}", b.db.name);
+    let _leftovers = RollBackXa(vec![xid("a"), xid("r"), xid("b")]);
+    // A prepared XA transaction belongs to its session while that lives: each is
+    // prepared and ended on a connection of its own, outside the pool.
+    let session = || async {
+        mysql_async::Conn::new(crate::support::mysql::pool_opts(&b.db.conn))
+            .await
+            .expect("connect")
+    };
+    let prepare = |xid: &str, id: u32| {
+        format!(
+            "XA START '{xid}'; {}; XA END '{xid}'; XA PREPARE '{xid}'",
+            insert(id, id)
+        )
+    };
+    let mut a = session().await;
+    a.query_drop(prepare(&xid("a"), 100))
+        .await
+        .expect("prepare a");
+    let mut r = session().await;
+    r.query_drop(prepare(&xid("r"), 300))
+        .await
+        .expect("prepare r");
+    // Later transactions go on meanwhile, and ebis reads past the prepared ones.
+    b.db.exec(&insert(11, 20)).await;
+    b.env.wait_count(LIVE, 20, T).await;
+    a.query_drop(format!("XA COMMIT '{}'", xid("a")))
+        .await
+        .expect("commit a");
+    r.query_drop(format!("XA ROLLBACK '{}'", xid("r")))
+        .await
+        .expect("roll back r");
+    b.env.wait_count(LIVE, 21, T).await;
+    b.env.wait_verified(T).await;
+    let mut c = session().await;
+    c.query_drop(prepare(&xid("b"), 200))
+        .await
+        .expect("prepare b");
+    b.db.exec(&insert(21, 25)).await;
+    b.env.wait_count(LIVE, 26, T).await;
+    assert!(run.stop().await.is_empty());
+    c.query_drop(format!("XA COMMIT '{}'", xid("b")))
+        .await
+        .expect("commit b");
+    let run = b.env.start();
+    b.env.wait_count(LIVE, 27, T).await;
+    b.env.wait_verified(T).await;
+    let pg = b.env.pg().await;
+    let live: Vec<String> = crate::support::pg::texts(
+        &pg,
+        "select source_key from exchange.aic_establishment where source_key in ('100', '200', '300') and deleted_at is null order by 1",
+    )
+    .await;
+    assert_eq!(live, ["100", "200"]);
+    assert!(run.stop().await.is_empty());
+    for s in [a, r, c] {
+        let _ = s.disconnect().await;
+    }
+}
+
+/// Rolls back the named XA transactions a failed test left prepared (they outlive their
+/// session and would hold the test database's tables, so it could not be dropped).
+struct RollBackXa(Vec<String>);
+
+impl Drop for RollBackXa {
+    fn drop(&mut self) {
+        let xids = std::mem::take(&mut self.0);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let pool = crate::support::mysql::pool(&crate::support::mysql::admin());
+                let Ok(mut c) = pool.get_conn().await else {
+                    return;
+                };
+                // A session that just dropped may take a moment to let go of its own.
+                for _ in 0..50 {
+                    let prepared: Vec<String> = c
+                        .query::<mysql_async::Row, _>("XA RECOVER")
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|row| row.get::<Vec<u8>, _>(3))
+                        .map(|d| String::from_utf8_lossy(&d).into_owned())
+                        .collect();
+                    let ours: Vec<&String> = xids.iter().filter(|x| prepared.contains(x)).collect();
+                    if ours.is_empty() {
+                        break;
+                    }
+                    for x in ours {
+                        let _ = c.query_drop(format!("XA ROLLBACK '{x}'")).await;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                drop(c);
+                let _ = pool.disconnect().await;
+            });
+        })
+        .join();
+    }
+}
+
 /// An account that may only SELECT: `check --online` says which grants binlog capture
 /// lacks, and the account with them passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,13 +28,18 @@ pub fn base_url() -> String {
 
 /// A pool on a test account.
 pub fn pool(account: &ConnectionConfig) -> Pool {
+    Pool::new(pool_opts(account))
+}
+
+/// What connecting as `account` takes (its URL, and its password from the environment).
+pub fn pool_opts(account: &ConnectionConfig) -> mysql_async::OptsBuilder {
     let mut opts = mysql_async::OptsBuilder::from_opts(
         mysql_async::Opts::from_url(&account.url).expect("url"),
     );
     if let Some(pw) = account.password().expect("password") {
         opts = opts.pass(Some(pw.expose().to_owned()));
     }
-    Pool::new(opts)
+    opts
 }
 
 /// The statements of a reference bureau schema (`sql/demo/mysql/<bureau>.sql`).

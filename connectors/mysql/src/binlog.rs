@@ -370,6 +370,36 @@ pub(crate) struct Cursor {
     /// The server's clock just before the stream was asked for: every transaction
     /// committed before it is in the stream.
     opened_at: Option<DateTime<Utc>>,
+    /// XA transactions prepared and not yet committed or rolled back, oldest first.
+    xa: Vec<PreparedXa>,
+}
+
+/// An XA transaction the log holds prepared (its rows are logged at `XA PREPARE`,
+/// visible only once a later `XA COMMIT` group commits them): its keys wait for that.
+#[derive(Debug)]
+struct PreparedXa {
+    /// The xid as the log writes it (`X'7831',X'',1`).
+    xid: String,
+    /// Where its group starts: positions returned stay at or before it until it ends,
+    /// so a stream opened again reads it again.
+    start: Position,
+    keys: Vec<Latest>,
+}
+
+/// The xid of an `XA END`, `XA COMMIT` or `XA ROLLBACK` statement as the binlog logs it
+/// (`verb` = `END`, …; `ONE PHASE` dropped), if `sql` is one.
+fn xa_xid(sql: &str, verb: &str) -> Option<String> {
+    let mut words = sql.trim_start().splitn(3, char::is_whitespace);
+    if !words.next()?.eq_ignore_ascii_case("XA") || !words.next()?.eq_ignore_ascii_case(verb) {
+        return None;
+    }
+    let rest = words.next()?.trim();
+    let upper = rest.to_ascii_uppercase();
+    let xid = match upper.strip_suffix("ONE PHASE") {
+        Some(head) => &rest[..head.len()],
+        None => rest,
+    };
+    Some(xid.trim().to_owned())
 }
 
 /// What one poll read from the log.
@@ -683,6 +713,7 @@ impl MysqlSource {
             checksums,
             opened_at,
             order: 0,
+            xa: Vec::new(),
         })
     }
 
@@ -698,6 +729,7 @@ impl MysqlSource {
             ref mut first_rotate,
             checksums,
             ref mut order,
+            ref mut xa,
             ..
         } = cursor;
         let opened_at = cursor.opened_at;
@@ -774,6 +806,40 @@ impl MysqlSource {
                             *txn = Some(Txn::begin(current, start, asked, None));
                         }
                         continue;
+                    }
+                    if let Some(xid) = xa_xid(&sql, "END") {
+                        // An XA transaction being prepared: its rows are in the log, but
+                        // visible only once its XA COMMIT (a later group) commits them.
+                        if let Some(t) = txn.take() {
+                            xa.push(PreparedXa {
+                                xid,
+                                start: Position::Binlog {
+                                    file: t.file.clone(),
+                                    pos: t.start,
+                                    skip: 0,
+                                    gtid: position_gtid(&committed),
+                                },
+                                keys: t.keys,
+                            });
+                        }
+                        commit(&mut collected, None, current, end, &mut committed);
+                        continue;
+                    }
+                    if let Some(xid) = xa_xid(&sql, "COMMIT").or_else(|| xa_xid(&sql, "ROLLBACK"))
+                        && let Some(i) = xa.iter().position(|p| p.xid == xid)
+                    {
+                        // Its keys are read with this group, once it is visible (a
+                        // rolled-back one's rows are read as they are: unchanged).
+                        let prepared = xa.remove(i);
+                        match txn.as_mut() {
+                            Some(t) => t.keys.extend(prepared.keys),
+                            None => {
+                                *txn = Some(Txn::begin(current, start, asked, None));
+                                if let Some(t) = txn.as_mut() {
+                                    t.keys = prepared.keys;
+                                }
+                            }
+                        }
                     }
                     if !word.eq_ignore_ascii_case("COMMIT") {
                         // A statement of its own (DDL): does it touch a captured table?
@@ -940,6 +1006,14 @@ impl MysqlSource {
                 _ => {}
             }
         }
+        // Until a prepared XA transaction ends, the position stays at its start: a stream
+        // opened again from there reads its rows again (and replays those after it,
+        // which are read whole and change nothing).
+        if let Some(oldest) = cursor.xa.first()
+            && version_of(&oldest.start) < version_of(&committed)
+        {
+            committed = oldest.start.clone();
+        }
         if ended {
             let _ = cursor.stream.close().await;
         } else {
@@ -987,6 +1061,14 @@ fn snapshot_status(rows: &[(String, String)]) -> Option<(String, u64)> {
     let file = get("Binlog_snapshot_file").filter(|f| !f.is_empty())?;
     let pos = get("Binlog_snapshot_position")?.parse().ok()?;
     Some((file.to_owned(), pos))
+}
+
+/// A binlog position's place in the log, for comparing two.
+fn version_of(p: &Position) -> i64 {
+    match p {
+        Position::Binlog { file, pos, .. } => Position::binlog_version(file, *pos),
+        _ => 0,
+    }
 }
 
 /// The GTID a position carries.
@@ -1149,6 +1231,25 @@ mod tests {
             rotate_name(b"mariadb-bin.000004", false),
             "mariadb-bin.000004"
         );
+    }
+
+    #[test]
+    fn xa_statements_give_their_xid_as_the_log_writes_it() {
+        assert_eq!(
+            xa_xid("XA END X'7831',X'',1", "END").as_deref(),
+            Some("X'7831',X'',1")
+        );
+        assert_eq!(
+            xa_xid("XA COMMIT X'7831',X'',1", "COMMIT").as_deref(),
+            Some("X'7831',X'',1")
+        );
+        assert_eq!(
+            xa_xid("xa commit X'7831',X'',1 one phase", "COMMIT").as_deref(),
+            Some("X'7831',X'',1")
+        );
+        assert_eq!(xa_xid("XA ROLLBACK X'61',X'',1", "COMMIT"), None);
+        assert_eq!(xa_xid("ALTER TABLE XA END", "END"), None);
+        assert_eq!(xa_xid("XA", "END"), None);
     }
 
     #[test]
