@@ -801,7 +801,9 @@ impl MysqlSource {
                         .map_err(|e| SourceError::Query(format!("a binlog QUERY event: {e}")))?;
                     let sql = q.query();
                     let word = sql.split_whitespace().next().unwrap_or("");
-                    if word.eq_ignore_ascii_case("BEGIN") {
+                    // MySQL opens an XA transaction's group with an `XA START` query
+                    // (MariaDB says it in the GTID event).
+                    if word.eq_ignore_ascii_case("BEGIN") || xa_xid(&sql, "START").is_some() {
                         if txn.is_none() {
                             *txn = Some(Txn::begin(current, start, asked, None));
                         }
@@ -1250,6 +1252,10 @@ mod tests {
         assert_eq!(xa_xid("XA ROLLBACK X'61',X'',1", "COMMIT"), None);
         assert_eq!(xa_xid("ALTER TABLE XA END", "END"), None);
         assert_eq!(xa_xid("XA", "END"), None);
+        assert_eq!(
+            xa_xid("XA START X'7831',X'',1", "START").as_deref(),
+            Some("X'7831',X'',1")
+        );
     }
 
     #[test]
