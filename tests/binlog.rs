@@ -449,23 +449,19 @@ async fn a_row_logged_before_its_commit_is_visible_is_not_taken_for_a_delete() {
     struct Restore(String);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let sql = self.0.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Runtime::new().expect("runtime");
-                rt.block_on(async {
-                    let pool = crate::support::mysql::pool(&crate::support::mysql::admin());
-                    match pool.get_conn().await {
-                        Ok(mut c) => {
-                            if let Err(e) = c.query_drop(sql).await {
-                                eprintln!("restoring the semi-sync settings: {e}");
-                            }
+            let sql = std::mem::take(&mut self.0);
+            crate::support::cleanup(move || async move {
+                let pool = crate::support::mysql::pool(&crate::support::mysql::admin());
+                match pool.get_conn().await {
+                    Ok(mut c) => {
+                        if let Err(e) = c.query_drop(sql).await {
+                            eprintln!("restoring the semi-sync settings: {e}");
                         }
-                        Err(e) => eprintln!("restoring the semi-sync settings: {e}"),
                     }
-                    let _ = pool.disconnect().await;
-                });
-            })
-            .join();
+                    Err(e) => eprintln!("restoring the semi-sync settings: {e}"),
+                }
+                let _ = pool.disconnect().await;
+            });
         }
     }
     let _restore = Restore(format!(
@@ -594,37 +590,33 @@ struct RollBackXa(Vec<String>);
 impl Drop for RollBackXa {
     fn drop(&mut self) {
         let xids = std::mem::take(&mut self.0);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async {
-                let pool = crate::support::mysql::pool(&crate::support::mysql::admin());
-                let Ok(mut c) = pool.get_conn().await else {
-                    return;
-                };
-                // A session that just dropped may take a moment to let go of its own.
-                for _ in 0..50 {
-                    let prepared: Vec<String> = c
-                        .query::<mysql_async::Row, _>("XA RECOVER")
-                        .await
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|row| row.get::<Vec<u8>, _>(3))
-                        .map(|d| String::from_utf8_lossy(&d).into_owned())
-                        .collect();
-                    let ours: Vec<&String> = xids.iter().filter(|x| prepared.contains(x)).collect();
-                    if ours.is_empty() {
-                        break;
-                    }
-                    for x in ours {
-                        let _ = c.query_drop(format!("XA ROLLBACK '{x}'")).await;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        crate::support::cleanup(move || async move {
+            let pool = crate::support::mysql::pool(&crate::support::mysql::admin());
+            let Ok(mut c) = pool.get_conn().await else {
+                return;
+            };
+            // A session that just dropped may take a moment to let go of its own.
+            for _ in 0..50 {
+                let prepared: Vec<String> = c
+                    .query::<mysql_async::Row, _>("XA RECOVER")
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|row| row.get::<Vec<u8>, _>(3))
+                    .map(|d| String::from_utf8_lossy(&d).into_owned())
+                    .collect();
+                let ours: Vec<&String> = xids.iter().filter(|x| prepared.contains(x)).collect();
+                if ours.is_empty() {
+                    break;
                 }
-                drop(c);
-                let _ = pool.disconnect().await;
-            });
-        })
-        .join();
+                for x in ours {
+                    let _ = c.query_drop(format!("XA ROLLBACK '{x}'")).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            drop(c);
+            let _ = pool.disconnect().await;
+        });
     }
 }
 

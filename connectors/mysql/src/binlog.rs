@@ -833,15 +833,9 @@ impl MysqlSource {
                         // Its keys are read with this group, once it is visible (a
                         // rolled-back one's rows are read as they are: unchanged).
                         let prepared = xa.remove(i);
-                        match txn.as_mut() {
-                            Some(t) => t.keys.extend(prepared.keys),
-                            None => {
-                                *txn = Some(Txn::begin(current, start, asked, None));
-                                if let Some(t) = txn.as_mut() {
-                                    t.keys = prepared.keys;
-                                }
-                            }
-                        }
+                        txn.get_or_insert_with(|| Txn::begin(current, start, asked, None))
+                            .keys
+                            .extend(prepared.keys);
                     }
                     if !word.eq_ignore_ascii_case("COMMIT") {
                         // A statement of its own (DDL): does it touch a captured table?

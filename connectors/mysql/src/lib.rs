@@ -409,9 +409,13 @@ impl Source for MysqlSource {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
-        Ok(match binlog::snapshot_position(&mut conn).await? {
-            Some(_) => Vec::new(),
-            None => vec![format!("warning: {}", binlog::NO_SNAPSHOT_POSITION)],
+        let says = binlog::snapshot_position(&mut conn).await?.is_some();
+        // Probed once: a head read after this does not log the same warning again.
+        self.snapshot_positions = Some(says);
+        Ok(if says {
+            Vec::new()
+        } else {
+            vec![format!("warning: {}", binlog::NO_SNAPSHOT_POSITION)]
         })
     }
 
