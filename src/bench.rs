@@ -94,6 +94,8 @@ pub struct BenchReport {
     /// The raw write limit: the same rows, as the warehouse holds them, loaded by
     /// `psql \copy` into a table without indexes or triggers, rows/s.
     pub raw_copy: Option<f64>,
+    /// What a first load must write, written by `psql` alone (see [`Floor`]).
+    pub floor: Option<Floor>,
     /// Peers in the same run: pgloader's full load of the same table (rows/s) with its
     /// default settings and tuned (`None`: pgloader is not installed or failed).
     pub pgloader: Option<f64>,
@@ -203,8 +205,22 @@ impl BenchReport {
 
     /// The raw limits of the same rows.
     fn limits(&self) -> String {
+        let floor = match &self.floor {
+            Some(f) => format!(
+                "; {}",
+                self.beside(
+                    &format!(
+                        "the first load's writes alone (the exchange rows, identifiers and enterprises ebis wrote, `\\copy`-ed into bare tables, then the same keys and indexes built, one step after another: the exchange table {:.1} s, the base {:.1} s)",
+                        f.exchange_secs, f.base_secs
+                    ),
+                    Some(self.rows as f64 / f.secs().max(1e-9)),
+                    ""
+                )
+            ),
+            None => "; the first load's own writes not measured (client missing or failed)".to_owned(),
+        };
         format!(
-            "{}; {}",
+            "{}; {}{floor}",
             self.beside("`mariadb --quick` read", self.raw_read, "client missing"),
             self.beside("`psql \\copy` load", self.raw_copy, "client missing")
         )
@@ -395,6 +411,7 @@ async fn measure(
     ));
     report.raw_read = raw_read(source, opts.rows).await;
     report.raw_copy = raw_copy(&wh_conn, opts.rows).await;
+    report.floor = floor(&wh_conn).await;
     progress("raw limits measured");
     report.pgloader = pgloader(source, &wh_conn, opts.rows, PGLOADER_DEFAULT).await;
     report.pgloader_tuned = pgloader(source, &wh_conn, opts.rows, PGLOADER_TUNED).await;
@@ -603,63 +620,161 @@ async fn raw_read(source: &ConnectionConfig, rows: u64) -> Option<f64> {
     ok.then(|| rows as f64 / start.elapsed().as_secs_f64().max(1e-9))
 }
 
+/// `psql` on the warehouse's database running `commands` (`-c` each, in order), stopping
+/// at the first error, its output dropped.
+fn psql(wh: &ConnectionConfig, commands: &[String]) -> tokio::process::Command {
+    let (host, port, user, db) = url_parts(&wh.url);
+    let mut cmd = tokio::process::Command::new("psql");
+    cmd.args([
+        "-X",
+        "-q",
+        "-h",
+        &host,
+        "-U",
+        &user,
+        "-d",
+        &db,
+        "-v",
+        "ON_ERROR_STOP=1",
+    ]);
+    if !port.is_empty() {
+        cmd.args(["-p", &port]);
+    }
+    if let Ok(Some(pw)) = wh.password() {
+        cmd.env("PGPASSWORD", pw.expose());
+    }
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `psql` with `commands`; whether it succeeded.
+async fn run_psql(wh: &ConnectionConfig, commands: &[String]) -> bool {
+    psql(wh, commands).status().await.is_ok_and(|s| s.success())
+}
+
 /// The warehouse's copy of the rows written out, then loaded back by `psql \copy` into a
 /// table without indexes or triggers: the warehouse's own write rate for them.
 async fn raw_copy(wh: &ConnectionConfig, rows: u64) -> Option<f64> {
-    let (host, port, user, db) = url_parts(&wh.url);
     let file = std::env::temp_dir().join(format!("ebis_bench_copy_{}.txt", std::process::id()));
-    let psql = |sql: String| {
-        let mut cmd = tokio::process::Command::new("psql");
-        cmd.args([
-            "-X",
-            "-q",
-            "-h",
-            &host,
-            "-U",
-            &user,
-            "-d",
-            &db,
-            "-v",
-            "ON_ERROR_STOP=1",
-        ]);
-        if !port.is_empty() {
-            cmd.args(["-p", &port]);
-        }
-        if let Ok(Some(pw)) = wh.password() {
-            cmd.env("PGPASSWORD", pw.expose());
-        }
-        cmd.args(["-c", &sql])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd
-    };
     let path = file.display().to_string();
-    let out = psql(format!(
-        "\\copy (select * from exchange.aic_establishment) to '{path}'"
-    ))
-    .status()
+    let ok = run_psql(
+        wh,
+        &[format!(
+            "\\copy (select * from exchange.aic_establishment) to '{path}'"
+        )],
+    )
     .await
-    .ok()?;
-    if !out.success() {
-        return None;
-    }
-    let setup = psql("create table ebis_bench_copy (like exchange.aic_establishment)".to_owned())
-        .status()
-        .await
-        .ok()?;
-    let start = Instant::now();
-    let ok = setup.success()
-        && psql(format!("\\copy ebis_bench_copy from '{path}'"))
-            .status()
-            .await
-            .ok()?
-            .success();
-    let secs = start.elapsed().as_secs_f64();
-    let _ = psql("drop table if exists ebis_bench_copy".to_owned())
-        .status()
+        && run_psql(
+            wh,
+            &["create table ebis_bench_copy (like exchange.aic_establishment)".to_owned()],
+        )
         .await;
+    let start = Instant::now();
+    let ok = ok && run_psql(wh, &[format!("\\copy ebis_bench_copy from '{path}'")]).await;
+    let secs = start.elapsed().as_secs_f64();
+    run_psql(wh, &["drop table if exists ebis_bench_copy".to_owned()]).await;
     let _ = std::fs::remove_file(&file);
     ok.then(|| rows as f64 / secs.max(1e-9))
+}
+
+/// What a first load must write, written by `psql` alone: the floor under ebis's "base
+/// complete" that no derivation, mapping or capture is in. The rows ebis wrote (the
+/// exchange table's, `core.identifier`'s and `core.enterprise`'s) are copied out, then
+/// loaded back by `\copy` into tables without indexes, and the same keys and indexes
+/// built on them afterwards (as pgloader and ebis's rebuild do), one step after another
+/// on one connection.
+#[derive(Clone, Debug, Default)]
+pub struct Floor {
+    /// Seconds for the exchange table: its rows, then its keys and indexes.
+    pub exchange_secs: f64,
+    /// Seconds for the enterprise base: identifiers and enterprises, then their keys and
+    /// indexes.
+    pub base_secs: f64,
+}
+
+impl Floor {
+    /// Both parts.
+    pub fn secs(&self) -> f64 {
+        self.exchange_secs + self.base_secs
+    }
+}
+
+/// The tables a first load of the bench's table writes.
+const FIRST_LOAD_TABLES: [&str; 3] = [
+    "exchange.aic_establishment",
+    "core.identifier",
+    "core.enterprise",
+];
+
+/// Measures [`Floor`] on the bench's warehouse (the base complete).
+async fn floor(wh: &ConnectionConfig) -> Option<Floor> {
+    let dir = std::env::temp_dir().join(format!("ebis_bench_floor_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let copy_of = |table: &str| format!("public.ebis_bench_floor_{}", table.replace('.', "_"));
+    let file_of = |table: &str| dir.join(format!("{table}.txt")).display().to_string();
+    let mut ok = true;
+    for t in FIRST_LOAD_TABLES {
+        ok = ok
+            && run_psql(
+                wh,
+                &[
+                    format!("\\copy {t} to '{}'", file_of(t)),
+                    format!("create table {} (like {t})", copy_of(t)),
+                ],
+            )
+            .await;
+    }
+    // Each table's index definitions, made to name the copy (its own names generated).
+    let indexes = |t: &str| {
+        format!(
+            "do $$ declare d text; begin
+               for d in select regexp_replace(pg_get_indexdef(i.indexrelid),
+                                              '^(CREATE (UNIQUE )?INDEX )\\S+ ON (ONLY )?\\S+',
+                                              '\\1 ON {}')
+                          from pg_index i where i.indrelid = '{t}'::regclass loop
+                 execute d;
+               end loop;
+             end $$",
+            copy_of(t)
+        )
+    };
+    let timed = |tables: &[&str]| {
+        let commands: Vec<String> = tables
+            .iter()
+            .map(|t| format!("\\copy {} from '{}'", copy_of(t), file_of(t)))
+            .chain(tables.iter().map(|t| indexes(t)))
+            .collect();
+        async move {
+            let start = Instant::now();
+            run_psql(wh, &commands)
+                .await
+                .then(|| start.elapsed().as_secs_f64())
+        }
+    };
+    let exchange = if ok {
+        timed(&FIRST_LOAD_TABLES[..1]).await
+    } else {
+        None
+    };
+    let base = if exchange.is_some() {
+        timed(&FIRST_LOAD_TABLES[1..]).await
+    } else {
+        None
+    };
+    let drops: Vec<String> = FIRST_LOAD_TABLES
+        .iter()
+        .map(|t| format!("drop table if exists {}", copy_of(t)))
+        .collect();
+    run_psql(wh, &drops).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(Floor {
+        exchange_secs: exchange?,
+        base_secs: base?,
+    })
 }
 
 type Writer = tokio::task::JoinHandle<Result<(), mysql_async::Error>>;
