@@ -67,6 +67,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0036_norm_text_shortcut.sql"),
     migration!("0037_cheaper_base_queue.sql"),
     migration!("0038_bytewise_rebuild_sorts.sql"),
+    migration!("0039_hashed_trigger_join.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
