@@ -614,10 +614,8 @@ impl Runner {
         let (read, mut batch) = match self.read_ahead.take() {
             Some((from, ahead)) if from == self.position => ahead,
             _ => {
-                let read = self
-                    .source
-                    .changes(&self.position, self.settings.batch_size)
-                    .await?;
+                let size = cold_read_size(&self.position, self.settings.batch_size);
+                let read = self.source.changes(&self.position, size).await?;
                 map_batch(&self.mappings, &self.cfg.division, self.version_base, read)
             }
         };
@@ -676,16 +674,9 @@ impl Runner {
         };
         let summary = read.position.summary();
         // A backlog: the next batch is read (and its rows fetched) and mapped while this
-        // one applies. Only where the position alone says what comes next and reading
-        // changes nothing at the source: changelog, binlog (reading on from the stream it
-        // keeps) and logical (its slot moves only to positions acknowledged as stored).
-        // Timestamp capture keeps its overlap window in the connector. A batch read
-        // ahead is used only if the stream is still where it was read from.
-        let ahead_safe = matches!(
-            read.position,
-            Position::Changelog { .. } | Position::Binlog { .. } | Position::Logical { .. }
-        );
-        let applied = if !drained && ahead_safe {
+        // one applies (see `reads_ahead`). A batch read ahead is used only if the stream
+        // is still where it was read from.
+        let applied = if !drained && reads_ahead(&read.position) {
             // Mapping 10,000 changes takes 45-80 ms, during which nothing applied when
             // the apply ran in this task.
             let mut apply = self.apply_in_background(summary.clone(), batch);
@@ -734,6 +725,35 @@ impl Runner {
         } else {
             Ok(Step::Busy)
         }
+    }
+}
+
+/// Whether the next batch may be read while one applies: where the position alone says
+/// what comes next and reading changes nothing at the source (changelog; binlog, reading
+/// on from the stream it keeps; logical, whose slot moves only to positions acknowledged
+/// as stored). Timestamp capture keeps its overlap window in the connector.
+fn reads_ahead(position: &Position) -> bool {
+    matches!(
+        position,
+        Position::Changelog { .. } | Position::Binlog { .. } | Position::Logical { .. }
+    )
+}
+
+/// Most changes a read takes when no batch was read ahead: a source's first read, and
+/// the first after it caught up.
+const COLD_READ: usize = 1000;
+
+/// How many changes to read when none were read ahead. Where reads are pipelined, a
+/// backlog's first batch is read while nothing applies: read small, its apply starts
+/// sooner and the next read, full size, runs beside it (a catch-up of 111,000 binlog
+/// changes in batches of 10,000 read its first for 0.26 s before anything applied). A
+/// poll of a live source finds fewer changes than this anyway; elsewhere every read is
+/// full size.
+fn cold_read_size(position: &Position, batch_size: usize) -> usize {
+    if reads_ahead(position) {
+        batch_size.min(COLD_READ)
+    } else {
+        batch_size
     }
 }
 
