@@ -6,7 +6,8 @@
 //! enterprises registered and deleted), changes/s applied and replication lag sampled
 //! from the warehouse while they run, (3) the catch-up of as many changes queued while
 //! ebis was stopped, and the raw limits of the same rows (`mariadb --quick`, `psql
-//! \copy`) and pgloader's load of the same table (when installed) in the same run. Prints
+//! \copy`, and the first load's writes alone: [`Floor`]) and pgloader's load of the same
+//! table (when installed) in the same run. Prints
 //! machine load and peak memory with the figures, and what the first load and the
 //! catch-up cost in CPU by process with the fastest that cost allows on this machine
 //! (`cpu`).

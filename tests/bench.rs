@@ -47,6 +47,19 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
         assert!(text.contains(" changes/s\n"), "{text}");
     }
     assert!(text.contains("`psql \\copy` load"), "{text}");
+    // Where psql ran the raw \copy, it also wrote the first load's output alone: the
+    // exchange rows, then the base, each part timed and printed.
+    if report.raw_copy.is_some() {
+        let floor = report
+            .floor
+            .as_ref()
+            .expect("psql ran, so the first load's writes alone were measured");
+        assert!(
+            floor.exchange_secs > 0.0 && floor.base_secs > 0.0,
+            "{floor:?}"
+        );
+        assert!(text.contains("the first load's writes alone ("), "{text}");
+    }
 
     // Its throwaway databases are gone.
     let pg_admin = pg::connect(&pg::admin()).await;
