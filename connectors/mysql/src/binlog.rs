@@ -522,10 +522,7 @@ impl MysqlSource {
             self.tables = None;
             self.tables().await?;
         }
-        let version = match &read.position {
-            Position::Binlog { file, pos, .. } => Position::binlog_version(file, *pos),
-            _ => 0,
-        };
+        let version = version_of(&read.position);
         let changes = if read.collected.latest.is_empty() {
             Vec::new()
         } else {
