@@ -583,6 +583,51 @@ async fn an_xa_transaction_committed_after_its_prepare_was_read_arrives() {
     }
 }
 
+/// An XA transaction prepared before a first snapshot starts, and committed after the
+/// snapshot would have read its table: its rows are logged before the snapshot's start
+/// position, where the stream begins, and were in neither (lost). The snapshot now waits
+/// for it to end before reading, so its insert arrives with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xa_transaction_prepared_before_the_first_snapshot_and_committed_after_arrives() {
+    let b = bureau().await;
+    b.db.exec(&insert(1, 10)).await;
+    let xid = format!("{}_s", b.db.name);
+    let _leftovers = RollBackXa(vec![xid.clone()]);
+    let mut session = mysql_async::Conn::new(crate::support::mysql::pool_opts(&b.db.conn))
+        .await
+        .expect("connect");
+    session
+        .query_drop(format!(
+            "XA START '{xid}'; {}; XA END '{xid}'; XA PREPARE '{xid}'",
+            insert(100, 100)
+        ))
+        .await
+        .expect("prepare");
+    let run = b.env.start();
+    // Time for the snapshot to read the table, had it not waited.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pg = b.env.pg().await;
+    let read: i64 = pg.query_one(LIVE, &[]).await.expect("count").get(0);
+    assert_eq!(
+        read, 0,
+        "the snapshot reads nothing while a transaction prepared before its start is open"
+    );
+    session
+        .query_drop(format!("XA COMMIT '{xid}'"))
+        .await
+        .expect("commit");
+    b.env.wait_count(LIVE, 11, T).await;
+    b.env.wait_verified(T).await;
+    let live: Vec<String> = crate::support::pg::texts(
+        &pg,
+        "select source_key from exchange.aic_establishment where source_key = '100' and deleted_at is null",
+    )
+    .await;
+    assert_eq!(live, ["100"]);
+    assert!(run.stop().await.is_empty());
+    let _ = session.disconnect().await;
+}
+
 /// Rolls back the named XA transactions a failed test left prepared (they outlive their
 /// session and would hold the test database's tables, so it could not be dropped).
 struct RollBackXa(Vec<String>);

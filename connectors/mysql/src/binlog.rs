@@ -468,6 +468,7 @@ impl MysqlSource {
         // visible to it, or one still committing would be in neither the snapshot nor
         // the stream that starts here.
         self.wait_visible(conn, &file, pos).await?;
+        self.wait_prepared_xa(conn, &file, pos).await?;
         let gtid: Option<String> = conn
             .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
             .await
@@ -590,6 +591,61 @@ impl MysqlSource {
             tracing::debug!(source = %self.name, waited_ms = wait.waited_ms(), "waited for transactions in the binlog to become visible");
         }
         Ok(())
+    }
+
+    /// Waits until every XA transaction prepared now has committed or rolled back.
+    ///
+    /// An XA transaction's rows are logged at `XA PREPARE` and become visible only at
+    /// its `XA COMMIT`, a later group of the log without rows. One prepared before a
+    /// snapshot's head (`file`:`pos`) and committed after the snapshot read its table
+    /// would be in neither: the snapshot did not see its rows, and the stream, which
+    /// starts at the head, never reads them. Every transaction prepared before the head
+    /// is prepared still or has ended by now; once each listed now has ended, the rows of
+    /// those committed are visible to the snapshot's reads, which come after. An account
+    /// that may not list them (Oracle MySQL 8 without `XA_RECOVER_ADMIN`) is warned of,
+    /// once, and not waited for. After [`XA_WAIT`] the head fails as unreachable, naming
+    /// how many are left, and is taken again (`ebis status` shows the error meanwhile).
+    async fn wait_prepared_xa(
+        &mut self,
+        conn: &mut Conn,
+        file: &str,
+        pos: u64,
+    ) -> Result<(), SourceError> {
+        if self.xa_listed == Some(false) {
+            return Ok(());
+        }
+        let prepared = match prepared_xa(conn).await {
+            Ok(p) => p,
+            Err(mysql_async::Error::Server(e)) if XA_RECOVER_DENIED.contains(&e.code) => {
+                self.xa_listed = Some(false);
+                tracing::warn!(source = %self.name, code = e.code, "{XA_NOT_LISTED}");
+                return Ok(());
+            }
+            Err(e) => return Err(classify(e, None)),
+        };
+        self.xa_listed = Some(true);
+        if prepared.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(source = %self.name, prepared = prepared.len(), head = %format!("{file}:{pos}"), "waiting for XA transactions prepared before the snapshot's start to commit or roll back");
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            let now = prepared_xa(conn).await.map_err(|e| classify(e, None))?;
+            let left = prepared.iter().filter(|x| now.contains(x)).count();
+            if left == 0 {
+                tracing::info!(source = %self.name, waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "the XA transactions prepared before the snapshot's start have ended");
+                return Ok(());
+            }
+            if started.elapsed() > XA_WAIT {
+                return Err(SourceError::Unreachable(format!(
+                    "{left} XA transaction(s) prepared before the snapshot's start ({file}:{pos}) are neither committed nor rolled back after {} s (`XA RECOVER` lists them): their rows are logged before the start, so the snapshot waits for them to end; taking the start again",
+                    XA_WAIT.as_secs()
+                )));
+            }
+        }
     }
 
     /// Which captured table a table map names, and where its key columns are.
@@ -1026,6 +1082,41 @@ impl MysqlSource {
 /// What `check --online` says of a server that does not tell which binlog position a
 /// snapshot sees, and what capture logs once on it.
 pub(crate) const NO_SNAPSHOT_POSITION: &str = "this server does not say which binlog position a consistent snapshot sees (status binlog_snapshot_position: MariaDB and Percona Server have it, Oracle MySQL does not), so binlog capture cannot wait for a logged transaction to become visible before reading its rows: a row read between the server writing the log and committing the transaction is taken for deleted, or read with its old values, until its next change; use changelog capture on this server where no change may be missed";
+
+/// How long a snapshot's head waits for XA transactions prepared before it to end,
+/// before it fails as unreachable and is taken again.
+pub(crate) const XA_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Server errors of an account that may not list prepared XA transactions (1227: Oracle
+/// MySQL 8 without `XA_RECOVER_ADMIN`; 1044, 1142: access denied).
+const XA_RECOVER_DENIED: [u16; 3] = [1227, 1044, 1142];
+
+/// What binlog capture logs once, and `check --online` says, where the account may not
+/// list prepared XA transactions.
+pub(crate) const XA_NOT_LISTED: &str = "this account may not list prepared XA transactions (`XA RECOVER`; Oracle MySQL 8 needs `GRANT XA_RECOVER_ADMIN ON *.*`): an XA transaction prepared before a snapshot starts and committed after it has read the table would be missed by both the snapshot and the stream";
+
+/// The prepared XA transactions `XA RECOVER` lists: format id and the xid's bytes.
+async fn prepared_xa(conn: &mut Conn) -> Result<Vec<(i64, Vec<u8>)>, mysql_async::Error> {
+    let rows: Vec<mysql_async::Row> = conn.query("XA RECOVER").await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get::<i64, _>(0).unwrap_or_default(),
+                r.get::<Vec<u8>, _>(3).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Whether the account may list prepared XA transactions (`XA RECOVER`).
+pub(crate) async fn lists_prepared_xa(conn: &mut Conn) -> Result<bool, SourceError> {
+    match prepared_xa(conn).await {
+        Ok(_) => Ok(true),
+        Err(mysql_async::Error::Server(e)) if XA_RECOVER_DENIED.contains(&e.code) => Ok(false),
+        Err(e) => Err(classify(e, None)),
+    }
+}
 
 /// The binlog position a consistent snapshot taken now sees up to (MariaDB, Percona
 /// Server); `None` when the server does not say.

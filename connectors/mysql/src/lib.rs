@@ -90,6 +90,9 @@ pub struct MysqlSource {
     /// Binlog mode: whether the server says which binlog position a consistent snapshot
     /// sees up to (`binlog_snapshot_position`: MariaDB, Percona Server); probed once.
     snapshot_positions: Option<bool>,
+    /// Binlog mode: whether the account may list prepared XA transactions (`XA
+    /// RECOVER`); probed at the first snapshot's head.
+    xa_listed: Option<bool>,
 }
 
 /// The `MAX_USER_CONNECTIONS` a `SHOW GRANTS` line gives the account, if any.
@@ -226,6 +229,7 @@ impl MysqlSource {
             database: None,
             binlog_cursor: None,
             snapshot_positions: None,
+            xa_listed: None,
         })
     }
 
@@ -412,11 +416,15 @@ impl Source for MysqlSource {
         let says = binlog::snapshot_position(&mut conn).await?.is_some();
         // Probed once: a head read after this does not log the same warning again.
         self.snapshot_positions = Some(says);
-        Ok(if says {
-            Vec::new()
-        } else {
-            vec![format!("warning: {}", binlog::NO_SNAPSHOT_POSITION)]
-        })
+        let mut notes = Vec::new();
+        if !says {
+            notes.push(format!("warning: {}", binlog::NO_SNAPSHOT_POSITION));
+        }
+        if !binlog::lists_prepared_xa(&mut conn).await? {
+            self.xa_listed = Some(false);
+            notes.push(format!("warning: {}", binlog::XA_NOT_LISTED));
+        }
+        Ok(notes)
     }
 
     async fn column_types(&mut self, table: &str) -> Result<Vec<(String, String)>, SourceError> {

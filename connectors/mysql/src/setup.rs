@@ -92,7 +92,9 @@ fn binlog_script(req: &SetupRequest<'_>, server_id: u32) -> String {
 --      GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{reader}'@'<ebis host>';
 --      GRANT SELECT ON <database>.* TO '{reader}'@'<ebis host>';
 --    (MariaDB 10.5+ shows REPLICATION CLIENT as BINLOG MONITOR.) The account must be
---    allowed at least 4 connections (MAX_USER_CONNECTIONS).
+--    allowed at least 4 connections (MAX_USER_CONNECTIONS). On Oracle MySQL 8 also
+--      GRANT XA_RECOVER_ADMIN ON *.* TO '{reader}'@'<ebis host>';
+--    so a snapshot can wait for XA transactions prepared before it starts.
 --
 -- What it costs the source: the binary log itself (disk, and a little at each commit),
 -- one connection reading the log while ebis polls, and reads of changed rows by key.
