@@ -6,8 +6,8 @@
 //! enterprises registered and deleted), changes/s applied and replication lag sampled
 //! from the warehouse while they run, (3) the catch-up of as many changes queued while
 //! ebis was stopped, and the raw limits of the same rows (`mariadb --quick`, `psql
-//! \copy`, and the first load's writes alone: [`Floor`]) and pgloader's load of the same
-//! table (when installed) in the same run. Prints
+//! \copy`, the first load's writes alone: [`Floor`], the catch-up's: [`CatchUpFloor`])
+//! and pgloader's load of the same table (when installed) in the same run. Prints
 //! machine load and peak memory with the figures, and what the first load and the
 //! catch-up cost in CPU by process with the fastest that cost allows on this machine
 //! (`cpu`).
@@ -97,6 +97,8 @@ pub struct BenchReport {
     pub raw_copy: Option<f64>,
     /// What a first load must write, written by `psql` alone (see [`Floor`]).
     pub floor: Option<Floor>,
+    /// What the catch-up wrote, written again by `psql` alone (see [`CatchUpFloor`]).
+    pub catch_up_floor: Option<CatchUpFloor>,
     /// Peers in the same run: pgloader's full load of the same table (rows/s) with its
     /// default settings and tuned (`None`: pgloader is not installed or failed).
     pub pgloader: Option<f64>,
@@ -220,8 +222,18 @@ impl BenchReport {
             ),
             None => "; the first load's own writes not measured (client missing or failed)".to_owned(),
         };
+        let catch_up = match &self.catch_up_floor {
+            Some(f) if f.secs > 0.0 => format!(
+                "; the catch-up's writes alone (the {} rows it upserted, changed again, `\\copy`-ed into a staging table and upserted by ebis's own statement, the base queue's trigger included, on one connection) {:.1} s = {:.0} rows/s (ebis's catch-up at {:.2}x of it)",
+                f.rows,
+                f.secs,
+                f.rows as f64 / f.secs,
+                (self.changes as f64 / self.catch_up_secs.max(1e-9)) / (f.rows as f64 / f.secs)
+            ),
+            _ => "; the catch-up's own writes not measured (client missing or failed)".to_owned(),
+        };
         format!(
-            "{}; {}{floor}",
+            "{}; {}{floor}{catch_up}",
             self.beside("`mariadb --quick` read", self.raw_read, "client missing"),
             self.beside("`psql \\copy` load", self.raw_copy, "client missing")
         )
@@ -476,6 +488,7 @@ async fn measure(
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let catch_up_cpu = probe.read();
     let catch_start = Instant::now();
+    let catch_start_at: String = client.query_one("select now()::text", &[]).await?.get(0);
     let drainer = tokio::spawn(drain_base(
         wh.clone(),
         shutdown.clone(),
@@ -496,6 +509,8 @@ async fn measure(
     trigger.trigger();
     let _ = task.await;
     let _ = drainer.await;
+    report.catch_up_floor = catch_up_floor(&wh_conn, &client, &catch_start_at).await;
+    progress("the catch-up's writes alone measured");
     let _ = pool.disconnect().await;
     let _ = std::fs::remove_dir_all(&dir);
     progress("streaming done");
@@ -775,6 +790,72 @@ async fn floor(wh: &ConnectionConfig) -> Option<Floor> {
     Some(Floor {
         exchange_secs: exchange?,
         base_secs: base?,
+    })
+}
+
+/// What a catch-up must write, written by `psql` alone: the floor under ebis's catch-up
+/// that no reading, mapping or pipelining is in. The rows the catch-up upserted into the
+/// exchange table (applied since it began, not deleted) are copied out changed again (a
+/// name edited, the version raised, so each is a real change), copied back by `\copy`
+/// into a staging table and upserted by the statement ebis's apply runs
+/// ([`crate::warehouse::upsert_statement`]), the base queue's trigger firing as it does
+/// for ebis, on one connection.
+#[derive(Clone, Debug, Default)]
+pub struct CatchUpFloor {
+    /// Rows upserted.
+    pub rows: u64,
+    /// Seconds for the staging copy and the upsert.
+    pub secs: f64,
+}
+
+/// Measures [`CatchUpFloor`] for the rows applied since `since` (the warehouse's clock).
+async fn catch_up_floor(
+    wh: &ConnectionConfig,
+    client: &deadpool_postgres::Object,
+    since: &str,
+) -> Option<CatchUpFloor> {
+    let table = "exchange.aic_establishment";
+    let kind = crate::indicators::record_kind("aic_establishment")?;
+    let rows: i64 = client
+        .query_one(
+            &format!("select count(*) from {table} where applied_at >= $1::text::timestamptz and deleted_at is null"),
+            &[&since],
+        )
+        .await
+        .ok()?
+        .get(0);
+    let file = std::env::temp_dir().join(format!("ebis_bench_catch_up_{}.txt", std::process::id()));
+    let path = file.display().to_string();
+    // `since` is the server's own timestamp text: digits, dashes, colons, a dot, a space
+    // and a sign.
+    let since_ok = since
+        .chars()
+        .all(|c| c.is_ascii_digit() || "-:. +".contains(c));
+    let ok = since_ok
+        && run_psql(
+            wh,
+            &[format!(
+                "\\copy (select (jsonb_populate_record(null::{table}, to_jsonb(t) || jsonb_build_object('name', coalesce(t.name, '') || '改', 'change_version', t.change_version + 1))).* from {table} t where t.applied_at >= '{since}' and t.deleted_at is null) to '{path}'"
+            )],
+        )
+        .await;
+    let stage = "ebis_bench_stage";
+    let start = Instant::now();
+    let ok = ok
+        && run_psql(
+            wh,
+            &[
+                format!("create temp table {stage} (like {table} including defaults)"),
+                format!("\\copy {stage} from '{path}'"),
+                crate::warehouse::upsert_statement(kind, stage),
+            ],
+        )
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    ok.then(|| CatchUpFloor {
+        rows: u64::try_from(rows).unwrap_or(0),
+        secs,
     })
 }
 

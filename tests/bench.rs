@@ -59,6 +59,16 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
             "{floor:?}"
         );
         assert!(text.contains("the first load's writes alone ("), "{text}");
+        // And the catch-up's: the rows it upserted, upserted again by ebis's statement.
+        let catch_up = report
+            .catch_up_floor
+            .as_ref()
+            .expect("psql ran, so the catch-up's writes alone were measured");
+        assert!(
+            catch_up.rows > 0 && catch_up.rows <= report.changes && catch_up.secs > 0.0,
+            "{catch_up:?}"
+        );
+        assert!(text.contains("the catch-up's writes alone (the "), "{text}");
     }
 
     // Its throwaway databases are gone.

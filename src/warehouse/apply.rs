@@ -780,6 +780,15 @@ async fn upsert(
     ))
     .await?;
     copy_rows(tx, source, position, kind, rows, &stage).await?;
+    Ok(tx.execute(&upsert_statement(kind, &stage), &[]).await?)
+}
+
+/// The statement that upserts a record kind's rows from `stage` (a quoted table name,
+/// with the exchange table's columns) into its exchange table: a row replaces the stored
+/// one only when its version is not older and something in it changed. The capture
+/// bench runs it too, for the raw limit of a catch-up's writes.
+pub(crate) fn upsert_statement(kind: &RecordKind, stage: &str) -> String {
+    let table = exchange_table(kind);
     let (cols, _) = copy_columns(kind);
     let all_cols = cols.join(", ");
     let (field_cols, prov_cols) = cols.split_at(kind.fields.len());
@@ -806,18 +815,12 @@ async fn upsert(
         .map(|c| format!("excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let n = tx
-        .execute(
-            &format!(
-                "insert into {table} as t ({all_cols}) select {all_cols} from {stage}
-                 on conflict (source, source_key) do update set {sets}, applied_at = now(), deleted_at = null
-                 where t.change_version <= excluded.change_version
-                   and (t.deleted_at is not null or ({old}) is distinct from ({new}))"
-            ),
-            &[],
-        )
-        .await?;
-    Ok(n)
+    format!(
+        "insert into {table} as t ({all_cols}) select {all_cols} from {stage}
+         on conflict (source, source_key) do update set {sets}, applied_at = now(), deleted_at = null
+         where t.change_version <= excluded.change_version
+           and (t.deleted_at is not null or ({old}) is distinct from ({new}))"
+    )
 }
 
 async fn tombstone(

@@ -13,6 +13,7 @@ mod migrate;
 mod settings;
 mod state;
 
+pub(crate) use apply::upsert_statement;
 pub use apply::{
     Applied, ApplyBatch, Checkpoint, KindBatch, RawRow, SourceMeta, StagedDelete, StagedRecord,
     StagedRejection, StatusUpdate,
