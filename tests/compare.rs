@@ -628,6 +628,59 @@ async fn a_held_back_finding_is_reported_once_its_bureau_catches_up_without_chan
     city.drop_sources().await;
 }
 
+/// Two comparison runs at once — two `ebis run` processes each comparing every
+/// `compare.every`, or `ebis compare` beside one — take turns (each settles the base
+/// first, and `core.settle` holds the base's lock until its run commits): neither fails
+/// on the other's findings, their runs do not overlap, and what both see stays open,
+/// reported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_comparison_runs_at_once_take_turns() {
+    let w = World::generate(Options {
+        discrepancy_rate: 0.3,
+        noise_rate: 0.0,
+        ..Options::new(60, 23)
+    });
+    let mut city = City::new(w).await;
+    city.start(&[]);
+    city.wait_caught_up().await;
+    let found = city.compare().await;
+    assert!(found.len() >= 5, "a city with findings: {found:?}");
+    for round in 0..6 {
+        let (a, b) = if round % 2 == 0 {
+            tokio::join!(city.wh.compare_full(), city.wh.compare_full())
+        } else {
+            tokio::join!(city.wh.compare(), city.wh.compare_full())
+        };
+        a.expect("the first of two runs at once");
+        b.expect("the second of two runs at once");
+    }
+    let pg = city.pg.client().await;
+    let overlapping: i64 = pg
+        .query_one(
+            "select count(*) from compare.run a join compare.run b
+               on a.id < b.id and b.started_at < a.finished_at",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .get(0);
+    assert_eq!(
+        overlapping, 0,
+        "no run starts before the one before it ended"
+    );
+    assert_eq!(city.compare().await, found, "the same findings, still open");
+    let resolved: i64 = pg
+        .query_one(
+            "select count(*) from compare.finding where resolved_at is not null",
+            &[],
+        )
+        .await
+        .expect("findings")
+        .get(0);
+    assert_eq!(resolved, 0, "nothing the data still shows was resolved");
+    city.drop_sources().await;
+}
+
 /// A fresh warehouse with every migration applied, and a client of it (the database is
 /// dropped with the `PgDb`).
 async fn migrated_warehouse() -> (PgDb, tokio_postgres::Client) {
