@@ -162,7 +162,8 @@ fn run_verify(city: &City) -> crate::support::Ran {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_conflict_only_tax_holds_lands_on_its_list_and_resolutions_are_counted() {
+async fn a_conflict_only_tax_holds_lands_on_its_list_resolutions_are_counted_and_a_reopened_one_keeps_its_history()
+ {
     let mut w = quiet(13);
     let old = w.options.as_of - Days::new(400);
     // National tax holds another valid org code than QTS issued.
@@ -173,7 +174,7 @@ async fn a_conflict_only_tax_holds_lands_on_its_list_and_resolutions_are_counted
         .ntax
         .as_mut()
         .expect("national tax")
-        .org_code = Some(fresh);
+        .org_code = Some(fresh.clone());
     let reg = w.enterprises[i].reg_no.clone();
     let mut city = City::new(w).await;
     city.start(&[]);
@@ -211,6 +212,29 @@ async fn a_conflict_only_tax_holds_lands_on_its_list_and_resolutions_are_counted
         .find(|r| r.rule == "org_code_conflict")
         .expect("rule");
     assert_eq!((rule.open, rule.resolved), (0, 1), "{}", run.render());
+
+    // National tax goes back to the code QTS did not issue: the finding is found again,
+    // and the day's report counts both of its episodes, the resolution between them kept.
+    city.change(i, |w, i| {
+        w.enterprises[i].ntax.as_mut().expect("ntax").org_code = Some(fresh.clone());
+    })
+    .await;
+    city.wait_caught_up().await;
+    let found = city.compare().await;
+    assert!(
+        found.contains(&("org_code_conflict".to_owned(), reg.clone())),
+        "{found:?}"
+    );
+    let day = pg
+        .query_one(
+            "select opened, resolved, open_at_end from report.finding_daily
+             where day = current_date and rule = 'org_code_conflict' and bureau = 'ntax'",
+            &[],
+        )
+        .await
+        .expect("today's row");
+    let counts: (i64, i64, i64) = (day.get(0), day.get(1), day.get(2));
+    assert_eq!(counts, (2, 1, 1), "opened twice, resolved once, open now");
     city.drop_sources().await;
 }
 

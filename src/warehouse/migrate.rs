@@ -69,6 +69,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0038_bytewise_rebuild_sorts.sql"),
     migration!("0039_hashed_trigger_join.sql"),
     migration!("0040_analyze_in_one_order.sql"),
+    migration!("0041_finding_episodes.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
