@@ -614,14 +614,10 @@ impl MysqlSource {
         if self.xa_listed == Some(false) {
             return Ok(());
         }
-        let prepared = match prepared_xa(conn).await {
-            Ok(p) => p,
-            Err(mysql_async::Error::Server(e)) if XA_RECOVER_DENIED.contains(&e.code) => {
-                self.xa_listed = Some(false);
-                tracing::warn!(source = %self.name, code = e.code, "{XA_NOT_LISTED}");
-                return Ok(());
-            }
-            Err(e) => return Err(classify(e, None)),
+        let Some(prepared) = prepared_xa(conn).await? else {
+            self.xa_listed = Some(false);
+            tracing::warn!(source = %self.name, "{XA_NOT_LISTED}");
+            return Ok(());
         };
         self.xa_listed = Some(true);
         if prepared.is_empty() {
@@ -633,7 +629,7 @@ impl MysqlSource {
         loop {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            let now = prepared_xa(conn).await.map_err(|e| classify(e, None))?;
+            let now = prepared_xa(conn).await?.unwrap_or_default();
             let left = prepared.iter().filter(|x| now.contains(x)).count();
             if left == 0 {
                 tracing::info!(source = %self.name, waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "the XA transactions prepared before the snapshot's start have ended");
@@ -1095,25 +1091,23 @@ const XA_RECOVER_DENIED: [u16; 3] = [1227, 1044, 1142];
 /// list prepared XA transactions.
 pub(crate) const XA_NOT_LISTED: &str = "this account may not list prepared XA transactions (`XA RECOVER`; Oracle MySQL 8 needs `GRANT XA_RECOVER_ADMIN ON *.*`): an XA transaction prepared before a snapshot starts and committed after it has read the table would be missed by both the snapshot and the stream";
 
-/// The prepared XA transactions `XA RECOVER` lists: format id and the xid's bytes.
-async fn prepared_xa(conn: &mut Conn) -> Result<Vec<(i64, Vec<u8>)>, mysql_async::Error> {
-    let rows: Vec<mysql_async::Row> = conn.query("XA RECOVER").await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.get::<i64, _>(0).unwrap_or_default(),
-                r.get::<Vec<u8>, _>(3).unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
-/// Whether the account may list prepared XA transactions (`XA RECOVER`).
-pub(crate) async fn lists_prepared_xa(conn: &mut Conn) -> Result<bool, SourceError> {
-    match prepared_xa(conn).await {
-        Ok(_) => Ok(true),
-        Err(mysql_async::Error::Server(e)) if XA_RECOVER_DENIED.contains(&e.code) => Ok(false),
+/// The prepared XA transactions `XA RECOVER` lists (format id and the xid's bytes), or
+/// `None` where the account may not list them.
+pub(crate) async fn prepared_xa(
+    conn: &mut Conn,
+) -> Result<Option<Vec<(i64, Vec<u8>)>>, SourceError> {
+    match conn.query::<mysql_async::Row, _>("XA RECOVER").await {
+        Ok(rows) => Ok(Some(
+            rows.into_iter()
+                .map(|r| {
+                    (
+                        r.get::<i64, _>(0).unwrap_or_default(),
+                        r.get::<Vec<u8>, _>(3).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        )),
+        Err(mysql_async::Error::Server(e)) if XA_RECOVER_DENIED.contains(&e.code) => Ok(None),
         Err(e) => Err(classify(e, None)),
     }
 }

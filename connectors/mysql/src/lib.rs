@@ -420,7 +420,7 @@ impl Source for MysqlSource {
         if !says {
             notes.push(format!("warning: {}", binlog::NO_SNAPSHOT_POSITION));
         }
-        if !binlog::lists_prepared_xa(&mut conn).await? {
+        if binlog::prepared_xa(&mut conn).await?.is_none() {
             self.xa_listed = Some(false);
             notes.push(format!("warning: {}", binlog::XA_NOT_LISTED));
         }
