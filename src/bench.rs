@@ -799,7 +799,7 @@ async fn floor(wh: &ConnectionConfig) -> Option<Floor> {
 /// name edited, the version raised, so each is a real change), copied back by `\copy`
 /// into a staging table and upserted by the statement ebis's apply runs
 /// ([`crate::warehouse::upsert_statement`]), the base queue's trigger firing as it does
-/// for ebis, on one connection.
+/// for ebis, on one connection, in a transaction rolled back afterwards.
 #[derive(Clone, Debug, Default)]
 pub struct CatchUpFloor {
     /// Rows upserted.
@@ -845,9 +845,12 @@ async fn catch_up_floor(
         && run_psql(
             wh,
             &[
+                "begin".to_owned(),
                 format!("create temp table {stage} (like {table} including defaults)"),
                 format!("\\copy {stage} from '{path}'"),
                 crate::warehouse::upsert_statement(kind, stage),
+                // Undone: a kept warehouse (`--keep`) still holds what ebis applied.
+                "rollback".to_owned(),
             ],
         )
         .await;
