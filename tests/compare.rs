@@ -244,6 +244,11 @@ async fn every_rule_reports_its_positive_and_none_of_the_negatives() {
             rule.name()
         );
     }
+    in_parallel_workers_a_full_run_finds_the_same(
+        &city,
+        &city.world.enterprises[bad_id].aic_rep_id,
+    )
+    .await;
     same_base_by_every_path(&city).await;
     // (A rebuilt base counts as every enterprise changed: one run takes that in.)
     assert_eq!(
@@ -919,6 +924,91 @@ async fn identifier_rows(pg: &tokio_postgres::Client) -> Vec<String> {
 /// The base built record by record as capture went (drained in small batches) equals
 /// the base the bulk refresh computes set-wise, and the one a full rebuild (the set-wise
 /// resolve) computes, on a city with every rule's positive and negative cases.
+/// A full run's rules run in parallel workers (the functions they call are parallel
+/// safe) and find there what they find in one backend, with ID-card numbers masked as
+/// the run asks (a worker takes the settings the session made).
+async fn in_parallel_workers_a_full_run_finds_the_same(city: &City, full_id: &str) {
+    let pg = city.pg.client().await;
+    // Every plan that may run in workers does (PostgreSQL 16 renamed the setting).
+    if pg
+        .batch_execute("set debug_parallel_query = on")
+        .await
+        .is_err()
+    {
+        pg.batch_execute("set force_parallel_mode = on")
+            .await
+            .expect("force parallel plans");
+    }
+    pg.batch_execute(
+        "set parallel_setup_cost = 0; set parallel_tuple_cost = 0;
+         set min_parallel_table_scan_size = 0; set min_parallel_index_scan_size = 0",
+    )
+    .await
+    .expect("parallel plans whatever the size");
+    let plan = |sql: &'static str| {
+        let pg = &pg;
+        async move {
+            pg.query(&format!("explain (costs off) {sql}"), &[])
+                .await
+                .expect("plan")
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    // The masking, whole in a worker.
+    let masked = "select compare.visible_id(legal_rep_id_no) from core.enterprise
+                  where legal_rep_id_no is not null";
+    let p = plan(masked).await;
+    assert!(p[0].starts_with("Gather"), "{}", p.join("\n"));
+    pg.batch_execute("set ebis.mask_ids = on")
+        .await
+        .expect("mask");
+    for r in pg.query(masked, &[]).await.expect("masked in a worker") {
+        let id: String = r.get(0);
+        assert!(
+            id.contains("********"),
+            "a worker showed an ID-card number whole"
+        );
+    }
+    pg.batch_execute("reset ebis.mask_ids")
+        .await
+        .expect("reset");
+    let p = plan("select * from compare.current").await;
+    assert!(
+        p.iter().any(|l| l.contains("Gather")),
+        "no rule runs in workers:\n{}",
+        p.join("\n")
+    );
+    let run: i64 = pg
+        .query_one("select compare.refresh_full()", &[])
+        .await
+        .expect("full run in workers")
+        .get(0);
+    let (new, resolved): (i32, i32) = pg
+        .query_one(
+            "select new_findings, resolved_findings from compare.run where id = $1",
+            &[&run],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("the run");
+    assert_eq!((new, resolved), (0, 0), "workers find something else");
+    let stored: String = pg
+        .query_one(
+            "select detail->'invalid'->0->>'value' from compare.finding
+             where rule = 'invalid_identifier' and detail->'invalid'->0->>'field' = 'legal_rep_id_no'",
+            &[],
+        )
+        .await
+        .expect("the bad ID-card number's finding")
+        .get(0);
+    assert_eq!(
+        stored,
+        format!("{}********{}", &full_id[..6], &full_id[14..])
+    );
+}
+
 pub(crate) async fn same_base_by_every_path(city: &City) {
     let pg = city.pg.client().await;
     pg.execute("select core.settle()", &[])

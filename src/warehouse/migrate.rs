@@ -70,6 +70,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0039_hashed_trigger_join.sql"),
     migration!("0040_analyze_in_one_order.sql"),
     migration!("0041_finding_episodes.sql"),
+    migration!("0042_parallel_comparison.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
