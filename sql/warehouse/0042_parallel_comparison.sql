@@ -16,9 +16,11 @@
 -- * 5.7 s recording the 227,000 findings it found again: each went through the upsert's
 --   speculative insert, and each row's foreign keys (first_run, last_run) were checked
 --   by a query on compare.run per row (1.3 s each). The findings seen again are now
---   updated in one join, and only the new ones inserted; the two foreign keys are gone:
---   only compare.refresh_findings writes these columns, with the run it has just
+--   updated in one join and only the others inserted, 1.2 s; the two foreign keys are
+--   gone: only compare.refresh_findings writes these columns, with the run it has just
 --   inserted, and runs are never deleted.
+--
+-- The same warehouse's full run: 25–30 s → 16.7–17.7 s.
 
 alter function compare.as_of() parallel safe;
 alter function compare.days(text) parallel safe;
@@ -56,7 +58,6 @@ language plpgsql set jit = off set work_mem = '64MB' as $$
 declare
     run_id bigint;
     n_new integer;
-    n_inserted integer;
     n_resolved integer;
     n_open integer;
 begin
@@ -152,8 +153,9 @@ begin
     where id = run_id;
 
     -- Findings seen before, in one join: touched (last seen, last run), their details
-    -- as found now; one that had been resolved is open again from this run. Then the new
-    -- ones. (Runs take turns, core.settle's lock: no other run inserts between the two.)
+    -- as found now; one that had been resolved is open again from this run. The others
+    -- are new. (One statement: the insert's snapshot does not see the update's rows, and
+    -- picks the new ones from what the update returned instead of reading the table.)
     with seen as (
         update compare.finding f set
             enterprise_key = c.enterprise_key, org_code = c.org_code, reg_no = c.reg_no,
@@ -165,17 +167,18 @@ begin
             resolved_at = null
         from ebis_current c
         where f.rule = c.rule and f.subject = c.subject
-        returning f.first_run = run_id as reopened)
-    select count(*) filter (where reopened) into n_new from seen;
-    insert into compare.finding (rule, subject, enterprise_key, org_code, reg_no, enterprise_name,
-                                 division, bureaus, involved, detail, since, first_seen, last_seen,
-                                 first_run, last_run)
-    select c.rule, c.subject, c.enterprise_key, c.org_code, c.reg_no, c.enterprise_name, c.division,
-           c.bureaus, c.involved, c.detail, c.since, now(), now(), run_id, run_id
-    from ebis_current c
-    where not exists (select 1 from compare.finding f where f.rule = c.rule and f.subject = c.subject);
-    get diagnostics n_inserted = row_count;
-    n_new := n_new + n_inserted;
+        returning f.rule, f.subject, f.first_run = run_id as reopened
+    ), added as (
+        insert into compare.finding (rule, subject, enterprise_key, org_code, reg_no, enterprise_name,
+                                     division, bureaus, involved, detail, since, first_seen, last_seen,
+                                     first_run, last_run)
+        select c.rule, c.subject, c.enterprise_key, c.org_code, c.reg_no, c.enterprise_name, c.division,
+               c.bureaus, c.involved, c.detail, c.since, now(), now(), run_id, run_id
+        from ebis_current c
+        where not exists (select 1 from seen s where s.rule = c.rule and s.subject = c.subject)
+        returning 1
+    )
+    select (select count(*) from seen where reopened) + (select count(*) from added) into n_new;
     -- The run's own clock, not the transaction start: a resolution belongs to the run that
     -- made it (compare.run.started_at is clock time too). An incremental run resolves only
     -- what it looked at.

@@ -71,6 +71,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0040_analyze_in_one_order.sql"),
     migration!("0041_finding_episodes.sql"),
     migration!("0042_parallel_comparison.sql"),
+    migration!("0043_org_code_conflict_semi_join.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
