@@ -34,7 +34,7 @@ alter function compare.settled_everywhere_check(text[], timestamptz) parallel sa
 alter function compare.visible_id(text) parallel safe;
 alter function compare.visible_taxpayer_id(text) parallel safe;
 alter function compare.whole_rules() parallel safe;
-alter function compare.inputs() parallel safe;
+-- (And the labels the analysts' views over the findings call: read-only too.)
 alter function compare.bureau_label(text) parallel safe;
 alter function compare.bureau_labels(text[]) parallel safe;
 alter function compare.bureau_labels(jsonb) parallel safe;
