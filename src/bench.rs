@@ -1003,6 +1003,8 @@ pub struct CompareBenchReport {
     pub idle_run_secs: f64,
     /// Enterprises changed before the incremental run.
     pub changed: usize,
+    /// Revocation requests, and unlicensed-business reports, changed before it (each).
+    pub changed_reports: usize,
     /// Seconds the base took to take the changes in.
     pub changed_base_secs: f64,
     /// The run after the changes: its kind, enterprises re-evaluated, seconds.
@@ -1028,7 +1030,8 @@ impl CompareBenchReport {
              first snapshot of the 4 sources (with the enterprise base): {:.1} s = {:.0} rows/s; base: {} enterprises\n\
              comparison run: first {:.2} s (all findings new), second (full) {:.2} s; {} open findings\n\
              with nothing changed: {:.3} s\n\
-             after {} enterprises changed (their AIC addresses): base took them in in {:.2} s, then a run ({}) took {:.2} s\n\
+             after {} enterprises changed (their AIC addresses), and {} revocation requests (a day earlier) and as many unlicensed-business reports (their addresses): \
+             base took them in in {:.2} s, then a run ({}) took {:.2} s\n\
              a full run right after it: {} new, {} resolved (0 and 0: the incremental run found what a full run finds)\n{}\
              load average before: {}  after: {}\n\
              warehouse server: {}\n",
@@ -1043,6 +1046,7 @@ impl CompareBenchReport {
             self.findings,
             self.idle_run_secs,
             self.changed,
+            self.changed_reports,
             self.changed_base_secs,
             match self.incremental.1 {
                 Some(n) => format!("{}, {n} enterprises re-evaluated", self.incremental.0),
@@ -1074,7 +1078,8 @@ pub async fn compare_bench(
         load: (loadavg(), String::new()),
         ..CompareBenchReport::default()
     };
-    let name = format!("ebis_bench_{}", std::process::id());
+    // (Not the capture bench's name: both may run at once in one process, as in the tests.)
+    let name = format!("ebis_bench_compare_{}", std::process::id());
     let world = world::World::generate(world::Options::new(enterprises, 2006));
     let load_start = Instant::now();
     let bureaus = Bureaus::create(mysql, &name).await?;
@@ -1143,19 +1148,35 @@ pub async fn compare_bench(
     report.scores = crate::compare::score_against_truth(&wh, &parsed).await?;
     report.idle_run_secs = wh.compare().await?.seconds;
 
-    // Some enterprises change (in the warehouse's exchange table, as an apply would: the
-    // base queues them), then one run.
+    // Some enterprises change, and some tax reports (in the warehouse's exchange tables, as
+    // an apply would: the base queues the enterprises, the comparison logs the reports),
+    // then one run.
     report.changed = (enterprises / 100).clamp(1, 1000);
-    let n = report.changed as i64;
-    client
-        .execute(
-            "update exchange.aic_establishment set address = address || '号'
-             where (source, source_key) in (select source, source_key from exchange.aic_establishment
-                                            where deleted_at is null and address is not null
-                                            order by source_key limit $1)",
-            &[&n],
-        )
-        .await?;
+    report.changed_reports = (report.changed / 10).max(1);
+    let (n, m) = (report.changed as i64, report.changed_reports as i64);
+    // (table, column changed, its new value, rows)
+    for (table, column, value, limit) in [
+        ("aic_establishment", "address", "address || '号'", n),
+        (
+            "tax_revocation_request",
+            "requested_on",
+            "requested_on - 1",
+            m,
+        ),
+        ("tax_unlicensed", "address", "address || '号'", m),
+    ] {
+        client
+            .execute(
+                &format!(
+                    "update exchange.{table} set {column} = {value}
+                     where (source, source_key) in (select source, source_key from exchange.{table}
+                                                    where deleted_at is null and {column} is not null
+                                                    order by source_key limit $1)"
+                ),
+                &[&limit],
+            )
+            .await?;
+    }
     let t0 = Instant::now();
     wh.settle_base().await?;
     report.changed_base_secs = t0.elapsed().as_secs_f64();

@@ -1,6 +1,8 @@
-//! `ebis bench capture` end to end on the test servers, small: it runs every phase, leaves
-//! no database behind, and reports what each phase cost in CPU beside its time. No figure
-//! is asserted: they are read by people, on a quiet machine.
+//! `ebis bench capture` and `ebis bench compare` end to end on the test servers, small:
+//! they run every phase and leave no database behind; the capture bench reports what each
+//! phase cost in CPU beside its time, the comparison bench that its runs found the
+//! simulator's truth and that its incremental run agreed with a full one. No figure is
+//! asserted: they are read by people, on a quiet machine.
 
 use crate::support::{mysql, pg};
 use ebis::bench::{BenchMode, BenchOptions};
@@ -72,11 +74,40 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
     }
 
     // Its throwaway databases are gone.
+    throwaway_databases_are_gone(&format!("ebis_bench_{}", std::process::id())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_compare_bench_finds_the_truth_and_its_incremental_run_agrees() {
+    let report = ebis::bench::compare_bench(&mysql::admin(), &pg::admin(), 400, false, |_| ())
+        .await
+        .expect("the bench runs");
+    assert!(report.base_rows > 0 && report.findings > 0, "{report:?}");
+    // Every rule found exactly the planted discrepancies.
+    for s in &report.scores {
+        assert_eq!((s.false_positives, s.false_negatives), (0, 0), "{s:?}");
+    }
+    // The enterprises and tax reports changed, then an incremental run over them found
+    // what a full run finds.
+    assert!(report.changed > 0 && report.changed_reports > 0);
+    assert_eq!(report.incremental.0, "incremental", "{report:?}");
+    let evaluated = report
+        .incremental
+        .1
+        .expect("an incremental run counts its keys");
+    assert!(evaluated >= report.changed as i64, "{report:?}");
+    assert_eq!(report.full_after, (0, 0), "{}", report.render());
+
+    throwaway_databases_are_gone(&format!("ebis_bench_compare_{}", std::process::id())).await;
+}
+
+/// No warehouse database `name` is left, and no MariaDB database `name` or `name_…`.
+async fn throwaway_databases_are_gone(name: &str) {
     let pg_admin = pg::connect(&pg::admin()).await;
     let left: i64 = pg_admin
         .query_one(
             "select count(*) from pg_database where datname = $1",
-            &[&format!("ebis_bench_{}", std::process::id())],
+            &[&name],
         )
         .await
         .expect("counting databases")
@@ -88,10 +119,13 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
         .expect("MariaDB");
     let schemas: Vec<String> = c
         .query(format!(
-            "SELECT schema_name FROM information_schema.schemata WHERE schema_name = 'ebis_bench_{}'",
-            std::process::id()
+            "SELECT schema_name FROM information_schema.schemata
+             WHERE schema_name = '{name}' OR schema_name LIKE '{name}\\_%'"
         ))
         .await
         .expect("listing schemas");
-    assert!(schemas.is_empty(), "the source database was dropped");
+    assert!(
+        schemas.is_empty(),
+        "the source databases were dropped: {schemas:?}"
+    );
 }

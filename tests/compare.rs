@@ -633,6 +633,123 @@ async fn a_held_back_finding_is_reported_once_its_bureau_catches_up_without_chan
     city.drop_sources().await;
 }
 
+/// The two rules that start from tax reports follow what changed, like the others: after
+/// each change to a revocation request, to an unlicensed-business report or to the
+/// enterprise a report names, an incremental run finds what a full run finds. And a
+/// finding fixed while a bureau it rests on is behind is resolved once that bureau has
+/// caught up, though nothing changes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_report_rules_follow_what_changed_between_full_runs() {
+    let (mut city, _) = three_clean_enterprises(13).await;
+    let as_of = city.world.options.as_of;
+    let pg = city.pg.client().await;
+    let reg = |city: &City, i: usize| city.world.enterprises[i].reg_no.clone();
+    let pending = |r: String| ("revocation_request_pending".to_owned(), r);
+    assert!(
+        city.world.enterprises[0].ntax.is_some(),
+        "registered at national tax"
+    );
+
+    // National tax asks AIC to revoke enterprise 0, 90 days ago (past the 60 days allowed).
+    city.change(0, |w, i| {
+        let t = w.enterprises[i].ntax.as_mut().expect("ntax");
+        t.requests
+            .push((9_999_101, as_of - Days::new(90), "逾期未申报".into()));
+    })
+    .await;
+    city.wait_caught_up().await;
+    let open = incremental_agrees_with_full(&city, &pg).await;
+    assert!(open.contains(&pending(reg(&city, 0))), "{open:?}");
+
+    // A report names enterprise 1 as registered.
+    let (name1, address1) = {
+        let e = &city.world.enterprises[1];
+        (e.name.clone(), e.address.clone())
+    };
+    city.world
+        .report_named(Bureau::Ntax, &widened(&name1), &address1);
+    let report = city.world.unlicensed.last().expect("report").clone();
+    city.write(&ebis::demo::native::unlicensed_rows(&report), &[])
+        .await;
+    city.wait_caught_up().await;
+    incremental_agrees_with_full(&city, &pg).await;
+    let matched = "select coalesce(detail->>'matched_reg_no', '-') from compare.finding
+                   where rule = 'unlicensed_business' and resolved_at is null";
+    assert_eq!(texts(&pg, matched).await, [reg(&city, 1)]);
+
+    // Enterprise 1 renames at AIC: the report matches nothing. Enterprise 2 takes the
+    // reported name: the report now names it.
+    city.change(1, |w, i| w.enterprises[i].name.push_str("二部"))
+        .await;
+    city.wait_caught_up().await;
+    incremental_agrees_with_full(&city, &pg).await;
+    assert_eq!(texts(&pg, matched).await, ["-"]);
+    city.change(2, |w, i| w.enterprises[i].name = name1.clone())
+        .await;
+    city.wait_caught_up().await;
+    incremental_agrees_with_full(&city, &pg).await;
+    assert_eq!(texts(&pg, matched).await, [reg(&city, 2)]);
+
+    // The report is withdrawn: its finding is resolved.
+    city.write(
+        &Default::default(),
+        &[("WF_WZJY", mysql_async::Value::UInt(report.id))],
+    )
+    .await;
+    city.wait_caught_up().await;
+    incremental_agrees_with_full(&city, &pg).await;
+    assert!(texts(&pg, matched).await.is_empty());
+
+    // National tax falls behind, and a full run sees the request's finding again (later
+    // than national tax is complete). AIC then revokes enterprise 0: the finding is gone,
+    // but it rests on national tax too, so it stays open and is kept for the next run.
+    city.stop("ntax_city").await;
+    city.wh.compare_full().await.expect("full run");
+    city.change(0, |w, i| {
+        w.enterprises[i].aic = AicState::Revoked(as_of - Days::new(5), "提请吊销".into())
+    })
+    .await;
+    city.wait_caught_up().await;
+    assert!(city.compare().await.contains(&pending(reg(&city, 0))));
+    let kept = "select count(*)::text from compare.held where rule = 'revocation_request_pending'";
+    assert_eq!(texts(&pg, kept).await, ["1"], "kept for the next run");
+    // National tax catches up with nothing new: an incremental run resolves it.
+    city.start(&["ntax_city"]);
+    city.wait_caught_up().await;
+    let start = std::time::Instant::now();
+    while city.compare().await.contains(&pending(reg(&city, 0))) {
+        let kind = texts(&pg, "select kind from compare.run order by id desc limit 1").await;
+        assert_eq!(kind, ["incremental"]);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "never resolved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    city.drop_sources().await;
+}
+
+/// Runs the comparison, which must be incremental; then a full run, which must find
+/// nothing new, resolve nothing and leave every finding as it was. The open findings.
+async fn incremental_agrees_with_full(
+    city: &City,
+    pg: &tokio_postgres::Client,
+) -> BTreeSet<(String, String)> {
+    let rows =
+        "select concat_ws(' ', rule, subject, enterprise_key, detail::text, resolved_at is null)
+                from compare.finding order by rule, subject";
+    let open = city.compare().await;
+    let kind = texts(pg, "select kind from compare.run order by id desc limit 1").await;
+    assert_eq!(kind, ["incremental"]);
+    let incremental = texts(pg, rows).await;
+    let full = city.wh.compare_full().await.expect("full run");
+    let new: i64 = full.rules.iter().map(|r| r.new).sum();
+    let gone: i64 = full.rules.iter().map(|r| r.resolved).sum();
+    assert_eq!((new, gone), (0, 0), "a full run disagrees: {full:?}");
+    assert_eq!(texts(pg, rows).await, incremental, "a full run disagrees");
+    open
+}
+
 /// Two comparison runs at once — two `ebis run` processes each comparing every
 /// `compare.every`, or `ebis compare` beside one — take turns (each settles the base
 /// first, and `core.settle` holds the base's lock until its run commits): neither fails

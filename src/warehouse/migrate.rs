@@ -72,6 +72,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0041_finding_episodes.sql"),
     migration!("0042_parallel_comparison.sql"),
     migration!("0043_org_code_conflict_semi_join.sql"),
+    migration!("0044_incremental_report_rules.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
