@@ -4,8 +4,10 @@
 
 use crate::support::harness::{AIC_CHANGELOG, Env, LTAX_TIMESTAMP, Rng, aic_insert};
 use crate::support::mysql::gbk;
+use crate::support::pg::texts;
 use chrono::NaiveDate;
 use ebis_source::Source;
+use mysql_async::prelude::Queryable;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -217,6 +219,17 @@ async fn timestamp_capture_decodes_gbk_in_latin1_and_finds_deletes_by_key_compar
         r.get::<_, String>(9).starts_with("\\xceda"),
         "raw row keeps the GBK bytes"
     );
+    // The raw row is the source row as read: the table's columns, in the table's order.
+    let mut c = ltax.conn().await;
+    let columns: Vec<String> = c
+        .query(
+            "SELECT column_name FROM information_schema.columns
+             WHERE table_schema = DATABASE() AND table_name = 'DJ_JL_JBSJ' ORDER BY ordinal_position",
+        )
+        .await
+        .expect("columns");
+    let keys = "select json_object_keys(raw_row) from exchange.tax_registration where source_key = 'L0001'";
+    assert_eq!(texts(&pg, keys).await, columns);
     let zero_date: Option<NaiveDate> = pg
         .query_one(
             "select registered_on from exchange.tax_registration where source_key = 'L0002'",

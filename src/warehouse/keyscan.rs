@@ -34,7 +34,7 @@ impl Warehouse {
         // The raw row's column names are the source's; the mapping may spell them in
         // another case.
         let modified = if modified_column.is_some() {
-            "coalesce(raw_row ->> $2, (select e.value from jsonb_each_text(raw_row) e
+            "coalesce(raw_row ->> $2, (select e.value from json_each_text(raw_row::json) e
                                        where lower(e.key) = lower($2) limit 1))"
         } else {
             "null::text"
