@@ -73,6 +73,10 @@ create trigger log_updated after update on exchange.tax_unlicensed
 create trigger log_deleted after delete on exchange.tax_unlicensed
     referencing old table as old_rows for each statement execute function compare.on_report_change();
 
+-- Reports applied since the last run, before this migration, are in no log: the next run
+-- is full (the marker a rebuild leaves).
+insert into compare.changed values ('*') on conflict do nothing;
+
 create index tax_unlicensed_subject on exchange.tax_unlicensed (compare.report_subject(source, source_key));
 create index tax_unlicensed_name_key on exchange.tax_unlicensed (core.name_key(core.norm_text(name)));
 
