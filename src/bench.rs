@@ -117,6 +117,9 @@ pub struct BenchReport {
     pub source_cpu_secs: Option<f64>,
     /// CPU seconds of the first load (snapshot and base) by process.
     pub load_cpu: CpuTimes,
+    /// CPU seconds of the catch-up until every change was applied (the base's drain
+    /// waits while a source catches up), by process.
+    pub catch_up_apply_cpu: CpuTimes,
     /// CPU seconds of the catch-up (applied and in the base) by process.
     pub catch_up_cpu: CpuTimes,
     /// The machine's cores.
@@ -151,6 +154,7 @@ impl BenchReport {
              source server CPU while streaming: {}\n\
              CPU of the first load until the base was complete: {}\n\
              catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
+             CPU of the catch-up until every change was applied: {}\n\
              CPU of the catch-up until the base was complete: {}\n\
              raw limits in the same run: {}\n\
              peers in the same run: {}\n\
@@ -179,6 +183,8 @@ impl BenchReport {
             self.catch_up_secs,
             self.changes as f64 / self.catch_up_secs.max(1e-9),
             self.catch_up_base_secs,
+            self.catch_up_apply_cpu
+                .render(self.cores, self.changes, "change"),
             self.catch_up_cpu.render(self.cores, self.changes, "change"),
             self.limits(),
             self.peers(),
@@ -503,6 +509,7 @@ async fn measure(
     ));
     wait_applied(&client, target, &task).await?;
     report.catch_up_secs = catch_start.elapsed().as_secs_f64();
+    report.catch_up_apply_cpu = probe.read().since(&catch_up_cpu);
     wh.settle_base().await?;
     report.catch_up_base_secs = catch_start.elapsed().as_secs_f64();
     report.catch_up_cpu = probe.read().since(&catch_up_cpu);

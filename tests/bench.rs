@@ -37,8 +37,21 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
         "{text}"
     );
     assert!(
+        text.contains("CPU of the catch-up until every change was applied: "),
+        "{text}"
+    );
+    assert!(
         text.contains("CPU of the catch-up until the base was complete: "),
         "{text}"
+    );
+    // The apply's CPU is part of the whole catch-up's (which goes on while the base
+    // takes the changes in).
+    assert!(
+        report.catch_up_apply_cpu.ebis > 0.0
+            && report.catch_up_apply_cpu.ebis <= report.catch_up_cpu.ebis,
+        "{:?} {:?}",
+        report.catch_up_apply_cpu,
+        report.catch_up_cpu
     );
     if let (Some(wh), Some(src)) = (report.load_cpu.warehouse, report.load_cpu.source) {
         assert!(wh > 0.0 && src >= 0.0, "{:?}", report.load_cpu);

@@ -102,7 +102,10 @@ impl Warehouse {
             )
             .await?;
         let taken: i64 = row.get(0);
-        if let Some(keys) = row.get::<_, Option<Vec<String>>>(3) {
+        if let Some(mut keys) = row.get::<_, Option<Vec<String>>>(3) {
+            // In the base's key order (migration 0046): each connection writes one range
+            // of the base, page after page, instead of pages all over it.
+            keys.sort_unstable();
             let ids: Vec<i64> = row.get(1);
             let sources: serde_json::Value = row.get(2);
             let refresh = "select core.refresh_enterprises($1)";

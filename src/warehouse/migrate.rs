@@ -74,6 +74,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0043_org_code_conflict_semi_join.sql"),
     migration!("0044_incremental_report_rules.sql"),
     migration!("0045_raw_row_as_json.sql"),
+    migration!("0046_sorted_base_writes.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
