@@ -350,21 +350,41 @@ async fn a_password_rotated_at_the_server_and_in_its_file_is_picked_up_without_a
     aic.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
-    use ebis::warehouse::{ApplyBatch, SourceMeta, StatusUpdate};
+/// The AIC source registered and its lease taken by `host-a:1:1` for `ttl`.
+async fn leased_by_a(ttl: Duration) -> (Env, ebis::warehouse::Lease) {
     let env = Env::new(&[&AIC_CHANGELOG]).await;
     env.wh
         .register_sources(&env.config().sources)
         .await
         .expect("register");
-    let ttl = Duration::from_secs(5);
     let a = env
         .wh
         .acquire_lease("aic_city", "host-a:1:1", ttl)
         .await
         .expect("acquire")
         .expect("free");
+    (env, a)
+}
+
+/// What an apply of the AIC source writes when it has no rows: its status.
+fn status_only() -> ebis::warehouse::ApplyBatch {
+    let mut b = ebis::warehouse::ApplyBatch::new();
+    b.status = ebis::warehouse::StatusUpdate {
+        state: Some("streaming"),
+        ..Default::default()
+    };
+    b
+}
+
+const AIC_META: ebis::warehouse::SourceMeta<'static> = ebis::warehouse::SourceMeta {
+    name: "aic_city",
+    bureau: "aic",
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
+    let ttl = Duration::from_secs(5);
+    let (env, a) = leased_by_a(ttl).await;
     let b_wh = env.wh.clone();
     // While A holds it, B cannot take it.
     assert_eq!(
@@ -374,18 +394,7 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         None
     );
     env.wh.fence(a.clone());
-    let meta = SourceMeta {
-        name: "aic_city",
-        bureau: "aic",
-    };
-    let batch = || {
-        let mut b = ApplyBatch::new();
-        b.status = StatusUpdate {
-            state: Some("streaming"),
-            ..StatusUpdate::default()
-        };
-        b
-    };
+    let (meta, batch) = (AIC_META, status_only);
     env.wh
         .apply(meta, "seq 1", &batch())
         .await
@@ -428,6 +437,84 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
     let holders = env.wh.lease_holders().await.expect("holders");
     assert_eq!(holders.len(), 1);
     assert_eq!(holders[0].holder, "host-b:2:2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_over_waits_for_an_apply_in_flight_but_the_holders_renewals_do_not() {
+    let ttl = Duration::from_secs(30);
+    let (env, a) = leased_by_a(ttl).await;
+    env.wh.fence(a.clone());
+    let (meta, batch) = (AIC_META, status_only());
+    // An apply in flight: the second half of a split batch, held open (its fence taken,
+    // its rows written) until the first half says it committed.
+    let (first_half, before) = tokio::sync::watch::channel(None);
+    let in_flight = {
+        let wh = env.wh.clone();
+        let batch = batch.clone();
+        tokio::spawn(async move { wh.apply_after(meta, "seq 1", &batch, Some(&before)).await })
+    };
+    let fenced = "select count(*) from pg_stat_activity
+                  where datname = current_database() and state = 'idle in transaction'
+                    and query like '%from ebis.lease%'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.one::<i64>(fenced).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply never took its fence"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The holder renews its lease while its apply is in flight, without waiting for it.
+    let renewed = tokio::time::timeout(Duration::from_secs(5), env.wh.renew_lease(&a, ttl))
+        .await
+        .expect("a renewal does not wait for the holder's own apply")
+        .expect("renew");
+    assert!(renewed, "the holder keeps its lease");
+    // The holder stalls past its lease; another process takes the source over, and its
+    // take-over waits for the apply in flight.
+    env.pg()
+        .await
+        .execute(
+            "update ebis.lease set expires_at = clock_timestamp() - interval '1 second' where source = 'aic_city'",
+            &[],
+        )
+        .await
+        .expect("expire");
+    let take_over = {
+        let wh = env.wh.clone();
+        tokio::spawn(async move { wh.acquire_lease("aic_city", "host-b:2:2", ttl).await })
+    };
+    let waiting = "select count(*) from pg_stat_activity
+                   where datname = current_database() and wait_event_type = 'Lock'
+                     and query like '%from ebis.lease where source = $1 for update%'";
+    while env.one::<i64>(waiting).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the take-over never waited for the apply in flight"
+        );
+        assert!(!take_over.is_finished(), "the take-over did not wait");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first_half.send(Some(true)).expect("the apply waits");
+    in_flight
+        .await
+        .expect("join")
+        .expect("the apply in flight commits: it held the lease when it began");
+    let b = take_over
+        .await
+        .expect("join")
+        .expect("acquire")
+        .expect("expired: the other process takes it once the apply committed");
+    assert_eq!(b.epoch, a.epoch + 1);
+    let err = env
+        .wh
+        .apply(meta, "seq 2", &batch)
+        .await
+        .expect_err("the old holder's next apply is refused");
+    assert!(
+        matches!(err, ebis::warehouse::WarehouseError::LeaseLost(_)),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,8 +65,17 @@ impl Warehouse {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, WarehouseError> {
-        let client = self.client().await?;
-        let row = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // FOR UPDATE, which waits for the applies in flight (their fence holds the row
+        // FOR KEY SHARE, which the holder's renewals do not wait for): a take-over
+        // commits only after them.
+        tx.execute(
+            "select 1 from ebis.lease where source = $1 for update",
+            &[&source],
+        )
+        .await?;
+        let row = tx
             .query_opt(
                 "insert into ebis.lease as l (source, holder, epoch, acquired_at, renewed_at, expires_at)
                  values ($1, $2, 1, clock_timestamp(), clock_timestamp(),
@@ -79,6 +88,7 @@ impl Warehouse {
                 &[&source, &holder, &millis(ttl)],
             )
             .await?;
+        tx.commit().await?;
         Ok(row.map(|r| Lease {
             source: source.to_owned(),
             holder: holder.to_owned(),
@@ -162,8 +172,12 @@ impl Warehouse {
 }
 
 /// In an apply transaction, before anything is written: the lease must still be this
-/// holder's and unexpired. The row stays locked (FOR SHARE) until the transaction ends,
-/// so a take-over waits for this apply to commit or roll back.
+/// holder's and unexpired. The row stays locked (FOR KEY SHARE) until the transaction
+/// ends, so a take-over, which locks it FOR UPDATE first, waits for this apply to commit
+/// or roll back. The holder's renewals (updates of no key) do not wait: under FOR SHARE
+/// a renewal queued behind the applies in flight, one after another (250 ms per renewal
+/// in a catch-up, with a pooled connection held all the while), and could in principle
+/// starve until the lease expired.
 pub(super) async fn check_fence(
     tx: &tokio_postgres::Transaction<'_>,
     lease: &Lease,
@@ -171,7 +185,7 @@ pub(super) async fn check_fence(
     let held = tx
         .query_opt(
             "select 1 from ebis.lease where source = $1 and holder = $2 and epoch = $3
-               and expires_at > clock_timestamp() for share",
+               and expires_at > clock_timestamp() for key share",
             &[&lease.source, &lease.holder, &lease.epoch],
         )
         .await?;
