@@ -45,6 +45,16 @@ impl RawRow {
     pub fn of(row: &ebis_source::Row) -> RawRow {
         RawRow(row.to_json_text().into())
     }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when it is empty (it never is: a row is at least `{}`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl ToSql for RawRow {

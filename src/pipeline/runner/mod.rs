@@ -147,6 +147,9 @@ struct Runner {
     password_seen: Option<[u8; 32]>,
     /// Whether the first snapshot of this table (its name) copies rows straight in.
     fresh: Option<(String, bool)>,
+    /// The average raw row of the last batch or chunk mapped, bytes: what bounds the rows
+    /// the next read takes ([`read_rows`]). `None` until one was mapped.
+    row_bytes: Option<usize>,
 }
 
 /// How long a caught-up source waits before it polls again: briefly right after it
@@ -274,6 +277,7 @@ pub async fn run_source(
         read_ahead: None,
         batches: 0,
         fresh: None,
+        row_bytes: None,
     };
     let mut backoff = Duration::from_millis(500);
     let mut recovering = false;
@@ -362,6 +366,11 @@ pub async fn run_source(
 }
 
 impl Runner {
+    /// Rows the next read takes (see [`read_rows`]).
+    fn read_rows(&self) -> usize {
+        read_rows(self.settings.batch_size, self.row_bytes)
+    }
+
     fn meta(&self) -> SourceMeta<'_> {
         SourceMeta {
             name: &self.cfg.name,
@@ -614,11 +623,12 @@ impl Runner {
         let (read, mut batch) = match self.read_ahead.take() {
             Some((from, ahead)) if from == self.position => ahead,
             _ => {
-                let size = cold_read_size(&self.position, self.settings.batch_size);
+                let size = cold_read_size(&self.position, self.read_rows());
                 let read = self.source.changes(&self.position, size).await?;
                 map_batch(&self.mappings, &self.cfg.division, self.version_base, read)
             }
         };
+        self.row_bytes = average_row_bytes(&batch).or(self.row_bytes);
         let drained = read.read_at.is_some();
         let changed = !read.changes.is_empty();
         let earliest_gap = match &read.position {
@@ -679,13 +689,12 @@ impl Runner {
         let applied = if !drained && reads_ahead(&read.position) {
             // Mapping 10,000 changes takes 45-80 ms, during which nothing applied when
             // the apply ran in this task.
+            let rows = self.read_rows();
             let mut apply = self.apply_in_background(summary.clone(), batch);
             let (source, mappings) = (&mut self.source, &self.mappings);
             let (division, version_base) = (&self.cfg.division, self.version_base);
             let next = async {
-                let ahead = source
-                    .changes(&read.position, self.settings.batch_size)
-                    .await?;
+                let ahead = source.changes(&read.position, rows).await?;
                 Ok::<_, SourceError>(map_batch(mappings, division, version_base, ahead))
             };
             let (applied, ahead) = tokio::join!(apply.join(), next);
@@ -757,6 +766,38 @@ fn cold_read_size(position: &Position, batch_size: usize) -> usize {
     }
 }
 
+/// Raw row bytes a read may take: it ends at this many bytes of rows (the average of
+/// the last batch's raw rows times its rows), below `batch_size` when rows are wide. The
+/// memory a batch takes grows with its rows: ebis holds each row as read, as JSON text,
+/// mapped, and encoded for COPY, and up to three batches at once (one applying, one read
+/// ahead, one being mapped), about 15 times the raw row's JSON text per row in all. With
+/// the bench's 570-byte rows, batch_size 10,000 peaked at 159 MB, 20,000 at 255 MB and
+/// 50,000 at 460 MB; bounded by bytes, any batch_size stays below 200 MB.
+const READ_RAW_BYTES: usize = 6 << 20;
+
+/// Rows the first read of a run takes when `batch_size` is larger: until a batch was
+/// mapped, the width of the source's rows is not known.
+const FIRST_READ_ROWS: usize = 1000;
+
+/// Rows the next read takes: `batch_size`, unless the rows seen so far are wide enough
+/// that so many would pass [`READ_RAW_BYTES`] (never fewer than 100).
+fn read_rows(batch_size: usize, row_bytes: Option<usize>) -> usize {
+    match row_bytes {
+        None => batch_size.min(FIRST_READ_ROWS),
+        Some(b) => batch_size.min((READ_RAW_BYTES / b.max(1)).max(100)),
+    }
+}
+
+/// The average raw row (JSON text bytes) of a mapped batch's records; `None` without any.
+pub(super) fn average_row_bytes(batch: &ApplyBatch) -> Option<usize> {
+    let (rows, bytes) = batch
+        .kinds
+        .values()
+        .flat_map(|(_, k)| &k.upserts)
+        .fold((0usize, 0usize), |(n, b), r| (n + 1, b + r.raw_row.len()));
+    (rows > 0).then(|| bytes / rows)
+}
+
 /// A batch of changes as read (versions moved by `version_base`) and as mapped.
 fn map_batch(
     mappings: &MappingSet,
@@ -817,6 +858,20 @@ mod tests {
             !reached.load(std::sync::atomic::Ordering::SeqCst),
             "an apply whose step was dropped is aborted, not left to commit later"
         );
+    }
+
+    #[test]
+    fn a_read_takes_batch_size_rows_unless_they_would_pass_its_bytes() {
+        // The first read of a run, before any row was seen: small.
+        assert_eq!(read_rows(10_000, None), 1000);
+        assert_eq!(read_rows(500, None), 500);
+        // The bench's 570-byte rows: batch_size 10,000 as set; 50,000 bounded.
+        assert_eq!(read_rows(10_000, Some(570)), 10_000);
+        assert_eq!(read_rows(50_000, Some(570)), READ_RAW_BYTES / 570);
+        assert!(read_rows(50_000, Some(570)) * 570 <= READ_RAW_BYTES);
+        // Rows of a megabyte: never fewer than 100 a read.
+        assert_eq!(read_rows(10_000, Some(1 << 20)), 100);
+        assert_eq!(read_rows(50, Some(1 << 20)), 50);
     }
 
     #[test]

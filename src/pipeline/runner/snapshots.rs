@@ -178,18 +178,20 @@ impl Runner {
                 p.chunk
             }
             _ => {
+                let rows = self.read_rows();
                 read_chunk(
                     &mut self.source,
                     &self.cfg,
                     &self.mappings,
                     &table,
                     after.as_deref(),
-                    self.settings.batch_size,
+                    rows,
                     progress.version,
                 )
                 .await?
             }
         };
+        self.row_bytes = super::average_row_bytes(&chunk.batch).or(self.row_bytes);
         progress.rows += chunk.rows as u64;
         let mut batch = chunk.batch;
         batch.fresh = !progress.added && self.fresh_table(&table, &progress).await?;
@@ -252,6 +254,7 @@ impl Runner {
             Some((after, version))
                 if progress_table_continues(self.snapshot.as_ref(), &table, &tables) =>
             {
+                let rows = self.read_rows();
                 let mut apply = self.apply_in_background(summary, batch);
                 let keys: Vec<Value> = after.iter().map(Value::from).collect();
                 let read = read_chunk(
@@ -260,7 +263,7 @@ impl Runner {
                     &self.mappings,
                     &table,
                     Some(&keys),
-                    self.settings.batch_size,
+                    rows,
                     version,
                 );
                 let (applied, ahead) = tokio::join!(apply.join(), read);
