@@ -772,7 +772,8 @@ fn cold_read_size(position: &Position, batch_size: usize) -> usize {
 /// mapped, and encoded for COPY, and up to three batches at once (one applying, one read
 /// ahead, one being mapped), about 15 times the raw row's JSON text per row in all. With
 /// the bench's 570-byte rows, batch_size 10,000 peaked at 159 MB, 20,000 at 255 MB and
-/// 50,000 at 460 MB; bounded by bytes, any batch_size stays below 200 MB.
+/// 50,000 at 460 MB; bounded by bytes, any batch_size stays below 200 MB (50,000: 173
+/// MB) for rows up to about 60 kB, above which the floor of 100 rows a read decides.
 const READ_RAW_BYTES: usize = 6 << 20;
 
 /// Rows the first read of a run takes when `batch_size` is larger: until a batch was
