@@ -366,6 +366,18 @@ async fn leased_by_a(ttl: Duration) -> (Env, ebis::warehouse::Lease) {
     (env, a)
 }
 
+/// The AIC source's lease runs out, as when its holder stalls (a GC pause, a partition).
+async fn expire_lease(env: &Env) {
+    env.pg()
+        .await
+        .execute(
+            "update ebis.lease set expires_at = clock_timestamp() - interval '1 second' where source = 'aic_city'",
+            &[],
+        )
+        .await
+        .expect("expire");
+}
+
 /// What an apply of the AIC source writes when it has no rows: its status.
 fn status_only() -> ebis::warehouse::ApplyBatch {
     let mut b = ebis::warehouse::ApplyBatch::new();
@@ -400,14 +412,7 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         .await
         .expect("A applies while it holds the lease");
     // A stalls (a GC pause, a partition) past its lease; B takes the source over.
-    env.pg()
-        .await
-        .execute(
-            "update ebis.lease set expires_at = clock_timestamp() - interval '1 second' where source = 'aic_city'",
-            &[],
-        )
-        .await
-        .expect("expire");
+    expire_lease(&env).await;
     let b = b_wh
         .acquire_lease("aic_city", "host-b:2:2", ttl)
         .await
@@ -472,14 +477,7 @@ async fn a_take_over_waits_for_an_apply_in_flight_but_the_holders_renewals_do_no
     assert!(renewed, "the holder keeps its lease");
     // The holder stalls past its lease; another process takes the source over, and its
     // take-over waits for the apply in flight.
-    env.pg()
-        .await
-        .execute(
-            "update ebis.lease set expires_at = clock_timestamp() - interval '1 second' where source = 'aic_city'",
-            &[],
-        )
-        .await
-        .expect("expire");
+    expire_lease(&env).await;
     let take_over = {
         let wh = env.wh.clone();
         tokio::spawn(async move { wh.acquire_lease("aic_city", "host-b:2:2", ttl).await })

@@ -47,13 +47,8 @@ impl RawRow {
     }
 
     /// Its length in bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    /// True when it is empty (it never is: a row is at least `{}`).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
