@@ -56,10 +56,19 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
     if let (Some(wh), Some(src)) = (report.load_cpu.warehouse, report.load_cpu.source) {
         assert!(wh > 0.0 && src >= 0.0, "{:?}", report.load_cpu);
         assert!(
-            text.contains("core-seconds (") && text.contains(" rows/s\n"),
+            text.contains("core-seconds (") && text.contains(" rows/s; of the machine's "),
             "{text}"
         );
-        assert!(text.contains(" changes/s\n"), "{text}");
+        assert!(text.contains(" changes/s; of the machine's "), "{text}");
+        // The machine's cores counted at least what the three processes used, and say
+        // where the rest went.
+        let m = report.load_cpu.machine.expect("/proc/stat is read");
+        assert!(
+            m.total >= 0.9 * (wh + src + report.load_cpu.ebis) && m.idle >= 0.0 && m.iowait >= 0.0,
+            "{m:?} {:?}",
+            report.load_cpu
+        );
+        assert!(text.contains(" idle waiting on I/O, "), "{text}");
     }
     assert!(text.contains("`psql \\copy` load"), "{text}");
     // Where psql ran the raw \copy, it also wrote the first load's output alone: the

@@ -2,7 +2,10 @@
 //! PostgreSQL process of it), the source server and ebis itself, read from `/proc` when
 //! the servers run on this machine. With the machine's cores, a phase's CPU seconds give
 //! the shortest time it could take if every core were busy throughout — the floor
-//! beside which its measured time is read.
+//! beside which its measured time is read. The machine's own counters (`/proc/stat`)
+//! say where the rest went: cores idle (and of that, idle while I/O was outstanding:
+//! WAL and data files written and synced, pages read), taken by the hypervisor, or used
+//! by other processes.
 
 use mysql_async::prelude::Queryable;
 
@@ -29,6 +32,58 @@ pub struct CpuTimes {
     pub source: Option<f64>,
     /// This process.
     pub ebis: f64,
+    /// The whole machine, all cores (`None` without `/proc/stat`).
+    pub machine: Option<MachineTimes>,
+}
+
+/// Core-seconds of the whole machine, from `/proc/stat`'s first line.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MachineTimes {
+    /// Every state counted.
+    pub total: f64,
+    /// Idle with no I/O outstanding.
+    pub idle: f64,
+    /// Idle while I/O was outstanding (`iowait`).
+    pub iowait: f64,
+    /// Taken by the hypervisor for other guests (`steal`).
+    pub steal: f64,
+}
+
+impl MachineTimes {
+    /// Reads `/proc/stat`.
+    fn read() -> Option<MachineTimes> {
+        MachineTimes::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// From the text of `/proc/stat`: its `cpu` line's user, nice, system, idle, iowait,
+    /// irq, softirq and steal (guest time is counted in user already).
+    fn parse(stat: &str) -> Option<MachineTimes> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let ticks: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|t| t.parse::<f64>().ok())
+            .collect::<Option<_>>()?;
+        if ticks.len() < 8 {
+            return None;
+        }
+        Some(MachineTimes {
+            total: ticks.iter().sum::<f64>() / TICKS,
+            idle: ticks[3] / TICKS,
+            iowait: ticks[4] / TICKS,
+            steal: ticks[7] / TICKS,
+        })
+    }
+
+    fn since(&self, earlier: &MachineTimes) -> MachineTimes {
+        MachineTimes {
+            total: self.total - earlier.total,
+            idle: self.idle - earlier.idle,
+            iowait: self.iowait - earlier.iowait,
+            steal: self.steal - earlier.steal,
+        }
+    }
 }
 
 impl CpuProbe {
@@ -74,6 +129,7 @@ impl CpuProbe {
             warehouse: self.warehouse.and_then(tree_cpu),
             source: self.source.and_then(|p| process_cpu(p, false)),
             ebis: process_cpu(std::process::id(), false).unwrap_or(0.0),
+            machine: MachineTimes::read(),
         }
     }
 }
@@ -86,6 +142,10 @@ impl CpuTimes {
             warehouse: diff(self.warehouse, earlier.warehouse),
             source: diff(self.source, earlier.source),
             ebis: self.ebis - earlier.ebis,
+            machine: match (self.machine, earlier.machine) {
+                (Some(now), Some(then)) => Some(now.since(&then)),
+                _ => None,
+            },
         }
     }
 
@@ -100,12 +160,22 @@ impl CpuTimes {
         };
         let total = wh + src + self.ebis;
         let floor = total / cores.max(1) as f64;
-        format!(
+        let mut line = format!(
             "warehouse server {wh:.1} s, source server {src:.1} s, ebis {:.1} s = {total:.1} core-seconds ({:.1} µs per {unit}); on {cores} cores at least {floor:.1} s = at most {:.0} {unit}s/s",
             self.ebis,
             total * 1e6 / rows.max(1) as f64,
             rows as f64 / floor.max(1e-9)
-        )
+        );
+        if let Some(m) = self.machine {
+            // Busy time the three were not charged: other processes, and work the kernel
+            // charges to no process (interrupts).
+            let others = (m.total - m.idle - m.iowait - m.steal - total).max(0.0);
+            line.push_str(&format!(
+                "; of the machine's {:.1} core-seconds meanwhile, {:.1} idle, {:.1} idle waiting on I/O, {:.1} taken by the hypervisor, {others:.1} used otherwise",
+                m.total, m.idle, m.iowait, m.steal
+            ));
+        }
+        line
     }
 }
 
@@ -218,6 +288,7 @@ mod tests {
             warehouse: Some(30.0),
             source: Some(2.0),
             ebis: 8.0,
+            machine: None,
         };
         let line = t.render(2, 1_000_000, "row");
         assert!(
@@ -228,5 +299,34 @@ mod tests {
             line.contains("on 2 cores at least 20.0 s = at most 50000 rows/s"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_machine_says_where_the_cores_went_that_the_three_did_not_use() {
+        // user nice system idle iowait irq softirq steal guest guest_nice, in ticks
+        let before = MachineTimes::parse(
+            "cpu  1000 0 500 8000 200 0 100 0 0 0\ncpu0 500 0 250 4000 100 0 50 0 0 0\nintr 1\n",
+        )
+        .expect("a /proc/stat text");
+        let after = MachineTimes::parse(
+            "cpu  5500 0 1500 9000 1200 0 300 100 0 0\ncpu0 2500 0 750 4500 600 0 150 50 0 0\nintr 1\n",
+        )
+        .expect("a /proc/stat text");
+        let m = after.since(&before);
+        assert_eq!(m.total, 78.0);
+        assert_eq!((m.idle, m.iowait, m.steal), (10.0, 10.0, 1.0));
+        let t = CpuTimes {
+            warehouse: Some(40.0),
+            source: Some(5.0),
+            ebis: 10.0,
+            machine: Some(m),
+        };
+        let line = t.render(2, 1_000_000, "row");
+        assert!(
+            line.ends_with("of the machine's 78.0 core-seconds meanwhile, 10.0 idle, 10.0 idle waiting on I/O, 1.0 taken by the hypervisor, 2.0 used otherwise"),
+            "{line}"
+        );
+        assert_eq!(MachineTimes::parse("cpu  1 2 3\n"), None);
+        assert!(MachineTimes::read().is_some_and(|m| m.total > 0.0));
     }
 }
