@@ -411,6 +411,20 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         .apply(meta, "seq 1", &batch())
         .await
         .expect("A applies while it holds the lease");
+    env.wh
+        .set_state("aic_city", "retrying", Some("A's source refused a login"))
+        .await
+        .expect("A sets its state");
+    let state = "select state || ' / ' || coalesce(last_error, '-') from ebis.source_status where source = 'aic_city'";
+    assert_eq!(
+        env.one::<String>(state).await,
+        "retrying / A's source refused a login",
+        "the holder writes its source's state and error"
+    );
+    env.wh
+        .apply(meta, "seq 1", &batch())
+        .await
+        .expect("A streams again");
     // A stalls (a GC pause, a partition) past its lease; B takes the source over.
     expire_lease(&env).await;
     let b = b_wh
@@ -435,10 +449,30 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         !env.wh.renew_lease(&a, ttl).await.expect("renew"),
         "A cannot renew"
     );
+    // Before it learns of the take-over, A fails (or retries, or stops): the state and
+    // error it would write are not B's, and are not written.
+    for (st, error) in [
+        ("retrying", Some("A lost its source")),
+        ("failed", Some("A's mapping is wrong")),
+        ("stopped", None),
+    ] {
+        env.wh
+            .set_state("aic_city", st, error)
+            .await
+            .expect("A's status write runs, and changes nothing");
+    }
+    assert_eq!(
+        env.one::<String>(state).await,
+        "streaming / A's source refused a login",
+        "the state is the last A wrote while it held the source"
+    );
     let after: String = env
         .one("select updated_at::text from ebis.source_status where source = 'aic_city'")
         .await;
-    assert_eq!(before, after, "nothing of A's apply was written");
+    assert_eq!(
+        before, after,
+        "nothing of A's apply or status writes was written"
+    );
     let holders = env.wh.lease_holders().await.expect("holders");
     assert_eq!(holders.len(), 1);
     assert_eq!(holders[0].holder, "host-b:2:2");

@@ -146,12 +146,19 @@ impl Warehouse {
     }
 
     /// Sets a source's state, and its last error when given (errors never carry values).
+    /// Fenced as applies are ([`Warehouse::fence`]): once another process has taken the
+    /// source over, the status is its to write, and a state or an error of the process
+    /// that lost it (its connection back after a partition, say, before its next apply
+    /// finds the lease lost) changes nothing.
     pub async fn set_state(
         &self,
         source: &str,
         state: &str,
         error: Option<&str>,
     ) -> Result<(), WarehouseError> {
+        let fence = self.fence_of(source);
+        let holder = fence.as_ref().map(|l| l.holder.as_str());
+        let epoch = fence.as_ref().map(|l| l.epoch);
         let client = self.client().await?;
         client
             .execute(
@@ -160,8 +167,11 @@ impl Warehouse {
                    last_error = coalesce($3, last_error),
                    last_error_at = case when $3 is null then last_error_at else now() end,
                    updated_at = now()
-                 where source = $1",
-                &[&source, &state, &error],
+                 where source = $1
+                   and ($4::text is null or exists (
+                         select 1 from ebis.lease l
+                         where l.source = $1 and l.holder = $4 and l.epoch = $5))",
+                &[&source, &state, &error, &holder, &epoch],
             )
             .await?;
         Ok(())
