@@ -117,6 +117,8 @@ pub struct BenchReport {
     pub source_cpu_secs: Option<f64>,
     /// CPU seconds of the first load (snapshot and base) by process.
     pub load_cpu: CpuTimes,
+    /// CPU seconds of the first load's snapshot alone (until the source streamed).
+    pub snapshot_cpu: CpuTimes,
     /// CPU seconds of the catch-up until every change was applied (the base's drain
     /// waits while a source catches up), by process.
     pub catch_up_apply_cpu: CpuTimes,
@@ -152,6 +154,7 @@ impl BenchReport {
              streaming: {} changes written (names and addresses updated, enterprises registered and deleted) in {:.1} s ({:.0}/s), all applied after {:.1} s = {:.0} changes/s\n\
              lag while streaming (sampled every 0.1 s): median {:.2} s, p95 {:.2} s, p99 {:.2} s, max {:.2} s ({} samples)\n\
              source server CPU while streaming: {}\n\
+             CPU of the first load's snapshot: {}\n\
              CPU of the first load until the base was complete: {}\n\
              catch-up: {} changes queued while stopped, applied in {:.1} s = {:.0} changes/s (base complete after {:.1} s)\n\
              CPU of the catch-up until every change was applied: {}\n\
@@ -178,6 +181,7 @@ impl BenchReport {
             pct(1.0),
             lags.len(),
             source_cpu,
+            self.snapshot_cpu.render(self.cores, self.rows, "row"),
             self.load_cpu.render(self.cores, self.rows, "row"),
             self.changes,
             self.catch_up_secs,
@@ -417,6 +421,7 @@ async fn measure(
         }
     }
     report.snapshot_secs = snap_start.elapsed().as_secs_f64();
+    report.snapshot_cpu = probe.read().since(&load_cpu);
     progress(&format!(
         "snapshot: {} rows in {:.1} s",
         opts.rows, report.snapshot_secs

@@ -33,8 +33,16 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
     assert!(report.load_cpu.ebis > 0.0, "{:?}", report.load_cpu);
     let text = report.render();
     assert!(
-        text.contains("CPU of the first load until the base was complete: "),
+        text.contains("CPU of the first load's snapshot: ")
+            && text.contains("CPU of the first load until the base was complete: "),
         "{text}"
+    );
+    // The snapshot is part of the first load.
+    assert!(
+        report.snapshot_cpu.ebis > 0.0 && report.snapshot_cpu.ebis <= report.load_cpu.ebis,
+        "{:?} {:?}",
+        report.snapshot_cpu,
+        report.load_cpu
     );
     assert!(
         text.contains("CPU of the catch-up until every change was applied: "),
