@@ -118,7 +118,7 @@ impl ServerSettings {
         }
         if self.wal_compression == "off" {
             notes.push(
-                "wal_compression is off: the first change to each page after a checkpoint writes the whole 8 kB page to the WAL, which catch-up updates spread over a large table do for nearly every row; `wal_compression = lz4` (or `pglz`) writes a fraction of it (a reload applies it)"
+                "wal_compression is off: the first change to each page after a checkpoint writes the whole 8 kB page to the WAL, which catch-up updates spread over a large table do for nearly every row (on the capture bench, 100,000 updates of a 1M-row table wrote 800 MB of WAL, 86 % of it whole pages); `wal_compression = lz4` (or `pglz`) writes a fraction of it (228-449 MB there; a reload applies it), or, for ebis's sessions alone, a superuser can run `ALTER ROLE <ebis's role> SET wal_compression = lz4`"
                     .to_owned(),
             );
         }
