@@ -406,9 +406,8 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         None
     );
     env.wh.fence(a.clone());
-    let (meta, batch) = (AIC_META, status_only);
     env.wh
-        .apply(meta, "seq 1", &batch())
+        .apply(AIC_META, "seq 1", &status_only())
         .await
         .expect("A applies while it holds the lease");
     env.wh
@@ -422,7 +421,7 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         "the holder writes its source's state and error"
     );
     env.wh
-        .apply(meta, "seq 1", &batch())
+        .apply(AIC_META, "seq 1", &status_only())
         .await
         .expect("A streams again");
     // A stalls (a GC pause, a partition) past its lease; B takes the source over.
@@ -438,7 +437,7 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() {
         .await;
     let err = env
         .wh
-        .apply(meta, "seq 2", &batch())
+        .apply(AIC_META, "seq 2", &status_only())
         .await
         .expect_err("A's apply is refused");
     assert!(
