@@ -1,7 +1,8 @@
 //! Binlog capture (MySQL/MariaDB's row-based binary log) beyond the contract kit: a
 //! transaction larger than a batch, the table's definition changed mid-stream, a
-//! TRUNCATE (logged as a statement, without rows), connections cut mid-stream, and what
-//! `check --online` says of an account that may not read the log.
+//! TRUNCATE (logged as a statement, without rows), connections cut mid-stream, what
+//! `check --online` says of an account that may not read the log, and rows taken from
+//! the log's row images (equal to a read by key; GBK text as the server converts it).
 
 use crate::support::TempDir;
 use crate::support::harness::{Env, Running, SourceDef};
@@ -706,4 +707,174 @@ async fn check_online_names_the_grants_binlog_capture_lacks() {
         "{}",
         out.stdout
     );
+}
+
+/// Every GBK byte pair the image reading decodes itself ([`ebis_mysql::gb_text`])
+/// becomes the text the server's own conversion gives a read: pairs where the two
+/// could differ are left to a read by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gbk_text_taken_from_the_log_is_what_the_server_converts_it_to() {
+    let db = MyDb::create(&["CREATE TABLE P (B VARBINARY(2) NOT NULL)".to_owned()]).await;
+    db.exec(
+        "INSERT INTO P SELECT UNHEX(CONCAT(HEX(l.seq), HEX(t.seq))) FROM seq_129_to_254 l, seq_64_to_254 t WHERE t.seq <> 127",
+    )
+    .await;
+    let mut conn = db.conn().await;
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
+        .query("SELECT B, CAST(CONVERT(CAST(B AS CHAR CHARACTER SET gbk) USING utf8mb4) AS BINARY) FROM P")
+        .await
+        .expect("pairs");
+    assert_eq!(rows.len(), 126 * 190);
+    for (pair, server) in &rows {
+        // GB2312's hanzi (all but five unassigned places) and full-width forms are
+        // what enterprise names are written in: all of them are taken from the log.
+        let hanzi = (0xB0..=0xF7).contains(&pair[0])
+            && pair[1] >= 0xA1
+            && pair[1] <= 0xFE
+            && !(pair[0] == 0xD7 && pair[1] >= 0xFA);
+        let full_width = pair[0] == 0xA3 && pair[1] >= 0xA1 && pair[1] <= 0xFE;
+        // GBK's hanzi beyond GB2312 (镕 in 王镕 is E9 46).
+        let gbk_hanzi = ((0x81..=0xA0).contains(&pair[0])
+            || ((0xAA..=0xFD).contains(&pair[0]) && pair[1] <= 0xA0))
+            && pair[1] != 0x7F;
+        let text = ebis_mysql::gb_text(pair);
+        assert!(
+            text.is_some() || !(hanzi || full_width || gbk_hanzi),
+            "pair {pair:02X?} is read by key"
+        );
+        if let Some(text) = text {
+            assert_eq!(
+                text.as_bytes(),
+                server.as_slice(),
+                "pair {pair:02X?}: decoded {text:?}, the server gives {:?}",
+                String::from_utf8_lossy(server)
+            );
+        }
+    }
+}
+
+/// Rows of a table whose columns all read the same from the log come from its row
+/// images: each change carries the row as its transaction wrote it (a read by key
+/// would give its newer state), equal to what a read by key gives for it; a table with
+/// a column the log holds otherwise (TIMESTAMP, ENUM, …) is read by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_taken_from_the_logs_images_as_a_read_by_key_gives_them() {
+    const SAFE: &str = "CREATE TABLE ENT (
+        ID BIGINT UNSIGNED NOT NULL PRIMARY KEY, C_TINY TINYINT NULL, C_SMALL SMALLINT UNSIGNED NULL,
+        C_MEDIUM MEDIUMINT NULL, C_INT INT NULL, C_DEC DECIMAL(18,4) NULL, C_ZERO DECIMAL(10,2) NULL,
+        C_FLOAT FLOAT NULL, C_DOUBLE DOUBLE NULL, ESTDATE DATE NULL, C_DATETIME DATETIME(6) NULL,
+        C_DT0 DATETIME NULL, C_CHAR CHAR(6) CHARACTER SET gbk NULL, ENTNAME VARCHAR(200) CHARACTER SET gbk NULL,
+        C_UTF VARCHAR(100) NULL, C_LATIN VARCHAR(40) CHARACTER SET latin1 NULL, C_TEXT TEXT NULL,
+        C_VARBIN VARBINARY(20) NULL, C_BLOB BLOB NULL, REGNO VARCHAR(30) NULL
+    ) DEFAULT CHARSET=utf8mb4";
+    let b = bureau_with(SAFE, MAPPING, "mode: binlog").await;
+    let config = b.env.config();
+    let cfg = &config.sources[0];
+    let mappings =
+        ebis::mapping::MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)).expect("maps");
+    let mut source = AnySource::open(cfg, ebis::pipeline::plans(cfg, &mappings)).expect("source");
+    source.check().await.expect("check");
+    let head = source.head().await.expect("head");
+    b.db.exec(
+        "INSERT INTO ENT SELECT 18446744073709551000 + seq, IF(seq % 2, NULL, -5), 65000, -8000000, seq,
+            IF(seq % 3, -1234567890.0501, 0), 0, 1.5, 2.25e100, '2006-03-01', '2026-12-03 10:11:12.654321',
+            '2026-12-03 10:11:12', IF(seq % 2, '乌海  ', 'ab'), CONCAT('乌海市第', seq, '号（有限公司）'),
+            '𠀀 emoji 🙂', IF(seq % 2, 'Café', 'plain'), REPEAT('文本', 300), UNHEX('00FF00'),
+            IF(seq % 2, NULL, REPEAT(UNHEX('FE'), 300)), LPAD(seq, 15, '0')
+         FROM seq_1_to_40",
+    )
+    .await;
+    // Later changes, not in the first batch: a rename and a delete.
+    b.db.exec("UPDATE ENT SET ENTNAME = '后来的名称' WHERE ID = 18446744073709551001")
+        .await;
+    b.db.exec("DELETE FROM ENT WHERE ID = 18446744073709551002")
+        .await;
+    let first = source.changes(&head, 40).await.expect("changes");
+    assert_eq!(first.changes.len(), 40);
+    let name_of = |c: &ebis_source::Change| c.row.get("ENTNAME").cloned();
+    let one = first
+        .changes
+        .iter()
+        .find(|c| c.key == [ebis_source::Value::UInt(18_446_744_073_709_551_001)])
+        .expect("row 1");
+    assert_eq!(
+        name_of(one),
+        Some(ebis_source::Value::Text(
+            "乌海市第1号（有限公司）".to_owned()
+        )),
+        "the row as the insert wrote it"
+    );
+    let two = first
+        .changes
+        .iter()
+        .find(|c| c.key == [ebis_source::Value::UInt(18_446_744_073_709_551_002)])
+        .expect("row 2");
+    assert_eq!(
+        two.op,
+        ebis_source::Op::Upsert,
+        "inserted then; deleted later"
+    );
+    // Every other row is unchanged since: the image gives what a read gives.
+    for c in &first.changes {
+        if c.key == one.key || c.key == two.key {
+            continue;
+        }
+        let read = source
+            .rows_by_keys("ENT", std::slice::from_ref(&c.key), c.version)
+            .await
+            .expect("read by key");
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].row, c.row, "key {:?}", c.key);
+    }
+    let next = source.changes(&first.position, 40).await.expect("changes");
+    let ops: Vec<(ebis_source::Op, Option<ebis_source::Value>)> =
+        next.changes.iter().map(|c| (c.op, name_of(c))).collect();
+    assert_eq!(
+        ops,
+        [
+            (
+                ebis_source::Op::Upsert,
+                Some(ebis_source::Value::Text("后来的名称".to_owned()))
+            ),
+            (ebis_source::Op::Delete, None),
+        ]
+    );
+    source.close().await;
+    drop(b);
+
+    // A TIMESTAMP column: rows are read by key, so a change gives the row as it is now
+    // (keyed by a negative MEDIUMINT, which the log holds without its sign).
+    let stamped = SAFE
+        .replace(
+            "REGNO VARCHAR(30) NULL",
+            "REGNO VARCHAR(30) NULL, C_STAMP TIMESTAMP NULL",
+        )
+        .replace("ID BIGINT UNSIGNED NOT NULL", "ID MEDIUMINT NOT NULL");
+    let b = bureau_with(&stamped, MAPPING, "mode: binlog").await;
+    let config = b.env.config();
+    let cfg = &config.sources[0];
+    let mut source = AnySource::open(cfg, ebis::pipeline::plans(cfg, &mappings)).expect("source");
+    source.check().await.expect("check");
+    let head = source.head().await.expect("head");
+    b.db.exec("INSERT INTO ENT (ID, ENTNAME, C_STAMP) VALUES (-5, '当初', '2026-12-03 10:11:12')")
+        .await;
+    b.db.exec("UPDATE ENT SET ENTNAME = '如今' WHERE ID = -5")
+        .await;
+    let first = source.changes(&head, 1).await.expect("changes");
+    let got: Vec<_> = first
+        .changes
+        .iter()
+        .map(|c| (c.key.clone(), name_of(c)))
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            vec![ebis_source::Value::Int(-5)],
+            Some(ebis_source::Value::Text("如今".to_owned()))
+        )]
+    );
+    // The poll left its stream open (the batch was full): closing the source ends it.
+    tokio::time::timeout(T, source.close())
+        .await
+        .expect("the source closes with a binlog stream open");
 }

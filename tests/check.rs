@@ -423,7 +423,7 @@ fn a_mapping_cannot_reach_files_or_statements_beyond_its_own() {
     edit(
         &dir,
         "mappings/aic/aic_establishment.yaml",
-        "expression: CONCAT(COALESCE(INDUSTRYPHY, ''), COALESCE(INDUSTRYCO, ''))",
+        "concat: [INDUSTRYPHY, INDUSTRYCO]",
         "expression: \"(SELECT GROUP_CONCAT(CERNO) FROM E_BASEINFO) AS x FROM E_BASEINFO #\"",
     );
     edit(
@@ -530,7 +530,7 @@ async fn a_broken_expression_is_named_by_its_mapping_file_line_and_field() {
     edit(
         &dir,
         "mappings/aic/aic_establishment.yaml",
-        "expression: CONCAT(COALESCE(INDUSTRYPHY, ''), COALESCE(INDUSTRYCO, ''))",
+        "concat: [INDUSTRYPHY, INDUSTRYCO]",
         "expression: (SELECT MAX(h.MC) FROM HY_DM h WHERE h.DM = E_BASEINFO.INDUSTRYCO)",
     );
     assert_eq!(online().code, 0);

@@ -194,12 +194,35 @@ impl FieldSpec {
                 .get(alias)
                 .map(Some)
                 .ok_or_else(|| "the source did not return the expression's value".to_owned()),
-            Input::Constant(_) => Ok(None),
+            Input::Constant(_) | Input::Concat(_) => Ok(None),
         }
+    }
+
+    /// A `concat` input's text: its columns' texts joined, a NULL one as empty.
+    fn joined(columns: &[String], row: &Row) -> Result<String, String> {
+        let mut out = String::new();
+        for c in columns {
+            match row.get(c) {
+                None => return Err(format!("source column {c} is missing from the row")),
+                Some(Value::Null) => {}
+                Some(Value::Bytes(_)) => {
+                    return Err(format!(
+                        "source column {c} holds bytes, not text: concat joins text columns only"
+                    ));
+                }
+                Some(v) => out.push_str(&v.to_text().unwrap_or_default()),
+            }
+        }
+        Ok(out)
     }
 
     /// The raw input as storable text (bytes in hex where text holds a NUL).
     fn raw(&self, row: &Row) -> Option<String> {
+        if let Input::Concat(columns) = &self.input {
+            return Self::joined(columns, row)
+                .ok()
+                .map(|t| storable_text(&t).into_owned());
+        }
         self.input_value(row)
             .ok()
             .flatten()
@@ -211,6 +234,10 @@ impl FieldSpec {
     fn evaluate(&self, row: &Row) -> Result<Cell, (String, Option<String>)> {
         let start = match (&self.input, self.input_value(row)) {
             (Input::Constant(c), _) => Cell::Text(c.clone()),
+            (Input::Concat(columns), _) => match Self::joined(columns, row) {
+                Ok(text) => Cell::Text(text),
+                Err(reason) => return Err((reason, None)),
+            },
             (_, Ok(Some(v))) => Cell::from(v),
             (_, Ok(None)) => Cell::Null,
             (_, Err(reason)) => return Err((reason, None)),

@@ -260,6 +260,7 @@ fn field_spec(c: &mut Compiler<'_>, name: &str, spec: &Spanned<FieldFile>) -> Op
         f.column.is_some(),
         f.expression.is_some(),
         f.value.is_some(),
+        f.concat.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -267,12 +268,23 @@ fn field_spec(c: &mut Compiler<'_>, name: &str, spec: &Spanned<FieldFile>) -> Op
     if inputs != 1 {
         c.error(
             spec,
-            format!("field `{name}` needs exactly one of column, expression, value"),
+            format!("field `{name}` needs exactly one of column, expression, value, concat"),
         );
     }
     let input = if let Some(col) = &f.column {
         c.identifier(col, &format!("field `{name}`"));
         Input::Column(col.value.clone())
+    } else if let Some(cs) = &f.concat {
+        if cs.value.len() < 2 {
+            c.error(
+                cs,
+                format!("field `{name}`: concat joins two or more columns, e.g. `concat: [INDUSTRYPHY, INDUSTRYCO]`"),
+            );
+        }
+        for col in &cs.value {
+            c.identifier(col, &format!("field `{name}`"));
+        }
+        Input::Concat(cs.value.iter().map(|col| col.value.clone()).collect())
     } else if let Some(e) = &f.expression {
         if let Err(why) = super::expression::validate(&e.value) {
             c.error(e, format!("field `{name}`: {why}"));

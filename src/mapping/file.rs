@@ -66,6 +66,8 @@ pub struct FieldFile {
     pub column: Option<Spanned<String>>,
     /// A source-side SQL expression, evaluated by the source database.
     pub expression: Option<Spanned<String>>,
+    /// Source columns whose texts are joined (a NULL one as empty text).
+    pub concat: Option<Spanned<Vec<Spanned<String>>>>,
     /// A constant.
     pub value: Option<Spanned<String>>,
     /// Transforms applied in order.

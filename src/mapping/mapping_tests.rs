@@ -443,8 +443,9 @@ fn structural_errors_come_from_the_parser_with_their_place() {
         &ESTABLISHMENT.replace("    column: NAME\n", "    column: NAME\n    value: x\n"),
     );
     assert!(
-        errs[0]
-            .starts_with("13:5: field `legal_rep` needs exactly one of column, expression, value"),
+        errs[0].starts_with(
+            "13:5: field `legal_rep` needs exactly one of column, expression, value, concat"
+        ),
         "{errs:#?}"
     );
 }
@@ -588,5 +589,89 @@ fn keys_that_cannot_identify_a_row_are_rejected_each_on_its_own() {
         Outcome::Delete {
             source_key: "\\x4c0031".into()
         }
+    );
+}
+
+#[test]
+fn concat_joins_columns_as_the_sources_concat_of_coalesced_texts_would() {
+    let with_concat = ESTABLISHMENT.replace(
+        "  registration_authority:\n    value: 乌海市工商行政管理局\n",
+        "  industry_code:\n    concat: [INDUSTRYPHY, INDUSTRYCO]\n    transforms: [{null_if: ['']}]\n",
+    );
+    let dir = Dir::new("concat");
+    let path = dir.write("aic_establishment.yaml", &with_concat);
+    let m = compile_file(&path, Some(Bureau::Aic)).expect("compiles");
+    let plans = MappingSet {
+        mappings: vec![m.clone()],
+    }
+    .plans();
+    assert!(
+        ["INDUSTRYPHY", "INDUSTRYCO"]
+            .iter()
+            .all(|c| plans[0].columns.iter().any(|p| p == c)),
+        "both columns are read: {:?}",
+        plans[0].columns
+    );
+    assert!(
+        plans[0].expressions.is_empty(),
+        "nothing asked of the source"
+    );
+    let industry = |phy: Value, co: Value| {
+        let r = row(&[
+            ("PRIPID", Value::Int(7)),
+            ("REGNO", text("150302000123452")),
+            ("ENTNAME", text("乌海市宏达商贸有限公司")),
+            ("NAME", Value::Null),
+            ("DOM", Value::Null),
+            ("ENTTYPE", Value::Null),
+            ("ESTDATE", Value::Null),
+            ("INDUSTRYPHY", phy),
+            ("INDUSTRYCO", co),
+        ]);
+        let i = m
+            .kind
+            .fields
+            .iter()
+            .position(|f| f.name == "industry_code")
+            .expect("field");
+        match m.apply(&upsert(7, r), "150302") {
+            Outcome::Upsert(rec) => Ok(rec.values[i].clone()),
+            Outcome::Rejected(rej) => Err(rej.reason),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        industry(text("C"), text("1310")),
+        Ok(FieldValue::Text("C1310".into()))
+    );
+    assert_eq!(
+        industry(Value::Null, text("1310")),
+        Ok(FieldValue::Text("1310".into()))
+    );
+    assert_eq!(industry(Value::Null, Value::Null), Ok(FieldValue::Null));
+    let bytes = industry(text("C"), Value::Bytes(vec![0xFE]));
+    assert!(
+        bytes
+            .as_ref()
+            .is_err_and(|r| r.contains("INDUSTRYCO holds bytes")),
+        "{bytes:?}"
+    );
+    let errs = errors_of(
+        "one",
+        &with_concat.replace("[INDUSTRYPHY, INDUSTRYCO]", "[INDUSTRYPHY]"),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("concat joins two or more columns")),
+        "{errs:#?}"
+    );
+    let errs = errors_of(
+        "bad",
+        &with_concat.replace("[INDUSTRYPHY, INDUSTRYCO]", "[INDUSTRYPHY, 'A; DROP']"),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("is not a valid SQL identifier")),
+        "{errs:#?}"
     );
 }

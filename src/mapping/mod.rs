@@ -76,6 +76,9 @@ pub enum Input {
     },
     /// A constant text.
     Constant(String),
+    /// Source columns whose texts are joined in order, a NULL one as empty text (what
+    /// `CONCAT(COALESCE(A, ''), COALESCE(B, ''))` gives, without asking the source).
+    Concat(Vec<String>),
 }
 
 /// One filter condition on a source column's canonical text (trimmed).
@@ -164,8 +167,10 @@ impl MappingSet {
                 add_column(&c.column);
             }
             for spec in m.fields.iter().flatten().chain(m.division.iter()) {
-                if let Input::Column(c) = &spec.input {
-                    add_column(c);
+                match &spec.input {
+                    Input::Column(c) => add_column(c),
+                    Input::Concat(cs) => cs.iter().for_each(|c| add_column(c)),
+                    Input::Expression { .. } | Input::Constant(_) => {}
                 }
             }
             if let Some(mc) = &m.modified_column {

@@ -12,7 +12,9 @@ pub struct Parts {
     pub parts: usize,
     /// Positions inside the transaction: (its start, row changes read).
     pub inside: Vec<(u64, u64)>,
-    /// Keys returned as upserts, and as deletes.
+    /// Keys whose last change returned was an upsert, and those whose last was a delete
+    /// (what the warehouse holds after the reads: a row inserted and deleted inside the
+    /// transaction may come first as its insert's image, then as a delete).
     pub upserted: BTreeSet<String>,
     pub deleted: BTreeSet<String>,
     /// Where the reads ended.
@@ -59,8 +61,14 @@ pub async fn read_in_parts(
         for ch in &read.changes {
             let id = ch.key[0].to_text().expect("key");
             match ch.op {
-                Op::Upsert => found.upserted.insert(id),
-                Op::Delete => found.deleted.insert(id),
+                Op::Upsert => {
+                    found.deleted.remove(&id);
+                    found.upserted.insert(id)
+                }
+                Op::Delete => {
+                    found.upserted.remove(&id);
+                    found.deleted.insert(id)
+                }
             };
         }
         found.end = read.position;
@@ -76,7 +84,7 @@ pub async fn read_in_parts(
 impl Parts {
     /// The checks of the tests' transaction — 6,000 inserts, 500 renames and 50
     /// deletes against batches of 500: many parts, those inside it at one start and
-    /// further into it each time, every key once, the deletes as deletes.
+    /// further into it each time, every key ending as the transaction left it.
     pub fn assert_the_transaction_landed_whole(&self) {
         assert!(
             self.parts >= 12,

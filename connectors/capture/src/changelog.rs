@@ -180,6 +180,7 @@ pub async fn poll<R: ChangelogReader>(
                     key: e.key,
                     seq: e.seq,
                     at: e.at,
+                    logged: None,
                 });
             }
         }
@@ -224,6 +225,19 @@ pub struct Latest {
     pub seq: i64,
     /// When it was logged, where known.
     pub at: Option<DateTime<Utc>>,
+    /// What the log says the row became, where it says so whole (a binlog's full row
+    /// image, read as a read of the row by key would give it): then the row is not read
+    /// again. `None`: the row is read by key ([`read_latest`]).
+    pub logged: Option<Logged>,
+}
+
+/// A row's state as the log wrote it at that change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Logged {
+    /// The row as the change left it, in the table's select-list order and reading.
+    Row(Row),
+    /// The change deleted the row (or moved it to another key).
+    Deleted,
 }
 
 impl Latest {
@@ -235,7 +249,14 @@ impl Latest {
             key,
             seq,
             at,
+            logged: None,
         }
+    }
+
+    /// The entry with the row's state as the log gave it (`None`: read it by key).
+    pub fn logged(mut self, logged: Option<Logged>) -> Latest {
+        self.logged = logged;
+        self
     }
 }
 
@@ -286,21 +307,26 @@ impl VisibleWait {
 }
 
 /// The changes for the newest entry of each key: the rows as they are now, read by key
-/// table by table, in entry order; a key whose row is gone is a delete. Every change
-/// carries `version` (a version stamps the read).
+/// table by table, in entry order; a key whose row is gone is a delete. An entry whose
+/// state the log gave ([`Latest::logged`]) is not read: its row is the logged one.
+/// Every change carries `version` (a version stamps the read).
 pub async fn read_latest<R: RowReader>(
     reader: &mut R,
     mut latest: Vec<Latest>,
     version: i64,
 ) -> Result<Vec<Change>, SourceError> {
     let mut rows: HashMap<(usize, String), Row> = HashMap::new();
-    let mut tables: Vec<usize> = latest.iter().map(|l| l.table).collect();
+    let mut tables: Vec<usize> = latest
+        .iter()
+        .filter(|l| l.logged.is_none())
+        .map(|l| l.table)
+        .collect();
     tables.sort_unstable();
     tables.dedup();
     for t in tables {
         let keys: Vec<Vec<Value>> = latest
             .iter()
-            .filter(|l| l.table == t)
+            .filter(|l| l.table == t && l.logged.is_none())
             .map(|l| l.key.clone())
             .collect();
         let found = reader.rows_by_keys(t, &keys).await.map_err(|e| match e {
@@ -318,7 +344,12 @@ pub async fn read_latest<R: RowReader>(
         .into_iter()
         .map(|l| {
             let table = reader.table_name(l.table);
-            match rows.remove(&(l.table, l.key_text)) {
+            let row = match l.logged {
+                Some(Logged::Row(row)) => Some(row),
+                Some(Logged::Deleted) => None,
+                None => rows.remove(&(l.table, l.key_text)),
+            };
+            match row {
                 Some(row) => Change {
                     table,
                     op: Op::Upsert,
@@ -543,5 +574,60 @@ mod tests {
             gaps.iter().map(|g| (g.from, g.to)).collect::<Vec<_>>(),
             [(19, 19)]
         );
+    }
+
+    /// Reads rows by key and remembers which keys it was asked for.
+    struct Asked {
+        rows: Vec<(Vec<Value>, Row)>,
+        asked: Vec<Vec<Value>>,
+    }
+
+    impl RowReader for Asked {
+        fn table_name(&self, _index: usize) -> String {
+            "ENT".to_owned()
+        }
+        async fn rows_by_keys(
+            &mut self,
+            _index: usize,
+            keys: &[Vec<Value>],
+        ) -> Result<Vec<(Vec<Value>, Row)>, SourceError> {
+            self.asked.extend(keys.iter().cloned());
+            Ok(self
+                .rows
+                .iter()
+                .filter(|(k, _)| keys.contains(k))
+                .cloned()
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_state_the_log_gave_is_taken_as_it_is_and_only_the_other_keys_are_read() {
+        let mut reader = Asked {
+            rows: (1..=3).map(|k| (vec![Value::Int(k)], row("now"))).collect(),
+            asked: Vec::new(),
+        };
+        let latest = vec![
+            Latest::new(0, vec![Value::Int(1)], 1, None).logged(Some(Logged::Row(row("then")))),
+            Latest::new(0, vec![Value::Int(2)], 2, None).logged(Some(Logged::Deleted)),
+            Latest::new(0, vec![Value::Int(3)], 3, None),
+            Latest::new(0, vec![Value::Int(4)], 4, None),
+        ];
+        let changes = block_on(read_latest(&mut reader, latest, 9)).expect("read");
+        assert_eq!(reader.asked, [vec![Value::Int(3)], vec![Value::Int(4)]]);
+        let seen: Vec<(Op, Option<&Value>)> = changes
+            .iter()
+            .map(|c| (c.op, c.row.get("ENTNAME")))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Op::Upsert, Some(&Value::Text("then".to_owned()))),
+                (Op::Delete, None),
+                (Op::Upsert, Some(&Value::Text("now".to_owned()))),
+                (Op::Delete, None),
+            ]
+        );
+        assert!(changes.iter().all(|c| c.version == 9));
     }
 }

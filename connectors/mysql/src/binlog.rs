@@ -2,13 +2,16 @@
 //! reads it (`COM_BINLOG_DUMP`, non-blocking: each poll reads from the stored position to
 //! the end of the log, or to the batch's size, and the server closes the stream).
 //!
-//! The log says which rows changed; the rows themselves are read by key, whole and
-//! current, as changelog capture reads them (`ebis_capture::changelog::read_latest`): a
-//! key whose row is gone is a delete. So mappings read exactly what they read in the other
-//! modes (expressions, GBK bytes in latin1 columns), and a change applied twice has no
-//! further effect. Only the key columns are decoded from the log, by name (the table map
-//! carries the column names when `binlog_row_metadata = FULL`, which `check` requires),
-//! so a column added or dropped mid-stream never shifts which value is the key.
+//! The log says which rows changed and, in its full row images, what they became: where
+//! an image gives exactly what a read of the row by key would (see `image`), the row is
+//! taken from it (a before image alone is a delete); otherwise the row is read by key,
+//! whole and current, as changelog capture reads it
+//! (`ebis_capture::changelog::read_latest`): a key whose row is gone is a delete. So
+//! mappings read exactly what they read in the other modes (expressions, GBK bytes in
+//! latin1 columns), and a change applied twice has no further effect. Columns are found
+//! in the log by name (the table map carries the column names when
+//! `binlog_row_metadata = FULL`, which `check` requires), so a column added or dropped
+//! mid-stream never shifts which value is the key.
 //!
 //! Positions are (file, offset) at transaction boundaries: a transaction ends at its XID
 //! or `COMMIT` event, a DDL statement is a transaction of its own. A transaction larger
@@ -20,18 +23,20 @@
 //! snapshots the source again and says why.
 
 use crate::error::classify;
+use crate::image::{ImageRead, int24};
 use crate::rowimage::{self, Layout};
 use crate::table::split_table;
 use crate::values::{Reading, convert};
 use crate::{MysqlSource, OP_TIMEOUT};
 use chrono::{DateTime, Utc};
-use ebis_capture::changelog::{Latest, VISIBLE_TIMEOUT, VisibleWait, read_latest};
+use ebis_capture::changelog::{Latest, Logged, VISIBLE_TIMEOUT, VisibleWait, read_latest};
 use ebis_source::{Batch, Position, SourceError, Value};
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Column, Conn};
 use std::collections::HashMap;
@@ -239,6 +244,12 @@ fn key_value(
             Value::Text(text.into_owned())
         });
     }
+    if let mysql_async::Value::Int(i) = v
+        && column.column_type() == ColumnType::MYSQL_TYPE_INT24
+    {
+        let unsigned = column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+        return Ok(Value::Int(int24(*i, unsigned)));
+    }
     Ok(convert(v.clone(), column, reading))
 }
 
@@ -259,6 +270,21 @@ fn key_of<'v, 'b: 'v>(
     Ok(key)
 }
 
+/// The state an image logs: the row an after image gives (`None` where a value does not
+/// convert exactly: the row is then read by key), or a delete for a before image (an
+/// update's before image is superseded by its after image when the key stays).
+fn logged<'v, 'b: 'v>(
+    read: &ImageRead,
+    after: bool,
+    value: impl FnMut(usize) -> Option<&'v BinlogValue<'b>>,
+) -> Option<Logged> {
+    if after {
+        read.row(value).map(Logged::Row)
+    } else {
+        Some(Logged::Deleted)
+    }
+}
+
 /// Where a captured table's key columns are in the log's row images of it.
 #[derive(Clone, Debug)]
 struct KeyPlace {
@@ -270,6 +296,9 @@ struct KeyPlace {
     described: Vec<Column>,
     /// Per key column: whether the catalog says its character set is GBK-compatible.
     gb: Vec<bool>,
+    /// How the table's rows are taken from full images, where they can be
+    /// ([`Table::image_read`]); `None`: rows are read by key.
+    image: Option<ImageRead>,
 }
 
 impl KeyPlace {
@@ -524,15 +553,28 @@ impl MysqlSource {
             self.tables().await?;
         }
         let version = version_of(&read.position);
-        let changes = if read.collected.latest.is_empty() {
+        let mut latest = read.collected.latest;
+        if read.reload {
+            // Images logged before the definition changed are read by key instead.
+            for l in &mut latest {
+                l.logged = None;
+            }
+        }
+        let by_key = latest.iter().filter(|l| l.logged.is_none()).count();
+        if !latest.is_empty() {
+            tracing::debug!(source = %self.name, from_images = latest.len() - by_key, read_by_key = by_key, "binlog batch");
+        }
+        let changes = if latest.is_empty() {
             Vec::new()
         } else {
-            if let Some((file, end)) = &read.through {
+            if let Some((file, end)) = &read.through
+                && by_key > 0
+            {
                 self.wait_visible(&mut conn, file, *end).await?;
             }
             read_latest(
                 &mut crate::changelog::Reader::new(conn, self),
-                read.collected.latest,
+                latest,
                 version,
             )
             .await?
@@ -683,12 +725,28 @@ impl MysqlSource {
                 }
             }
         }
+        let names: Vec<(String, bool)> = row
+            .columns_ref()
+            .iter()
+            .map(|c| {
+                let unsigned = c.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+                (c.name_str().into_owned(), unsigned)
+            })
+            .collect();
         Ok(Some(KeyPlace {
             table: index,
             columns,
             described,
             gb,
+            image: t.image_read(&names),
         }))
+    }
+
+    /// Closes the binlog stream a poll left open, if any.
+    pub(crate) async fn close_binlog_cursor(&mut self) {
+        if let Some(cursor) = self.binlog_cursor.take() {
+            let _ = cursor.stream.close().await;
+        }
     }
 
     /// Reads the log from `after` to its end or to about `limit` keys: on with the stream
@@ -879,12 +937,19 @@ impl MysqlSource {
                     if let Some(xid) = xa_xid(&sql, "COMMIT").or_else(|| xa_xid(&sql, "ROLLBACK"))
                         && let Some(i) = xa.iter().position(|p| p.xid == xid)
                     {
-                        // Its keys are read with this group, once it is visible (a
-                        // rolled-back one's rows are read as they are: unchanged).
+                        // Its keys come with this group (a committed one's rows as
+                        // its images give them; a rolled-back one's are read as they
+                        // are: unchanged).
                         let prepared = xa.remove(i);
+                        let rolled_back = xa_xid(&sql, "ROLLBACK").is_some();
                         txn.get_or_insert_with(|| Txn::begin(current, start, asked, None))
                             .keys
-                            .extend(prepared.keys);
+                            .extend(
+                                prepared
+                                    .keys
+                                    .into_iter()
+                                    .map(|l| if rolled_back { l.logged(None) } else { l }),
+                            );
                     }
                     if !word.eq_ignore_ascii_case("COMMIT") {
                         // A statement of its own (DDL): does it touch a captured table?
@@ -965,8 +1030,14 @@ impl MysqlSource {
                             place,
                             layout: Some(layout),
                         }) if layout.walks(&rows) => {
-                            let wanted =
-                                place.as_ref().map(KeyPlace::positions).unwrap_or_default();
+                            // Every column when the rows come from the images, else the
+                            // key columns only.
+                            let whole = place.as_ref().and_then(|p| p.image.as_ref());
+                            let wanted = match (place, whole) {
+                                (_, Some(_)) => (0..layout.len()).collect(),
+                                (Some(p), None) => p.positions(),
+                                (None, None) => Vec::new(),
+                            };
                             let mut data = rows.rows_data();
                             while !data.is_empty() {
                                 let images = rowimage::row(&rows, layout, &mut data, &wanted)
@@ -976,10 +1047,27 @@ impl MysqlSource {
                                 if t.rows <= t.skip {
                                     continue;
                                 }
-                                for values in images.iter().flatten() {
-                                    let key = key_of(place, values.iter(), &database, &table)?;
+                                for (after, values) in images.iter().enumerate() {
+                                    let Some(values) = values else { continue };
+                                    let (key, logged) = match whole {
+                                        Some(image) => {
+                                            let keyed = place.positions();
+                                            let key = key_of(
+                                                place,
+                                                keyed.iter().filter_map(|i| values.get(*i)),
+                                                &database,
+                                                &table,
+                                            )?;
+                                            (key, logged(image, after == 1, |i| values.get(i)))
+                                        }
+                                        None => {
+                                            (key_of(place, values.iter(), &database, &table)?, None)
+                                        }
+                                    };
                                     *order += 1;
-                                    t.keys.push(Latest::new(place.table, key, *order, at));
+                                    t.keys.push(
+                                        Latest::new(place.table, key, *order, at).logged(logged),
+                                    );
                                 }
                             }
                         }
@@ -990,10 +1078,11 @@ impl MysqlSource {
                             for row in rows.rows(tme) {
                                 let (before, after_image) = row.map_err(bad_row)?;
                                 t.rows += 1;
-                                for image in [before.as_ref(), after_image.as_ref()]
+                                for (after, image) in [before.as_ref(), after_image.as_ref()]
                                     .into_iter()
-                                    .flatten()
+                                    .enumerate()
                                 {
+                                    let Some(image) = image else { continue };
                                     if seen.is_none() {
                                         let s = Seen {
                                             place: self.key_place(&database, &table, image)?,
@@ -1021,8 +1110,13 @@ impl MysqlSource {
                                         })?);
                                     }
                                     let key = key_of(place, values.into_iter(), &database, &table)?;
+                                    let logged = place.image.as_ref().and_then(|read| {
+                                        logged(read, after == 1, |i| image.as_ref(i))
+                                    });
                                     *order += 1;
-                                    t.keys.push(Latest::new(place.table, key, *order, at));
+                                    t.keys.push(
+                                        Latest::new(place.table, key, *order, at).logged(logged),
+                                    );
                                 }
                             }
                         }

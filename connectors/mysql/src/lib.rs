@@ -7,8 +7,9 @@
 //! - **timestamp**: for read-only accounts; each poll reads rows after a (modified, key)
 //!   mark, and re-reads an overlap window for transactions that committed late, skipping
 //!   rows it already returned. Deletes are found by the pipeline's key comparison.
-//! - **binlog**: the server's row-based binary log read as a replica reads it; the keys
-//!   it logs decide which rows to fetch, as in changelog mode (see `binlog`).
+//! - **binlog**: the server's row-based binary log read as a replica reads it; rows come
+//!   from its full row images where those give exactly what a read gives (`image`), else
+//!   the keys it logs decide which rows to fetch, as in changelog mode (see `binlog`).
 //!
 //! Snapshots read each table in key-ordered chunks. The connector only reads, except that
 //! it purges `ebis_change` below a stored position when asked; it holds no durable state
@@ -23,12 +24,14 @@ mod binlog;
 mod catalog;
 mod changelog;
 mod error;
+mod image;
 mod rowimage;
 pub mod setup;
 mod table;
 mod timestamp;
 mod values;
 
+pub use image::gb_text;
 pub use setup::{StaleTrigger, changelog_statements, removal_statements, repair_statements};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -432,7 +435,10 @@ impl Source for MysqlSource {
         Ok(self.tables.as_deref().unwrap_or(&[])[i].types.clone())
     }
 
-    async fn close(self) {
+    async fn close(mut self) {
+        // A binlog stream kept open between polls holds one of the pool's connections:
+        // the pool's disconnect would wait for it forever.
+        self.close_binlog_cursor().await;
         let _ = self.pool.disconnect().await;
     }
 

@@ -50,6 +50,11 @@ impl Layout {
         Some(Layout { columns })
     }
 
+    /// How many columns an image of the table has.
+    pub(crate) fn len(&self) -> usize {
+        self.columns.len()
+    }
+
     /// Whether every image of `rows` is a full image of this layout's table, which
     /// [`Layout::read`] can walk.
     pub(crate) fn walks(&self, rows: &RowsEventData<'_>) -> bool {
@@ -73,12 +78,20 @@ impl Layout {
         let mut buf = ParseBuf(data);
         let nulls: &[u8] = buf.parse(self.columns.len().div_ceil(8))?;
         let mut out = vec![BinlogValue::Value(mysql_async::Value::NULL); wanted.len()];
+        // Every column, in order (rows taken from their images).
+        let every =
+            wanted.len() == self.columns.len() && wanted.iter().enumerate().all(|(i, w)| i == *w);
         for (i, (ty, meta, unsigned)) in self.columns.iter().enumerate() {
             if nulls[i / 8] & (1 << (i % 8)) != 0 {
                 continue;
             }
             let value: BinlogValue<'_> = buf.parse((*ty, meta.as_slice(), *unsigned, false))?;
-            if let Some(slot) = wanted.iter().position(|w| *w == i) {
+            let slot = if every {
+                Some(i)
+            } else {
+                wanted.iter().position(|w| *w == i)
+            };
+            if let Some(slot) = slot {
                 out[slot] = value.into_owned();
             }
         }

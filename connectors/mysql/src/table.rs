@@ -5,6 +5,7 @@
 //! statement parameters.
 
 use crate::error::classify;
+use crate::image::ImageRead;
 use crate::values::{Reading, convert, latin1_key, param};
 use ebis_source::{Change, KeyEntry, Op, Row, SourceError, TablePlan, Value};
 use mysql_async::prelude::Queryable;
@@ -235,6 +236,24 @@ impl Table {
                 self.charsets[*i].as_deref(),
             )
         })
+    }
+
+    /// How to take this table's rows from the log's full images whose columns are
+    /// `image` (name and whether unsigned, in image order), where they give exactly what this table's select list
+    /// reads ([`ImageRead`]); `None` where they may not (a mapping expression, a column
+    /// type read otherwise, a column the image lacks).
+    pub(crate) fn image_read(&self, image: &[(String, bool)]) -> Option<ImageRead> {
+        if !self.plan.expressions.is_empty() {
+            return None;
+        }
+        ImageRead::new(
+            self.types
+                .iter()
+                .zip(&self.charsets)
+                .zip(&self.readings)
+                .map(|(((name, ty), cs), r)| (name.as_str(), ty.as_str(), cs.as_deref(), *r)),
+            image,
+        )
     }
 
     /// A key's values as statement parameters for [`key_mark`]'s placeholders: a latin1

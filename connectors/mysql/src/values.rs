@@ -46,8 +46,9 @@ pub fn convert(v: My, column: &Column, reading: Reading) -> Value {
     }
 }
 
+/// A DATE or DATETIME value (by `ty`) as ebis holds it; a zero or partial date as text.
 #[allow(clippy::too_many_arguments)]
-fn date(ty: ColumnType, y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Value {
+pub(crate) fn date(ty: ColumnType, y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Value {
     let Some(day) = NaiveDate::from_ymd_opt(i32::from(y), u32::from(m), u32::from(d)) else {
         // Zero or partial dates ('0000-00-00') are legal in MySQL; keep them visible.
         return Value::Text(format!("{y:04}-{m:02}-{d:02}"));
