@@ -71,6 +71,17 @@ async fn bureau_with(ddl: &str, mapping: &str, capture: &str) -> Bureau {
     }
 }
 
+/// The bureau's source opened through the `Source` API, its capture checked.
+async fn checked_source(b: &Bureau) -> AnySource {
+    let config = b.env.config();
+    let cfg = &config.sources[0];
+    let mappings =
+        ebis::mapping::MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)).expect("maps");
+    let mut source = AnySource::open(cfg, ebis::pipeline::plans(cfg, &mappings)).expect("source");
+    source.check().await.expect("check");
+    source
+}
+
 fn insert(from: u32, to: u32) -> String {
     format!(
         "INSERT INTO ENT (ID, REGNO, ENTNAME, ESTDATE) SELECT seq, LPAD(150302000000000 + seq, 15, '0'), CONCAT('乌海市第', seq, '号商贸有限公司'), '2006-03-01' FROM seq_{from}_to_{to}"
@@ -768,12 +779,7 @@ async fn rows_are_taken_from_the_logs_images_as_a_read_by_key_gives_them() {
         C_VARBIN VARBINARY(20) NULL, C_BLOB BLOB NULL, REGNO VARCHAR(30) NULL
     ) DEFAULT CHARSET=utf8mb4";
     let b = bureau_with(SAFE, MAPPING, "mode: binlog").await;
-    let config = b.env.config();
-    let cfg = &config.sources[0];
-    let mappings =
-        ebis::mapping::MappingSet::load_dir(&cfg.mappings_dir, Some(cfg.bureau)).expect("maps");
-    let mut source = AnySource::open(cfg, ebis::pipeline::plans(cfg, &mappings)).expect("source");
-    source.check().await.expect("check");
+    let mut source = checked_source(&b).await;
     let head = source.head().await.expect("head");
     b.db.exec(
         "INSERT INTO ENT SELECT 18446744073709551000 + seq, IF(seq % 2, NULL, -5), 65000, -8000000, seq,
@@ -851,10 +857,7 @@ async fn rows_are_taken_from_the_logs_images_as_a_read_by_key_gives_them() {
         )
         .replace("ID BIGINT UNSIGNED NOT NULL", "ID MEDIUMINT NOT NULL");
     let b = bureau_with(&stamped, MAPPING, "mode: binlog").await;
-    let config = b.env.config();
-    let cfg = &config.sources[0];
-    let mut source = AnySource::open(cfg, ebis::pipeline::plans(cfg, &mappings)).expect("source");
-    source.check().await.expect("check");
+    let mut source = checked_source(&b).await;
     let head = source.head().await.expect("head");
     b.db.exec("INSERT INTO ENT (ID, ENTNAME, C_STAMP) VALUES (-5, '当初', '2026-12-03 10:11:12')")
         .await;
@@ -877,4 +880,55 @@ async fn rows_are_taken_from_the_logs_images_as_a_read_by_key_gives_them() {
     tokio::time::timeout(T, source.close())
         .await
         .expect("the source closes with a binlog stream open");
+}
+
+/// A column's character set changed mid-stream while a poll kept its stream open: the
+/// rows after the change are read with the column as it is now (its GBK reading, kept
+/// from before, would take UTF-8 bytes for GBK pairs and garble the names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_after_a_column_changed_its_character_set_read_as_it_is_now() {
+    let gbk = ENT.replace(
+        "ENTNAME VARCHAR(200) NULL",
+        "ENTNAME VARCHAR(200) CHARACTER SET gbk NULL",
+    );
+    let b = bureau_with(&gbk, MAPPING, "mode: binlog").await;
+    let mut source = checked_source(&b).await;
+    let head = source.head().await.expect("head");
+    b.db.exec(&insert(1, 3)).await;
+    b.db.exec("ALTER TABLE ENT MODIFY ENTNAME VARCHAR(200) CHARACTER SET utf8mb4 NULL")
+        .await;
+    b.db.exec(&insert(4, 6)).await;
+    // UTF-8 bytes that also read as three GBK pairs: E4 B9, 8C E6, B5 B7.
+    b.db.exec(&insert(7, 9).replace("CONCAT('乌海市第', seq, '号商贸有限公司')", "'乌海'"))
+        .await;
+    let mut at = head;
+    let mut names = Vec::new();
+    for _ in 0..6 {
+        let read = source.changes(&at, 3).await.expect("changes");
+        at = read.position;
+        names.extend(
+            read.changes
+                .into_iter()
+                .map(|c| (c.key[0].clone(), c.row.get("ENTNAME").cloned())),
+        );
+    }
+    names.sort_by_key(|(k, _)| k.to_text());
+    names.dedup();
+    let want: Vec<_> = (1..=9)
+        .map(|i| {
+            let name = if i < 7 {
+                format!("乌海市第{i}号商贸有限公司")
+            } else {
+                "乌海".to_owned()
+            };
+            (
+                ebis_source::Value::Int(i),
+                Some(ebis_source::Value::Text(name)),
+            )
+        })
+        .collect();
+    assert_eq!(names, want);
+    tokio::time::timeout(T, source.close())
+        .await
+        .expect("the source closes");
 }

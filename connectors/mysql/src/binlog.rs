@@ -551,6 +551,11 @@ impl MysqlSource {
             tracing::info!(source = %self.name, "a captured table's definition changed in the binlog: reading its columns again");
             self.tables = None;
             self.tables().await?;
+            // Where the kept stream's tables' columns are, and how their images read,
+            // was found after the change with the columns as they were before it.
+            if let Some(cursor) = self.binlog_cursor.as_mut() {
+                cursor.places.clear();
+            }
         }
         let version = version_of(&read.position);
         let mut latest = read.collected.latest;
