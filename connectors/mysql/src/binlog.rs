@@ -1038,14 +1038,11 @@ impl MysqlSource {
                             // Every column when the rows come from the images, else the
                             // key columns only.
                             let whole = place.as_ref().and_then(|p| p.image.as_ref());
-                            let wanted = match (place, whole) {
-                                (_, Some(_)) => (0..layout.len()).collect(),
-                                (Some(p), None) => p.positions(),
-                                (None, None) => Vec::new(),
-                            };
+                            let keyed = place.as_ref().map(KeyPlace::positions).unwrap_or_default();
+                            let wanted = whole.is_none().then_some(keyed.as_slice());
                             let mut data = rows.rows_data();
                             while !data.is_empty() {
-                                let images = rowimage::row(&rows, layout, &mut data, &wanted)
+                                let images = rowimage::row(&rows, layout, &mut data, wanted)
                                     .map_err(bad_row)?;
                                 t.rows += 1;
                                 let Some(place) = place else { continue };
@@ -1056,7 +1053,6 @@ impl MysqlSource {
                                     let Some(values) = values else { continue };
                                     let (key, logged) = match whole {
                                         Some(image) => {
-                                            let keyed = place.positions();
                                             let key = key_of(
                                                 place,
                                                 keyed.iter().filter_map(|i| values.get(*i)),

@@ -50,11 +50,6 @@ impl Layout {
         Some(Layout { columns })
     }
 
-    /// How many columns an image of the table has.
-    pub(crate) fn len(&self) -> usize {
-        self.columns.len()
-    }
-
     /// Whether every image of `rows` is a full image of this layout's table, which
     /// [`Layout::read`] can walk.
     pub(crate) fn walks(&self, rows: &RowsEventData<'_>) -> bool {
@@ -68,28 +63,25 @@ impl Layout {
     }
 
     /// Reads one full image from the start of `data`, and moves `data` past it: the
-    /// values of the columns at `wanted`, in that order (SQL NULL as `Value::NULL`, as
-    /// mysql_common gives it).
+    /// values of the columns at `wanted`, in that order, or of every column in image
+    /// order when `wanted` is `None` (SQL NULL as `Value::NULL`, as mysql_common gives it).
     pub(crate) fn read(
         &self,
         data: &mut &[u8],
-        wanted: &[usize],
+        wanted: Option<&[usize]>,
     ) -> io::Result<Vec<BinlogValue<'static>>> {
         let mut buf = ParseBuf(data);
         let nulls: &[u8] = buf.parse(self.columns.len().div_ceil(8))?;
-        let mut out = vec![BinlogValue::Value(mysql_async::Value::NULL); wanted.len()];
-        // Every column, in order (rows taken from their images).
-        let every =
-            wanted.len() == self.columns.len() && wanted.iter().enumerate().all(|(i, w)| i == *w);
+        let n = wanted.map_or(self.columns.len(), <[usize]>::len);
+        let mut out = vec![BinlogValue::Value(mysql_async::Value::NULL); n];
         for (i, (ty, meta, unsigned)) in self.columns.iter().enumerate() {
             if nulls[i / 8] & (1 << (i % 8)) != 0 {
                 continue;
             }
             let value: BinlogValue<'_> = buf.parse((*ty, meta.as_slice(), *unsigned, false))?;
-            let slot = if every {
-                Some(i)
-            } else {
-                wanted.iter().position(|w| *w == i)
+            let slot = match wanted {
+                None => Some(i),
+                Some(w) => w.iter().position(|w| *w == i),
             };
             if let Some(slot) = slot {
                 out[slot] = value.into_owned();
@@ -101,12 +93,13 @@ impl Layout {
 }
 
 /// The images of one row of `rows`, before then after (each present when the event
-/// type logs it), walked with `layout`; each image's values at `wanted`.
+/// type logs it), walked with `layout`; each image's values at `wanted` (`None`: every
+/// column).
 pub(crate) fn row(
     rows: &RowsEventData<'_>,
     layout: &Layout,
     data: &mut &[u8],
-    wanted: &[usize],
+    wanted: Option<&[usize]>,
 ) -> io::Result<[Option<Vec<BinlogValue<'static>>>; 2]> {
     let before = rows.columns_before_image().is_some();
     let before = before.then(|| layout.read(data, wanted)).transpose()?;
