@@ -5,7 +5,7 @@
 
 use crate::support::TempDir;
 use crate::support::harness::{Env, Running, SourceDef};
-use crate::support::parts::read_in_parts;
+use crate::support::parts::{assert_rows_read_alike, read_in_parts};
 use crate::support::pg::{self, SourcePg, connect};
 use ebis::config::ConnectionConfig;
 use ebis::pipeline::AnySource;
@@ -31,6 +31,18 @@ fields:
   established_on: {column: ESTDATE}
 ";
 
+/// [`MAPPING`] with the name read through an expression (which only the server
+/// evaluates): the table's rows are read by key, never taken from the log's tuples.
+const MAPPING_BY_KEY: &str = "record_kind: aic_establishment
+source:
+  table: ENT
+  key: [ID]
+fields:
+  reg_no: {column: REGNO}
+  name: {expression: ENTNAME}
+  established_on: {column: ESTDATE}
+";
+
 const LIVE: &str = "select count(*) from exchange.aic_establishment where deleted_at is null";
 
 /// A bureau database with `ENT`, captured by logical decoding.
@@ -46,20 +58,22 @@ async fn bureau() -> Bureau {
 
 /// A bureau whose connection ebis reaches as `reach` says (through a proxy, say).
 async fn bureau_reached(reach: impl FnOnce(ConnectionConfig) -> ConnectionConfig) -> Bureau {
-    bureau_captured(reach, None).await
+    bureau_captured(reach, None, ENT).await
 }
 
-/// A bureau captured in logical mode, or with the `capture` block given.
+/// A bureau captured in logical mode, or with the `capture` block given, its `ENT` made
+/// by `create`.
 async fn bureau_captured(
     reach: impl FnOnce(ConnectionConfig) -> ConnectionConfig,
     capture: Option<&str>,
+    create: &str,
 ) -> Bureau {
-    let db = SourcePg::create(&[ENT.to_owned()]).await;
+    let db = SourcePg::create(&[create.to_owned()]).await;
     // Slots are named server-wide: one per test database.
     let capture = capture
         .map(str::to_owned)
         .unwrap_or_else(|| format!("mode: logical\nslot: {}", db.name));
-    let (env, mappings) = env_reading(reach(db.conn.clone()), capture).await;
+    let (env, mappings) = env_reading(reach(db.conn.clone()), capture, MAPPING).await;
     Bureau {
         db,
         env,
@@ -68,10 +82,14 @@ async fn bureau_captured(
 }
 
 /// A pipeline whose source `aic_pg` is read through `connection` as `capture` says, with
-/// `ENT` mapped (the mappings' folder lives as long as the returned one).
-async fn env_reading(connection: ConnectionConfig, capture: String) -> (Env, TempDir) {
+/// `ENT` mapped by `mapping` (the mappings' folder lives as long as the returned one).
+async fn env_reading(
+    connection: ConnectionConfig,
+    capture: String,
+    mapping: &str,
+) -> (Env, TempDir) {
     let mappings = TempDir::new("ebis_pg_mappings");
-    std::fs::write(mappings.path().join("aic_establishment.yaml"), MAPPING).expect("mapping");
+    std::fs::write(mappings.path().join("aic_establishment.yaml"), mapping).expect("mapping");
     let env = Env::custom_in(
         "postgres",
         vec![SourceDef {
@@ -100,6 +118,18 @@ async fn started(b: &Bureau, rows: u32) -> Running {
     run
 }
 
+/// The bureau's source opened on [`plans`] and checked, its configuration, and a head.
+async fn checked_source(b: &Bureau) -> (ebis::config::SourceConfig, AnySource, Position) {
+    let cfg = b.env.config().sources[0].clone();
+    let mut source = AnySource::open(&cfg, plans()).expect("open");
+    source
+        .check()
+        .await
+        .expect("logical capture can read this server");
+    let head = source.head().await.expect("head");
+    (cfg, source, head)
+}
+
 fn plans() -> Vec<ebis_source::TablePlan> {
     vec![ebis_source::TablePlan {
         table: "ENT".to_owned(),
@@ -123,13 +153,7 @@ fn plans() -> Vec<ebis_source::TablePlan> {
 async fn a_transaction_larger_than_a_batch_is_read_in_parts_and_lands_whole() {
     let b = bureau().await;
     b.db.exec(&insert(1, 10)).await;
-    let cfg = b.env.config().sources[0].clone();
-    let mut source = AnySource::open(&cfg, plans()).expect("open");
-    source
-        .check()
-        .await
-        .expect("logical capture can read this server");
-    let head = source.head().await.expect("head");
+    let (cfg, source, head) = checked_source(&b).await;
     b.db.exec(&format!(
         "BEGIN;
          {};
@@ -537,7 +561,7 @@ fields:
 /// fill it), not after the 10-minute gap timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changelog_a_rollback_holds_lag_back_for_seconds_not_for_the_gap_timeout() {
-    let b = bureau_captured(|c| c, Some("mode: changelog\ngap_timeout: 10m")).await;
+    let b = bureau_captured(|c| c, Some("mode: changelog\ngap_timeout: 10m"), ENT).await;
     let run = started(&b, 1).await;
     let doomed = connect(&b.db.conn).await;
     doomed.batch_execute("BEGIN").await.expect("begin");
@@ -608,7 +632,9 @@ async fn a_row_decoded_before_its_commit_is_visible_is_not_taken_for_a_delete() 
     let source = connect(&account).await;
     source.batch_execute(ENT).await.expect("ENT");
     source.batch_execute(&insert(1, 10)).await.expect("rows");
-    let (env, _mappings) = env_reading(account.clone(), "mode: logical".to_owned()).await;
+    // The name read through an expression: rows are read by key, not taken from the log.
+    let (env, _mappings) =
+        env_reading(account.clone(), "mode: logical".to_owned(), MAPPING_BY_KEY).await;
     let run = env.start();
     env.wait_count(LIVE, 10, T).await;
     let held = connect(&account).await;
@@ -669,4 +695,138 @@ async fn a_row_decoded_before_its_commit_is_visible_is_not_taken_for_a_delete() 
     assert_eq!(live, 1, "the row whose commit was held is in the warehouse");
     assert!(run.stop().await.is_empty());
     drop(server);
+}
+
+/// Every column's type a bureau's table may have, beside the mapped ones.
+const WIDE: &str = "CREATE TABLE ENT (
+    ID integer NOT NULL PRIMARY KEY, REGNO varchar(30) NULL, ENTNAME varchar(200) NULL,
+    ESTDATE date NULL, C_SMALL smallint NULL, C_BIG bigint NULL, C_DEC numeric(18,4) NULL,
+    C_REAL real NULL, C_DOUBLE double precision NULL, C_BOOL boolean NULL,
+    C_TS timestamp(6) NULL, C_CHAR char(6) NULL, C_TEXT text NULL, C_BYTES bytea NULL,
+    C_SPAN interval NULL, C_UUID uuid NULL, C_JSON jsonb NULL, C_NUMS integer[] NULL
+)";
+
+/// The names of the changes to keys `ids`, in key order: (key, op, name).
+fn names_of(changes: &[ebis_source::Change]) -> Vec<(i64, ebis_source::Op, Option<String>)> {
+    let mut got: Vec<_> = changes
+        .iter()
+        .map(|c| {
+            let id = match c.key[0] {
+                ebis_source::Value::Int(i) => i,
+                ref other => panic!("an integer key: {other:?}"),
+            };
+            let name = c.row.get("ENTNAME").and_then(|v| v.to_text());
+            (id, c.op, name)
+        })
+        .collect();
+    got.sort_by_key(|g| g.0);
+    got
+}
+
+/// Inserts, updates and deletes are taken from the log's tuples: a change carries the row
+/// as its transaction wrote it (a read by key would give it as it is now), and a row
+/// unchanged since equals what a read by key gives, for every column type. What a tuple
+/// cannot give exactly is read by key: an update that left a TOASTed value alone, a
+/// mapping's expression, a `timestamptz` column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_taken_from_the_logs_tuples_as_a_read_by_key_gives_them() {
+    use ebis_source::Op::{Delete, Upsert};
+    let b = bureau_captured(|c| c, None, WIDE).await;
+    let (cfg, mut source, head) = checked_source(&b).await;
+    // Odd rows hold a text long enough to be stored out of line (TOASTed).
+    b.db.exec(
+        "INSERT INTO ENT SELECT s, lpad((150302000000000 + s)::text, 15, '0'),
+            '乌海市第' || s || '号（有限公司）', '2006-03-01', -32000, 9007199254740993,
+            CASE WHEN s % 3 = 0 THEN 0 ELSE -1234567890.0501 END, 1.1, 2.25e100, s % 2 = 0,
+            '2026-12-03 10:11:12.654321', CASE WHEN s % 2 = 0 THEN '乌海' ELSE 'ab' END,
+            CASE WHEN s % 2 = 1 THEN (SELECT string_agg(md5(s::text || g::text), '')
+                                      FROM generate_series(1, 400) g) ELSE '短' END,
+            CASE WHEN s % 4 = 0 THEN NULL ELSE '\\x00ff00'::bytea END, '1 day 02:03:04',
+            md5(s::text)::uuid, '{\"名\": [1, 2.5]}', ARRAY[s, NULL]
+         FROM generate_series(1, 40) s",
+    )
+    .await;
+    for sql in [
+        "UPDATE ENT SET ENTNAME = '甲' WHERE ID IN (1, 4)",
+        "UPDATE ENT SET ENTNAME = '乙' WHERE ID IN (1, 4)",
+        "DELETE FROM ENT WHERE ID = 2",
+        "UPDATE ENT SET ID = 1000 WHERE ID = 6",
+    ] {
+        b.db.exec(sql).await;
+    }
+    let inserted = |id: i64| Some(format!("乌海市第{id}号（有限公司）"));
+
+    let first = source.changes(&head, 40).await.expect("the insert");
+    assert_eq!(first.changes.len(), 40);
+    let got = names_of(&first.changes);
+    assert_eq!(got[0], (1, Upsert, inserted(1)), "as the insert wrote it");
+    assert_eq!(
+        got[1],
+        (2, Upsert, inserted(2)),
+        "inserted then; deleted later"
+    );
+    let changed_since = [1, 2, 4, 6].map(ebis_source::Value::Int);
+    assert_rows_read_alike(&mut source, "ENT", &first.changes, &changed_since).await;
+
+    // The first rename: row 4's from its tuple; row 1's TOASTed text was left alone, so
+    // its tuple lacks it and the row is read by key, as it is now.
+    let second = source.changes(&first.position, 2).await.expect("a rename");
+    assert_eq!(
+        names_of(&second.changes),
+        [
+            (1, Upsert, Some("乙".to_owned())),
+            (4, Upsert, Some("甲".to_owned()))
+        ]
+    );
+    let rest = source
+        .changes(&second.position, 40)
+        .await
+        .expect("the rest");
+    assert_eq!(
+        names_of(&rest.changes),
+        [
+            (1, Upsert, Some("乙".to_owned())),
+            (2, Delete, None),
+            (4, Upsert, Some("乙".to_owned())),
+            (6, Delete, None),
+            (1000, Upsert, inserted(6)),
+        ],
+        "a delete, and a key changed: the old key gone, the new one with the row"
+    );
+    source.close().await;
+
+    // A mapping's expression: every row is read by key, as it is now.
+    let mut expressed = plans();
+    expressed[0].expressions.push(ebis_source::Expression {
+        alias: "ebis_x0".to_owned(),
+        sql: "ENTNAME || ''".to_owned(),
+        origin: "test".to_owned(),
+    });
+    let mut source = AnySource::open(&cfg, expressed).expect("open");
+    let first = source.changes(&head, 40).await.expect("the insert");
+    let got = names_of(&first.changes);
+    assert_eq!(got[0], (1, Upsert, Some("乙".to_owned())));
+    assert_eq!(got[1], (2, Delete, None));
+    source.close().await;
+
+    // A timestamptz column: the same.
+    b.db.exec("ALTER TABLE ENT ADD COLUMN C_AT timestamptz NULL")
+        .await;
+    b.db.exec("UPDATE ENT SET ENTNAME = '丙', C_AT = now() WHERE ID = 4")
+        .await;
+    b.db.exec("UPDATE ENT SET ENTNAME = '丁' WHERE ID = 4")
+        .await;
+    let mut source = AnySource::open(&cfg, plans()).expect("open");
+    // The slot confirmed up to what was read (as the pipeline's stored batches confirm
+    // it): a read of one change starts there, not at the 40-row insert.
+    source
+        .acknowledge(&rest.position)
+        .await
+        .expect("the slot confirmed");
+    let stamped = source.changes(&rest.position, 1).await.expect("a rename");
+    assert_eq!(
+        names_of(&stamped.changes),
+        [(4, Upsert, Some("丁".to_owned()))]
+    );
+    source.close().await;
 }

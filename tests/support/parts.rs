@@ -1,10 +1,32 @@
 //! Reading one large source transaction through the `Source` API batch after batch, as
 //! the log-reading modes return it: in parts, each position inside it at its start with
-//! the row changes already read.
+//! the row changes already read; and rows a log gave checked against reads by key.
 
 use ebis::pipeline::AnySource;
-use ebis_source::{Op, Position, Source};
+use ebis_source::{Change, Op, Position, Source, Value};
 use std::collections::BTreeSet;
+
+/// Asserts that every change of `changes` to `table`, but those to keys whose first
+/// value is in `changed_since`, carries the row a read by key gives now (a row taken
+/// from a log reads as a read by key reads it).
+pub async fn assert_rows_read_alike(
+    source: &mut AnySource,
+    table: &str,
+    changes: &[Change],
+    changed_since: &[Value],
+) {
+    for c in changes {
+        if changed_since.contains(&c.key[0]) {
+            continue;
+        }
+        let read = source
+            .rows_by_keys(table, std::slice::from_ref(&c.key), c.version)
+            .await
+            .expect("read by key");
+        assert_eq!(read.len(), 1, "key {:?} read", c.key);
+        assert_eq!(read[0].row, c.row, "key {:?}", c.key);
+    }
+}
 
 /// What the reads returned.
 pub struct Parts {

@@ -32,6 +32,7 @@ pub mod setup;
 mod table;
 mod timestamp;
 pub mod tls;
+mod tuple;
 mod values;
 
 use ebis_source::{

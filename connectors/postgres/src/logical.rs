@@ -4,11 +4,14 @@
 //! instead of holding a replication connection open — the same polling shape as every
 //! other mode (CRATES.md §1). The messages are decoded by pg_walstream's parser.
 //!
-//! The log says which rows changed; the rows themselves are read by key, whole and
-//! current, as changelog capture reads them (`ebis_capture::changelog::read_latest`): a
-//! key whose row is gone is a delete. Only the key columns are taken from the messages,
-//! by name from each Relation message, so a column added mid-stream never shifts which
-//! value is the key, and an unchanged TOASTed value never matters.
+//! The log says which rows changed, and mostly what they became: an insert's or an
+//! update's new tuple gives the row as the select list reads it (`crate::tuple`), a
+//! delete (or the old tuple of an update that moved a row to another key) that the row
+//! is gone. Rows a tuple cannot give exactly (a mapping's expression, a `timestamptz`, an
+//! unchanged TOASTed value, …) are read by key, whole and current, as changelog capture
+//! reads them (`ebis_capture::changelog::read_latest`): a key whose row is gone is a
+//! delete. Columns are found by name from each Relation message, so a column added
+//! mid-stream never shifts which value is the key or a column.
 //!
 //! Positions are the end of a commit (an LSN), so a resume never starts inside a
 //! transaction; one larger than a batch is read in parts, the position staying at its
@@ -24,9 +27,10 @@
 use crate::PostgresSource;
 use crate::error::classify;
 use crate::table::Table;
+use crate::tuple::TupleRead;
 use crate::values::from_text;
 use chrono::{DateTime, Utc};
-use ebis_capture::changelog::{Latest, VISIBLE_TIMEOUT, VisibleWait, read_latest};
+use ebis_capture::changelog::{Latest, Logged, VISIBLE_TIMEOUT, VisibleWait, read_latest};
 use ebis_source::{Batch, Position, SourceError, Value, key_text};
 use futures_util::StreamExt;
 use pg_walstream::{LogicalReplicationMessage as Message, LogicalReplicationParser, TupleData};
@@ -121,20 +125,29 @@ struct Collected {
     xids: Vec<u32>,
 }
 
-/// Which captured table a relation is, and where its key columns are in its tuples.
-type Place = Option<(usize, Vec<usize>)>;
+/// A relation that is a captured table: which, where its key columns are in its tuples,
+/// and how its tuples read as rows (`None`: its rows are read by key).
+struct Placed {
+    table: usize,
+    keys: Vec<usize>,
+    rows: Option<TupleRead>,
+}
+
+/// A relation's place: `None` for one not captured.
+type Place = Option<Placed>;
 
 /// The place of a relation, by its oid (a table renamed keeps it, and keeps being
-/// published); a captured table whose key column the log does not name any more (renamed
-/// or dropped) is an error naming it, never a table silently passed over.
-fn place(tables: &[Table], oid: u32, columns: &[&str]) -> Result<Place, SourceError> {
+/// published), from its Relation message's columns (names and type oids); a captured
+/// table whose key column the log does not name any more (renamed or dropped) is an
+/// error naming it, never a table silently passed over.
+fn place(tables: &[Table], oid: u32, columns: &[(&str, u32)]) -> Result<Place, SourceError> {
     let Some(index) = tables.iter().position(|t| t.located.oid == oid) else {
         return Ok(None);
     };
     let t = &tables[index];
     let mut keys = Vec::with_capacity(t.key_names.len());
     for k in &t.key_names {
-        match columns.iter().position(|c| c == k) {
+        match columns.iter().position(|(c, _)| c == k) {
             Some(p) => keys.push(p),
             None => {
                 return Err(SourceError::MissingColumn {
@@ -144,7 +157,14 @@ fn place(tables: &[Table], oid: u32, columns: &[&str]) -> Result<Place, SourceEr
             }
         }
     }
-    Ok(Some((index, keys)))
+    let rows = t
+        .column_readings()
+        .and_then(|select| TupleRead::new(&select, columns));
+    Ok(Some(Placed {
+        table: index,
+        keys,
+        rows,
+    }))
 }
 
 /// The key values of a tuple, read as the table's select list reads its key columns;
@@ -175,12 +195,20 @@ struct Keys {
 }
 
 impl Keys {
-    fn push(&mut self, table: usize, key: Vec<Value>, when: Option<DateTime<Utc>>, xid: u32) {
+    /// The newest change of `key`, with the row's state as the log gave it, if it did.
+    fn push(
+        &mut self,
+        table: usize,
+        key: Vec<Value>,
+        when: Option<DateTime<Utc>>,
+        xid: u32,
+        logged: Option<Logged>,
+    ) {
         if self.xids.last() != Some(&xid) {
             self.xids.push(xid);
         }
         self.order += 1;
-        let entry = Latest::new(table, key, self.order, when);
+        let entry = Latest::new(table, key, self.order, when).logged(logged);
         match self.at.get(&(table, entry.key_text.clone())) {
             Some(i) => self.latest[*i] = entry,
             None => {
@@ -252,31 +280,40 @@ impl Cursor {
                 .parse_wal_message(data)
                 .map_err(|e| SourceError::Query(format!("undecodable pgoutput message: {e}")))?
                 .message;
-            let mut changed = |relation_id: u32, tuples: &[Option<&TupleData>]| {
-                if self.behind {
-                    return Ok(());
-                }
-                self.in_txn += 1;
-                if self.in_txn <= self.pass {
-                    return Ok(());
-                }
-                if let Some(Some((t, at))) = self.places.get(&relation_id) {
-                    let table = &tables[*t];
-                    for (i, tuple) in tuples.iter().enumerate() {
-                        // An old tuple (sent when the key changed, or for every update
-                        // of a table with REPLICA IDENTITY FULL) may lack the key; the
-                        // new one, and a delete's old one, must hold it.
-                        let last = i + 1 == tuples.len();
-                        match tuple.and_then(|tp| key_of(table, at, tp)) {
-                            Some(key) => keys.push(*t, key, self.when, self.xid),
-                            None if last => return Err(no_key(table)),
-                            None => {}
-                        }
+            // A row change: the old tuple (a delete's; an update's when its key changed,
+            // or for every update of a table with REPLICA IDENTITY FULL) says the row at
+            // its key is gone, the new one what the row became.
+            let mut changed =
+                |relation_id: u32, old: Option<&TupleData>, new: Option<&TupleData>| {
+                    if self.behind {
+                        return Ok(());
                     }
-                    returned += 1;
-                }
-                Ok(())
-            };
+                    self.in_txn += 1;
+                    if self.in_txn <= self.pass {
+                        return Ok(());
+                    }
+                    if let Some(Some(placed)) = self.places.get(&relation_id) {
+                        let table = &tables[placed.table];
+                        // An update's old tuple may lack the key; a delete's must hold it.
+                        match (old.and_then(|tp| key_of(table, &placed.keys, tp)), new) {
+                            (Some(key), _) => {
+                                let gone = Some(Logged::Deleted);
+                                keys.push(placed.table, key, self.when, self.xid, gone);
+                            }
+                            (None, None) => return Err(no_key(table)),
+                            (None, Some(_)) => {}
+                        }
+                        if let Some(tuple) = new {
+                            let key =
+                                key_of(table, &placed.keys, tuple).ok_or_else(|| no_key(table))?;
+                            let row = placed.rows.as_ref().and_then(|r| r.row(tuple));
+                            let logged = row.map(Logged::Row);
+                            keys.push(placed.table, key, self.when, self.xid, logged);
+                        }
+                        returned += 1;
+                    }
+                    Ok(())
+                };
             match message {
                 Message::Begin {
                     final_lsn,
@@ -301,31 +338,34 @@ impl Cursor {
                     columns,
                     ..
                 } => {
-                    let names: Vec<&str> = columns.iter().map(|c| c.name.as_ref()).collect();
+                    let named: Vec<(&str, u32)> = columns
+                        .iter()
+                        .map(|c| (c.name.as_ref(), c.type_id))
+                        .collect();
                     self.places
-                        .insert(relation_id, place(tables, relation_id, &names)?);
+                        .insert(relation_id, place(tables, relation_id, &named)?);
                 }
-                Message::Insert { relation_id, tuple } => changed(relation_id, &[Some(&tuple)])?,
+                Message::Insert { relation_id, tuple } => changed(relation_id, None, Some(&tuple))?,
                 Message::Update {
                     relation_id,
                     old_tuple,
                     new_tuple,
                     ..
-                } => changed(relation_id, &[old_tuple.as_ref(), Some(&new_tuple)])?,
+                } => changed(relation_id, old_tuple.as_ref(), Some(&new_tuple))?,
                 Message::Delete {
                     relation_id,
                     old_tuple,
                     ..
-                } => changed(relation_id, &[Some(&old_tuple)])?,
+                } => changed(relation_id, Some(&old_tuple), None)?,
                 // A TRUNCATE the warehouse has been snapshotted past is no news.
                 Message::Truncate { relation_ids, .. } if !self.behind => {
                     if let Some(t) = relation_ids
                         .iter()
-                        .find_map(|r| self.places.get(r).cloned().flatten())
+                        .find_map(|r| self.places.get(r).and_then(|p| p.as_ref()))
                     {
                         return Err(SourceError::PositionExpired(format!(
                             "captured table {} was truncated at the source (the log holds no rows for it)",
-                            tables[t.0].plan.table
+                            tables[t.table].plan.table
                         )));
                     }
                 }
@@ -524,10 +564,25 @@ impl PostgresSource {
             Position::Logical { lsn, .. } => i64::try_from(*lsn).unwrap_or(i64::MAX),
             _ => 0,
         };
+        let by_key = collected
+            .latest
+            .iter()
+            .filter(|l| l.logged.is_none())
+            .count();
+        tracing::debug!(
+            source = %self.name,
+            from_tuples = collected.latest.len() - by_key,
+            read_by_key = by_key,
+            "logical batch"
+        );
         let changes = if collected.latest.is_empty() {
             Vec::new()
         } else {
-            wait_visible(self.client()?, &collected.xids, &self.name).await?;
+            // Rows the log gave are as their transactions wrote them; only a read by key
+            // must wait until a new snapshot sees those transactions.
+            if by_key > 0 {
+                wait_visible(self.client()?, &collected.xids, &self.name).await?;
+            }
             read_latest(
                 &mut crate::changelog::Reader::new(self)?,
                 collected.latest,

@@ -123,6 +123,8 @@ pub struct Table {
     /// The select list's items, one per column and expression.
     items: Vec<String>,
     readings: Vec<Reading>,
+    /// The type of each select-list item (a column's own, an expression's result).
+    oids: Vec<u32>,
     /// Select-list positions of the key columns.
     key_idx: Vec<usize>,
     /// Key columns, quoted, as the catalog names them.
@@ -213,9 +215,11 @@ impl Table {
             .collect();
         let mut items = Vec::new();
         let mut readings = Vec::new();
+        let mut oids = Vec::new();
         for ((expr, alias), col) in exprs.iter().zip(&aliases).zip(statement.columns()) {
             items.push(Reading::select_item(col.type_(), expr, &quote(alias)));
             readings.push(Reading::of(col.type_()));
+            oids.push(col.type_().oid());
         }
         let mut key_idx = Vec::new();
         for k in &plan.key {
@@ -266,6 +270,7 @@ impl Table {
             select: items.join(", "),
             items,
             readings,
+            oids,
             key_quoted: key_names.iter().map(|k| quote(k)).collect(),
             key_types: key_idx.iter().map(|i| columns[*i].ty.clone()).collect(),
             key_names,
@@ -284,6 +289,23 @@ impl Table {
     /// How key column `i` is read.
     pub fn key_reading(&self, i: usize) -> Reading {
         self.readings[self.key_idx[i]]
+    }
+
+    /// The select list's columns (name, type oid, reading), when it reads nothing but
+    /// the table's columns: a row of those can be taken from a log's tuple. `None`
+    /// when a mapping adds an expression (only the server evaluates it).
+    pub fn column_readings(&self) -> Option<Vec<(&str, u32, Reading)>> {
+        if !self.plan.expressions.is_empty() {
+            return None;
+        }
+        Some(
+            self.types
+                .iter()
+                .zip(&self.oids)
+                .zip(&self.readings)
+                .map(|(((name, _), oid), reading)| (name.as_str(), *oid, *reading))
+                .collect(),
+        )
     }
 
     /// True when the table has a modified column (timestamp capture possible).

@@ -127,7 +127,13 @@ pub fn from_text(reading: Reading, s: &str) -> Value {
             "f" | "false" => Value::Bool(false),
             _ => text(),
         },
-        Reading::F32 | Reading::F64 => s.parse().map(Value::Float).unwrap_or_else(|_| text()),
+        // A `real` is written as the shortest text that reads back as the same f32
+        // (extra_float_digits = 3): read as f32 and widened, as the driver widens it.
+        Reading::F32 => s
+            .parse::<f32>()
+            .map(|f| Value::Float(f.into()))
+            .unwrap_or_else(|_| text()),
+        Reading::F64 => s.parse().map(Value::Float).unwrap_or_else(|_| text()),
         Reading::Bytes => s
             .strip_prefix("\\x")
             .and_then(unhex)
@@ -198,6 +204,12 @@ mod tests {
     fn text_forms_read_as_the_column_reads_them() {
         assert_eq!(from_text(Reading::I32, "42"), Value::Int(42));
         assert_eq!(from_text(Reading::Bool, "t"), Value::Bool(true));
+        assert_eq!(
+            from_text(Reading::F32, "1.1"),
+            Value::Float(f64::from(1.1f32)),
+            "a real reads as the driver widens it, not as the double 1.1"
+        );
+        assert_eq!(from_text(Reading::F64, "1.1"), Value::Float(1.1));
         assert_eq!(
             from_text(Reading::Decimal, "12345678901234.567891"),
             Value::Decimal("12345678901234.567891".to_owned())
