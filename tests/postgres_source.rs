@@ -717,7 +717,7 @@ const WIDE: &str = "CREATE TABLE ENT (
     C_SPAN interval NULL, C_UUID uuid NULL, C_JSON jsonb NULL, C_NUMS integer[] NULL
 )";
 
-/// The names of the changes to keys `ids`, in key order: (key, op, name).
+/// Each change's integer key, op and name, in key order.
 fn names_of(changes: &[ebis_source::Change]) -> Vec<(i64, ebis_source::Op, Option<String>)> {
     let mut got: Vec<_> = changes
         .iter()

@@ -127,8 +127,9 @@ pub fn from_text(reading: Reading, s: &str) -> Value {
             "f" | "false" => Value::Bool(false),
             _ => text(),
         },
-        // A `real` is written as the shortest text that reads back as the same f32
-        // (extra_float_digits = 3): read as f32 and widened, as the driver widens it.
+        // A `real` is written as text that reads back as the same f32 (shortest on
+        // PostgreSQL 12+, 9 digits before, with extra_float_digits = 3): read as f32 and
+        // widened, as the driver widens the binary value, never as the double 1.1.
         Reading::F32 => s
             .parse::<f32>()
             .map(|f| Value::Float(f.into()))
