@@ -564,20 +564,20 @@ impl PostgresSource {
             Position::Logical { lsn, .. } => i64::try_from(*lsn).unwrap_or(i64::MAX),
             _ => 0,
         };
-        let by_key = collected
-            .latest
-            .iter()
-            .filter(|l| l.logged.is_none())
-            .count();
-        tracing::debug!(
-            source = %self.name,
-            from_tuples = collected.latest.len() - by_key,
-            read_by_key = by_key,
-            "logical batch"
-        );
         let changes = if collected.latest.is_empty() {
             Vec::new()
         } else {
+            let by_key = collected
+                .latest
+                .iter()
+                .filter(|l| l.logged.is_none())
+                .count();
+            tracing::debug!(
+                source = %self.name,
+                from_tuples = collected.latest.len() - by_key,
+                read_by_key = by_key,
+                "logical batch"
+            );
             // Rows the log gave are as their transactions wrote them; only a read by key
             // must wait until a new snapshot sees those transactions.
             if by_key > 0 {
