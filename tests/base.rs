@@ -649,27 +649,103 @@ async fn a_refresh_rewrites_only_the_enterprises_that_changed_and_a_move_touches
     assert!(before[0].ends_with(" 1"), "a full run is due: {before:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operators_see_it() {
-    use ebis::pipeline::{DEFER_DURING_CATCH_UP, DEFER_DURING_SNAPSHOT};
-    use ebis::warehouse::{ApplyBatch, SourceMeta, StatusUpdate};
+/// A warehouse with the AIC changelog source registered, and the source's name for applies.
+async fn registered_aic_city() -> (Env, ebis::warehouse::SourceMeta<'static>) {
     let env = Env::new(&[&AIC_CHANGELOG]).await;
     env.wh
         .register_sources(&env.config().sources)
         .await
         .expect("register");
-    let meta = SourceMeta {
+    let meta = ebis::warehouse::SourceMeta {
         name: "aic_city",
         bureau: "aic",
     };
+    (env, meta)
+}
+
+/// A batch that only writes the source's status.
+fn status_only(status: ebis::warehouse::StatusUpdate) -> ebis::warehouse::ApplyBatch {
+    let mut b = ebis::warehouse::ApplyBatch::new();
+    b.status = status;
+    b
+}
+
+/// A first snapshot longer than a few minutes used to get a full rebuild of the base in
+/// its middle (the drainer waited 5 minutes at most), wasted since another follows at its
+/// end. The drainer of `ebis run` now waits for as long as the snapshot keeps applying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drainer_waits_for_a_first_snapshot_however_long_it_runs_but_not_for_a_silent_one() {
+    use ebis::pipeline::{Shutdown, drain_base};
+    use ebis::warehouse::StatusUpdate;
+    let (env, meta) = registered_aic_city().await;
+    let snapshotting = || {
+        status_only(StatusUpdate {
+            state: Some("snapshotting"),
+            ..StatusUpdate::default()
+        })
+    };
+    let pg = env.pg().await;
+    // A chunk applied; what it queued has waited an hour (a long first load).
+    env.wh
+        .apply(meta, "seq 500", &snapshotting())
+        .await
+        .expect("apply");
+    pg.batch_execute(
+        "insert into core.pending (queued_at) values (clock_timestamp() - interval '1 hour')",
+    )
+    .await
+    .expect("queue");
+    let queued = || async {
+        pg.query_one("select count(*) from core.pending", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+    };
+    let (stop, shutdown) = Shutdown::new();
+    let drainer = tokio::spawn(drain_base(
+        env.wh.clone(),
+        shutdown,
+        Duration::from_millis(100),
+    ));
+    // The drainer passes by several times (it looks every second) and leaves it.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        env.wh
+            .apply(meta, "seq 600", &snapshotting())
+            .await
+            .expect("apply");
+        assert_eq!(queued().await, 1, "drained while the snapshot runs");
+    }
+    // The snapshot goes silent (its process died): the queue is taken in.
+    pg.batch_execute(
+        "update ebis.source_status set updated_at = clock_timestamp() - interval '121 seconds'",
+    )
+    .await
+    .expect("silent");
+    let mut left = 1;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = queued().await;
+        if left == 0 {
+            break;
+        }
+    }
+    stop.trigger();
+    drainer.await.expect("drainer");
+    assert_eq!(left, 0, "a silent snapshot held the drains back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operators_see_it() {
+    use ebis::pipeline::{DEFER_DURING_CATCH_UP, SNAPSHOT_SILENT_AFTER};
+    use ebis::warehouse::StatusUpdate;
+    let (env, meta) = registered_aic_city().await;
     let read = |backlog: bool| {
-        let mut b = ApplyBatch::new();
-        b.status = StatusUpdate {
+        status_only(StatusUpdate {
             state: Some("streaming"),
             backlog: Some(backlog),
             ..StatusUpdate::default()
-        };
-        b
+        })
     };
     let pg = env.pg().await;
     // Something applied and queued for the base; then a batch that read a full batch.
@@ -682,7 +758,7 @@ async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operat
         .expect("apply");
     let defer = || {
         env.wh
-            .defer_drain(DEFER_DURING_SNAPSHOT, DEFER_DURING_CATCH_UP)
+            .defer_drain(SNAPSHOT_SILENT_AFTER, DEFER_DURING_CATCH_UP)
     };
     assert!(
         defer().await.expect("defer"),
@@ -715,7 +791,7 @@ async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operat
     // Not longer than the oldest queued statement may wait ...
     assert!(
         !env.wh
-            .defer_drain(DEFER_DURING_SNAPSHOT, Duration::ZERO)
+            .defer_drain(SNAPSHOT_SILENT_AFTER, Duration::ZERO)
             .await
             .expect("defer"),
         "a statement queued longer than the wait allows is drained"
