@@ -663,6 +663,19 @@ async fn registered_aic_city() -> (Env, ebis::warehouse::SourceMeta<'static>) {
     (env, meta)
 }
 
+/// A status that only sets the source's state.
+fn state(state: &'static str) -> ebis::warehouse::StatusUpdate {
+    ebis::warehouse::StatusUpdate {
+        state: Some(state),
+        ..ebis::warehouse::StatusUpdate::default()
+    }
+}
+
+/// The count a `select count(*)` gives.
+async fn count(pg: &tokio_postgres::Client, sql: &str) -> i64 {
+    pg.query_one(sql, &[]).await.expect("count").get(0)
+}
+
 /// A batch that only writes the source's status.
 fn status_only(status: ebis::warehouse::StatusUpdate) -> ebis::warehouse::ApplyBatch {
     let mut b = ebis::warehouse::ApplyBatch::new();
@@ -676,18 +689,11 @@ fn status_only(status: ebis::warehouse::StatusUpdate) -> ebis::warehouse::ApplyB
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drainer_waits_for_a_first_snapshot_however_long_it_runs_but_not_for_a_silent_one() {
     use ebis::pipeline::{Shutdown, drain_base};
-    use ebis::warehouse::StatusUpdate;
     let (env, meta) = registered_aic_city().await;
-    let snapshotting = || {
-        status_only(StatusUpdate {
-            state: Some("snapshotting"),
-            ..StatusUpdate::default()
-        })
-    };
     let pg = env.pg().await;
     // A chunk applied; what it queued has waited an hour (a long first load).
     env.wh
-        .apply(meta, "seq 500", &snapshotting())
+        .apply(meta, "seq 500", &status_only(state("snapshotting")))
         .await
         .expect("apply");
     pg.batch_execute(
@@ -695,12 +701,7 @@ async fn the_drainer_waits_for_a_first_snapshot_however_long_it_runs_but_not_for
     )
     .await
     .expect("queue");
-    let queued = || async {
-        pg.query_one("select count(*) from core.pending", &[])
-            .await
-            .expect("count")
-            .get::<_, i64>(0)
-    };
+    let queued = || count(&pg, "select count(*) from core.pending");
     let (stop, shutdown) = Shutdown::new();
     let drainer = tokio::spawn(drain_base(
         env.wh.clone(),
@@ -711,7 +712,7 @@ async fn the_drainer_waits_for_a_first_snapshot_however_long_it_runs_but_not_for
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(800)).await;
         env.wh
-            .apply(meta, "seq 600", &snapshotting())
+            .apply(meta, "seq 600", &status_only(state("snapshotting")))
             .await
             .expect("apply");
         assert_eq!(queued().await, 1, "drained while the snapshot runs");
@@ -733,6 +734,54 @@ async fn the_drainer_waits_for_a_first_snapshot_however_long_it_runs_but_not_for
     stop.trigger();
     drainer.await.expect("drainer");
     assert_eq!(left, 0, "a silent snapshot held the drains back");
+}
+
+/// A scheduled comparison settles the base first: during a first load, a full rebuild
+/// that the one at the load's end repeats. It waits for the snapshot's end instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_comparison_waits_for_a_first_snapshot_to_end() {
+    use ebis::pipeline::Shutdown;
+    let (env, meta) = registered_aic_city().await;
+    env.wh
+        .apply(meta, "seq 500", &status_only(state("snapshotting")))
+        .await
+        .expect("apply");
+    let pg = env.pg().await;
+    let runs = || count(&pg, "select count(*) from compare.run");
+    let (stop, shutdown) = Shutdown::new();
+    let schedule = tokio::spawn(ebis::compare::run_on_schedule(
+        env.wh.clone(),
+        Duration::from_millis(200),
+        shutdown,
+    ));
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        env.wh
+            .apply(meta, "seq 600", &status_only(state("snapshotting")))
+            .await
+            .expect("apply");
+        assert_eq!(
+            runs().await,
+            0,
+            "a comparison ran during the first snapshot"
+        );
+    }
+    // The snapshot ends (the source streams): the due run goes ahead.
+    env.wh
+        .apply(meta, "seq 700", &status_only(state("streaming")))
+        .await
+        .expect("apply");
+    let mut n = 0;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        n = runs().await;
+        if n > 0 {
+            break;
+        }
+    }
+    stop.trigger();
+    schedule.await.expect("schedule");
+    assert!(n > 0, "no comparison ran after the snapshot ended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

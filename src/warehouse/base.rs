@@ -178,6 +178,24 @@ impl Warehouse {
             .get(0))
     }
 
+    /// True while a source's first snapshot runs and wrote its status within
+    /// `silent_after` (a snapshot silent for longer, its process dead, does not count).
+    pub async fn first_snapshot_running(
+        &self,
+        silent_after: std::time::Duration,
+    ) -> Result<bool, WarehouseError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "select exists (select 1 from ebis.source_status
+                                 where state = 'snapshotting'
+                                   and updated_at > clock_timestamp() - make_interval(secs => $1::float8))",
+                &[&silent_after.as_secs_f64()],
+            )
+            .await?
+            .get(0))
+    }
+
     /// Takes the whole queue in now (waiting for a drainer at work), with statistics
     /// refreshed first: afterwards the base holds every record applied before the call.
     pub async fn settle_base(&self) -> Result<i64, WarehouseError> {
