@@ -25,6 +25,7 @@ use ebis_source::{Row, Value};
 use mysql_async::Value as My;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
+use std::sync::Arc;
 
 /// How one column's logged value becomes the value a read gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,9 +82,10 @@ impl Kind {
 /// Where a table's select-list columns are in its log images, and how each is read.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ImageRead {
-    /// Per select-list column: its name (as the select list names it), its position in
-    /// the image, and its kind.
-    columns: Vec<(String, usize, Kind)>,
+    /// The select list's column names, shared by the rows read.
+    names: Arc<Vec<String>>,
+    /// Per select-list column: its position in the image, and its kind.
+    columns: Vec<(usize, Kind)>,
 }
 
 impl ImageRead {
@@ -96,14 +98,19 @@ impl ImageRead {
         image: &[(String, bool)],
     ) -> Option<ImageRead> {
         let mut out = Vec::new();
+        let mut names = Vec::new();
         for (name, data_type, charset, reading) in columns {
             let at = image
                 .iter()
                 .position(|(c, _)| c.eq_ignore_ascii_case(name))?;
             let kind = Kind::of(data_type, charset, reading, image[at].1)?;
-            out.push((name.to_owned(), at, kind));
+            names.push(name.to_owned());
+            out.push((at, kind));
         }
-        Some(ImageRead { columns: out })
+        Some(ImageRead {
+            names: Arc::new(names),
+            columns: out,
+        })
     }
 
     /// The row an image gives, `value(i)` being the image's value at position `i`;
@@ -112,14 +119,14 @@ impl ImageRead {
         &self,
         mut value: impl FnMut(usize) -> Option<&'v BinlogValue<'b>>,
     ) -> Option<Row> {
-        let mut row = Row::new();
-        for (name, at, kind) in &self.columns {
+        let mut values = Vec::with_capacity(self.columns.len());
+        for (at, kind) in &self.columns {
             let BinlogValue::Value(v) = value(*at)? else {
                 return None;
             };
-            row.push(name.clone(), convert(v, *kind)?);
+            values.push(convert(v, *kind)?);
         }
-        Some(row)
+        Some(Row::with_names(Arc::clone(&self.names), values))
     }
 }
 

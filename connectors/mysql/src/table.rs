@@ -10,6 +10,7 @@ use crate::values::{Reading, convert, latin1_key, param};
 use ebis_source::{Change, KeyEntry, Op, Row, SourceError, TablePlan, Value};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value as My};
+use std::sync::Arc;
 
 /// Connections a large fetch of rows by key is spread over (see [`Table::by_keys_spread`]).
 pub const FETCH_CONNECTIONS: usize = 3;
@@ -338,21 +339,28 @@ impl Table {
         };
         // Every row of a result has the same columns: their names are decoded once (per
         // row and column, it was a twentieth of a snapshot's reading and mapping).
-        let mut names: Option<Vec<String>> = None;
+        let mut names: Option<Arc<Vec<String>>> = None;
         Ok(result
             .into_iter()
             .map(|r| {
                 let columns = r.columns();
                 let names = names.get_or_insert_with(|| {
-                    columns.iter().map(|c| c.name_str().into_owned()).collect()
+                    Arc::new(
+                        columns
+                            .iter()
+                            .zip(&self.readings)
+                            .map(|(c, _)| c.name_str().into_owned())
+                            .collect(),
+                    )
                 });
-                r.unwrap()
+                let values = r
+                    .unwrap()
                     .into_iter()
                     .zip(columns.iter())
                     .zip(&self.readings)
-                    .zip(names.iter())
-                    .map(|(((v, c), reading), name)| (name.clone(), convert(v, c, *reading)))
-                    .collect()
+                    .map(|((v, c), reading)| convert(v, c, *reading))
+                    .collect();
+                Row::with_names(Arc::clone(names), values)
             })
             .collect())
     }

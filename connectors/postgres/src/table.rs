@@ -11,6 +11,7 @@
 use crate::error::classify;
 use crate::values::{Reading, decode, param};
 use ebis_source::{Change, KeyEntry, Op, Row, SourceError, TablePlan, Value};
+use std::sync::Arc;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
@@ -350,15 +351,27 @@ impl Table {
             .query(sql, params)
             .await
             .map_err(|e| classify(e, Some(&self.plan.table)))?;
-        Ok(found.iter().map(|r| self.row(r)).collect())
+        // Every row of a result has the same columns: their names are taken once.
+        let Some(first) = found.first() else {
+            return Ok(Vec::new());
+        };
+        let names: Arc<Vec<String>> = Arc::new(
+            first
+                .columns()
+                .iter()
+                .zip(&self.readings)
+                .map(|(c, _)| c.name().to_owned())
+                .collect(),
+        );
+        Ok(found.iter().map(|r| self.row(&names, r)).collect())
     }
 
-    fn row(&self, r: &tokio_postgres::Row) -> Row {
-        let mut row = Row::new();
-        for (i, (c, reading)) in r.columns().iter().zip(&self.readings).enumerate() {
-            row.push(c.name(), decode(r, i, *reading));
-        }
-        row
+    fn row(&self, names: &Arc<Vec<String>>, r: &tokio_postgres::Row) -> Row {
+        let values = (0..r.len())
+            .zip(&self.readings)
+            .map(|(i, reading)| decode(r, i, *reading))
+            .collect();
+        Row::with_names(Arc::clone(names), values)
     }
 
     /// The key values of a row read by this table's select list.

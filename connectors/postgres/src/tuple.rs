@@ -21,6 +21,7 @@
 use crate::values::{Reading, from_text};
 use ebis_source::{Row, Value};
 use pg_walstream::TupleData;
+use std::sync::Arc;
 
 /// `timestamptz`'s type oid.
 const TIMESTAMPTZ: u32 = 1184;
@@ -29,8 +30,10 @@ const TIMESTAMPTZ: u32 = 1184;
 /// read.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TupleRead {
-    /// Name, position in the tuple, reading: in select-list order.
-    columns: Vec<(String, usize, Reading)>,
+    /// The select list's names, shared by the rows read.
+    names: Arc<Vec<String>>,
+    /// Position in the tuple, reading: in select-list order.
+    columns: Vec<(usize, Reading)>,
 }
 
 impl TupleRead {
@@ -45,17 +48,20 @@ impl TupleRead {
                     return None;
                 }
                 let p = relation.iter().position(|(n, _)| n == name)?;
-                (relation[p].1 == *oid).then(|| ((*name).to_owned(), p, *reading))
+                (relation[p].1 == *oid).then_some((p, *reading))
             })
             .collect::<Option<Vec<_>>>()
-            .map(|columns| TupleRead { columns })
+            .map(|columns| TupleRead {
+                names: Arc::new(select.iter().map(|(n, _, _)| (*n).to_owned()).collect()),
+                columns,
+            })
     }
 
     /// The row a tuple holds, as the select list reads it; `None` when a value is not
     /// there or not read exactly (see the module's note).
     pub(crate) fn row(&self, tuple: &TupleData) -> Option<Row> {
-        let mut row = Row::new();
-        for (name, p, reading) in &self.columns {
+        let mut values = Vec::with_capacity(self.columns.len());
+        for (p, reading) in &self.columns {
             let c = tuple.get_column(*p)?;
             let value = if c.is_null() {
                 Value::Null
@@ -68,9 +74,9 @@ impl TupleRead {
                 }
                 from_text(*reading, &s)
             };
-            row.push(name.clone(), value);
+            values.push(value);
         }
-        Some(row)
+        Some(Row::with_names(Arc::clone(&self.names), values))
     }
 }
 

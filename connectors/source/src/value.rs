@@ -7,6 +7,7 @@
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use serde_json::Value as Json;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// One column value read from a source database.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,9 +153,12 @@ pub fn datetime_text(t: &NaiveDateTime) -> String {
 }
 
 /// One source row: column name → value, in the order the source returned the columns.
+/// The names are shared by every row read with them ([`Row::with_names`]): a snapshot's
+/// rows held a copy of each name, an allocation per column and row.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Row {
-    columns: Vec<(String, Value)>,
+    names: Arc<Vec<String>>,
+    values: Vec<Value>,
 }
 
 impl Row {
@@ -163,23 +167,33 @@ impl Row {
         Self::default()
     }
 
+    /// A row of `values` under `names` (shared with the other rows read with them).
+    ///
+    /// # Panics
+    /// When there are not as many values as names: a reader's bug.
+    pub fn with_names(names: Arc<Vec<String>>, values: Vec<Value>) -> Self {
+        assert_eq!(names.len(), values.len(), "a row's names and values");
+        Self { names, values }
+    }
+
     /// Appends a column.
     pub fn push(&mut self, column: impl Into<String>, value: Value) {
-        self.columns.push((column.into(), value));
+        Arc::make_mut(&mut self.names).push(column.into());
+        self.values.push(value);
     }
 
     /// The value of a column: an exact name match first, then ASCII case-insensitive
     /// (Oracle folds unquoted names to upper case, MySQL keeps them as written).
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.columns
+        self.names
             .iter()
-            .find(|(c, _)| c == column)
+            .position(|c| c == column)
             .or_else(|| {
-                self.columns
+                self.names
                     .iter()
-                    .find(|(c, _)| c.eq_ignore_ascii_case(column))
+                    .position(|c| c.eq_ignore_ascii_case(column))
             })
-            .map(|(_, v)| v)
+            .map(|i| &self.values[i])
     }
 
     /// The values at some column positions (NULL where the row has none).
@@ -192,30 +206,32 @@ impl Row {
 
     /// The value at a column position, if the row has one there.
     pub fn value_at(&self, position: usize) -> Option<Value> {
-        self.columns.get(position).map(|(_, v)| v.clone())
+        self.values.get(position).cloned()
     }
 
     /// The columns in source order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.columns.iter().map(|(c, v)| (c.as_str(), v))
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter())
     }
 
     /// Number of columns.
     pub fn len(&self) -> usize {
-        self.columns.len()
+        self.values.len()
     }
 
     /// True when the row has no columns.
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
+        self.values.is_empty()
     }
 
     /// The whole row as a JSON object (the raw source row).
     pub fn to_json(&self) -> Json {
         Json::Object(
-            self.columns
-                .iter()
-                .map(|(c, v)| (c.clone(), v.to_json()))
+            self.iter()
+                .map(|(c, v)| (c.to_owned(), v.to_json()))
                 .collect(),
         )
     }
@@ -224,9 +240,9 @@ impl Row {
     /// (the raw row kept beside every record of a snapshot: building and cloning the
     /// tree was a third of mapping's time).
     pub fn to_json_text(&self) -> String {
-        let mut out = String::with_capacity(48 * self.columns.len() + 2);
+        let mut out = String::with_capacity(48 * self.values.len() + 2);
         out.push('{');
-        for (i, (c, v)) in self.columns.iter().enumerate() {
+        for (i, (c, v)) in self.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -289,8 +305,10 @@ fn push_json_str(out: &mut String, s: &str) {
 
 impl FromIterator<(String, Value)> for Row {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        let (names, values) = iter.into_iter().unzip();
         Self {
-            columns: iter.into_iter().collect(),
+            names: Arc::new(names),
+            values,
         }
     }
 }
