@@ -671,11 +671,6 @@ fn state(state: &'static str) -> ebis::warehouse::StatusUpdate {
     }
 }
 
-/// The count a `select count(*)` gives.
-async fn count(pg: &tokio_postgres::Client, sql: &str) -> i64 {
-    pg.query_one(sql, &[]).await.expect("count").get(0)
-}
-
 /// A batch that only writes the source's status.
 fn status_only(status: ebis::warehouse::StatusUpdate) -> ebis::warehouse::ApplyBatch {
     let mut b = ebis::warehouse::ApplyBatch::new();
@@ -683,110 +678,118 @@ fn status_only(status: ebis::warehouse::StatusUpdate) -> ebis::warehouse::ApplyB
     b
 }
 
-/// A first snapshot longer than a few minutes used to get a full rebuild of the base in
-/// its middle (the drainer waited 5 minutes at most), wasted since another follows at its
-/// end. The drainer of `ebis run` now waits for as long as the snapshot keeps applying.
+/// A first load's records go into the base by one rebuild at its end. Taken in while it
+/// runs, each drain would be a full rebuild of the base, wasted (the one at the end
+/// repeats it): the drainer, and a comparison's settle, leave a loading source's
+/// statements queued, and take the other sources' changes as they come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drainer_waits_for_a_first_snapshot_however_long_it_runs_but_not_for_a_silent_one() {
+async fn a_first_load_waits_in_the_queue_while_other_sources_changes_reach_the_base() {
     use ebis::pipeline::{Shutdown, drain_base};
     let (env, meta) = registered_aic_city().await;
-    let pg = env.pg().await;
-    // A chunk applied; what it queued has waited an hour (a long first load).
     env.wh
         .apply(meta, "seq 500", &status_only(state("snapshotting")))
         .await
         .expect("apply");
+    let pg = env.pg().await;
+    let queued = || async {
+        texts(
+            &pg,
+            "select coalesce(source, '-') from core.pending order by seq",
+        )
+        .await
+    };
+    // A chunk the load applied an hour ago: an apply names its source in the transaction
+    // (as `Warehouse::apply` does), and the trigger's statement is marked with it.
+    pg.batch_execute("begin; select set_config('ebis.source', 'aic_city', true)")
+        .await
+        .expect("begin");
+    insert_establishments(&pg, "150302", 1, 3).await;
     pg.batch_execute(
-        "insert into core.pending (queued_at) values (clock_timestamp() - interval '1 hour')",
+        "commit; update core.pending set queued_at = clock_timestamp() - interval '1 hour'",
+    )
+    .await
+    .expect("commit");
+    assert_eq!(queued().await, ["aic_city"]);
+    // Another source's change; and a statement queued outside an apply has no source.
+    insert_establishments(&pg, "150303", 100, 1).await;
+    pg.batch_execute(
+        "insert into core.pending (resolve_reg, source) values ('{110000000000002}', 'ntax_city')",
     )
     .await
     .expect("queue");
-    let queued = || count(&pg, "select count(*) from core.pending");
+    assert_eq!(queued().await, ["aic_city", "-", "ntax_city"]);
     let (stop, shutdown) = Shutdown::new();
     let drainer = tokio::spawn(drain_base(
         env.wh.clone(),
         shutdown,
         Duration::from_millis(100),
     ));
-    // The drainer passes by several times (it looks every second) and leaves it.
-    for _ in 0..4 {
+    let until = |want: Vec<&'static str>| {
+        let queued = &queued;
+        async move {
+            let mut now = Vec::new();
+            for _ in 0..50 {
+                now = queued().await;
+                if now == want {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            now
+        }
+    };
+    assert_eq!(
+        until(vec!["aic_city"]).await,
+        ["aic_city"],
+        "the other source's change is drained, the load's stays"
+    );
+    // A load's worth from a source whose load ended while this one's goes on (a new
+    // city's first loads): no rebuild until the last load ends.
+    pg.batch_execute(
+        "insert into core.pending (resolve_reg, source)
+           select array_agg((110000000000000 + g)::text), 'qts_city' from generate_series(10, 30009) g",
+    )
+    .await
+    .expect("queue");
+    for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(800)).await;
         env.wh
             .apply(meta, "seq 600", &status_only(state("snapshotting")))
             .await
             .expect("apply");
-        assert_eq!(queued().await, 1, "drained while the snapshot runs");
+        assert_eq!(
+            queued().await,
+            ["aic_city", "qts_city"],
+            "taken in while loading"
+        );
     }
-    // The snapshot goes silent (its process died): the queue is taken in.
+    // A comparison run meanwhile settles the base without taking the loads in.
+    env.wh.compare().await.expect("compare");
+    assert_eq!(queued().await, ["aic_city", "qts_city"]);
+    // The load goes silent (its process died): everything is taken in.
     pg.batch_execute(
         "update ebis.source_status set updated_at = clock_timestamp() - interval '121 seconds'",
     )
     .await
     .expect("silent");
-    let mut left = 1;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        left = queued().await;
-        if left == 0 {
-            break;
-        }
-    }
+    let left = until(vec![]).await;
     stop.trigger();
     drainer.await.expect("drainer");
-    assert_eq!(left, 0, "a silent snapshot held the drains back");
-}
-
-/// A scheduled comparison settles the base first: during a first load, a full rebuild
-/// that the one at the load's end repeats. It waits for the snapshot's end instead.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_comparison_waits_for_a_first_snapshot_to_end() {
-    use ebis::pipeline::Shutdown;
-    let (env, meta) = registered_aic_city().await;
-    env.wh
-        .apply(meta, "seq 500", &status_only(state("snapshotting")))
+    assert!(
+        left.is_empty(),
+        "a silent load held the drains back: {left:?}"
+    );
+    let base: i64 = pg
+        .query_one("select count(*) from core.enterprise", &[])
         .await
-        .expect("apply");
-    let pg = env.pg().await;
-    let runs = || count(&pg, "select count(*) from compare.run");
-    let (stop, shutdown) = Shutdown::new();
-    let schedule = tokio::spawn(ebis::compare::run_on_schedule(
-        env.wh.clone(),
-        Duration::from_millis(200),
-        shutdown,
-    ));
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        env.wh
-            .apply(meta, "seq 600", &status_only(state("snapshotting")))
-            .await
-            .expect("apply");
-        assert_eq!(
-            runs().await,
-            0,
-            "a comparison ran during the first snapshot"
-        );
-    }
-    // The snapshot ends (the source streams): the due run goes ahead.
-    env.wh
-        .apply(meta, "seq 700", &status_only(state("streaming")))
-        .await
-        .expect("apply");
-    let mut n = 0;
-    for _ in 0..150 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        n = runs().await;
-        if n > 0 {
-            break;
-        }
-    }
-    stop.trigger();
-    schedule.await.expect("schedule");
-    assert!(n > 0, "no comparison ran after the snapshot ended");
+        .expect("base")
+        .get(0);
+    assert_eq!(base, 4, "the load's and the other establishments");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operators_see_it() {
-    use ebis::pipeline::{DEFER_DURING_CATCH_UP, SNAPSHOT_SILENT_AFTER};
+    use ebis::pipeline::DEFER_DURING_CATCH_UP;
     use ebis::warehouse::StatusUpdate;
     let (env, meta) = registered_aic_city().await;
     let read = |backlog: bool| {
@@ -805,10 +808,7 @@ async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operat
         .apply(meta, "seq 500", &read(true))
         .await
         .expect("apply");
-    let defer = || {
-        env.wh
-            .defer_drain(SNAPSHOT_SILENT_AFTER, DEFER_DURING_CATCH_UP)
-    };
+    let defer = || env.wh.defer_drain(DEFER_DURING_CATCH_UP);
     assert!(
         defer().await.expect("defer"),
         "the drainer waits for the catch-up"
@@ -839,10 +839,7 @@ async fn a_source_catching_up_holds_the_drainer_back_a_minute_at_most_and_operat
     );
     // Not longer than the oldest queued statement may wait ...
     assert!(
-        !env.wh
-            .defer_drain(SNAPSHOT_SILENT_AFTER, Duration::ZERO)
-            .await
-            .expect("defer"),
+        !env.wh.defer_drain(Duration::ZERO).await.expect("defer"),
         "a statement queued longer than the wait allows is drained"
     );
     // ... nor for a process that stopped writing (it died mid-way).

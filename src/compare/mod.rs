@@ -216,44 +216,15 @@ impl RunSummary {
 }
 
 /// Runs the comparison every `every` until shutdown (the `compare.every` of `ebis run`).
-/// A failed run is logged and retried at the next tick. While a source's first snapshot
-/// runs, a due run waits for its end (looking again every [`SNAPSHOT_RECHECK`] at most):
-/// a run settles the base's queue first, which during a first load is a full rebuild of
-/// the base that the one at the load's end repeats (80-117 s of a core at 1M
-/// enterprises), and the loading source's findings are held back anyway. `ebis compare`
-/// run by hand does not wait.
+/// A failed run is logged and retried at the next tick.
 pub async fn run_on_schedule(
     wh: Warehouse,
     every: std::time::Duration,
     mut shutdown: crate::pipeline::Shutdown,
 ) {
-    let mut wait = every;
-    let mut waiting_since: Option<std::time::Instant> = None;
     loop {
-        if shutdown.sleep(wait).await {
+        if shutdown.sleep(every).await {
             return;
-        }
-        wait = every;
-        match wh
-            .first_snapshot_running(crate::pipeline::SNAPSHOT_SILENT_AFTER)
-            .await
-        {
-            Ok(true) => {
-                if waiting_since.is_none() {
-                    tracing::info!("comparison run waits: a source's first snapshot is running");
-                    waiting_since = Some(std::time::Instant::now());
-                }
-                wait = every.min(SNAPSHOT_RECHECK);
-                continue;
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "reading the sources' states failed"),
-        }
-        if let Some(since) = waiting_since.take() {
-            tracing::info!(
-                waited_seconds = since.elapsed().as_secs(),
-                "first snapshot over: the comparison runs"
-            );
         }
         match wh.compare().await {
             Ok(run) => {
@@ -271,9 +242,6 @@ pub async fn run_on_schedule(
         }
     }
 }
-
-/// How often a scheduled comparison that waits for a first snapshot looks again.
-pub const SNAPSHOT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -20,19 +20,6 @@ pub const DRAIN_PAUSE: Duration = Duration::from_secs(1);
 /// load, and the base's set-wise refresh plans by them).
 pub const ANALYZE_EVERY: Duration = Duration::from_secs(10);
 
-/// How long a source's first snapshot may go without writing its status (each chunk it
-/// applies writes it) and still hold the drains back. While it runs, its chunks queue
-/// every record it loads; taken in one rebuild at its end (migration 0024), they cost a
-/// fraction of what draining them against a growing base does, and every drain taken
-/// meanwhile would be a full rebuild of the base (a queue naming more than a quarter of
-/// the crosswalk), wasted, since the one at the end follows anyway: at 1M enterprises
-/// 80-117 s of a core each, every 5 minutes of a longer load, when the wait was capped
-/// at 5 minutes. So the drains wait for as long as the snapshot goes on; other sources'
-/// changes wait with them (the queue's age shows it); a comparison run settles the queue
-/// first whatever its age. A snapshot silent for longer (its process died, or a read
-/// hangs) holds nothing back.
-pub const SNAPSHOT_SILENT_AFTER: Duration = Duration::from_secs(120);
-
 /// How long queued statements may wait while a streaming source catches up a backlog
 /// (it reads full batches): the drains would take the cores its applies need, and one
 /// drain of what a minute queued costs less per enterprise than many small ones. The
@@ -46,9 +33,10 @@ pub const DEFER_DURING_CATCH_UP: Duration = Duration::from_secs(60);
 pub const NO_REBUILD_AFTER_FAILURE: Duration = Duration::from_secs(600);
 
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
-/// every `idle` while it is short, and not while a first snapshot runs (unless silent for
-/// [`SNAPSHOT_SILENT_AFTER`]) or a source catches up a backlog (up to
-/// [`DEFER_DURING_CATCH_UP`]); statistics refreshed first, every [`ANALYZE_EVERY`].
+/// every `idle` while it is short, and not while a source catches up a backlog (up to
+/// [`DEFER_DURING_CATCH_UP`]); a source's first load waits in the queue until it ends
+/// (migration 0048: a drain leaves a loading source's statements queued, and takes
+/// nothing worth a rebuild while any load runs); statistics refreshed first, every [`ANALYZE_EVERY`].
 /// When a drain fails for a reason other than the connection, the statements are taken
 /// one at a time (and no rebuild is tried for [`NO_REBUILD_AFTER_FAILURE`]), and one the
 /// base still refuses is parked with the server's reason (`core.pending_parked`), so one
@@ -64,10 +52,7 @@ pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
                 tracing::warn!(error = %e, "warehouse statistics: analyze failed (retrying)");
             }
         }
-        let deferred = match wh
-            .defer_drain(SNAPSHOT_SILENT_AFTER, DEFER_DURING_CATCH_UP)
-            .await
-        {
+        let deferred = match wh.defer_drain(DEFER_DURING_CATCH_UP).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "enterprise base: reading the queue failed (retrying)");

@@ -9,7 +9,7 @@ mod mapper;
 mod runner;
 pub mod snapshot;
 
-pub use base::{DEFER_DURING_CATCH_UP, SNAPSHOT_SILENT_AFTER, drain_base};
+pub use base::{DEFER_DURING_CATCH_UP, drain_base};
 pub use connector::{AnySource, binlog_server_id, plans};
 pub use mapper::map_changes;
 pub use runner::{RunSettings, run_source, run_sources};

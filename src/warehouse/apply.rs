@@ -526,6 +526,14 @@ impl Warehouse {
         if let Some(lease) = self.fence_of(source.name) {
             super::lease::check_fence(&tx, &lease).await?;
         }
+        // What the exchange tables' triggers queue for the base is marked as this
+        // source's: a drain leaves it queued while the source's first load runs
+        // (migration 0048).
+        tx.execute(
+            "select set_config('ebis.source', $1, true)",
+            &[&source.name],
+        )
+        .await?;
         let mut applied = Applied::default();
         for (kind, kb) in batch.kinds.values() {
             if !kb.upserts.is_empty() {

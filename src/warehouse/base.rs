@@ -141,56 +141,26 @@ impl Warehouse {
         Ok(taken)
     }
 
-    /// True when draining should wait: a source's first snapshot is running and wrote its
-    /// status within `snapshot_silent_after` (however long statements have waited), or
-    /// a streaming source is catching up a backlog (migration 0033) and the oldest queued
-    /// statement is younger than `during_catch_up`. A source counts as catching up only
-    /// while it keeps applying (its status written in the last 30 seconds): a process
-    /// that died mid-way holds nothing back.
+    /// True when draining should wait: a streaming source is catching up a backlog
+    /// (migration 0033) and the oldest queued statement is younger than
+    /// `during_catch_up`. A source counts as catching up only while it keeps applying (its
+    /// status written in the last 30 seconds): a process that died mid-way holds nothing
+    /// back. (A first load needs no wait here: each drain leaves its statements queued,
+    /// migration 0048.)
     pub async fn defer_drain(
         &self,
-        snapshot_silent_after: std::time::Duration,
         during_catch_up: std::time::Duration,
     ) -> Result<bool, WarehouseError> {
         let client = self.client().await?;
         Ok(client
             .query_one(
-                "with s as (
-                     select coalesce(bool_or(state = 'snapshotting'
-                                             and updated_at > clock_timestamp() - make_interval(secs => $1::float8)),
-                                     false) as snapshotting,
-                            coalesce(bool_or(backlog_since is not null
-                                             and updated_at > clock_timestamp() - interval '30 seconds'),
-                                     false) as catching_up
-                     from ebis.source_status)
-                 select s.snapshotting
-                        or (s.catching_up
-                            and coalesce((select min(queued_at) from core.pending)
-                                           > clock_timestamp() - make_interval(secs => $2::float8),
-                                         true))
-                 from s",
-                &[
-                    &snapshot_silent_after.as_secs_f64(),
-                    &during_catch_up.as_secs_f64(),
-                ],
-            )
-            .await?
-            .get(0))
-    }
-
-    /// True while a source's first snapshot runs and wrote its status within
-    /// `silent_after` (a snapshot silent for longer, its process dead, does not count).
-    pub async fn first_snapshot_running(
-        &self,
-        silent_after: std::time::Duration,
-    ) -> Result<bool, WarehouseError> {
-        let client = self.client().await?;
-        Ok(client
-            .query_one(
                 "select exists (select 1 from ebis.source_status
-                                 where state = 'snapshotting'
-                                   and updated_at > clock_timestamp() - make_interval(secs => $1::float8))",
-                &[&silent_after.as_secs_f64()],
+                                 where backlog_since is not null
+                                   and updated_at > clock_timestamp() - interval '30 seconds')
+                        and coalesce((select min(queued_at) from core.pending)
+                                       > clock_timestamp() - make_interval(secs => $1::float8),
+                                     true)",
+                &[&during_catch_up.as_secs_f64()],
             )
             .await?
             .get(0))

@@ -76,6 +76,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0045_raw_row_as_json.sql"),
     migration!("0046_sorted_base_writes.sql"),
     migration!("0047_cheaper_rebuild.sql"),
+    migration!("0048_loads_held_back.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
