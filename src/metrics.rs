@@ -64,6 +64,8 @@ pub mod names {
     pub const BASE_LAG: &str = "ebis_base_lag_seconds";
     /// Statements the enterprise base refused, parked with their reasons.
     pub const BASE_PARKED: &str = "ebis_base_parked_statements";
+    /// Queued statements of sources whose first snapshot runs: they wait for its end.
+    pub const BASE_WAITING_FOR_LOADS: &str = "ebis_base_statements_waiting_for_loads";
     /// Open findings per rule.
     pub const FINDINGS: &str = "ebis_findings_open";
     /// How long the last comparison run took.
@@ -321,6 +323,7 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
     });
     gauge!(names::BASE_LAG).set(base_lag);
     gauge!(names::BASE_PARKED).set(f.base.parked as f64);
+    gauge!(names::BASE_WAITING_FOR_LOADS).set(f.base.waiting_for_loads as f64);
     for rule in crate::rules::Rule::ALL {
         let open = f
             .findings
@@ -467,6 +470,10 @@ fn describe() {
     describe_gauge!(
         names::BASE_PARKED,
         "Statements the enterprise base refused, parked with their reasons."
+    );
+    describe_gauge!(
+        names::BASE_WAITING_FOR_LOADS,
+        "Queued statements of sources whose first snapshot is still running: they wait for it to end, to be taken in by one rebuild."
     );
     describe_gauge!(names::FINDINGS, "Open consistency findings per rule.");
     describe_gauge!(

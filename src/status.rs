@@ -170,7 +170,13 @@ pub fn render_base(
     now: chrono::DateTime<chrono::Utc>,
     zone: Zone,
 ) -> String {
-    let line = render_queue(b, now, zone);
+    let mut line = render_queue(b, now, zone);
+    if b.waiting_for_loads > 0 && b.queued > 0 {
+        line.push_str(&format!(
+            "; {} of them wait for a first snapshot to end, to be taken in by one rebuild",
+            b.waiting_for_loads
+        ));
+    }
     if b.parked > 0 {
         format!(
             "{line}; {} statement(s) parked: the base refused them, their records are missing from it (see core.pending_parked)",

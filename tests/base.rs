@@ -766,6 +766,23 @@ async fn a_first_load_waits_in_the_queue_while_other_sources_changes_reach_the_b
     // A comparison run meanwhile settles the base without taking the loads in.
     env.wh.compare().await.expect("compare");
     assert_eq!(queued().await, ["aic_city", "qts_city"]);
+    // Operators see what waits for a load (qts_city's load ended; it waits for the rebuild
+    // with aic_city's, but is not aic_city's).
+    let line = ebis::status::render_base(
+        &env.wh.base_status().await.expect("base status"),
+        chrono::Utc::now(),
+        ebis::zone::Zone::Local,
+    );
+    assert!(
+        line.contains("2 statement(s) queued")
+            && line.contains("1 of them wait for a first snapshot to end"),
+        "{line}"
+    );
+    let page = ebis::metrics::render(&env.wh).await.expect("metrics");
+    assert!(
+        page.contains("ebis_base_statements_waiting_for_loads 1"),
+        "{page}"
+    );
     // The load goes silent (its process died): everything is taken in.
     pg.batch_execute(
         "update ebis.source_status set updated_at = clock_timestamp() - interval '121 seconds'",

@@ -16,6 +16,9 @@ pub struct BaseStatus {
     pub drained_at: Option<DateTime<Utc>>,
     /// Statements the base could not take in, parked with their reasons.
     pub parked: i64,
+    /// Of the queued statements, those of sources whose first snapshot is still running:
+    /// they wait for it to end (migration 0048).
+    pub waiting_for_loads: i64,
 }
 
 /// Enterprises from which a drain refreshes on two connections at once (half each): a
@@ -209,7 +212,8 @@ impl Warehouse {
                 "select (select count(*) from core.pending),
                         (select min(queued_at) from core.pending),
                         (select max(drained_at) from core.base_complete),
-                        (select count(*) from core.pending_parked)",
+                        (select count(*) from core.pending_parked),
+                        (select count(*) from core.pending where source = any(core.loading_sources()))",
                 &[],
             )
             .await?;
@@ -218,6 +222,7 @@ impl Warehouse {
             oldest: row.get(1),
             drained_at: row.get(2),
             parked: row.get(3),
+            waiting_for_loads: row.get(4),
         })
     }
 }
