@@ -473,7 +473,7 @@ fn describe() {
     );
     describe_gauge!(
         names::BASE_WAITING_FOR_LOADS,
-        "Queued statements of sources whose first snapshot is still running: they wait for it to end, to be taken in by one rebuild."
+        "Queued statements of sources whose first snapshot is still running: they wait for it to end."
     );
     describe_gauge!(names::FINDINGS, "Open consistency findings per rule.");
     describe_gauge!(

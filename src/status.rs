@@ -173,7 +173,7 @@ pub fn render_base(
     let mut line = render_queue(b, now, zone);
     if b.waiting_for_loads > 0 && b.queued > 0 {
         line.push_str(&format!(
-            "; {} of them wait for a first snapshot to end, to be taken in by one rebuild",
+            "; {} of them wait for their source's first snapshot to end",
             b.waiting_for_loads
         ));
     }

@@ -775,7 +775,7 @@ async fn a_first_load_waits_in_the_queue_while_other_sources_changes_reach_the_b
     );
     assert!(
         line.contains("2 statement(s) queued")
-            && line.contains("1 of them wait for a first snapshot to end"),
+            && line.contains("1 of them wait for their source's first snapshot to end"),
         "{line}"
     );
     let page = ebis::metrics::render(&env.wh).await.expect("metrics");

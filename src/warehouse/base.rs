@@ -145,8 +145,8 @@ impl Warehouse {
     }
 
     /// True when draining should wait: a streaming source is catching up a backlog
-    /// (migration 0033) and the oldest queued statement is younger than
-    /// `during_catch_up`. A source counts as catching up only while it keeps applying (its
+    /// (migration 0033) and the oldest queued statement a drain would take (not a loading
+    /// source's) is younger than `during_catch_up`. A source counts as catching up only while it keeps applying (its
     /// status written in the last 30 seconds): a process that died mid-way holds nothing
     /// back. (A first load needs no wait here: each drain leaves its statements queued,
     /// migration 0048.)
@@ -160,7 +160,8 @@ impl Warehouse {
                 "select exists (select 1 from ebis.source_status
                                  where backlog_since is not null
                                    and updated_at > clock_timestamp() - interval '30 seconds')
-                        and coalesce((select min(queued_at) from core.pending)
+                        and coalesce((select min(queued_at) from core.pending
+                                       where source is null or source <> all(core.loading_sources()))
                                        > clock_timestamp() - make_interval(secs => $1::float8),
                                      true)",
                 &[&during_catch_up.as_secs_f64()],
