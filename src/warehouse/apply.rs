@@ -523,9 +523,6 @@ impl Warehouse {
     ) -> Result<Applied, WarehouseError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        if let Some(lease) = self.fence_of(source.name) {
-            super::lease::check_fence(&tx, &lease).await?;
-        }
         // What the exchange tables' triggers queue for the base is marked as this
         // source's: a drain leaves it queued while the source's first load runs
         // (migration 0048).
@@ -534,6 +531,9 @@ impl Warehouse {
             &[&source.name],
         )
         .await?;
+        if let Some(lease) = self.fence_of(source.name) {
+            super::lease::check_fence(&tx, &lease).await?;
+        }
         let mut applied = Applied::default();
         for (kind, kb) in batch.kinds.values() {
             if !kb.upserts.is_empty() {
