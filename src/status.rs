@@ -171,7 +171,7 @@ pub fn render_base(
     zone: Zone,
 ) -> String {
     let mut line = render_queue(b, now, zone);
-    if b.waiting_for_loads > 0 && b.queued > 0 {
+    if b.waiting_for_loads > 0 {
         line.push_str(&format!(
             "; {} of them wait for their source's first snapshot to end",
             b.waiting_for_loads

@@ -64,16 +64,14 @@ begin
               from core.pending p
              where p.source is null or p.source <> all(loading))
       into ids, sources, queued;
-    if ids is not null and cardinality(loading) > 0 and core.rebuild_pays(queued) then
-        -- A load's worth while other loads go on: one rebuild after them takes it in.
-        taken := 0;
-        ids := null;
-        sources := null;
-        return;
-    end if;
-    if ids is not null and rebuild_allowed and core.rebuild_pays(queued) then
-        perform core.rebuild_taking(ids, sources);
-        taken := cardinality(ids);
+    if ids is not null and (cardinality(loading) > 0 or rebuild_allowed) and core.rebuild_pays(queued) then
+        -- A load's worth while other loads go on waits: one rebuild after them takes it in.
+        if cardinality(loading) = 0 then
+            perform core.rebuild_taking(ids, sources);
+            taken := cardinality(ids);
+        else
+            taken := 0;
+        end if;
         ids := null;
         sources := null;
         return;

@@ -161,7 +161,7 @@ impl Warehouse {
                                  where backlog_since is not null
                                    and updated_at > clock_timestamp() - interval '30 seconds')
                         and coalesce((select min(queued_at) from core.pending
-                                       where source is null or source <> all(core.loading_sources()))
+                                       where source is null or source <> all((select core.loading_sources())::text[]))
                                        > clock_timestamp() - make_interval(secs => $1::float8),
                                      true)",
                 &[&during_catch_up.as_secs_f64()],
@@ -214,7 +214,7 @@ impl Warehouse {
                         (select min(queued_at) from core.pending),
                         (select max(drained_at) from core.base_complete),
                         (select count(*) from core.pending_parked),
-                        (select count(*) from core.pending where source = any(core.loading_sources()))",
+                        (select count(*) from core.pending where source = any((select core.loading_sources())::text[]))",
                 &[],
             )
             .await?;

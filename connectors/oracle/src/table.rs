@@ -610,17 +610,20 @@ impl Table {
     pub async fn rows(&self, session: &Session, stmt: Stmt) -> Result<Vec<Row>, SourceError> {
         tracing::trace!(table = %self.plan.table, "read");
         let readings = self.readings.clone();
+        // Every row shares the select list's names.
+        let names: Arc<Vec<String>> = Arc::new(readings.iter().map(|(n, _)| n.clone()).collect());
         session
             .run(Some(&self.plan.table), move |conn| {
                 with_params(&stmt.params, |params| {
                     let mut out = Vec::new();
                     for row in conn.query(&stmt.sql, params)? {
                         let row = row?;
-                        let mut r = Row::new();
-                        for (i, (name, reading)) in readings.iter().enumerate() {
-                            r.push(name.clone(), fetch(&row, i, *reading)?);
-                        }
-                        out.push(r);
+                        let values = readings
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (_, reading))| fetch(&row, i, *reading))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        out.push(Row::with_names(Arc::clone(&names), values));
                     }
                     Ok(out)
                 })

@@ -355,13 +355,9 @@ impl Table {
         let Some(first) = found.first() else {
             return Ok(Vec::new());
         };
-        let names: Arc<Vec<String>> = Arc::new(
-            first
-                .columns()
-                .iter()
-                .zip(&self.readings)
-                .map(|(c, _)| c.name().to_owned())
-                .collect(),
+        let names = Row::shared_names(
+            first.columns().iter().map(|c| c.name()),
+            self.readings.len(),
         );
         Ok(found.iter().map(|r| self.row(&names, r)).collect())
     }

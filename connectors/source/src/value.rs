@@ -176,6 +176,15 @@ impl Row {
         Self { names, values }
     }
 
+    /// The first `count` of a result's column names, to be shared by its rows
+    /// ([`Row::with_names`]).
+    pub fn shared_names<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        count: usize,
+    ) -> Arc<Vec<String>> {
+        Arc::new(names.into_iter().take(count).map(str::to_owned).collect())
+    }
+
     /// Appends a column.
     pub fn push(&mut self, column: impl Into<String>, value: Value) {
         Arc::make_mut(&mut self.names).push(column.into());

@@ -10,6 +10,7 @@ use crate::connect::{Conn, classify};
 use crate::values::{Reading, code_page_encoding, convert, param_text};
 use ebis_capture::keys::{key_problem, split_table};
 use ebis_source::{Change, Expression, KeyEntry, Op, Row, SourceError, TablePlan, Value};
+use std::sync::Arc;
 use tiberius::Query;
 
 /// Quotes an identifier with brackets.
@@ -368,15 +369,23 @@ impl Table {
             Ok(rows) => rows,
             Err(e) => return Err(classify(e, Some(&self.plan.table))),
         };
+        // Every row of a result has the same columns: their names are taken once.
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let names = Row::shared_names(
+            first.columns().iter().map(|c| c.name()),
+            self.readings.len(),
+        );
         Ok(rows
             .into_iter()
             .map(|r| {
-                let names: Vec<String> = r.columns().iter().map(|c| c.name().to_owned()).collect();
-                r.cells()
-                    .zip(names)
+                let values = r
+                    .cells()
                     .zip(&self.readings)
-                    .map(|(((_, data), name), reading)| (name, convert(data, *reading)))
-                    .collect()
+                    .map(|((_, data), reading)| convert(data, *reading))
+                    .collect();
+                Row::with_names(Arc::clone(&names), values)
             })
             .collect())
     }
