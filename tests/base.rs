@@ -783,18 +783,49 @@ async fn a_first_load_waits_in_the_queue_while_other_sources_changes_reach_the_b
         page.contains("ebis_base_statements_waiting_for_loads 1"),
         "{page}"
     );
-    // The load goes silent (its process died): everything is taken in.
+    // Without a lease (status written by something other than `ebis run`), a load silent
+    // for 2 minutes counts as dead (seen inside a transaction the drainer never sees).
+    let loading = || async { texts(&pg, "select unnest(core.loading_sources())").await };
+    assert_eq!(loading().await, ["aic_city"]);
     pg.batch_execute(
-        "update ebis.source_status set updated_at = clock_timestamp() - interval '121 seconds'",
+        "begin; update ebis.source_status set updated_at = clock_timestamp() - interval '121 seconds'",
     )
     .await
     .expect("silent");
+    assert!(loading().await.is_empty());
+    pg.batch_execute("rollback").await.expect("rollback");
+    // A chunk slower than that while the process holds the source's lease (renewed in the
+    // background, as `ebis run` does): the load still holds its statements back.
+    pg.batch_execute(
+        "insert into ebis.lease (source, holder, epoch, acquired_at, renewed_at, expires_at)
+         values ('aic_city', 'host:1:a', 1, now(), now(), clock_timestamp() + interval '1 hour');
+         update ebis.source_status set updated_at = clock_timestamp() - interval '121 seconds'",
+    )
+    .await
+    .expect("lease");
+    assert_eq!(loading().await, ["aic_city"]);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            queued().await,
+            ["aic_city", "qts_city"],
+            "taken in while a slow load held its lease"
+        );
+    }
+    // The process died: its lease expires, and everything is taken in (however recently
+    // its status was written).
+    pg.batch_execute(
+        "update ebis.source_status set updated_at = clock_timestamp();
+         update ebis.lease set expires_at = clock_timestamp() - interval '1 second'",
+    )
+    .await
+    .expect("expired");
     let left = until(vec![]).await;
     stop.trigger();
     drainer.await.expect("drainer");
     assert!(
         left.is_empty(),
-        "a silent load held the drains back: {left:?}"
+        "a load whose lease expired held the drains back: {left:?}"
     );
     let base: i64 = pg
         .query_one("select count(*) from core.enterprise", &[])

@@ -77,6 +77,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0046_sorted_base_writes.sql"),
     migration!("0047_cheaper_rebuild.sql"),
     migration!("0048_loads_held_back.sql"),
+    migration!("0049_loads_held_by_lease.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
