@@ -66,6 +66,8 @@ pub mod names {
     pub const BASE_PARKED: &str = "ebis_base_parked_statements";
     /// Queued statements of sources whose first snapshot runs: they wait for its end.
     pub const BASE_WAITING_FOR_LOADS: &str = "ebis_base_statements_waiting_for_loads";
+    /// Seconds a rebuild of the enterprise base has been at work (0: none is).
+    pub const BASE_REBUILD: &str = "ebis_base_rebuild_running_seconds";
     /// Open findings per rule.
     pub const FINDINGS: &str = "ebis_findings_open";
     /// How long the last comparison run took.
@@ -324,6 +326,10 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
     gauge!(names::BASE_LAG).set(base_lag);
     gauge!(names::BASE_PARKED).set(f.base.parked as f64);
     gauge!(names::BASE_WAITING_FOR_LOADS).set(f.base.waiting_for_loads as f64);
+    let rebuilding = f.base.rebuild.as_ref().map_or(0.0, |r| {
+        (chrono::Utc::now() - r.started).num_milliseconds().max(0) as f64 / 1000.0
+    });
+    gauge!(names::BASE_REBUILD).set(rebuilding);
     for rule in crate::rules::Rule::ALL {
         let open = f
             .findings
@@ -474,6 +480,11 @@ fn describe() {
     describe_gauge!(
         names::BASE_WAITING_FOR_LOADS,
         "Queued statements of sources whose first snapshot is still running: they wait for it to end."
+    );
+    describe_gauge!(
+        names::BASE_REBUILD,
+        Unit::Seconds,
+        "Seconds a rebuild of the enterprise base has been at work (0 when none is)."
     );
     describe_gauge!(names::FINDINGS, "Open consistency findings per rule.");
     describe_gauge!(

@@ -171,6 +171,14 @@ pub fn render_base(
     zone: Zone,
 ) -> String {
     let mut line = render_queue(b, now, zone);
+    if let Some(r) = &b.rebuild {
+        line.push_str(&format!(
+            "; a rebuild of the base has been at work for {} (since {}), now {}",
+            human_seconds((now - r.started).num_milliseconds().max(0) as f64 / 1000.0),
+            zone.show(r.started),
+            r.doing()
+        ));
+    }
     if b.waiting_for_loads > 0 {
         line.push_str(&format!(
             "; {} of them wait for their source's first snapshot to end",
@@ -496,6 +504,45 @@ mod tests {
             !shown.contains("cleared"),
             "the error now in force is shown: {shown}"
         );
+    }
+
+    #[test]
+    fn a_rebuild_at_work_shows_since_when_and_its_step() {
+        use chrono::TimeZone;
+        let zone = Zone::parse("+08:00").expect("an offset");
+        let rebuild = crate::warehouse::BaseRebuild::from_application_name(
+            "ebis:base-rebuild:1796619702000:index",
+        )
+        .expect("a rebuild's name");
+        assert_eq!(
+            rebuild.started,
+            Utc.with_ymd_and_hms(2026, 12, 7, 5, 1, 42).unwrap()
+        );
+        let b = crate::warehouse::BaseStatus {
+            queued: 3,
+            oldest: Some(rebuild.started),
+            rebuild: Some(rebuild.clone()),
+            ..Default::default()
+        };
+        let line = render_base(&b, rebuild.started + chrono::Duration::seconds(75), zone);
+        assert!(
+            line.contains("3 statement(s) queued, the oldest 75s ago")
+                && line.contains("a rebuild of the base has been at work for 75s (since 2026-12-07 13:01:42), now building the keys and indexes"),
+            "{line}"
+        );
+        // Other backends' names are not rebuilds.
+        for name in [
+            "ebis",
+            "ebis:base-rebuild:",
+            "ebis:base-rebuild:x:index",
+            "psql",
+        ] {
+            assert_eq!(
+                crate::warehouse::BaseRebuild::from_application_name(name),
+                None,
+                "{name}"
+            );
+        }
     }
 
     #[test]

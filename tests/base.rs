@@ -1075,3 +1075,52 @@ async fn a_large_drain_refreshes_on_two_connections_survives_dying_midway_and_bu
         "the parallel drain and a rebuild build the same base"
     );
 }
+
+/// A rebuild is one long transaction (minutes for a city): `ebis status` and `/metrics`
+/// show that it is at work, since when and at which step, while it runs.
+#[tokio::test]
+async fn a_rebuild_at_work_shows_in_status_and_metrics() {
+    let (env, _meta) = registered_aic_city().await;
+    let pg = env.pg().await;
+    let gauge = |page: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix("ebis_base_rebuild_running_seconds "))
+            .unwrap_or_else(|| panic!("no rebuild gauge: {page}"))
+            .parse()
+            .expect("a number")
+    };
+    let before = env.wh.base_status().await.expect("status");
+    assert_eq!(before.rebuild, None);
+    let page = ebis::metrics::render(&env.wh).await.expect("metrics");
+    assert_eq!(gauge(&page), 0.0);
+    // A rebuild by hand whose transaction is still open: it has done its work and commits.
+    pg.batch_execute("begin; select core.rebuild()")
+        .await
+        .expect("rebuild");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let at_work = env.wh.base_status().await.expect("status");
+    let rebuild = at_work.rebuild.clone().expect("a rebuild at work is shown");
+    assert_eq!(rebuild.step, "commit");
+    let age = chrono::Utc::now() - rebuild.started;
+    assert!(
+        age > chrono::Duration::zero() && age < chrono::Duration::seconds(60),
+        "{age}"
+    );
+    let line = ebis::status::render_base(&at_work, chrono::Utc::now(), ebis::zone::Zone::Local);
+    assert!(
+        line.contains("a rebuild of the base has been at work for")
+            && line.ends_with("now committing"),
+        "{line}"
+    );
+    let page = ebis::metrics::render(&env.wh).await.expect("metrics");
+    assert!(gauge(&page) > 0.0, "{page}");
+    // Committed: nothing at work any more, and the connection's own name is back.
+    pg.batch_execute("commit").await.expect("commit");
+    assert_eq!(env.wh.base_status().await.expect("status").rebuild, None);
+    assert_eq!(
+        gauge(&ebis::metrics::render(&env.wh).await.expect("metrics")),
+        0.0
+    );
+    let name = texts(&pg, "select current_setting('application_name')").await;
+    assert!(!name[0].starts_with("ebis:base-rebuild"), "{name:?}");
+}

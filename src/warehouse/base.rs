@@ -19,6 +19,43 @@ pub struct BaseStatus {
     /// Of the queued statements, those of sources whose first snapshot is still running:
     /// they wait for it to end (migration 0048).
     pub waiting_for_loads: i64,
+    /// A rebuild of the base at work, as its backend shows it (migration 0050).
+    pub rebuild: Option<BaseRebuild>,
+}
+
+/// A rebuild of the enterprise base at work: one transaction, whose backend names it in its
+/// `application_name` (`ebis:base-rebuild:<start, Unix milliseconds>:<step>`, set by
+/// `core.rebuild_step`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseRebuild {
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// What it does now: `resolve` (records resolved, enterprises built), `index` (keys
+    /// and indexes built again), `analyze`, `commit`.
+    pub step: String,
+}
+
+impl BaseRebuild {
+    /// The rebuild an `application_name` names, if it names one.
+    pub fn from_application_name(name: &str) -> Option<BaseRebuild> {
+        let rest = name.strip_prefix("ebis:base-rebuild:")?;
+        let (started, step) = rest.split_once(':')?;
+        Some(BaseRebuild {
+            started: DateTime::from_timestamp_millis(started.parse().ok()?)?,
+            step: step.to_owned(),
+        })
+    }
+
+    /// Its step in words.
+    pub fn doing(&self) -> &str {
+        match self.step.as_str() {
+            "resolve" => "resolving the records and building the enterprises",
+            "index" => "building the keys and indexes",
+            "analyze" => "analyzing",
+            "commit" => "committing",
+            other => other,
+        }
+    }
 }
 
 /// Enterprises from which a drain refreshes on two connections at once (half each): a
@@ -205,7 +242,7 @@ impl Warehouse {
         Ok(parked.filter(|n| *n >= 0))
     }
 
-    /// The queue's length and age.
+    /// The queue's length and age, and a rebuild at work.
     pub async fn base_status(&self) -> Result<BaseStatus, WarehouseError> {
         let client = self.client().await?;
         let row = client
@@ -214,16 +251,23 @@ impl Warehouse {
                         (select min(queued_at) from core.pending),
                         (select max(drained_at) from core.base_complete),
                         (select count(*) from core.pending_parked),
-                        (select count(*) from core.pending where source = any((select core.loading_sources())::text[]))",
+                        (select count(*) from core.pending where source = any((select core.loading_sources())::text[])),
+                        (select a.application_name from pg_stat_activity a
+                          where a.datname = current_database() and a.application_name like 'ebis:base-rebuild:%'
+                          order by a.pid limit 1)",
                 &[],
             )
             .await?;
+        let rebuild: Option<String> = row.get(5);
         Ok(BaseStatus {
             queued: row.get(0),
             oldest: row.get(1),
             drained_at: row.get(2),
             parked: row.get(3),
             waiting_for_loads: row.get(4),
+            rebuild: rebuild
+                .as_deref()
+                .and_then(BaseRebuild::from_application_name),
         })
     }
 }

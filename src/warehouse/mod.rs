@@ -18,7 +18,7 @@ pub use apply::{
     Applied, ApplyBatch, Checkpoint, KindBatch, RawRow, SourceMeta, StagedDelete, StagedRecord,
     StagedRejection, StatusUpdate,
 };
-pub use base::BaseStatus;
+pub use base::{BaseRebuild, BaseStatus};
 pub use keyscan::KeyScan;
 pub use lease::{Lease, LeaseHolder, holder_name};
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
