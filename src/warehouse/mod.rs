@@ -7,18 +7,21 @@
 
 mod apply;
 mod base;
+mod batch;
+mod copy;
 mod keyscan;
 mod lease;
 mod migrate;
 mod settings;
 mod state;
 
+pub use apply::SourceMeta;
 pub(crate) use apply::upsert_statement;
-pub use apply::{
-    Applied, ApplyBatch, Checkpoint, KindBatch, RawRow, SourceMeta, StagedDelete, StagedRecord,
+pub use base::{BaseRebuild, BaseStatus};
+pub use batch::{
+    Applied, ApplyBatch, Checkpoint, KindBatch, RawRow, StagedDelete, StagedRecord,
     StagedRejection, StatusUpdate,
 };
-pub use base::{BaseRebuild, BaseStatus};
 pub use keyscan::KeyScan;
 pub use lease::{Lease, LeaseHolder, holder_name};
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
