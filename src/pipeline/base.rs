@@ -32,6 +32,10 @@ pub const DEFER_DURING_CATCH_UP: Duration = Duration::from_secs(60);
 /// (a rebuild reads every record) until the statement holding it is parked.
 pub const NO_REBUILD_AFTER_FAILURE: Duration = Duration::from_secs(600);
 
+/// A drain that took at least this long is logged (with how many statements it took in):
+/// a rebuild, or the refresh after a large catch-up.
+const LONG_DRAIN: Duration = Duration::from_secs(5);
+
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
 /// every `idle` while it is short, and not while a source catches up a backlog (up to
 /// [`DEFER_DURING_CATCH_UP`]); a source's first load waits in the queue until it ends
@@ -63,7 +67,20 @@ pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
             idle
         } else {
             let rebuild_allowed = failed.is_none_or(|t| t.elapsed() >= NO_REBUILD_AFTER_FAILURE);
-            match wh.drain_base(DRAIN_BATCH, rebuild_allowed).await {
+            let started = std::time::Instant::now();
+            let drained = wh.drain_base(DRAIN_BATCH, rebuild_allowed).await;
+            if let Ok(n) = drained
+                && n > 0
+                && started.elapsed() >= LONG_DRAIN
+            {
+                // A rebuild, or a large catch-up's refresh: worth a line (short ones are not).
+                tracing::info!(
+                    statements = n,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "enterprise base: took queued statements in"
+                );
+            }
+            match drained {
                 Ok(n) if n >= i64::from(DRAIN_BATCH) => Duration::ZERO,
                 Ok(_) => idle,
                 Err(e) if e.is_retryable() => {
