@@ -783,6 +783,16 @@ async fn a_first_load_waits_in_the_queue_while_other_sources_changes_reach_the_b
         page.contains("ebis_base_statements_waiting_for_loads 1"),
         "{page}"
     );
+    // The base's lag, which alerts fire on, leaves out the load's hour-old statement that
+    // waits for its end (the status line's oldest does not).
+    assert!(line.contains("the oldest 60m"), "{line}");
+    let lag: f64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("ebis_base_lag_seconds "))
+        .expect("the base's lag")
+        .parse()
+        .expect("a number");
+    assert!(lag < 600.0, "a load's wait counted as lag: {lag}");
     // Without a lease (status written by something other than `ebis run`), a load silent
     // for 2 minutes counts as dead (seen inside a transaction the drainer never sees).
     let loading = || async { texts(&pg, "select unnest(core.loading_sources())").await };

@@ -12,6 +12,9 @@ pub struct BaseStatus {
     pub queued: i64,
     /// When the oldest of them was queued.
     pub oldest: Option<DateTime<Utc>>,
+    /// When the oldest a drain would take was queued: not counting those of sources whose
+    /// first snapshot still runs, which wait for it to end however long it takes.
+    pub oldest_drainable: Option<DateTime<Utc>>,
     /// When a drain last emptied the queue.
     pub drained_at: Option<DateTime<Utc>>,
     /// Statements the base could not take in, parked with their reasons.
@@ -254,7 +257,9 @@ impl Warehouse {
                         (select count(*) from core.pending where source = any((select core.loading_sources())::text[])),
                         (select a.application_name from pg_stat_activity a
                           where a.datname = current_database() and a.application_name like 'ebis:base-rebuild:%'
-                          order by a.pid limit 1)",
+                          order by a.pid limit 1),
+                        (select min(queued_at) from core.pending
+                          where source is null or source <> all((select core.loading_sources())::text[]))",
                 &[],
             )
             .await?;
@@ -268,6 +273,7 @@ impl Warehouse {
             rebuild: rebuild
                 .as_deref()
                 .and_then(BaseRebuild::from_application_name),
+            oldest_drainable: row.get(6),
         })
     }
 }
