@@ -321,17 +321,17 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
         gauge!(names::LAG, "source" => source.clone()).set(*lag);
     }
     gauge!(names::BASE_QUEUED).set(f.base.queued as f64);
+    // Seconds since `t`, 0 without one.
+    let since = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or(0.0, |t| {
+            (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+        })
+    };
     // (A first load's statements wait for its end, however long: not a lag to alert on.)
-    let base_lag = f.base.oldest_drainable.map_or(0.0, |o| {
-        (chrono::Utc::now() - o).num_milliseconds().max(0) as f64 / 1000.0
-    });
-    gauge!(names::BASE_LAG).set(base_lag);
+    gauge!(names::BASE_LAG).set(since(f.base.oldest_drainable));
     gauge!(names::BASE_PARKED).set(f.base.parked as f64);
     gauge!(names::BASE_WAITING_FOR_LOADS).set(f.base.waiting_for_loads as f64);
-    let rebuilding = f.base.rebuild.as_ref().map_or(0.0, |r| {
-        (chrono::Utc::now() - r.started).num_milliseconds().max(0) as f64 / 1000.0
-    });
-    gauge!(names::BASE_REBUILD).set(rebuilding);
+    gauge!(names::BASE_REBUILD).set(since(f.base.rebuild.as_ref().map(|r| r.started)));
     for rule in crate::rules::Rule::ALL {
         let open = f
             .findings

@@ -174,7 +174,7 @@ pub fn render_base(
     if let Some(r) = &b.rebuild {
         line.push_str(&format!(
             "; a rebuild of the base has been at work for {} (since {}), now {}",
-            human_seconds((now - r.started).num_milliseconds().max(0) as f64 / 1000.0),
+            human_seconds((now - r.started).num_milliseconds() as f64 / 1000.0),
             zone.show(r.started),
             r.doing()
         ));

@@ -250,16 +250,17 @@ impl Warehouse {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "select (select count(*) from core.pending),
+                "with l as (select core.loading_sources() as sources)
+                 select (select count(*) from core.pending),
                         (select min(queued_at) from core.pending),
                         (select max(drained_at) from core.base_complete),
                         (select count(*) from core.pending_parked),
-                        (select count(*) from core.pending where source = any((select core.loading_sources())::text[])),
+                        (select count(*) from core.pending, l where source = any(l.sources)),
                         (select a.application_name from pg_stat_activity a
                           where a.datname = current_database() and a.application_name like 'ebis:base-rebuild:%'
                           order by a.pid limit 1),
-                        (select min(queued_at) from core.pending
-                          where source is null or source <> all((select core.loading_sources())::text[]))",
+                        (select min(queued_at) from core.pending, l
+                          where source is null or source <> all(l.sources))",
                 &[],
             )
             .await?;
