@@ -69,6 +69,8 @@ pub mod names {
     pub const BASE_WAITING_FOR_LOADS: &str = "ebis_base_statements_waiting_for_loads";
     /// Seconds a rebuild of the enterprise base has been at work (0: none is).
     pub const BASE_REBUILD: &str = "ebis_base_rebuild_running_seconds";
+    /// Seconds the drain at work on the enterprise base has been running (0: none is).
+    pub const BASE_DRAIN: &str = "ebis_base_drain_running_seconds";
     /// Open findings per rule.
     pub const FINDINGS: &str = "ebis_findings_open";
     /// How long the last comparison run took.
@@ -332,6 +334,7 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
     gauge!(names::BASE_PARKED).set(f.base.parked as f64);
     gauge!(names::BASE_WAITING_FOR_LOADS).set(f.base.waiting_for_loads as f64);
     gauge!(names::BASE_REBUILD).set(since(f.base.rebuild.as_ref().map(|r| r.started)));
+    gauge!(names::BASE_DRAIN).set(since(f.base.drain.as_ref().map(|d| d.started)));
     for rule in crate::rules::Rule::ALL {
         let open = f
             .findings
@@ -487,6 +490,11 @@ fn describe() {
         names::BASE_REBUILD,
         Unit::Seconds,
         "Seconds a rebuild of the enterprise base has been at work (0 when none is)."
+    );
+    describe_gauge!(
+        names::BASE_DRAIN,
+        Unit::Seconds,
+        "Seconds the drain at work on the enterprise base queue has been running (0 when none is, and while a drain rebuilds the base: the rebuild's gauge counts then)."
     );
     describe_gauge!(names::FINDINGS, "Open consistency findings per rule.");
     describe_gauge!(

@@ -171,12 +171,22 @@ pub fn render_base(
     zone: Zone,
 ) -> String {
     let mut line = render_queue(b, now, zone);
-    if let Some(r) = &b.rebuild {
+    // A rebuild; else a drain, once it is long (a drain beside live capture takes
+    // milliseconds; one that turned into a rebuild shows as the rebuild).
+    let long = |w: &&crate::warehouse::BaseWork| {
+        (now - w.started).to_std().unwrap_or_default() >= crate::warehouse::LONG_DRAIN
+    };
+    let at_work = b
+        .rebuild
+        .as_ref()
+        .map(|w| ("a rebuild", w))
+        .or_else(|| b.drain.as_ref().filter(long).map(|w| ("a drain", w)));
+    if let Some((what, w)) = at_work {
         line.push_str(&format!(
-            "; a rebuild of the base has been at work for {} (since {}), now {}",
-            human_seconds((now - r.started).num_milliseconds() as f64 / 1000.0),
-            zone.show(r.started),
-            r.doing()
+            "; {what} of the base has been at work for {} (since {}), now {}",
+            human_seconds((now - w.started).num_milliseconds() as f64 / 1000.0),
+            zone.show(w.started),
+            w.doing()
         ));
     }
     if b.waiting_for_loads > 0 {
@@ -510,10 +520,11 @@ mod tests {
     fn a_rebuild_at_work_shows_since_when_and_its_step() {
         use chrono::TimeZone;
         let zone = Zone::parse("+08:00").expect("an offset");
-        let rebuild = crate::warehouse::BaseRebuild::from_application_name(
+        let rebuild = crate::warehouse::BaseWork::from_application_name(
             "ebis:base-rebuild:1796619702000:index",
         )
         .expect("a rebuild's name");
+        assert_eq!(rebuild.kind, crate::warehouse::BaseWorkKind::Rebuild);
         assert_eq!(
             rebuild.started,
             Utc.with_ymd_and_hms(2026, 12, 7, 5, 1, 42).unwrap()
@@ -530,19 +541,58 @@ mod tests {
                 && line.contains("a rebuild of the base has been at work for 75s (since 2026-12-07 13:01:42), now building the keys and indexes"),
             "{line}"
         );
-        // Other backends' names are not rebuilds.
+        // Other backends' names are not work on the base.
         for name in [
             "ebis",
             "ebis:base-rebuild:",
             "ebis:base-rebuild:x:index",
+            "ebis:base-drain:1796619702000",
             "psql",
         ] {
             assert_eq!(
-                crate::warehouse::BaseRebuild::from_application_name(name),
+                crate::warehouse::BaseWork::from_application_name(name),
                 None,
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_long_drain_at_work_shows_what_it_refreshes_and_a_short_one_does_not() {
+        let zone = Zone::parse("+08:00").expect("an offset");
+        let drain = crate::warehouse::BaseWork::from_application_name(
+            "ebis:base-drain:1796619702000:refresh:120000",
+        )
+        .expect("a drain's name");
+        assert_eq!(drain.kind, crate::warehouse::BaseWorkKind::Drain);
+        assert_eq!(drain.doing(), "refreshing 120000 enterprises");
+        let b = crate::warehouse::BaseStatus {
+            queued: 2,
+            oldest: Some(drain.started),
+            drain: Some(drain.clone()),
+            ..Default::default()
+        };
+        let line = render_base(&b, drain.started + chrono::Duration::seconds(12), zone);
+        assert!(
+            line.contains("a drain of the base has been at work for 12s (since 2026-12-07 13:01:42), now refreshing 120000 enterprises"),
+            "{line}"
+        );
+        let line = render_base(&b, drain.started + chrono::Duration::seconds(2), zone);
+        assert!(!line.contains("at work"), "{line}");
+        // A rebuild at work is what the line shows, not the drain that started it.
+        let both = crate::warehouse::BaseStatus {
+            rebuild: crate::warehouse::BaseWork::from_application_name(
+                "ebis:base-rebuild:1796619703000:enterprises",
+            ),
+            ..b
+        };
+        let line = render_base(&both, drain.started + chrono::Duration::seconds(12), zone);
+        assert!(
+            line.contains("a rebuild of the base has been at work for 11s")
+                && line.ends_with("now building the enterprises")
+                && !line.contains("a drain"),
+            "{line}"
+        );
     }
 
     #[test]

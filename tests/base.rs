@@ -1134,3 +1134,99 @@ async fn a_rebuild_at_work_shows_in_status_and_metrics() {
     let name = texts(&pg, "select current_setting('application_name')").await;
     assert!(!name[0].starts_with("ebis:base-rebuild"), "{name:?}");
 }
+
+/// A large drain (the refresh after a catch-up, minutes at a city's scale) shows in
+/// `ebis status` and `/metrics` while it runs, with what it refreshes; nothing is left
+/// shown once it ended.
+#[tokio::test]
+async fn a_long_drain_at_work_shows_in_status_and_metrics() {
+    let (env, _meta) = registered_aic_city().await;
+    let pg = env.pg().await;
+    let gauge = |page: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix("ebis_base_drain_running_seconds "))
+            .unwrap_or_else(|| panic!("no drain gauge: {page}"))
+            .parse()
+            .expect("a number")
+    };
+    insert_establishments(&pg, "150302", 1, 24_000).await;
+    pg.batch_execute("select core.settle()")
+        .await
+        .expect("first load");
+    assert_eq!(env.wh.base_status().await.expect("status").drain, None);
+    assert_eq!(
+        gauge(&ebis::metrics::render(&env.wh).await.expect("metrics")),
+        0.0
+    );
+    // A catch-up renames 21,000 enterprises (more than a drain refreshes in its first
+    // step, on one connection); another session holds one of them, so the drain's refresh
+    // waits for it.
+    pg.execute(
+        "update exchange.aic_establishment set name = name || '（改）', change_version = change_version + 1
+         where source_key::bigint <= 21000",
+        &[],
+    )
+    .await
+    .expect("renames");
+    let holder = env.pg().await;
+    holder
+        .batch_execute(
+            "begin; select 1 from core.enterprise
+                     where enterprise_key = (select enterprise_key from core.identifier where source_key = '10')
+                     for update",
+        )
+        .await
+        .expect("hold one enterprise");
+    let wh = env.wh.clone();
+    let drain = tokio::spawn(async move { wh.drain_base(1_000, false).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let at_work = loop {
+        let b = env.wh.base_status().await.expect("status");
+        if let Some(d) = b.drain.as_ref()
+            && d.step.starts_with("refresh:")
+        {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drain shown refreshing: {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let d = at_work.drain.clone().expect("a drain");
+    assert_eq!(d.kind, ebis::warehouse::BaseWorkKind::Drain);
+    assert_eq!(d.doing(), "refreshing 21000 enterprises");
+    assert_eq!(at_work.rebuild, None);
+    let page = ebis::metrics::render(&env.wh).await.expect("metrics");
+    assert!(gauge(&page) > 0.0, "{page}");
+    // Short, it is left out of the status line; long, it is in.
+    let line = ebis::status::render_base(&at_work, d.started, ebis::zone::Zone::Local);
+    assert!(!line.contains("at work"), "{line}");
+    let later = d.started + chrono::Duration::seconds(7);
+    let line = ebis::status::render_base(&at_work, later, ebis::zone::Zone::Local);
+    assert!(
+        line.contains("a drain of the base has been at work for 7s")
+            && line.ends_with("now refreshing 21000 enterprises"),
+        "{line}"
+    );
+    holder.batch_execute("commit").await.expect("let go");
+    let taken = drain.await.expect("task").expect("drain");
+    assert!(taken > 0, "{taken}");
+    let renamed: i64 = env
+        .one("select count(*) from core.enterprise where name like '%（改）'")
+        .await;
+    assert_eq!(renamed, 21_000);
+    assert_eq!(env.wh.base_status().await.expect("status").drain, None);
+    assert_eq!(
+        gauge(&ebis::metrics::render(&env.wh).await.expect("metrics")),
+        0.0
+    );
+    // The pool's connections carry their own name again.
+    let names = texts(
+        &pg,
+        "select application_name from pg_stat_activity
+          where datname = current_database() and application_name like 'ebis:%'",
+    )
+    .await;
+    assert!(names.is_empty(), "{names:?}");
+}

@@ -3,7 +3,7 @@
 //! no apply waits for the base and the base keeps up (see migration 0019).
 
 use super::Shutdown;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{LONG_DRAIN, Warehouse};
 use std::time::Duration;
 
 /// Statements taken per drain transaction.
@@ -31,10 +31,6 @@ pub const DEFER_DURING_CATCH_UP: Duration = Duration::from_secs(60);
 /// rebuilding the base for a large queue: a record the base refuses fails every rebuild
 /// (a rebuild reads every record) until the statement holding it is parked.
 pub const NO_REBUILD_AFTER_FAILURE: Duration = Duration::from_secs(600);
-
-/// A drain that took at least this long is logged (with how many statements it took in):
-/// a rebuild, or the refresh after a large catch-up.
-const LONG_DRAIN: Duration = Duration::from_secs(5);
 
 /// Drains the base's queue until `shutdown`: again at once while the queue is long,
 /// every `idle` while it is short, and not while a source catches up a backlog (up to

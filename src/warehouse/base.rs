@@ -23,43 +23,85 @@ pub struct BaseStatus {
     /// they wait for it to end (migration 0048).
     pub waiting_for_loads: i64,
     /// A rebuild of the base at work, as its backend shows it (migration 0050).
-    pub rebuild: Option<BaseRebuild>,
+    pub rebuild: Option<BaseWork>,
+    /// A drain at work (on the base's lead connection), as its backend shows it.
+    pub drain: Option<BaseWork>,
 }
 
-/// A rebuild of the enterprise base at work: one transaction, whose backend names it in its
-/// `application_name` (`ebis:base-rebuild:<start, Unix milliseconds>:<step>`, set by
-/// `core.rebuild_step`).
+/// Which work on the enterprise base a backend names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseWorkKind {
+    /// A rebuild: one transaction (`core.rebuild_all`).
+    Rebuild,
+    /// A drain: statements on the lead connection that holds the base's lock
+    /// ([`Warehouse::drain_base`]).
+    Drain,
+}
+
+/// Work on the enterprise base at work, as its backend names itself in its
+/// `application_name`, which every role sees at once in `pg_stat_activity`:
+/// `ebis:base-rebuild:<start, Unix milliseconds>:<step>` (set by `core.rebuild_step`, for
+/// the rest of the rebuild's transaction) or `ebis:base-drain:<start>:<step>` (set by the
+/// drain on its lead connection, for its session until the drain ends).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BaseRebuild {
+pub struct BaseWork {
+    /// A rebuild or a drain.
+    pub kind: BaseWorkKind,
     /// When it started.
     pub started: DateTime<Utc>,
-    /// What it does now: `resolve` (records resolved, enterprises built), `index` (keys
-    /// and indexes built again), `analyze`, `commit`.
+    /// What it does now. A rebuild: `resolve` (records resolved), `enterprises` (the
+    /// enterprises built from them; migration 0051), `index` (keys and indexes built
+    /// again), `analyze`, `commit`. A drain: `take` (queued statements taken in: their
+    /// records resolved and, fewer than [`PARALLEL_REFRESH_MIN`], their enterprises
+    /// refreshed), `refresh:<enterprises>` (more, on two connections), `finish`.
     pub step: String,
 }
 
-impl BaseRebuild {
-    /// The rebuild an `application_name` names, if it names one.
-    pub fn from_application_name(name: &str) -> Option<BaseRebuild> {
-        let rest = name.strip_prefix("ebis:base-rebuild:")?;
+impl BaseWork {
+    /// The work an `application_name` names, if it names one.
+    pub fn from_application_name(name: &str) -> Option<BaseWork> {
+        let (kind, rest) = if let Some(rest) = name.strip_prefix("ebis:base-rebuild:") {
+            (BaseWorkKind::Rebuild, rest)
+        } else {
+            (BaseWorkKind::Drain, name.strip_prefix("ebis:base-drain:")?)
+        };
         let (started, step) = rest.split_once(':')?;
-        Some(BaseRebuild {
+        Some(BaseWork {
+            kind,
             started: DateTime::from_timestamp_millis(started.parse().ok()?)?,
             step: step.to_owned(),
         })
     }
 
+    /// The `application_name` a drain started at `started` gives its lead connection
+    /// while at `step`.
+    fn drain_name(started: DateTime<Utc>, step: &str) -> String {
+        format!("ebis:base-drain:{}:{step}", started.timestamp_millis())
+    }
+
     /// Its step in words.
-    pub fn doing(&self) -> &str {
-        match self.step.as_str() {
-            "resolve" => "resolving the records and building the enterprises",
-            "index" => "building the keys and indexes",
-            "analyze" => "analyzing",
-            "commit" => "committing",
-            other => other,
+    pub fn doing(&self) -> String {
+        match (self.kind, self.step.as_str()) {
+            (BaseWorkKind::Rebuild, "resolve") => "resolving the records".into(),
+            (BaseWorkKind::Rebuild, "enterprises") => "building the enterprises".into(),
+            (BaseWorkKind::Rebuild, "index") => "building the keys and indexes".into(),
+            (BaseWorkKind::Rebuild, "analyze") => "analyzing".into(),
+            (BaseWorkKind::Rebuild, "commit") => "committing".into(),
+            (BaseWorkKind::Drain, "take") => "taking queued statements in".into(),
+            (BaseWorkKind::Drain, "finish") => "removing what it took from the queue".into(),
+            (BaseWorkKind::Drain, step) => match step.strip_prefix("refresh:") {
+                Some(n) => format!("refreshing {n} enterprises"),
+                None => step.to_owned(),
+            },
+            (BaseWorkKind::Rebuild, step) => step.to_owned(),
         }
     }
 }
+
+/// A drain at work this long or longer is logged by the drainer when it ends and shown
+/// by `ebis status` while it runs (a rebuild, a large catch-up's refresh); a drain beside
+/// live capture takes milliseconds.
+pub const LONG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Enterprises from which a drain refreshes on two connections at once (half each): a
 /// drain is otherwise one backend's work, on one core. Drains beside live capture stay
@@ -138,6 +180,16 @@ impl Warehouse {
             lead.unlocked();
             return Ok(-1);
         }
+        // Named for `ebis status` while it works (a rebuild's own name overrides it for
+        // its transaction); should the drain fail, the lead is closed, name and all.
+        let started = Utc::now();
+        let name = |step: &str| BaseWork::drain_name(started, step);
+        client
+            .execute(
+                "select set_config('application_name', $1, false)",
+                &[&name("take")],
+            )
+            .await?;
         let row = client
             .query_one(
                 "select taken, ids, sources, keys from core.drain_prepare($1, $2, $3)",
@@ -152,6 +204,12 @@ impl Warehouse {
             let ids: Vec<i64> = row.get(1);
             let sources: serde_json::Value = row.get(2);
             let refresh = "select core.refresh_enterprises($1)";
+            client
+                .execute(
+                    "select set_config('application_name', $1, false)",
+                    &[&name(&format!("refresh:{}", keys.len()))],
+                )
+                .await?;
             // A helper connection, unless the pool has none to spare soon (every other
             // one busy, or waiting for this drain's lock): then the lead refreshes all.
             match tokio::time::timeout(HELPER_WAIT, self.client()).await {
@@ -172,13 +230,21 @@ impl Warehouse {
             }
             client
                 .execute(
+                    "select set_config('application_name', $1, false)",
+                    &[&name("finish")],
+                )
+                .await?;
+            client
+                .execute(
                     "select core.drain_finish($1, $2, $3)",
                     &[&ids, &sources, &(taken < i64::from(max))],
                 )
                 .await?;
         }
         client
-            .execute("select pg_advisory_unlock(hashtext('ebis.core'))", &[])
+            .batch_execute(
+                "reset application_name; select pg_advisory_unlock(hashtext('ebis.core'))",
+            )
             .await?;
         lead.unlocked();
         Ok(taken)
@@ -245,7 +311,7 @@ impl Warehouse {
         Ok(parked.filter(|n| *n >= 0))
     }
 
-    /// The queue's length and age, and a rebuild at work.
+    /// The queue's length and age, and a rebuild or drain at work.
     pub async fn base_status(&self) -> Result<BaseStatus, WarehouseError> {
         let client = self.client().await?;
         let row = client
@@ -260,21 +326,27 @@ impl Warehouse {
                           where a.datname = current_database() and a.application_name like 'ebis:base-rebuild:%'
                           order by a.pid limit 1),
                         (select min(queued_at) from core.pending, l
-                          where source is null or source <> all(l.sources))",
+                          where source is null or source <> all(l.sources)),
+                        (select a.application_name from pg_stat_activity a
+                          where a.datname = current_database() and a.application_name like 'ebis:base-drain:%'
+                          order by a.pid limit 1)",
                 &[],
             )
             .await?;
-        let rebuild: Option<String> = row.get(5);
+        let work = |i: usize| {
+            row.get::<_, Option<String>>(i)
+                .as_deref()
+                .and_then(BaseWork::from_application_name)
+        };
         Ok(BaseStatus {
             queued: row.get(0),
             oldest: row.get(1),
             drained_at: row.get(2),
             parked: row.get(3),
             waiting_for_loads: row.get(4),
-            rebuild: rebuild
-                .as_deref()
-                .and_then(BaseRebuild::from_application_name),
+            rebuild: work(5),
             oldest_drainable: row.get(6),
+            drain: work(7),
         })
     }
 }

@@ -79,6 +79,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0048_loads_held_back.sql"),
     migration!("0049_loads_held_by_lease.sql"),
     migration!("0050_rebuild_shows_progress.sql"),
+    migration!("0051_statuses_in_the_picks.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

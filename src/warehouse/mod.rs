@@ -17,7 +17,7 @@ mod state;
 
 pub use apply::SourceMeta;
 pub(crate) use apply::upsert_statement;
-pub use base::{BaseRebuild, BaseStatus};
+pub use base::{BaseStatus, BaseWork, BaseWorkKind, LONG_DRAIN};
 pub use batch::{
     Applied, ApplyBatch, Checkpoint, KindBatch, RawRow, StagedDelete, StagedRecord,
     StagedRejection, StatusUpdate,
