@@ -183,13 +183,15 @@ impl Warehouse {
         // Named for `ebis status` while it works (a rebuild's own name overrides it for
         // its transaction); should the drain fail, the lead is closed, name and all.
         let started = Utc::now();
-        let name = |step: &str| BaseWork::drain_name(started, step);
-        client
-            .execute(
-                "select set_config('application_name', $1, false)",
-                &[&name("take")],
-            )
-            .await?;
+        let at = |step: String| {
+            let name = BaseWork::drain_name(started, &step);
+            async move {
+                client
+                    .execute("select set_config('application_name', $1, false)", &[&name])
+                    .await
+            }
+        };
+        at("take".into()).await?;
         let row = client
             .query_one(
                 "select taken, ids, sources, keys from core.drain_prepare($1, $2, $3)",
@@ -204,12 +206,7 @@ impl Warehouse {
             let ids: Vec<i64> = row.get(1);
             let sources: serde_json::Value = row.get(2);
             let refresh = "select core.refresh_enterprises($1)";
-            client
-                .execute(
-                    "select set_config('application_name', $1, false)",
-                    &[&name(&format!("refresh:{}", keys.len()))],
-                )
-                .await?;
+            at(format!("refresh:{}", keys.len())).await?;
             // A helper connection, unless the pool has none to spare soon (every other
             // one busy, or waiting for this drain's lock): then the lead refreshes all.
             match tokio::time::timeout(HELPER_WAIT, self.client()).await {
@@ -228,12 +225,7 @@ impl Warehouse {
                     client.execute(refresh, &[&keys]).await?;
                 }
             }
-            client
-                .execute(
-                    "select set_config('application_name', $1, false)",
-                    &[&name("finish")],
-                )
-                .await?;
+            at("finish".into()).await?;
             client
                 .execute(
                     "select core.drain_finish($1, $2, $3)",
