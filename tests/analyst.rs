@@ -340,6 +340,53 @@ async fn clerks_work_lists_read_back_cell_by_cell_and_print() {
     }
     assert!(saw_closed, "the tax-closed case is on AIC's list");
 
+    // A bureau whose records the base has not taken in yet (its first load just ended,
+    // the drain that takes it in not run) is trusted nowhere (`-infinity`): its workbook
+    // says it is not complete yet, instead of the export failing.
+    pg.batch_execute(
+        "delete from core.base_complete where source in (select source from ebis.coverage where bureau = 'qts')",
+    )
+    .await
+    .expect("base not complete for QTS");
+    let trusted: String = pg
+        .query_one(
+            "select min(complete_at)::text from compare.completeness where bureau = 'qts'",
+            &[],
+        )
+        .await
+        .expect("completeness")
+        .get(0);
+    assert_eq!(trusted, "-infinity");
+    let qts = TempDir::new("ebis_worklists_qts");
+    let files = ebis::compare::export_worklists(
+        &city.wh,
+        qts.path(),
+        ExportOptions {
+            format: ExportFormat::Xlsx,
+            bureau: Some(Bureau::Qts),
+            division: None,
+            zone: ebis::zone::Zone::parse("+08:00").expect("zone"),
+        },
+    )
+    .await
+    .expect("export while a bureau is not complete");
+    assert_eq!(files.len(), 1);
+    let mut book: Xlsx<_> = open_workbook(&files[0].0).expect("open xlsx");
+    let summary = book.worksheet_range("汇总").expect("summary");
+    let qts_row: Vec<String> = summary
+        .rows()
+        .find(|r| r.iter().any(|c| cell_text(c) == "质监"))
+        .expect("QTS's completeness row")
+        .iter()
+        .map(cell_text)
+        .collect();
+    assert!(
+        qts_row
+            .iter()
+            .any(|c| c == "尚不完整（未接入或未完成首次同步）"),
+        "{qts_row:?}"
+    );
+
     // LibreOffice opens each workbook and prints it to PDF.
     let soffice = ["soffice", "libreoffice"]
         .into_iter()
