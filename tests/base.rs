@@ -77,24 +77,25 @@ async fn applies_never_wait_for_the_base_and_the_comparison_waits_for_it() {
         "{page}"
     );
     // The comparison trusts AIC no further than the base has taken it in: behind the
-    // source's own completeness.
-    let (source, trusted): (
-        chrono::DateTime<chrono::Utc>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ) = {
-        let r = pg
-            .query_one(
-                "select (select complete_up_to from ebis.source_status where source = 'aic_city'),
-                        (select max(complete_at) from compare.completeness where bureau = 'aic')",
-                &[],
-            )
-            .await
-            .expect("completeness");
-        (r.get(0), r.get(1))
-    };
-    assert!(
-        trusted.is_some_and(|t| t < source),
-        "completeness {trusted:?} must stay behind the source's {source}"
+    // source's own completeness. (Nothing at all, `-infinity`, when the drain that took
+    // the first load in ran before the source's first poll set its completeness: the
+    // snapshot's end wakes the drainer.)
+    let r = pg
+        .query_one(
+            "select (select complete_up_to from ebis.source_status where source = 'aic_city')::text,
+                    (select max(complete_at) from compare.completeness where bureau = 'aic')::text,
+                    (select max(complete_at) from compare.completeness where bureau = 'aic')
+                      < (select complete_up_to from ebis.source_status where source = 'aic_city')",
+            &[],
+        )
+        .await
+        .expect("completeness");
+    let (source, trusted, behind): (Option<String>, Option<String>, Option<bool>) =
+        (r.get(0), r.get(1), r.get(2));
+    assert_eq!(
+        behind,
+        Some(true),
+        "completeness {trusted:?} must stay behind the source's {source:?}"
     );
 
     // Released: the drainer catches up by itself.
@@ -1229,4 +1230,40 @@ async fn a_long_drain_at_work_shows_in_status_and_metrics() {
     )
     .await;
     assert!(names.is_empty(), "{names:?}");
+}
+
+/// A first load waits in the base's queue until its snapshot ends (migration 0048); then
+/// its rebuild starts at once, not after the drainer's idle wait, which is the poll
+/// interval: a minute, where a bureau is polled that slowly.
+#[tokio::test]
+async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_interval() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let path = env.config_path();
+    let yaml = std::fs::read_to_string(&path).expect("config");
+    assert!(yaml.contains("poll_interval: 200ms"), "{yaml}");
+    std::fs::write(
+        &path,
+        yaml.replace("poll_interval: 200ms", "poll_interval: 60s"),
+    )
+    .expect("config");
+    assert_eq!(env.config().poll_interval, Duration::from_secs(60));
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(29);
+    for id in 1..=50 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let run = env.start();
+    // Well within the minute the drainer would otherwise sleep after its first drain,
+    // which ran while the snapshot did.
+    env.wait_count(
+        "select count(*) from core.enterprise where reg_no is not null",
+        50,
+        Duration::from_secs(30),
+    )
+    .await;
+    let complete: i64 = env
+        .one("select count(*) from core.base_complete where source = 'aic_city'")
+        .await;
+    assert_eq!(complete, 1, "the base is complete for the source");
+    assert!(run.stop().await.is_empty());
 }

@@ -141,6 +141,8 @@ pub struct Warehouse {
     connector: ebis_postgres::tls::Connector,
     /// The leases this process's applies must still hold, by source.
     fences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Lease>>>,
+    /// Wakes this process's base drainer between drains ([`Warehouse::wake_drainer`]).
+    drainer_wake: std::sync::Arc<tokio::sync::Notify>,
     /// `host:port/database`, for errors that say where the warehouse could not be reached.
     target: String,
 }
@@ -232,8 +234,21 @@ impl Warehouse {
             account: conn.clone(),
             connector,
             fences: Default::default(),
+            drainer_wake: Default::default(),
             target,
         })
+    }
+
+    /// Tells this process's base drainer that a drain is worth running now (a source's
+    /// snapshot ended: its load waits in the queue for it), instead of after its idle
+    /// wait. Remembered if the drainer is at work: its next wait ends at once.
+    pub fn wake_drainer(&self) {
+        self.drainer_wake.notify_one();
+    }
+
+    /// Returns once [`Warehouse::wake_drainer`] was called (since the last return).
+    pub async fn drainer_woken(&self) {
+        self.drainer_wake.notified().await;
     }
 
     /// A connection outside the pool, for session state that must live as long as the

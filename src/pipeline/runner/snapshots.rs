@@ -160,6 +160,8 @@ impl Runner {
                 .apply(self.meta(), &position.summary(), &batch)
                 .await?;
             tracing::info!(source = %self.cfg.name, rows = progress.rows, tables = tables.len(), "snapshot complete");
+            // Its rows wait in the base's queue for this end (migration 0048).
+            self.wh.wake_drainer();
             self.position = position;
             return Ok(Step::Busy);
         }
