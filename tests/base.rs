@@ -1232,12 +1232,9 @@ async fn a_long_drain_at_work_shows_in_status_and_metrics() {
     assert!(names.is_empty(), "{names:?}");
 }
 
-/// A first load waits in the base's queue until its snapshot ends (migration 0048); then
-/// its rebuild starts at once, not after the drainer's idle wait, which is the poll
-/// interval: a minute, where a bureau is polled that slowly.
-#[tokio::test]
-async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_interval() {
-    let env = Env::new(&[&AIC_CHANGELOG]).await;
+/// The environment's config with `poll_interval: 60s`: the drainer of `ebis run` then
+/// waits a minute between short drains.
+fn poll_every_minute(env: &Env) {
     let path = env.config_path();
     let yaml = std::fs::read_to_string(&path).expect("config");
     assert!(yaml.contains("poll_interval: 200ms"), "{yaml}");
@@ -1247,6 +1244,15 @@ async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_
     )
     .expect("config");
     assert_eq!(env.config().poll_interval, Duration::from_secs(60));
+}
+
+/// A first load waits in the base's queue until its snapshot ends (migration 0048); then
+/// its rebuild starts at once, not after the drainer's idle wait, which is the poll
+/// interval: a minute, where a bureau is polled that slowly.
+#[tokio::test]
+async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_interval() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    poll_every_minute(&env);
     let aic = env.db("aic_city");
     let mut rng = Rng::new(29);
     for id in 1..=50 {
@@ -1265,5 +1271,49 @@ async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_
         .one("select count(*) from core.base_complete where source = 'aic_city'")
         .await;
     assert_eq!(complete, 1, "the base is complete for the source");
+    assert!(run.stop().await.is_empty());
+}
+
+/// A catch-up holds the drainer back (a minute at most, migration 0033); its end wakes it,
+/// so the base takes the backlog in then, not one idle wait (the poll interval) later.
+#[tokio::test]
+async fn a_catch_up_reaches_the_base_when_it_ends_whatever_the_poll_interval() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let mut rng = Rng::new(31);
+    for id in 1..=50 {
+        aic.exec(&aic_insert(id, &mut rng)).await;
+    }
+    let run = env.start();
+    env.wait_count(
+        "select count(*) from core.enterprise where reg_no is not null",
+        50,
+        T,
+    )
+    .await;
+    assert!(run.stop().await.is_empty());
+    poll_every_minute(&env);
+    // A backlog while stopped: 1,500 changes, three batches of 500.
+    for round in 0..30 {
+        aic.exec(&format!(
+            "UPDATE E_BASEINFO SET ENTNAME = CONCAT('乌海市第{round}轮商贸有限公司', PRIPID)"
+        ))
+        .await;
+    }
+    let run = env.start();
+    env.wait_count(
+        "select count(*) from exchange.aic_establishment where name like '乌海市第29轮%'",
+        50,
+        T,
+    )
+    .await;
+    // Well within the minute the drainer would otherwise sleep after a pass that found
+    // the queue empty or the source catching up.
+    env.wait_count(
+        "select count(*) from core.enterprise where name like '乌海市第29轮%'",
+        50,
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(run.stop().await.is_empty());
 }

@@ -140,6 +140,9 @@ struct Runner {
     /// Changes read and mapped while the batch before them applied, with the position
     /// they were read from: used only if the stream is still there.
     read_ahead: Option<(Position, (Batch, ApplyBatch))>,
+    /// The last stream batch applied was a backlog's (a full read): the batch that
+    /// drains it wakes the base's drainer, which waited for the catch-up.
+    catching_up: bool,
     /// Batches and snapshot chunks applied by this run (a log field).
     batches: u64,
     /// A digest of the password the source was opened with: a rotated one (a
@@ -275,6 +278,7 @@ pub async fn run_source(
         expired: None,
         prefetched: None,
         read_ahead: None,
+        catching_up: false,
         batches: 0,
         fresh: None,
         row_bytes: None,
@@ -719,6 +723,12 @@ impl Runner {
             );
         }
         self.position = read.position;
+        // A catch-up ended: the drainer waited for it (up to a minute) and now takes it
+        // in at once, not after its idle wait.
+        if drained && std::mem::replace(&mut self.catching_up, false) {
+            self.wh.wake_drainer();
+        }
+        self.catching_up |= !drained;
         // A replication slot may let go of what the warehouse now holds.
         if matches!(self.position, Position::Logical { .. })
             && let Err(e) = self.source.acknowledge(&self.position).await
