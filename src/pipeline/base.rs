@@ -36,8 +36,8 @@ pub const NO_REBUILD_AFTER_FAILURE: Duration = Duration::from_secs(600);
 /// every `idle` while it is short, and not while a source catches up a backlog (up to
 /// [`DEFER_DURING_CATCH_UP`]); a source's first load waits in the queue until it ends
 /// (migration 0048: a drain leaves a loading source's statements queued, and takes
-/// nothing worth a rebuild while any load runs), and a snapshot's end wakes it
-/// ([`Warehouse::wake_drainer`]); statistics refreshed first, every [`ANALYZE_EVERY`].
+/// nothing worth a rebuild while any load runs); the end of a snapshot or of a catch-up
+/// wakes it ([`Warehouse::wake_drainer`]); statistics refreshed first, every [`ANALYZE_EVERY`].
 /// When a drain fails for a reason other than the connection, the statements are taken
 /// one at a time (and no rebuild is tried for [`NO_REBUILD_AFTER_FAILURE`]), and one the
 /// base still refuses is parked with the server's reason (`core.pending_parked`), so one
@@ -95,8 +95,8 @@ pub async fn drain_base(wh: Warehouse, mut shutdown: Shutdown, idle: Duration) {
             return;
         }
         if !wait.is_zero() {
-            // A snapshot that ended wakes it: its load's rebuild starts then, not up to
-            // `idle` (the poll interval) later.
+            // A snapshot or a catch-up that ended wakes it: its load's rebuild, or its
+            // refresh, starts then, not up to `idle` (the poll interval) later.
             tokio::select! {
                 stop = shutdown.sleep(wait) => if stop { return },
                 () = wh.drainer_woken() => {}

@@ -314,14 +314,14 @@ impl Warehouse {
                         (select max(drained_at) from core.base_complete),
                         (select count(*) from core.pending_parked),
                         (select count(*) from core.pending, l where source = any(l.sources)),
-                        (select a.application_name from pg_stat_activity a
-                          where a.datname = current_database() and a.application_name like 'ebis:base-rebuild:%'
-                          order by a.pid limit 1),
+                        w.rebuild,
                         (select min(queued_at) from core.pending, l
                           where source is null or source <> all(l.sources)),
-                        (select a.application_name from pg_stat_activity a
-                          where a.datname = current_database() and a.application_name like 'ebis:base-drain:%'
-                          order by a.pid limit 1)",
+                        w.drain
+                 from (select min(a.application_name) filter (where a.application_name like 'ebis:base-rebuild:%') as rebuild,
+                              min(a.application_name) filter (where a.application_name like 'ebis:base-drain:%') as drain
+                       from pg_stat_activity a
+                       where a.datname = current_database() and a.application_name like 'ebis:base-%') w",
                 &[],
             )
             .await?;

@@ -241,7 +241,8 @@ impl Warehouse {
 
     /// Tells this process's base drainer that a drain is worth running now (a source's
     /// snapshot ended: its load waits in the queue for it; a catch-up ended: the drainer
-    /// waited for it), instead of after its idle wait. Remembered if the drainer is at work: its next wait ends at once.
+    /// waited for it), instead of after its idle wait. Remembered if the drainer is at
+    /// work: its next wait ends at once.
     pub fn wake_drainer(&self) {
         self.drainer_wake.notify_one();
     }

@@ -725,10 +725,10 @@ impl Runner {
         self.position = read.position;
         // A catch-up ended: the drainer waited for it (up to a minute) and now takes it
         // in at once, not after its idle wait.
-        if drained && std::mem::replace(&mut self.catching_up, false) {
+        if drained && self.catching_up {
             self.wh.wake_drainer();
         }
-        self.catching_up |= !drained;
+        self.catching_up = !drained;
         // A replication slot may let go of what the warehouse now holds.
         if matches!(self.position, Position::Logical { .. })
             && let Err(e) = self.source.acknowledge(&self.position).await
