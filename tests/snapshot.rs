@@ -203,27 +203,45 @@ async fn one_table_warehouse() -> (
     (pg, wh, mappings)
 }
 
+/// A change to row `id` of table `T`: its registration number, its name, and further
+/// columns no field maps.
+fn t_change(
+    id: i64,
+    reg_no: String,
+    name: String,
+    more: &[(&str, &str)],
+    version: i64,
+    op: ebis_source::Op,
+) -> ebis_source::Change {
+    use ebis_source::{Row, Value};
+    let mut row = Row::new();
+    row.push("ID", Value::Int(id));
+    row.push("REGNO", Value::Text(reg_no));
+    row.push("NAME", Value::Text(name));
+    for (column, value) in more {
+        row.push(*column, Value::Text((*value).to_owned()));
+    }
+    ebis_source::Change {
+        table: "T".to_owned(),
+        op,
+        key: vec![Value::Int(id)],
+        row,
+        version,
+        commit_time: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
     use ebis::pipeline::map_changes;
     use ebis::warehouse::SourceMeta;
-    use ebis_source::{Change, Op, Row, Value};
+    use ebis_source::{Change, Op};
     let (pg, wh, mappings) = one_table_warehouse().await;
     let changes = |name: &str, version: i64| -> Vec<Change> {
         (1..=3)
             .map(|id| {
-                let mut row = Row::new();
-                row.push("ID", Value::Int(id));
-                row.push("REGNO", Value::Text(format!("15030200000000{id}")));
-                row.push("NAME", Value::Text(format!("{name}{id}")));
-                Change {
-                    table: "T".to_owned(),
-                    op: Op::Upsert,
-                    key: vec![Value::Int(id)],
-                    row,
-                    version,
-                    commit_time: None,
-                }
+                let reg_no = format!("15030200000000{id}");
+                t_change(id, reg_no, format!("{name}{id}"), &[], version, Op::Upsert)
             })
             .collect()
     };
@@ -275,25 +293,18 @@ async fn a_fresh_chunk_meeting_rows_already_there_applies_as_upserts() {
 async fn a_batch_in_two_halves_never_commits_past_a_half_that_did_not() {
     use ebis::pipeline::map_changes;
     use ebis::warehouse::{Checkpoint, SourceMeta};
-    use ebis_source::{Change, Op, Position, Row, Value};
+    use ebis_source::{Change, Op, Position};
     let (pg, wh, mappings) = one_table_warehouse().await;
     // Rows `ids`, with the checkpoint a snapshot would store after them.
     let half = |ids: std::ops::RangeInclusive<i64>| {
         let changes: Vec<Change> = ids
             .clone()
             .map(|id| {
-                let mut row = Row::new();
-                row.push("ID", Value::Int(id));
-                row.push("REGNO", Value::Text(format!("1503020000{id:05}")));
-                row.push("NAME", Value::Text(format!("乌海市第{id}商贸有限公司")));
-                Change {
-                    table: "T".to_owned(),
-                    op: Op::Upsert,
-                    key: vec![Value::Int(id)],
-                    row,
-                    version: 1,
-                    commit_time: None,
-                }
+                let (reg_no, name) = (
+                    format!("1503020000{id:05}"),
+                    format!("乌海市第{id}商贸有限公司"),
+                );
+                t_change(id, reg_no, name, &[], 1, Op::Upsert)
             })
             .collect();
         let mut batch = map_changes(&mappings, "150302", &changes);
@@ -347,4 +358,116 @@ async fn a_batch_in_two_halves_never_commits_past_a_half_that_did_not() {
         .expect("both halves");
     assert_eq!(applied.upserted, 390);
     assert_eq!(stored().await, (400, Some("400".to_owned())));
+}
+
+/// The warehouse's temporary files: how many its backends wrote, read once every backend
+/// but the reader's has ended (a backend's counts reach the statistics by its exit at the
+/// latest).
+async fn temp_files_written(pg: &crate::support::pg::PgDb) -> i64 {
+    let client = pg.client().await;
+    let start = Instant::now();
+    loop {
+        let others: i64 = client
+            .query_one(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("backends")
+            .get(0);
+        if others == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{others} backends stay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .query_one(
+            "select temp_files from pg_stat_database where datname = current_database()",
+            &[],
+        )
+        .await
+        .expect("temp files")
+        .get(0)
+}
+
+/// A chunk of a first snapshot, then the same rows changed, then deleted: 10,000 rows a
+/// statement, each with a long column no field maps (kept in the raw row), 8 MB where
+/// the base queue's triggers see them, twice PostgreSQL's default work_mem. Applies hold
+/// them in memory: the warehouse writes no temporary file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_writes_no_temporary_file_in_the_warehouse() {
+    use ebis::pipeline::map_changes;
+    use ebis::warehouse::SourceMeta;
+    use ebis_source::{Change, Op};
+    let (pg, wh, mappings) = one_table_warehouse().await;
+    let note = "乌海市海勃湾区滨河区".repeat(20);
+    let changes = |name: &str, version: i64, op: Op| -> Vec<Change> {
+        (1..=10_000)
+            .map(|id| {
+                let (reg_no, name) = (
+                    format!("1503020{id:08}"),
+                    format!("乌海市{name}{id}商贸有限公司"),
+                );
+                t_change(id, reg_no, name, &[("NOTE", &note)], version, op)
+            })
+            .collect()
+    };
+    let meta = SourceMeta {
+        name: "aic_large",
+        bureau: "aic",
+    };
+    let mut first = map_changes(&mappings, "150302", &changes("甲", 1, Op::Upsert));
+    first.fresh = true;
+    let renamed = map_changes(&mappings, "150302", &changes("乙", 2, Op::Upsert));
+    let deleted = map_changes(&mappings, "150302", &changes("乙", 3, Op::Delete));
+    for (what, batch, rows) in [
+        ("copied", &first, 10_000),
+        ("renamed", &renamed, 10_000),
+        ("deleted", &deleted, 10_000),
+    ] {
+        let applied = wh.apply(meta, "seq 1", batch).await.expect(what);
+        assert_eq!(applied.upserted + applied.deleted, rows, "{what}");
+    }
+    let client = pg.client().await;
+    let queued: i64 = client
+        .query_one(
+            "select coalesce(sum(cardinality(resolve_reg)), 0) from core.pending",
+            &[],
+        )
+        .await
+        .expect("queue")
+        .get(0);
+    assert_eq!(queued, 20_000, "each insert's and delete's numbers queued");
+    let bytes: i64 = client
+        .query_one(
+            "select sum(pg_column_size(t.*)) from exchange.aic_establishment t",
+            &[],
+        )
+        .await
+        .expect("size")
+        .get(0);
+    assert!(
+        bytes > 8 << 20,
+        "the rows are larger than work_mem: {bytes}"
+    );
+    drop(client);
+    drop(wh);
+    assert_eq!(temp_files_written(&pg).await, 0);
+
+    // Temporary files are counted: a sort beyond a small work_mem writes some.
+    let client = pg.client().await;
+    client
+        .batch_execute(
+            "set work_mem = '64kB';
+             select count(*) from (select g from generate_series(1, 100000) g order by g desc) s",
+        )
+        .await
+        .expect("sort");
+    drop(client);
+    assert!(temp_files_written(&pg).await > 0);
 }
