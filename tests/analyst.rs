@@ -357,6 +357,34 @@ async fn clerks_work_lists_read_back_cell_by_cell_and_print() {
         .expect("completeness")
         .get(0);
     assert_eq!(trusted, "-infinity");
+    // The analysts' view answers meanwhile, with QTS complete nowhere yet.
+    let rows = pg
+        .query(
+            "select bureau, complete_at is null, lag_seconds is null from report.completeness",
+            &[],
+        )
+        .await
+        .expect("report.completeness while QTS is not in the base");
+    assert!(rows.iter().any(|r| r.get::<_, String>(0) == "aic"));
+    for r in &rows {
+        let qts = r.get::<_, String>(0) == "qts";
+        assert_eq!(
+            (r.get(1), r.get(2)),
+            (qts, qts),
+            "{}",
+            r.get::<_, String>(0)
+        );
+    }
+    // Another QTS source, complete, covers one more division: QTS is still not complete
+    // as a whole.
+    pg.batch_execute(
+        "insert into ebis.source_status (source, bureau, division, dialect, mode, state, complete_up_to)
+         values ('qts_other', 'qts', '150304', 'mysql', 'changelog', 'streaming', now());
+         insert into ebis.coverage (bureau, division, source) values ('qts', '150304', 'qts_other');
+         insert into core.base_complete (source, complete_up_to, drained_at) values ('qts_other', now(), now())",
+    )
+    .await
+    .expect("a complete QTS source");
     let qts = TempDir::new("ebis_worklists_qts");
     let files = ebis::compare::export_worklists(
         &city.wh,

@@ -124,10 +124,10 @@ pub async fn export_worklists(
     let codes: Vec<&str> = Bureau::ALL.iter().map(|b| b.code()).collect();
     let complete = client
         .query(
-            // Not complete anywhere yet (`-infinity`: the base has not taken the bureau's
-            // records in) reads as not complete, as no row does.
+            // A division complete nowhere yet (NULL: the base has not taken the source's
+            // records in) leaves the whole bureau not complete, as no row does.
             "select compare.bureau_label(b.code),
-                    (select case when isfinite(min(c.complete_at)) then min(c.complete_at) end
+                    (select case when every(c.complete_at is not null) then min(c.complete_at) end
                      from report.completeness c where c.bureau = b.code)
              from unnest($1::text[]) with ordinality b(code, n)
              order by b.n",

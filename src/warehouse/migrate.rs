@@ -80,6 +80,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0049_loads_held_by_lease.sql"),
     migration!("0050_rebuild_shows_progress.sql"),
     migration!("0051_statuses_in_the_picks.sql"),
+    migration!("0052_completeness_not_yet.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");
