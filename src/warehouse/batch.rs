@@ -72,9 +72,10 @@ impl ToSql for RawRow {
 pub const SPLIT_MIN_ROWS: usize = 200;
 
 /// The most `work_mem` an apply asks for (64 MB): a 10,000-row chunk of the capture
-/// bench's 0.9 kB rows needs about 11 MB; a larger batch spills to temporary files
-/// beyond it, as every batch did at PostgreSQL's default.
-pub const APPLY_WORK_MEM_MAX_KB: i64 = 64 * 1024;
+/// bench's rows (0.9 kB each) is about 9 MB in each transition table, and a larger batch
+/// spills to temporary files beyond it, as every batch of 5,000 such rows or more did at
+/// PostgreSQL's default.
+pub(crate) const APPLY_WORK_MEM_MAX_KB: i64 = 64 * 1024;
 
 /// PostgreSQL's default `work_mem`, 4 MB: an apply never asks for less.
 const WORK_MEM_DEFAULT_KB: i64 = 4 * 1024;
