@@ -2,27 +2,35 @@
 //! touched, a drainer in `ebis run` takes the queue in behind them, and the comparison
 //! trusts the base no further than it has taken records in.
 
-use crate::support::harness::{AIC_CHANGELOG, Env, Rng, aic_insert};
+use crate::support::harness::{AIC_CHANGELOG, Env, Rng, Running, aic_insert};
 use crate::support::pg::{base_rows, texts};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn applies_never_wait_for_the_base_and_the_comparison_waits_for_it() {
-    let env = Env::new(&[&AIC_CHANGELOG]).await;
+/// `rows` establishments registered at AIC (from `seed`), then `ebis run` started and
+/// waited for until the base holds every one of them.
+async fn loaded(env: &Env, rows: u64, seed: u64) -> (Running, Rng) {
     let aic = env.db("aic_city");
-    let mut rng = Rng::new(13);
-    for id in 1..=20 {
+    let mut rng = Rng::new(seed);
+    for id in 1..=rows {
         aic.exec(&aic_insert(id, &mut rng)).await;
     }
     let run = env.start();
     env.wait_count(
         "select count(*) from core.enterprise where reg_no is not null",
-        20,
+        i64::try_from(rows).expect("rows"),
         T,
     )
     .await;
+    (run, rng)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_never_wait_for_the_base_and_the_comparison_waits_for_it() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    let aic = env.db("aic_city");
+    let (run, mut rng) = loaded(&env, 20, 13).await;
 
     // A long drain (or a comparison settling the base) holds the base's lock.
     let holder = env.pg().await;
@@ -1253,20 +1261,9 @@ fn poll_every_minute(env: &Env) {
 async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_interval() {
     let env = Env::new(&[&AIC_CHANGELOG]).await;
     poll_every_minute(&env);
-    let aic = env.db("aic_city");
-    let mut rng = Rng::new(29);
-    for id in 1..=50 {
-        aic.exec(&aic_insert(id, &mut rng)).await;
-    }
-    let run = env.start();
-    // Well within the minute the drainer would otherwise sleep after its first drain,
-    // which ran while the snapshot did.
-    env.wait_count(
-        "select count(*) from core.enterprise where reg_no is not null",
-        50,
-        Duration::from_secs(30),
-    )
-    .await;
+    // In the base well within the minute the drainer would otherwise sleep after its
+    // first drain, which ran while the snapshot did.
+    let (run, _) = loaded(&env, 50, 29).await;
     let complete: i64 = env
         .one("select count(*) from core.base_complete where source = 'aic_city'")
         .await;
@@ -1280,17 +1277,7 @@ async fn a_first_load_reaches_the_base_when_its_snapshot_ends_whatever_the_poll_
 async fn a_catch_up_reaches_the_base_when_it_ends_whatever_the_poll_interval() {
     let env = Env::new(&[&AIC_CHANGELOG]).await;
     let aic = env.db("aic_city");
-    let mut rng = Rng::new(31);
-    for id in 1..=50 {
-        aic.exec(&aic_insert(id, &mut rng)).await;
-    }
-    let run = env.start();
-    env.wait_count(
-        "select count(*) from core.enterprise where reg_no is not null",
-        50,
-        T,
-    )
-    .await;
+    let (run, _) = loaded(&env, 50, 31).await;
     assert!(run.stop().await.is_empty());
     poll_every_minute(&env);
     // A backlog while stopped: 1,500 changes, three batches of 500.
