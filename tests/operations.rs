@@ -549,6 +549,47 @@ async fn a_take_over_waits_for_an_apply_in_flight_but_the_holders_renewals_do_no
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_keeps_its_lease_while_every_pooled_connection_is_busy() {
+    // The capture bench lost its lease this way: a catch-up's base drain, the bench's own
+    // queries and the source's applies held the whole pool for longer than the lease
+    // lasts, and the renewals waited for a connection until the lease had run out.
+    let ttl = Duration::from_secs(2);
+    let (env, a) = leased_by_a(ttl).await;
+    let keeper = env.wh.keep_lease(a.clone(), ttl);
+    let mut busy = Vec::new();
+    while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), env.wh.client()).await {
+        busy.push(c);
+    }
+    assert!(!busy.is_empty(), "the pool gave out connections");
+    // Three times the lease's length with no pooled connection free.
+    tokio::time::sleep(ttl * 3).await;
+    assert!(keeper.is_held(), "the holder still holds its lease");
+    let (holder, epoch, left): (String, i64, f64) = {
+        let row = env
+            .pg()
+            .await
+            .query_one(
+                "select holder, epoch, extract(epoch from expires_at - clock_timestamp())::float8
+                 from ebis.lease where source = 'aic_city'",
+                &[],
+            )
+            .await
+            .expect("lease");
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!((holder.as_str(), epoch), ("host-a:1:1", a.epoch));
+    assert!(left > 0.0, "the lease is unexpired ({left:.1} s left)");
+    drop(busy);
+    // Dropped, the keeper renews no more: the lease runs out.
+    drop(keeper);
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    assert!(
+        !env.wh.renew_lease(&a, ttl).await.expect("renew"),
+        "a dropped keeper leaves the lease to expire"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_within_seconds_of_kill_9_of_the_holder_under_load() {
     use std::process::Stdio;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,8 @@
 
 use super::{Warehouse, WarehouseError};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A lease held on a source.
@@ -15,6 +17,34 @@ pub struct Lease {
     pub holder: String,
     /// Raised by each take-over.
     pub epoch: i64,
+}
+
+/// A lease renewed in the background until dropped ([`Warehouse::keep_lease`]).
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    lease: Lease,
+    /// Set when a renewal found the lease lost (expired or taken over).
+    lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// The lease kept.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// False once a renewal found the lease expired or taken over: the holder must stop
+    /// writing (its applies are refused anyway) and stand by.
+    pub fn is_held(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Who holds a source now (an unexpired lease).
@@ -100,15 +130,46 @@ impl Warehouse {
     /// must then stop writing: its applies are refused anyway).
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, WarehouseError> {
         let client = self.client().await?;
-        let n = client
-            .execute(
-                "update ebis.lease set renewed_at = clock_timestamp(),
-                   expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond'
-                 where source = $1 and holder = $2 and epoch = $3 and expires_at > clock_timestamp()",
-                &[&lease.source, &lease.holder, &lease.epoch, &millis(ttl)],
-            )
-            .await?;
-        Ok(n == 1)
+        renew_on(&client, lease, ttl).await
+    }
+
+    /// Keeps `lease` renewed every fifth of `ttl` until the keeper is dropped, on a
+    /// connection of its own: a renewal never waits for the pool, whose connections a
+    /// split apply, the base's drainer, a rebuild or a comparison may all hold for longer
+    /// than `ttl` (a 1M-row catch-up's drain held one for 6.6 s in the capture bench, and
+    /// the lease ran out behind it). A renewal that fails (the warehouse unreachable) or
+    /// takes longer than `ttl` drops that connection and is tried again on a new one;
+    /// should the lease expire meanwhile, the next apply is refused by its fence.
+    pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> LeaseKeeper {
+        let lost = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (wh, lease, lost) = (self.clone(), lease.clone(), lost.clone());
+            tokio::spawn(async move {
+                let mut conn: Option<tokio_postgres::Client> = None;
+                loop {
+                    tokio::time::sleep(ttl / 5).await;
+                    let renewed = tokio::time::timeout(ttl, async {
+                        if conn.is_none() {
+                            conn = Some(wh.dedicated().await?);
+                        }
+                        match &conn {
+                            Some(c) => renew_on(c, &lease, ttl).await,
+                            None => Ok(true),
+                        }
+                    })
+                    .await;
+                    match renewed {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(Err(_)) | Err(_) => conn = None,
+                    }
+                }
+            })
+        };
+        LeaseKeeper { lease, lost, task }
     }
 
     /// Gives a lease up (a clean stop): a standby takes the source at once.
@@ -169,6 +230,23 @@ impl Warehouse {
             .get(source)
             .cloned()
     }
+}
+
+/// Extends `lease` on `client`; false when it expired or was taken over.
+async fn renew_on(
+    client: &tokio_postgres::Client,
+    lease: &Lease,
+    ttl: Duration,
+) -> Result<bool, WarehouseError> {
+    let n = client
+        .execute(
+            "update ebis.lease set renewed_at = clock_timestamp(),
+               expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond'
+             where source = $1 and holder = $2 and epoch = $3 and expires_at > clock_timestamp()",
+            &[&lease.source, &lease.holder, &lease.epoch, &millis(ttl)],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 /// In an apply transaction, before anything is written: the lease must still be this

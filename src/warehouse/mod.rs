@@ -23,7 +23,7 @@ pub use batch::{
     StagedRejection, StatusUpdate,
 };
 pub use keyscan::KeyScan;
-pub use lease::{Lease, LeaseHolder, holder_name};
+pub use lease::{Lease, LeaseHolder, LeaseKeeper, holder_name};
 pub use migrate::{MIGRATIONS, MigrateReport, Migration, migrate, pending};
 pub use settings::ServerSettings;
 pub use state::{ResetOutcome, StoredCheckpoint};

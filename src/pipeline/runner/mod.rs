@@ -14,7 +14,7 @@ use super::{PipelineError, Shutdown};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::mapping::MappingSet;
 use crate::warehouse::{
-    ApplyBatch, Checkpoint, Lease, SourceMeta, StatusUpdate, Warehouse, WarehouseError,
+    ApplyBatch, Checkpoint, LeaseKeeper, SourceMeta, StatusUpdate, Warehouse, WarehouseError,
 };
 use chrono::{DateTime, Utc};
 use ebis_source::{Batch, GapFate, Position, Source, SourceError, TablePlan};
@@ -63,53 +63,6 @@ enum Step {
     Standby,
 }
 
-/// A lease this runner holds, renewed in the background until dropped.
-struct Held {
-    lease: Lease,
-    /// Set by the renewal when the lease turned out lost (expired or taken over).
-    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    renewer: tokio::task::JoinHandle<()>,
-}
-
-impl Held {
-    fn start(wh: Warehouse, lease: Lease, ttl: Duration) -> Held {
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let renewer = {
-            let (lease, lost) = (lease.clone(), lost.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 5).await;
-                    match wh.renew_lease(&lease, ttl).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            lost.store(true, std::sync::atomic::Ordering::SeqCst);
-                            return;
-                        }
-                        // Unreachable for now: try again; should the lease expire
-                        // meanwhile, the next apply is refused by its fence.
-                        Err(_) => {}
-                    }
-                }
-            })
-        };
-        Held {
-            lease,
-            lost,
-            renewer,
-        }
-    }
-
-    fn is_held(&self) -> bool {
-        !self.lost.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.renewer.abort();
-    }
-}
-
 struct Runner {
     cfg: SourceConfig,
     mappings: MappingSet,
@@ -117,7 +70,7 @@ struct Runner {
     wh: Warehouse,
     settings: RunSettings,
     source: AnySource,
-    lease: Option<Held>,
+    lease: Option<LeaseKeeper>,
     /// Whether this runner has said it stands by (said once per stretch).
     standing_by: bool,
     checked: bool,
@@ -362,7 +315,7 @@ pub async fn run_source(
     if let Some(held) = r.lease.take() {
         r.wh.unfence(&r.cfg.name);
         if result.is_ok() {
-            let _ = r.wh.release_lease(&held.lease).await;
+            let _ = r.wh.release_lease(held.lease()).await;
         }
     }
     r.source.close().await;
@@ -416,7 +369,7 @@ impl Runner {
                 Some(lease) => {
                     tracing::info!(source = %self.cfg.name, epoch = lease.epoch, "holding the source's lease: capturing it");
                     self.wh.fence(lease.clone());
-                    self.lease = Some(Held::start(self.wh.clone(), lease, self.settings.lease_ttl));
+                    self.lease = Some(self.wh.keep_lease(lease, self.settings.lease_ttl));
                     self.standing_by = false;
                     just_taken = true;
                 }
@@ -437,7 +390,7 @@ impl Runner {
                 && let Some(held) = &self.lease
                 && !self
                     .wh
-                    .renew_lease(&held.lease, self.settings.lease_ttl)
+                    .renew_lease(held.lease(), self.settings.lease_ttl)
                     .await?
             {
                 return Err(WarehouseError::LeaseLost(self.cfg.name.clone()).into());
@@ -504,7 +457,7 @@ impl Runner {
 
     /// Whether this runner holds the source's lease (as far as its renewals know).
     fn holds_lease(&self) -> bool {
-        self.lease.as_ref().is_some_and(Held::is_held)
+        self.lease.as_ref().is_some_and(LeaseKeeper::is_held)
     }
 
     /// Forgets the lease (lost or given up): applies are no longer fenced by it, what
