@@ -77,7 +77,13 @@ pub enum Outcome {
 impl Mapping {
     /// Maps one change. `default_division` is the source's division.
     pub fn apply(&self, change: &Change, default_division: &str) -> Outcome {
-        let source_key = key_text(&change.key);
+        self.apply_keyed(change, &key_text(&change.key), default_division)
+    }
+
+    /// [`Mapping::apply`] with the change's key text ([`key_text`] of its key) already
+    /// made: every mapping of a table shares it.
+    pub fn apply_keyed(&self, change: &Change, key: &str, default_division: &str) -> Outcome {
+        let source_key = key.to_owned();
         if change.op == Op::Delete || !self.filter.iter().all(|c| c.holds(&change.row)) {
             // A key no row can be stored under deletes nothing; written storably, it
             // still resolves the quarantine entry its row may have.

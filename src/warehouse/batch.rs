@@ -35,9 +35,10 @@ pub struct StagedRecord {
 pub struct RawRow(std::sync::Arc<str>);
 
 impl RawRow {
-    /// The row's JSON text.
-    pub fn of(row: &ebis_source::Row) -> RawRow {
-        RawRow(row.to_json_text().into())
+    /// The row's JSON text, written by `json` (which quotes the column names of a read's
+    /// rows once).
+    pub fn of(json: &mut ebis_source::RowJson, row: &ebis_source::Row) -> RawRow {
+        RawRow(json.text(row).into())
     }
 
     /// Its length in bytes.
