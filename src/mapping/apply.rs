@@ -190,14 +190,21 @@ impl Mapping {
 }
 
 impl FieldSpec {
+    /// The value of its input column `name`, looked for first where it was last time.
+    fn column<'r>(&self, row: &'r Row, name: &str) -> Option<&'r Value> {
+        let (at, v) = row.get_hinted(name, self.seen_at.get())?;
+        self.seen_at.set(at);
+        Some(v)
+    }
+
     fn input_value<'r>(&self, row: &'r Row) -> Result<Option<&'r Value>, String> {
         match &self.input {
-            Input::Column(c) => row
-                .get(c)
+            Input::Column(c) => self
+                .column(row, c)
                 .map(Some)
                 .ok_or_else(|| format!("source column {c} is missing from the row")),
-            Input::Expression { alias, .. } => row
-                .get(alias)
+            Input::Expression { alias, .. } => self
+                .column(row, alias)
                 .map(Some)
                 .ok_or_else(|| "the source did not return the expression's value".to_owned()),
             Input::Constant(_) | Input::Concat(_) => Ok(None),

@@ -312,7 +312,11 @@ fn field_spec(c: &mut Compiler<'_>, name: &str, spec: &Spanned<FieldFile>) -> Op
         .iter()
         .filter_map(|t| transform(c, name, t))
         .collect();
-    (inputs == 1).then_some(FieldSpec { input, transforms })
+    (inputs == 1).then_some(FieldSpec {
+        input,
+        transforms,
+        seen_at: Default::default(),
+    })
 }
 
 fn transform(c: &mut Compiler<'_>, name: &str, t: &Spanned<TransformFile>) -> Option<Transform> {

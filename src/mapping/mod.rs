@@ -58,6 +58,29 @@ pub struct FieldSpec {
     pub input: Input,
     /// Transforms, in order.
     pub transforms: Vec<Transform>,
+    /// Where its input column was in the last row read (tried first in the next).
+    pub(crate) seen_at: SeenAt,
+}
+
+/// A column's position in the last row read, tried first in the next
+/// ([`ebis_source::Row::get_hinted`]); only a hint, so relaxed and never compared.
+#[derive(Debug, Default)]
+pub(crate) struct SeenAt(std::sync::atomic::AtomicUsize);
+
+impl SeenAt {
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, at: usize) {
+        self.0.store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clone for SeenAt {
+    fn clone(&self) -> Self {
+        SeenAt(self.get().into())
+    }
 }
 
 /// The input of a field.
