@@ -136,8 +136,9 @@ impl Warehouse {
     /// Keeps `lease` renewed every fifth of `ttl` until the keeper is dropped, on a
     /// connection of its own: a renewal never waits for the pool, whose connections a
     /// split apply, the base's drainer, a rebuild or a comparison may all hold for longer
-    /// than `ttl` (a 1M-row catch-up's drain held one for 6.6 s in the capture bench, and
-    /// the lease ran out behind it). A renewal that fails (the warehouse unreachable) or
+    /// than `ttl` (in the capture bench, a catch-up's drain refreshing on two connections, a
+    /// settle waiting for it and the bench's own connection held all four for 6.6 s, and
+    /// the lease ran out behind them). A renewal that fails (the warehouse unreachable) or
     /// takes longer than `ttl` drops that connection and is tried again on a new one;
     /// should the lease expire meanwhile, the next apply is refused by its fence.
     pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> LeaseKeeper {
@@ -148,23 +149,21 @@ impl Warehouse {
                 let mut conn: Option<tokio_postgres::Client> = None;
                 loop {
                     tokio::time::sleep(ttl / 5).await;
+                    // The connection is kept only once it answered: one that failed or
+                    // hung (dropped with the timed-out renewal) is replaced next time.
                     let renewed = tokio::time::timeout(ttl, async {
-                        if conn.is_none() {
-                            conn = Some(wh.dedicated().await?);
-                        }
-                        match &conn {
-                            Some(c) => renew_on(c, &lease, ttl).await,
-                            None => Ok(true),
-                        }
+                        let c = match conn.take() {
+                            Some(c) => c,
+                            None => wh.dedicated().await?,
+                        };
+                        let held = renew_on(&c, &lease, ttl).await?;
+                        conn = Some(c);
+                        Ok::<_, WarehouseError>(held)
                     })
                     .await;
-                    match renewed {
-                        Ok(Ok(true)) => {}
-                        Ok(Ok(false)) => {
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Ok(Err(_)) | Err(_) => conn = None,
+                    if let Ok(Ok(false)) = renewed {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
                     }
                 }
             })
