@@ -83,17 +83,17 @@ impl Mapping {
     /// [`Mapping::apply`] with the change's key text ([`key_text`] of its key) already
     /// made: every mapping of a table shares it.
     pub fn apply_keyed(&self, change: &Change, key: &str, default_division: &str) -> Outcome {
-        let source_key = key.to_owned();
         if change.op == Op::Delete || !self.filter.iter().all(|c| c.holds(&change.row)) {
             // A key no row can be stored under deletes nothing; written storably, it
             // still resolves the quarantine entry its row may have.
             return Outcome::Delete {
-                source_key: storable_text(&source_key).into_owned(),
+                source_key: storable_text(key).into_owned(),
             };
         }
-        if let Some(rejected) = self.key_problem(change, &source_key) {
+        if let Some(rejected) = self.key_problem(change, key) {
             return Outcome::Rejected(rejected);
         }
+        let source_key = key.to_owned();
         let reject = |field: &str, reason: String, raw: Option<String>| {
             Outcome::Rejected(Rejected {
                 source_key: source_key.clone(),

@@ -35,6 +35,15 @@ fn place<T>(list: &mut Vec<T>, at: Option<usize>, item: T) {
     }
 }
 
+/// Takes out of `list` the items at the positions `gone` names.
+fn remove_at<T>(list: &mut Vec<T>, gone: impl Fn(usize) -> bool) {
+    let mut i = 0;
+    list.retain(|_| {
+        i += 1;
+        !gone(i - 1)
+    });
+}
+
 /// Maps a list of changes (in apply order) into a batch with no checkpoint yet.
 ///
 /// Each outcome goes straight into its list (a batch's rows are 150-200 bytes each, and
@@ -53,7 +62,8 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
     // a change: a table mapped onto three record kinds gives three a row.
     let mut index: HashMap<(&'static str, String), Slot, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(changes.len() * per_change, Default::default());
-    // Outcomes a later one in another list replaced: taken out at the end.
+    // Outcomes a later one in another list replaced, by kind (the rejections, one list
+    // for every kind, under ""): taken out at the end.
     let mut gone: HashSet<(&'static str, Slot)> = HashSet::new();
     let mut json = RowJson::default();
     for change in changes {
@@ -87,7 +97,11 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
                     if std::mem::discriminant(&earlier) == std::mem::discriminant(&fresh) {
                         Some(earlier.position())
                     } else {
-                        gone.insert((kind.name, earlier));
+                        let list = match earlier {
+                            Slot::Rejected(_) => "",
+                            _ => kind.name,
+                        };
+                        gone.insert((list, earlier));
                         e.insert(fresh);
                         None
                     }
@@ -130,21 +144,15 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
         }
     }
     if !gone.is_empty() {
-        let mut i = 0;
-        batch.rejections.retain(|_| {
-            i += 1;
-            !gone.iter().any(|(_, s)| *s == Slot::Rejected(i - 1))
+        remove_at(&mut batch.rejections, |i| {
+            gone.contains(&("", Slot::Rejected(i)))
         });
         for (name, (_, kb)) in &mut batch.kinds {
-            let mut i = 0;
-            kb.upserts.retain(|_| {
-                i += 1;
-                !gone.contains(&(*name, Slot::Upsert(i - 1)))
+            remove_at(&mut kb.upserts, |i| {
+                gone.contains(&(*name, Slot::Upsert(i)))
             });
-            let mut i = 0;
-            kb.deletes.retain(|_| {
-                i += 1;
-                !gone.contains(&(*name, Slot::Delete(i - 1)))
+            remove_at(&mut kb.deletes, |i| {
+                gone.contains(&(*name, Slot::Delete(i)))
             });
         }
     }
