@@ -54,6 +54,8 @@ pub mod names {
     pub const CATCHING_UP: &str = "ebis_catching_up";
     /// Rows a snapshot in progress has read.
     pub const SNAPSHOT_ROWS: &str = "ebis_snapshot_rows_read";
+    /// Rows it reads in all, by the source's estimates.
+    pub const SNAPSHOT_ESTIMATED: &str = "ebis_snapshot_rows_estimated";
     /// Errors by source and kind, as this process met them.
     pub const ERRORS: &str = "ebis_source_errors_total";
     /// Retries by source, in this process.
@@ -227,7 +229,6 @@ fn lags(seen: &BTreeMap<String, Seen>, now: Instant) -> Vec<(String, f64)> {
 struct Figures {
     rows: Vec<SourceStatus>,
     base: crate::warehouse::BaseStatus,
-    snapshot_rows: Vec<(String, i64)>,
     findings: Vec<(String, i64)>,
     last_run: Option<(f64, f64)>,
 }
@@ -245,10 +246,6 @@ async fn read_figures(wh: &Warehouse) -> Result<Figures, WarehouseError> {
             .map(|r| (r.get(0), r.get(1)))
             .collect())
     };
-    let snapshot_rows = counts(
-        "select source, coalesce((snapshot->>'rows')::bigint, 0) from ebis.checkpoint where snapshot is not null",
-    )
-    .await?;
     let findings = counts(
         "select rule, count(*) from compare.finding where resolved_at is null group by rule",
     )
@@ -264,7 +261,6 @@ async fn read_figures(wh: &Warehouse) -> Result<Figures, WarehouseError> {
     Ok(Figures {
         rows,
         base,
-        snapshot_rows,
         findings,
         last_run,
     })
@@ -312,12 +308,10 @@ fn set_figures(f: &Figures, lags: &[(String, f64)]) {
         if let Some(t) = r.last_applied_at {
             gauge!(names::LAST_APPLY, "source" => s()).set(unix(t));
         }
-        let snapshot = f
-            .snapshot_rows
-            .iter()
-            .find(|(n, _)| *n == r.source)
-            .map_or(0, |(_, rows)| *rows);
-        gauge!(names::SNAPSHOT_ROWS, "source" => s()).set(snapshot as f64);
+        let snapshot = r.snapshot.as_ref();
+        gauge!(names::SNAPSHOT_ROWS, "source" => s()).set(snapshot.map_or(0, |p| p.rows) as f64);
+        let estimated = snapshot.and_then(|p| Some(p.rows + p.rows_left?));
+        gauge!(names::SNAPSHOT_ESTIMATED, "source" => s()).set(estimated.unwrap_or(0) as f64);
     }
     for (source, lag) in lags {
         gauge!(names::LAG, "source" => source.clone()).set(*lag);
@@ -463,6 +457,10 @@ fn describe() {
     describe_gauge!(
         names::SNAPSHOT_ROWS,
         "Rows the source's snapshot in progress has read (0 when none runs)."
+    );
+    describe_gauge!(
+        names::SNAPSHOT_ESTIMATED,
+        "Rows the source's snapshot in progress reads in all, by the source's estimates of its tables' rows taken when it began (0 when none runs or a table has no estimate)."
     );
     describe_counter!(
         names::ERRORS,

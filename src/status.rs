@@ -72,6 +72,117 @@ pub struct SourceStatus {
     /// Since when it has been catching up a backlog (reading full batches); set only
     /// while it streams (any other state clears it).
     pub backlog_since: Option<DateTime<Utc>>,
+    /// Its snapshot in progress, as the last chunk stored left it; `None` when none runs.
+    pub snapshot: Option<SnapshotStatus>,
+}
+
+/// A snapshot in progress, as its checkpoint holds it after the last chunk applied.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SnapshotStatus {
+    /// Of tables added to a source that streams meanwhile (or of every table, streaming
+    /// from a new head); false for a source's first snapshot.
+    pub while_streaming: bool,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    /// Rows read so far, every table.
+    pub rows: u64,
+    /// The table being read: its place (from 1), and how many are read in all (`None`
+    /// until the first chunk stored them).
+    pub table: usize,
+    /// How many tables the snapshot reads.
+    pub tables: Option<usize>,
+    /// The table being read.
+    pub table_name: Option<String>,
+    /// Rows read of it.
+    pub table_rows: u64,
+    /// The source's estimate of its rows.
+    pub table_estimate: Option<u64>,
+    /// Rows still to read by the source's estimates (a table read past its estimate
+    /// counts none left), when every table has one.
+    pub rows_left: Option<u64>,
+}
+
+impl SnapshotStatus {
+    /// From a checkpoint's stored snapshot progress; `None` for one this version cannot
+    /// read.
+    pub fn from_stored(stored: serde_json::Value) -> Option<SnapshotStatus> {
+        let p: crate::pipeline::snapshot::SnapshotProgress = serde_json::from_value(stored).ok()?;
+        let current = p.estimates.get(p.table);
+        let rows_left = if p.estimates.is_empty() {
+            None
+        } else {
+            p.estimates
+                .iter()
+                .enumerate()
+                .skip(p.table)
+                .try_fold(0u64, |left, (i, e)| {
+                    let read = if i == p.table { p.table_rows } else { 0 };
+                    Some(left + e.rows?.saturating_sub(read))
+                })
+        };
+        Some(SnapshotStatus {
+            while_streaming: p.added,
+            started_at: p.started_at,
+            rows: p.rows,
+            table: p.table + 1,
+            tables: (!p.estimates.is_empty()).then_some(p.estimates.len()),
+            table_name: current.map(|e| e.table.clone()),
+            table_rows: p.table_rows,
+            table_estimate: current.and_then(|e| e.rows),
+            rows_left,
+        })
+    }
+
+    /// Rows read per second since it began, at `now`.
+    pub fn rate(&self, now: DateTime<Utc>) -> Option<f64> {
+        let secs = (now - self.started_at).num_milliseconds() as f64 / 1000.0;
+        (secs > 0.0 && self.rows > 0).then(|| self.rows as f64 / secs)
+    }
+
+    /// Seconds left at that rate, by the estimates.
+    pub fn seconds_left(&self, now: DateTime<Utc>) -> Option<f64> {
+        Some(self.rows_left? as f64 / self.rate(now)?)
+    }
+}
+
+/// A snapshot's line: where it is, how fast it goes and how long it has left.
+pub fn render_snapshot(source: &str, s: &SnapshotStatus, now: DateTime<Utc>, zone: Zone) -> String {
+    let what = if s.while_streaming {
+        "snapshot (streaming goes on)"
+    } else {
+        "first snapshot"
+    };
+    let mut line = format!("{source}: {what}");
+    if let (Some(n), Some(name)) = (s.tables, &s.table_name) {
+        line.push_str(&format!(
+            ", table {} of {n} ({name}): {} rows read",
+            s.table, s.table_rows
+        ));
+        if let Some(e) = s.table_estimate {
+            line.push_str(&format!(" of about {e}"));
+        }
+        line.push(';');
+    }
+    line.push_str(&format!(" {} rows in all", s.rows));
+    if let Some(left) = s.rows_left {
+        let all = s.rows + left;
+        let pct = (s.rows * 100).checked_div(all).unwrap_or(100);
+        line.push_str(&format!(" of about {all} ({pct} %)"));
+    }
+    line.push_str(&format!(" since {}", zone.show(s.started_at)));
+    if let Some(rate) = s.rate(now) {
+        line.push_str(&format!(", {rate:.0} rows/s"));
+    }
+    match (s.rows_left, s.seconds_left(now)) {
+        (Some(0), _) => line.push_str(", at the source's estimate: ending"),
+        (Some(_), Some(left)) => {
+            line.push_str(&format!(", about {} left", human_seconds(left)));
+        }
+        (None, _) => line.push_str(" (the source gave no estimate of its rows)"),
+        _ => {}
+    }
+    line.push('\n');
+    line
 }
 
 impl Warehouse {
@@ -90,7 +201,7 @@ impl Warehouse {
                         s.last_applied_at, s.rows_quarantined,
                         case when l.expires_at > clock_timestamp() then l.holder end,
                         case when l.epoch > 0 then l.epoch end,
-                        s.backlog_since
+                        s.backlog_since, c.snapshot
                  from ebis.source_status s left join ebis.checkpoint c using (source)
                       left join ebis.lease l using (source)
                  order by s.source",
@@ -130,6 +241,9 @@ impl Warehouse {
                 held_by: r.get(27),
                 lease_epoch: r.get(28),
                 backlog_since: r.get(29),
+                snapshot: r
+                    .get::<_, Option<serde_json::Value>>(30)
+                    .and_then(SnapshotStatus::from_stored),
             })
             .collect())
     }
@@ -271,6 +385,12 @@ pub fn render(rows: &[SourceStatus], zone: Zone) -> String {
                 r.source,
                 r.lease_epoch.unwrap_or(0)
             ));
+        }
+    }
+    let now = Utc::now();
+    for r in rows.iter() {
+        if let Some(s) = &r.snapshot {
+            out.push_str(&render_snapshot(&r.source, s, now, zone));
         }
     }
     for r in rows.iter() {
@@ -453,7 +573,91 @@ mod tests {
             last_resnapshot_reason: None,
             backlog_bytes: None,
             backlog_since: None,
+            snapshot: None,
         }
+    }
+
+    /// A checkpoint's snapshot progress as the runner stores it: `table` (from 0) being
+    /// read, `read` of its rows so far, `rows` in all; estimates per table.
+    fn stored(table: usize, read: u64, rows: u64, estimates: &[Option<u64>]) -> serde_json::Value {
+        let mut p =
+            crate::pipeline::snapshot::SnapshotProgress::start(ebis_source::Position::Initial);
+        p.started_at = "2026-12-07T10:00:00Z".parse().expect("time");
+        p.table = table;
+        p.table_rows = read;
+        p.rows = rows;
+        p.estimates = estimates
+            .iter()
+            .enumerate()
+            .map(|(i, e)| crate::pipeline::snapshot::TableEstimate {
+                table: format!("T{i}"),
+                rows: *e,
+            })
+            .collect();
+        serde_json::to_value(p).expect("json")
+    }
+
+    #[test]
+    fn a_snapshot_shows_where_it_is_and_how_long_it_has_left_by_the_sources_estimates() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        // Second of three tables: 30,000 of about 50,000 read, the first (100,000) done.
+        let s = SnapshotStatus::from_stored(stored(
+            1,
+            30_000,
+            130_000,
+            &[Some(100_000), Some(50_000), Some(20_000)],
+        ))
+        .expect("readable");
+        assert_eq!((s.table, s.tables), (2, Some(3)));
+        assert_eq!(s.table_name.as_deref(), Some("T1"));
+        assert_eq!(s.rows_left, Some(40_000));
+        // 130,000 rows in 100 s: 1,300 rows/s, 40,000 left in about 31 s.
+        let now = at("2026-12-07T10:01:40Z");
+        assert_eq!(s.rate(now), Some(1300.0));
+        let line = render_snapshot("aic_city", &s, now, Zone::default());
+        assert!(
+            line.starts_with("aic_city: first snapshot, table 2 of 3 (T1): 30000 rows read of about 50000; 130000 rows in all of about 170000 (76 %) since "),
+            "{line}"
+        );
+        assert!(line.ends_with(", 1300 rows/s, about 31s left\n"), "{line}");
+
+        // A table read past its estimate (stale statistics) has none left, and a table
+        // the source could not estimate leaves the time unknown.
+        let past = SnapshotStatus::from_stored(stored(0, 120_000, 120_000, &[Some(100_000)]))
+            .expect("readable");
+        assert_eq!(past.rows_left, Some(0));
+        assert!(
+            render_snapshot("a", &past, now, Zone::default())
+                .contains("at the source's estimate: ending")
+        );
+        let unknown =
+            SnapshotStatus::from_stored(stored(0, 10, 10, &[None, Some(5)])).expect("readable");
+        assert_eq!(unknown.rows_left, None);
+        let line = render_snapshot("a", &unknown, now, Zone::default());
+        assert!(
+            line.contains("table 1 of 2 (T0): 10 rows read; 10 rows in all since"),
+            "{line}"
+        );
+        assert!(
+            line.contains("(the source gave no estimate of its rows)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_stored_before_estimates_were_kept_still_shows() {
+        // A checkpoint an older version wrote: no estimates, no rows of the table.
+        let mut old = stored(0, 0, 4_000, &[]);
+        let o = old.as_object_mut().expect("object");
+        o.remove("estimates");
+        o.remove("table_rows");
+        let s = SnapshotStatus::from_stored(old).expect("readable");
+        assert_eq!((s.rows, s.tables, s.rows_left), (4_000, None, None));
+        let line = render_snapshot("a", &s, Utc::now(), Zone::default());
+        assert!(
+            line.starts_with("a: first snapshot 4000 rows in all since "),
+            "{line}"
+        );
     }
 
     #[test]

@@ -866,3 +866,30 @@ async fn a_row_keyed_by_a_real_is_found_when_read_by_key() {
     );
     source.close().await;
 }
+
+/// The rows a snapshot's progress is measured against: a table never analyzed is counted,
+/// an analyzed one is read from the planner's statistics (no scan), scaled to the table's
+/// size now as the planner does, so rows added since still show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tables_rows_for_progress_come_from_its_statistics_or_a_count() {
+    let b = bureau().await;
+    // Statistics only as this test sets them.
+    b.db.exec("ALTER TABLE ENT SET (autovacuum_enabled = false)")
+        .await;
+    b.db.exec(&insert(1, 3_000)).await;
+    let (_cfg, mut source, _head) = checked_source(&b).await;
+    // Never analyzed (reltuples -1): counted.
+    assert_eq!(source.count("ENT").await.expect("count"), 3_000);
+    // Analyzed at 3,000 rows, then 2,000 deleted (a count would say 1,000): the
+    // statistics, not a scan.
+    b.db.exec("ANALYZE ENT").await;
+    b.db.exec("DELETE FROM ENT WHERE ID > 1000").await;
+    let estimate = source.count("ENT").await.expect("estimate");
+    assert!((2_900..=3_100).contains(&estimate), "{estimate}");
+    // 6,000 rows added in new pages (a count would say 7,000): scaled to the table's
+    // pages now, about 9,000.
+    b.db.exec(&insert(3_001, 9_000)).await;
+    let estimate = source.count("ENT").await.expect("estimate");
+    assert!((8_000..=10_000).contains(&estimate), "{estimate}");
+    source.close().await;
+}

@@ -97,6 +97,93 @@ async fn a_snapshot_under_concurrent_writes_ends_equal() {
     assert!(run_.stop().await.is_empty());
 }
 
+/// An operator watching a first load sees how far it has read against the source's
+/// estimate of each table's rows, and how long it has left: from the checkpoint, so also
+/// while ebis is down after a `kill -9` midway; the line is gone once the snapshot ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebis_status_shows_a_first_snapshots_progress_against_the_sources_estimates() {
+    let env = Env::new(&[&AIC_CHANGELOG]).await;
+    preload(&env, 30_000).await;
+    let aic = env.db("aic_city");
+    // Statistics as a server keeps them for a table loaded a while ago.
+    aic.conn()
+        .await
+        .query_drop("ANALYZE TABLE E_BASEINFO")
+        .await
+        .expect("analyze");
+    let mut child = env.spawn_run(std::process::Stdio::null());
+    let pg = env.pg().await;
+    let start = Instant::now();
+    loop {
+        let read: Option<i64> = pg
+            .query_opt(
+                "select (snapshot->>'table_rows')::bigint from ebis.checkpoint where source = 'aic_city'",
+                &[],
+            )
+            .await
+            .expect("checkpoint")
+            .and_then(|r| r.get(0));
+        if read.is_some_and(|n| n >= 2_000) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no chunk of E_BASEINFO stored"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+
+    let status = |json: bool| {
+        let mut cmd = ebis(&root());
+        cmd.args([
+            "--config".as_ref(),
+            env.config_path().as_os_str(),
+            "status".as_ref(),
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+    let shown = status(true);
+    let rows: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status json");
+    let snap = &rows[0]["snapshot"];
+    assert_eq!(snap["table_name"], "E_BASEINFO", "{}", shown.stdout);
+    assert_eq!(snap["while_streaming"], false);
+    let read = snap["table_rows"].as_u64().expect("rows read");
+    assert!((2_000..30_000).contains(&read), "{read}");
+    // InnoDB's estimate is sampled: near the 30,000 rows, not exact.
+    let estimate = snap["table_estimate"].as_u64().expect("an estimate");
+    assert!((15_000..=60_000).contains(&estimate), "{estimate}");
+    let left = snap["rows_left"].as_u64().expect("rows left");
+    assert_eq!(
+        left,
+        estimate.saturating_sub(read),
+        "the other tables are empty"
+    );
+    let tables = snap["tables"].as_u64().expect("tables");
+    let text = status(false).stdout;
+    assert!(
+        text.contains(&format!(
+            "aic_city: first snapshot, table {} of {tables} (E_BASEINFO): {read} rows read of about {estimate};",
+            snap["table"]
+        )),
+        "{text}"
+    );
+    assert!(text.contains(" left\n") || left == 0, "{text}");
+
+    // Resumed, it ends equal, and the line is gone.
+    let run_ = env.start();
+    env.wait_verified(Duration::from_secs(90)).await;
+    assert!(run_.stop().await.is_empty());
+    let text = status(false).stdout;
+    assert!(!text.contains("snapshot"), "{text}");
+    let rows: serde_json::Value = serde_json::from_str(&status(true).stdout).expect("json");
+    assert!(rows[0]["snapshot"].is_null(), "{rows}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebis_snapshot_repairs_changes_that_bypassed_capture() {
     let env = Env::new(&[&AIC_CHANGELOG]).await;

@@ -193,6 +193,10 @@ pub fn snapshot(config_path: &Path, source: &str, table: Option<&str>) -> Result
                     bar.set_message(t.to_owned());
                     bar.set_length(total);
                 }
+                // The total is the source's estimate: a table may hold more.
+                if bar.length().is_some_and(|len| done > len) {
+                    bar.set_length(done);
+                }
                 bar.set_position(done);
             },
             &shutdown,

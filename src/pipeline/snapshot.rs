@@ -39,6 +39,24 @@ pub struct SnapshotProgress {
     /// chunks, and the stream's position is not replaced when the snapshot ends.
     #[serde(default)]
     pub added: bool,
+    /// Rows read so far of the table being read.
+    #[serde(default)]
+    pub table_rows: u64,
+    /// Each table to read, in order, with its rows as the source estimated them when the
+    /// snapshot began or resumed (`ebis status` shows progress against them); empty until
+    /// then.
+    #[serde(default)]
+    pub estimates: Vec<TableEstimate>,
+}
+
+/// A table of a snapshot and the source's estimate of its rows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEstimate {
+    /// The table, as mapped.
+    pub table: String,
+    /// Its rows (the server's statistics where it keeps them, else a count); `None`
+    /// when the source could not say.
+    pub rows: Option<u64>,
 }
 
 impl SnapshotProgress {
@@ -61,6 +79,8 @@ impl SnapshotProgress {
             started_at: Utc::now(),
             tables: Vec::new(),
             added: false,
+            table_rows: 0,
+            estimates: Vec::new(),
         }
     }
 }
@@ -101,7 +121,7 @@ pub async fn read_chunk(
 /// Re-reads tables of a running or stopped source without touching its checkpoint (a
 /// running `ebis run` keeps streaming; the version guard keeps its newer rows). Rows gone
 /// from the source are marked deleted afterwards. `progress` is told (table, rows read,
-/// rows in table).
+/// the source's estimate of the rows in the table).
 #[allow(clippy::too_many_arguments)]
 pub async fn resnapshot(
     source: &mut AnySource,

@@ -549,8 +549,27 @@ impl Table {
         Ok(rows.first().and_then(|r| r.value_at(*i)))
     }
 
-    /// Number of rows (for progress).
+    /// Number of rows, for progress: the planner's estimate, or a count.
     pub async fn count(&self, client: &Client) -> Result<u64, SourceError> {
+        // `reltuples` is kept by VACUUM, ANALYZE and CREATE INDEX (and scaled to the
+        // table's current pages by the planner, as here): free, where a count reads the
+        // whole table. Never analyzed (-1) or empty then, the table is counted.
+        let estimate = client
+            .query_one(
+                "SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0
+                             THEN (c.reltuples / c.relpages
+                                   * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
+                        END
+                 FROM pg_class c WHERE c.oid = $1::text::regclass",
+                &[&self.quoted],
+            )
+            .await
+            .map_err(|e| classify(e, Some(&self.plan.table)))?;
+        if let Some(n) = estimate.get::<_, Option<i64>>(0)
+            && n > 0
+        {
+            return Ok(u64::try_from(n).unwrap_or(0));
+        }
         let row = client
             .query_one(&format!("SELECT count(*) FROM {}", self.quoted), &[])
             .await

@@ -119,7 +119,8 @@ pub trait Source: Send {
         async { Ok(Vec::new()) }
     }
 
-    /// The number of rows of a table (for snapshot progress; an estimate will do).
+    /// The number of rows of a table, for snapshot progress: the server's own estimate
+    /// where it keeps one (statistics cost nothing to read; a count reads the table).
     fn count(&mut self, table: &str) -> impl Future<Output = Result<u64, SourceError>> + Send;
 
     /// Each column of a planned table with its data type as the source names it

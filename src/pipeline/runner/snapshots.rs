@@ -5,7 +5,7 @@
 use super::{Runner, Step, count};
 use crate::mapping::MappingSet;
 use crate::pipeline::PipelineError;
-use crate::pipeline::snapshot::{SnapshotProgress, read_chunk};
+use crate::pipeline::snapshot::{SnapshotProgress, TableEstimate, read_chunk};
 use crate::warehouse::{ApplyBatch, StatusUpdate};
 use ebis_source::{MarkValue, Position, Source, Value};
 use std::collections::BTreeMap;
@@ -135,6 +135,9 @@ impl Runner {
         } else {
             progress.tables.clone()
         };
+        if progress.estimates.is_empty() && progress.table < tables.len() {
+            progress.estimates = self.estimate_rows(&tables).await;
+        }
         if progress.table >= tables.len() {
             let now = mapped(&self.mappings);
             for t in &tables {
@@ -195,10 +198,12 @@ impl Runner {
         };
         self.row_bytes = super::average_row_bytes(&chunk.batch).or(self.row_bytes);
         progress.rows += chunk.rows as u64;
+        progress.table_rows += chunk.rows as u64;
         let mut batch = chunk.batch;
         batch.fresh = !progress.added && self.fresh_table(&table, &progress).await?;
         if chunk.table_done {
             progress.table += 1;
+            progress.table_rows = 0;
             progress.after = None;
             if progress.added {
                 let scan = self
@@ -293,6 +298,27 @@ fn progress_rows(p: Option<&SnapshotProgress>) -> u64 {
 }
 
 impl Runner {
+    /// Each table's rows as the source estimates them, for progress: asked once when a
+    /// snapshot begins or resumes. A source that cannot say leaves the table without an
+    /// estimate; the snapshot goes on regardless.
+    async fn estimate_rows(&mut self, tables: &[String]) -> Vec<TableEstimate> {
+        let mut out = Vec::with_capacity(tables.len());
+        for table in tables {
+            let rows = match self.source.count(table).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::debug!(source = %self.cfg.name, table = %table, error = %e, "the source gave no estimate of the table's rows");
+                    None
+                }
+            };
+            out.push(TableEstimate {
+                table: table.clone(),
+                rows,
+            });
+        }
+        out
+    }
+
     /// Whether a first snapshot's chunks of `table` can be copied straight into the
     /// warehouse: decided when the table's snapshot starts (no row of the source in the
     /// record kinds it maps to), and not for a table resumed midway after a restart.
