@@ -56,6 +56,8 @@ pub mod names {
     pub const SNAPSHOT_ROWS: &str = "ebis_snapshot_rows_read";
     /// Rows it reads in all, by the source's estimates.
     pub const SNAPSHOT_ESTIMATED: &str = "ebis_snapshot_rows_estimated";
+    /// Renewals of a source's lease that failed or came too late, in this process.
+    pub const LEASE_RENEWALS_FAILED: &str = "ebis_lease_renewals_failed_total";
     /// Errors by source and kind, as this process met them.
     pub const ERRORS: &str = "ebis_source_errors_total";
     /// Retries by source, in this process.
@@ -467,6 +469,10 @@ fn describe() {
         "Errors sources met in this process, by kind."
     );
     describe_counter!(names::RETRIES, "Retries of sources in this process.");
+    describe_counter!(
+        names::LEASE_RENEWALS_FAILED,
+        "Renewals of the source's lease by this process that failed or took longer than the lease lasts (each tried again on a new connection; the lease lapses if none succeeds in time)."
+    );
     describe_gauge!(
         names::BASE_QUEUED,
         "Statements queued for the enterprise base and not yet taken in."

@@ -450,6 +450,15 @@ async fn metrics_answer_in_every_state_and_pass_promtool() {
     );
     assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 503"));
     assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    // The source's lease could not be renewed meanwhile: counted by this process.
+    let failed_renewals = page(
+        &|p| sample(p, &src("ebis_lease_renewals_failed_total")).is_some_and(|n| n >= 1.0),
+        "failed lease renewals counted",
+    );
+    assert!(
+        failed_renewals.starts_with("HTTP/1.1 200"),
+        "{failed_renewals}"
+    );
     child.kill().expect("kill");
     let _ = child.wait();
 }

@@ -366,6 +366,21 @@ async fn leased_by_a(ttl: Duration) -> (Env, ebis::warehouse::Lease) {
     (env, a)
 }
 
+/// The AIC source's lease as stored: holder, epoch, seconds until it expires.
+async fn lease_row(env: &Env) -> (String, i64, f64) {
+    let row = env
+        .pg()
+        .await
+        .query_one(
+            "select holder, epoch, extract(epoch from expires_at - clock_timestamp())::float8
+             from ebis.lease where source = 'aic_city'",
+            &[],
+        )
+        .await
+        .expect("lease");
+    (row.get(0), row.get(1), row.get(2))
+}
+
 /// The AIC source's lease runs out, as when its holder stalls (a GC pause, a partition).
 async fn expire_lease(env: &Env) {
     env.pg()
@@ -564,19 +579,7 @@ async fn a_holder_keeps_its_lease_while_every_pooled_connection_is_busy() {
     // Three times the lease's length with no pooled connection free.
     tokio::time::sleep(ttl * 3).await;
     assert!(keeper.is_held(), "the holder still holds its lease");
-    let (holder, epoch, left): (String, i64, f64) = {
-        let row = env
-            .pg()
-            .await
-            .query_one(
-                "select holder, epoch, extract(epoch from expires_at - clock_timestamp())::float8
-                 from ebis.lease where source = 'aic_city'",
-                &[],
-            )
-            .await
-            .expect("lease");
-        (row.get(0), row.get(1), row.get(2))
-    };
+    let (holder, epoch, left) = lease_row(&env).await;
     assert_eq!((holder.as_str(), epoch), ("host-a:1:1", a.epoch));
     assert!(left > 0.0, "the lease is unexpired ({left:.1} s left)");
     drop(busy);
@@ -587,6 +590,45 @@ async fn a_holder_keeps_its_lease_while_every_pooled_connection_is_busy() {
         !env.wh.renew_lease(&a, ttl).await.expect("renew"),
         "a dropped keeper leaves the lease to expire"
     );
+}
+
+/// The warehouse out of reach for less than the lease lasts: the renewals that failed are
+/// counted (and `/metrics` shows them), a new connection renews once it is back, and the
+/// holder never lost the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_that_fail_while_the_warehouse_is_away_are_counted_and_the_lease_survives_a_short_cut()
+ {
+    use crate::support::proxy::Proxy;
+    let ttl = Duration::from_secs(4);
+    let (env, a) = leased_by_a(ttl).await;
+    let proxy = Proxy::start(crate::faults::addr_of(&env.pg.url)).await;
+    let mut through = env.config().warehouse.expect("warehouse");
+    through.url = crate::faults::reroute(&env.pg.url, proxy.addr);
+    let wh = ebis::warehouse::Warehouse::new(&through, 1).expect("warehouse");
+    let keeper = wh.keep_lease(a.clone(), ttl);
+    // Renewed through the proxy before the cut.
+    tokio::time::sleep(ttl / 2).await;
+    assert_eq!(keeper.failed_renewals(), 0);
+    assert!(
+        proxy.cut(Duration::from_millis(1800)) > 0,
+        "the keeper's connection was cut"
+    );
+    tokio::time::sleep(ttl).await;
+    let failed = keeper.failed_renewals();
+    assert!(failed >= 1, "the renewals during the cut failed: {failed}");
+    assert!(
+        keeper.is_held(),
+        "the lease survived a cut shorter than it lasts"
+    );
+    let (holder, epoch, left) = lease_row(&env).await;
+    assert_eq!((holder.as_str(), epoch), ("host-a:1:1", a.epoch));
+    assert!(
+        left > ttl.as_secs_f64() / 2.0,
+        "renewed since the cut ({left:.1} s left)"
+    );
+    // No more failures once the warehouse is back.
+    tokio::time::sleep(ttl / 2).await;
+    assert_eq!(keeper.failed_renewals(), failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 use super::{Warehouse, WarehouseError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A lease held on a source.
@@ -25,6 +25,8 @@ pub struct LeaseKeeper {
     lease: Lease,
     /// Set when a renewal found the lease lost (expired or taken over).
     lost: Arc<AtomicBool>,
+    /// Renewals that failed or took longer than the lease lasts.
+    failed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,6 +40,14 @@ impl LeaseKeeper {
     /// writing (its applies are refused anyway) and stand by.
     pub fn is_held(&self) -> bool {
         !self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Renewals that failed (the warehouse unreachable, the connection refused) or took
+    /// longer than the lease lasts, since the keeper started. Each is also counted in
+    /// `/metrics` (`ebis_lease_renewals_failed_total`): a lease renewed late or not at all
+    /// expires, and a standby takes the source over.
+    pub fn failed_renewals(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 }
 
@@ -143,10 +153,14 @@ impl Warehouse {
     /// should the lease expire meanwhile, the next apply is refused by its fence.
     pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> LeaseKeeper {
         let lost = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicU64::new(0));
         let task = {
-            let (wh, lease, lost) = (self.clone(), lease.clone(), lost.clone());
+            let (wh, lease, lost, failed) =
+                (self.clone(), lease.clone(), lost.clone(), failed.clone());
             tokio::spawn(async move {
                 let mut conn: Option<tokio_postgres::Client> = None;
+                // Failures in a row: the first is logged, and the renewal that ends them.
+                let mut failing = 0u64;
                 loop {
                     tokio::time::sleep(ttl / 5).await;
                     // The connection is kept only once it answered: one that failed or
@@ -161,14 +175,46 @@ impl Warehouse {
                         Ok::<_, WarehouseError>(held)
                     })
                     .await;
-                    if let Ok(Ok(false)) = renewed {
-                        lost.store(true, Ordering::SeqCst);
-                        return;
+                    let error = match renewed {
+                        Ok(Ok(true)) => None,
+                        Ok(Ok(false)) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(_) => Some(format!(
+                            "no answer within the lease's {} ms",
+                            ttl.as_millis()
+                        )),
+                    };
+                    match error {
+                        Some(error) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!(
+                                crate::metrics::names::LEASE_RENEWALS_FAILED,
+                                "source" => lease.source.clone()
+                            )
+                            .increment(1);
+                            if failing == 0 {
+                                tracing::warn!(source = %lease.source, error = %error, "renewing the source's lease failed: tried again on a new connection (the lease lapses if no renewal reaches the warehouse in time)");
+                            }
+                            failing += 1;
+                        }
+                        None if failing > 0 => {
+                            tracing::info!(source = %lease.source, failed = failing, "the source's lease is renewed again");
+                            failing = 0;
+                        }
+                        None => {}
                     }
                 }
             })
         };
-        LeaseKeeper { lease, lost, task }
+        LeaseKeeper {
+            lease,
+            lost,
+            failed,
+            task,
+        }
     }
 
     /// Gives a lease up (a clean stop): a standby takes the source at once.
