@@ -43,7 +43,7 @@ pub struct SnapshotProgress {
     #[serde(default)]
     pub table_rows: u64,
     /// Each table to read, in order, with its rows as the source estimated them when the
-    /// snapshot began or resumed (`ebis status` shows progress against them); empty until
+    /// snapshot began (`ebis status` shows progress against them); empty until
     /// then.
     #[serde(default)]
     pub estimates: Vec<TableEstimate>,

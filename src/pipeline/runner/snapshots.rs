@@ -299,7 +299,8 @@ fn progress_rows(p: Option<&SnapshotProgress>) -> u64 {
 
 impl Runner {
     /// Each table's rows as the source estimates them, for progress: asked once when a
-    /// snapshot begins or resumes. A source that cannot say leaves the table without an
+    /// snapshot begins, or resumes from a checkpoint an older version stored without them.
+    /// A source that cannot say leaves the table without an
     /// estimate; the snapshot goes on regardless.
     async fn estimate_rows(&mut self, tables: &[String]) -> Vec<TableEstimate> {
         let mut out = Vec::with_capacity(tables.len());
