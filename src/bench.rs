@@ -26,7 +26,7 @@ mod cpu;
 mod limits;
 pub use compare::{CompareBenchReport, compare_bench};
 use cpu::{CpuProbe, CpuTimes};
-pub use limits::{CatchUpFloor, Floor};
+pub use limits::{CatchUpFloor, Floor, FloorPart};
 use limits::{
     PGLOADER_DEFAULT, PGLOADER_TUNED, catch_up_floor, floor, pgloader, raw_copy, raw_read,
 };
@@ -230,8 +230,17 @@ impl BenchReport {
                 "; {}",
                 self.beside(
                     &format!(
-                        "the first load's writes alone (the exchange rows, identifiers and enterprises ebis wrote, `\\copy`-ed into bare tables, then the same keys and indexes built, one step after another: the exchange table {:.1} s, the base {:.1} s)",
-                        f.exchange_secs, f.base_secs
+                        "the first load's writes alone (the exchange rows, identifiers and enterprises ebis wrote, `\\copy`-ed into bare tables, then the same keys and indexes built, one step after another: the exchange table {:.1} s, the base {:.1} s; {})",
+                        f.exchange_secs(),
+                        f.base_secs(),
+                        f.parts
+                            .iter()
+                            .map(|p| format!(
+                                "{} rows {:.1} s, keys and indexes {:.1} s",
+                                p.table, p.rows_secs, p.index_secs
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     Some(self.rows as f64 / f.secs().max(1e-9)),
                     ""

@@ -86,10 +86,9 @@ pub struct SnapshotStatus {
     pub started_at: DateTime<Utc>,
     /// Rows read so far, every table.
     pub rows: u64,
-    /// The table being read: its place (from 1), and how many are read in all (`None`
-    /// until the first chunk stored them).
+    /// The table being read: its place, from 1.
     pub table: usize,
-    /// How many tables the snapshot reads.
+    /// How many tables the snapshot reads (`None` until its first chunk stored them).
     pub tables: Option<usize>,
     /// The table being read.
     pub table_name: Option<String>,
@@ -178,7 +177,7 @@ pub fn render_snapshot(source: &str, s: &SnapshotStatus, now: DateTime<Utc>, zon
         (Some(_), Some(left)) => {
             line.push_str(&format!(", about {} left", human_seconds(left)));
         }
-        (None, _) => line.push_str(" (the source gave no estimate of its rows)"),
+        (None, _) => line.push_str(" (no estimate of the rows left)"),
         _ => {}
     }
     line.push('\n');
@@ -639,7 +638,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains("(the source gave no estimate of its rows)"),
+            line.ends_with(" (no estimate of the rows left)\n"),
             "{line}"
         );
     }

@@ -87,9 +87,29 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
             .as_ref()
             .expect("psql ran, so the first load's writes alone were measured");
         assert!(
-            floor.exchange_secs > 0.0 && floor.base_secs > 0.0,
+            floor.exchange_secs() > 0.0 && floor.base_secs() > 0.0,
             "{floor:?}"
         );
+        // Each table's rows and its keys and indexes apart: where a narrower design saves.
+        let tables: Vec<&str> = floor.parts.iter().map(|p| p.table).collect();
+        assert_eq!(
+            tables,
+            [
+                "exchange.aic_establishment",
+                "core.identifier",
+                "core.enterprise"
+            ]
+        );
+        for p in &floor.parts {
+            assert!(p.rows_secs > 0.0 && p.index_secs > 0.0, "{p:?}");
+            assert!(
+                text.contains(&format!(
+                    "{} rows {:.1} s, keys and indexes {:.1} s",
+                    p.table, p.rows_secs, p.index_secs
+                )),
+                "{text}"
+            );
+        }
         assert!(text.contains("the first load's writes alone ("), "{text}");
         // And the catch-up's: the rows it upserted, upserted again by ebis's statement.
         let catch_up = report

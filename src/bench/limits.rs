@@ -195,17 +195,42 @@ pub(super) async fn raw_copy(wh: &ConnectionConfig, rows: u64) -> Option<f64> {
 /// on one connection.
 #[derive(Clone, Debug, Default)]
 pub struct Floor {
-    /// Seconds for the exchange table: its rows, then its keys and indexes.
-    pub exchange_secs: f64,
-    /// Seconds for the enterprise base: identifiers and enterprises, then their keys and
-    /// indexes.
-    pub base_secs: f64,
+    /// Each table written, in order: the exchange table, then the base's.
+    pub parts: Vec<FloorPart>,
+}
+
+/// One table of [`Floor`]: its rows copied in, then its keys and indexes built.
+#[derive(Clone, Debug, Default)]
+pub struct FloorPart {
+    /// The table.
+    pub table: &'static str,
+    /// Seconds for its rows.
+    pub rows_secs: f64,
+    /// Seconds for its keys and indexes.
+    pub index_secs: f64,
+}
+
+impl FloorPart {
+    /// Rows and indexes.
+    pub fn secs(&self) -> f64 {
+        self.rows_secs + self.index_secs
+    }
 }
 
 impl Floor {
-    /// Both parts.
+    /// The exchange table's part.
+    pub fn exchange_secs(&self) -> f64 {
+        self.parts.first().map_or(0.0, FloorPart::secs)
+    }
+
+    /// The enterprise base's part: identifiers and enterprises.
+    pub fn base_secs(&self) -> f64 {
+        self.parts.iter().skip(1).map(FloorPart::secs).sum()
+    }
+
+    /// Every part.
     pub fn secs(&self) -> f64 {
-        self.exchange_secs + self.base_secs
+        self.parts.iter().map(FloorPart::secs).sum()
     }
 }
 
@@ -248,39 +273,34 @@ pub(super) async fn floor(wh: &ConnectionConfig) -> Option<Floor> {
             copy_of(t)
         )
     };
-    let timed = |tables: &[&str]| {
-        let commands: Vec<String> = tables
-            .iter()
-            .map(|t| format!("\\copy {} from '{}'", copy_of(t), file_of(t)))
-            .chain(tables.iter().map(|t| indexes(t)))
-            .collect();
-        async move {
-            let start = Instant::now();
-            run_psql(wh, &commands)
-                .await
-                .then(|| start.elapsed().as_secs_f64())
+    // One table after another: its rows, then its keys and indexes, each timed.
+    let mut parts = Vec::new();
+    for t in FIRST_LOAD_TABLES {
+        if !ok {
+            break;
         }
-    };
-    let exchange = if ok {
-        timed(&FIRST_LOAD_TABLES[..1]).await
-    } else {
-        None
-    };
-    let base = if exchange.is_some() {
-        timed(&FIRST_LOAD_TABLES[1..]).await
-    } else {
-        None
-    };
+        let start = Instant::now();
+        ok = run_psql(
+            wh,
+            &[format!("\\copy {} from '{}'", copy_of(t), file_of(t))],
+        )
+        .await;
+        let rows_secs = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        ok = ok && run_psql(wh, &[indexes(t)]).await;
+        parts.push(FloorPart {
+            table: t,
+            rows_secs,
+            index_secs: start.elapsed().as_secs_f64(),
+        });
+    }
     let drops: Vec<String> = FIRST_LOAD_TABLES
         .iter()
         .map(|t| format!("drop table if exists {}", copy_of(t)))
         .collect();
     run_psql(wh, &drops).await;
     let _ = std::fs::remove_dir_all(&dir);
-    Some(Floor {
-        exchange_secs: exchange?,
-        base_secs: base?,
-    })
+    ok.then_some(Floor { parts })
 }
 
 /// What a catch-up must write, written by `psql` alone: the floor under ebis's catch-up
