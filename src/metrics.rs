@@ -471,7 +471,7 @@ fn describe() {
     describe_counter!(names::RETRIES, "Retries of sources in this process.");
     describe_counter!(
         names::LEASE_RENEWALS_FAILED,
-        "Renewals of the source's lease by this process that failed or took longer than the lease lasts (each tried again on a new connection; the lease lapses if none succeeds in time)."
+        "Renewals of the source's lease by this process that failed or had no answer within half of lease_ttl (each tried again on a new connection; the lease lapses if none succeeds in time)."
     );
     describe_gauge!(
         names::BASE_QUEUED,

@@ -592,23 +592,35 @@ async fn a_holder_keeps_its_lease_while_every_pooled_connection_is_busy() {
     );
 }
 
+/// The AIC source leased by A, its lease kept through a proxy the test cuts or silences;
+/// renewed through it once already.
+async fn kept_through_a_proxy(
+    ttl: Duration,
+) -> (
+    Env,
+    ebis::warehouse::Lease,
+    crate::support::proxy::Proxy,
+    ebis::warehouse::LeaseKeeper,
+) {
+    let (env, a) = leased_by_a(ttl).await;
+    let proxy = crate::support::proxy::Proxy::start(crate::faults::addr_of(&env.pg.url)).await;
+    let mut through = env.config().warehouse.expect("warehouse");
+    through.url = crate::faults::reroute(&env.pg.url, proxy.addr);
+    let wh = ebis::warehouse::Warehouse::new(&through, 1).expect("warehouse");
+    let keeper = wh.keep_lease(a.clone(), ttl);
+    tokio::time::sleep(ttl / 2).await;
+    assert_eq!(keeper.failed_renewals(), 0, "renewed through the proxy");
+    (env, a, proxy, keeper)
+}
+
 /// The warehouse out of reach for less than the lease lasts: the renewals that failed are
 /// counted (and `/metrics` shows them), a new connection renews once it is back, and the
 /// holder never lost the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_that_fail_while_the_warehouse_is_away_are_counted_and_the_lease_survives_a_short_cut()
  {
-    use crate::support::proxy::Proxy;
     let ttl = Duration::from_secs(4);
-    let (env, a) = leased_by_a(ttl).await;
-    let proxy = Proxy::start(crate::faults::addr_of(&env.pg.url)).await;
-    let mut through = env.config().warehouse.expect("warehouse");
-    through.url = crate::faults::reroute(&env.pg.url, proxy.addr);
-    let wh = ebis::warehouse::Warehouse::new(&through, 1).expect("warehouse");
-    let keeper = wh.keep_lease(a.clone(), ttl);
-    // Renewed through the proxy before the cut.
-    tokio::time::sleep(ttl / 2).await;
-    assert_eq!(keeper.failed_renewals(), 0);
+    let (env, a, proxy, keeper) = kept_through_a_proxy(ttl).await;
     assert!(
         proxy.cut(Duration::from_millis(1800)) > 0,
         "the keeper's connection was cut"
@@ -629,6 +641,27 @@ async fn renewals_that_fail_while_the_warehouse_is_away_are_counted_and_the_leas
     // No more failures once the warehouse is back.
     tokio::time::sleep(ttl / 2).await;
     assert_eq!(keeper.failed_renewals(), failed);
+}
+
+/// The keeper's connection gone silent (packets dropped, nothing closed: a firewall that
+/// lost its state) for less than the lease lasts: the hung renewal is given up in time
+/// and a new connection renews the lease, so the holder keeps the source. (Waiting for an
+/// answer as long as the lease lasts, it lapsed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_hung_on_a_silent_connection_is_given_up_before_the_lease_lapses() {
+    let ttl = Duration::from_secs(6);
+    let (env, a, proxy, keeper) = kept_through_a_proxy(ttl).await;
+    proxy.silence(Duration::from_millis(2500));
+    // Past the moment the lease would have lapsed behind the hung renewal.
+    tokio::time::sleep(ttl + Duration::from_secs(3)).await;
+    assert!(
+        keeper.failed_renewals() >= 1,
+        "the hung renewal was given up"
+    );
+    assert!(keeper.is_held(), "the holder kept its lease");
+    let (holder, epoch, left) = lease_row(&env).await;
+    assert_eq!((holder.as_str(), epoch), ("host-a:1:1", a.epoch));
+    assert!(left > 0.0, "the lease is unexpired ({left:.1} s left)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ pub struct LeaseKeeper {
     lease: Lease,
     /// Set when a renewal found the lease lost (expired or taken over).
     lost: Arc<AtomicBool>,
-    /// Renewals that failed or took longer than the lease lasts.
+    /// Renewals that failed or had no answer within half the lease.
     failed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -42,8 +42,8 @@ impl LeaseKeeper {
         !self.lost.load(Ordering::SeqCst)
     }
 
-    /// Renewals that failed (the warehouse unreachable, the connection refused) or took
-    /// longer than the lease lasts, since the keeper started. Each is also counted in
+    /// Renewals that failed (the warehouse unreachable, the connection refused) or had no
+    /// answer within half the lease, since the keeper started. Each is also counted in
     /// `/metrics` (`ebis_lease_renewals_failed_total`): a lease renewed late or not at all
     /// expires, and a standby takes the source over.
     pub fn failed_renewals(&self) -> u64 {
@@ -149,8 +149,11 @@ impl Warehouse {
     /// than `ttl` (in the capture bench, a catch-up's drain refreshing on two connections, a
     /// settle waiting for it and the bench's own connection held all four for 6.6 s, and
     /// the lease ran out behind them). A renewal that fails (the warehouse unreachable) or
-    /// takes longer than `ttl` drops that connection and is tried again on a new one;
-    /// should the lease expire meanwhile, the next apply is refused by its fence.
+    /// has no answer within half of `ttl` (a connection gone silent: a network that drops
+    /// packets and closes nothing, which only a timeout finds) drops that connection and
+    /// is tried again on a new one a tenth of `ttl` later, so one hung renewal leaves time
+    /// for another before the lease lapses; should it expire meanwhile, the next apply is
+    /// refused by its fence.
     pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> LeaseKeeper {
         let lost = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicU64::new(0));
@@ -162,10 +165,10 @@ impl Warehouse {
                 // Failures in a row: the first is logged, and the renewal that ends them.
                 let mut failing = 0u64;
                 loop {
-                    tokio::time::sleep(ttl / 5).await;
+                    tokio::time::sleep(if failing > 0 { ttl / 10 } else { ttl / 5 }).await;
                     // The connection is kept only once it answered: one that failed or
                     // hung (dropped with the timed-out renewal) is replaced next time.
-                    let renewed = tokio::time::timeout(ttl, async {
+                    let renewed = tokio::time::timeout(ttl / 2, async {
                         let c = match conn.take() {
                             Some(c) => c,
                             None => wh.dedicated().await?,
@@ -183,8 +186,8 @@ impl Warehouse {
                         }
                         Ok(Err(e)) => Some(e.to_string()),
                         Err(_) => Some(format!(
-                            "no answer within the lease's {} ms",
-                            ttl.as_millis()
+                            "no answer within {} ms, half the lease",
+                            (ttl / 2).as_millis()
                         )),
                     };
                     match error {
