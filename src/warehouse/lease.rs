@@ -151,9 +151,9 @@ impl Warehouse {
     /// the lease ran out behind them). A renewal that fails (the warehouse unreachable) or
     /// has no answer within half of `ttl` (a connection gone silent: a network that drops
     /// packets and closes nothing, which only a timeout finds) drops that connection and
-    /// is tried again on a new one a tenth of `ttl` later, so one hung renewal leaves time
-    /// for another before the lease lapses; should it expire meanwhile, the next apply is
-    /// refused by its fence.
+    /// is tried again on a new one (a tenth of `ttl` after one that hung, so that another
+    /// still gets through before the lease lapses); should it expire meanwhile, the next
+    /// apply is refused by its fence.
     pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> LeaseKeeper {
         let lost = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicU64::new(0));
@@ -164,8 +164,13 @@ impl Warehouse {
                 let mut conn: Option<tokio_postgres::Client> = None;
                 // Failures in a row: the first is logged, and the renewal that ends them.
                 let mut failing = 0u64;
+                // The next renewal's wait: a fifth of the lease; a tenth after one that
+                // hung (it took half), so another still gets through before the lease
+                // lapses. One refused at once keeps the fifth: a warehouse that is down
+                // or full is not asked more often.
+                let mut wait = ttl / 5;
                 loop {
-                    tokio::time::sleep(if failing > 0 { ttl / 10 } else { ttl / 5 }).await;
+                    tokio::time::sleep(wait).await;
                     // The connection is kept only once it answered: one that failed or
                     // hung (dropped with the timed-out renewal) is replaced next time.
                     let renewed = tokio::time::timeout(ttl / 2, async {
@@ -178,6 +183,7 @@ impl Warehouse {
                         Ok::<_, WarehouseError>(held)
                     })
                     .await;
+                    wait = if renewed.is_err() { ttl / 10 } else { ttl / 5 };
                     let error = match renewed {
                         Ok(Ok(true)) => None,
                         Ok(Ok(false)) => {
