@@ -29,7 +29,7 @@ pub struct StagedRecord {
     pub raw_row: RawRow,
 }
 
-/// A raw source row as JSON text ([`ebis_source::Row::to_json_text`]), shared by every
+/// A raw source row as JSON text ([`ebis_source::RowJson`]), shared by every
 /// record and rejection mapped from it, and sent to PostgreSQL as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawRow(std::sync::Arc<str>);

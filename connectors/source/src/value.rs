@@ -254,17 +254,12 @@ impl Row {
                 .collect(),
         )
     }
-
-    /// [`Row::to_json`] as JSON text, written straight out without building the tree
-    /// (the raw row kept beside every record of a snapshot: building and cloning the
-    /// tree was a third of mapping's time). For many rows, [`RowJson`].
-    pub fn to_json_text(&self) -> String {
-        RowJson::default().text(self)
-    }
 }
 
-/// Rows as JSON text ([`Row::to_json_text`]), one after another: the column names of rows
-/// that share them (every row of one read does) are quoted once, not for every row.
+/// Rows as JSON text ([`Row::to_json`] written straight out without building the tree:
+/// the raw row kept beside every record of a snapshot, where building and cloning the
+/// tree was a third of mapping's time), one after another: the column names of rows that
+/// share them (every row of one read does) are quoted once, not for every row.
 #[derive(Debug, Default)]
 pub struct RowJson {
     /// The names quoted last.
@@ -498,10 +493,10 @@ mod tests {
             "UPDATED",
             Value::DateTime(d.and_hms_micro_opt(8, 5, 0, 120).expect("time")),
         );
-        let text = row.to_json_text();
+        let text = RowJson::default().text(&row);
         let parsed: Json = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(parsed, row.to_json(), "{text}");
-        assert_eq!(Row::new().to_json_text(), "{}");
+        assert_eq!(RowJson::default().text(&Row::new()), "{}");
     }
 
     #[test]
@@ -569,7 +564,7 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(
-            row.to_json_text(),
+            RowJson::default().text(&row),
             r#"{"A":-3,"B":18446744073709551615,"C":0.1,"D":"NaN","E":true,"F":null,"G":"12.50"}"#
         );
     }
