@@ -197,7 +197,8 @@ async fn timestamp_capture_decodes_gbk_in_latin1_and_finds_deletes_by_key_compar
     let pg = env.pg().await;
     let r = pg
         .query_one(
-            "select org_code, reg_no, taxpayer_id, taxpayer_name, legal_rep, address, registered_on, tax_authority, bureau, raw_row->>'NSRMC'
+            "select org_code, reg_no, taxpayer_id, taxpayer_name, legal_rep, address, registered_on, tax_authority, bureau,
+                    ebis.raw_row(raw_layout, raw_row)->>'NSRMC'
              from exchange.tax_registration where source_key = 'L0001'",
             &[],
         )
@@ -219,7 +220,8 @@ async fn timestamp_capture_decodes_gbk_in_latin1_and_finds_deletes_by_key_compar
         r.get::<_, String>(9).starts_with("\\xceda"),
         "raw row keeps the GBK bytes"
     );
-    // The raw row is the source row as read: the table's columns, in the table's order.
+    // The raw row is the source row as read: the table's columns, in the table's order,
+    // their names kept once for the table's rows.
     let mut c = ltax.conn().await;
     let columns: Vec<String> = c
         .query(
@@ -228,8 +230,26 @@ async fn timestamp_capture_decodes_gbk_in_latin1_and_finds_deletes_by_key_compar
         )
         .await
         .expect("columns");
-    let keys = "select json_object_keys(raw_row) from exchange.tax_registration where source_key = 'L0001'";
+    let keys =
+        "select json_object_keys(ebis.raw_row(raw_layout, raw_row)) from exchange.tax_registration
+                where source_key = 'L0001'";
     assert_eq!(texts(&pg, keys).await, columns);
+    let lists = "select distinct l.columns::text from exchange.tax_registration t
+                 join ebis.raw_layout l on l.layout = t.raw_layout";
+    assert_eq!(
+        texts(&pg, lists).await,
+        [format!("{{{}}}", columns.join(","))],
+        "one list for the table's rows"
+    );
+    let values: i32 = pg
+        .query_one(
+            "select json_array_length(raw_row) from exchange.tax_registration where source_key = 'L0001'",
+            &[],
+        )
+        .await
+        .expect("raw row")
+        .get(0);
+    assert_eq!(values, i32::try_from(columns.len()).expect("columns"));
     let zero_date: Option<NaiveDate> = pg
         .query_one(
             "select registered_on from exchange.tax_registration where source_key = 'L0002'",

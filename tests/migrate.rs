@@ -81,6 +81,7 @@ async fn migrate_creates_every_record_kind_with_its_fields_and_comments() {
             "mapping_version",
             "raw_row",
             "deleted_at",
+            "raw_layout",
         ];
         assert_eq!(&names[kind.fields.len()..], provenance, "{}", kind.name);
         for r in &cols {
@@ -136,6 +137,7 @@ async fn migrate_creates_every_record_kind_with_its_fields_and_comments() {
         "gap_log",
         "migration",
         "quarantine",
+        "raw_layout",
         "replication_lag",
         "source_status",
     ] {

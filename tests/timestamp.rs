@@ -228,3 +228,76 @@ async fn a_row_dated_an_hour_ahead_does_not_hide_the_writes_of_that_hour() {
     );
     assert!(run.stop().await.is_empty());
 }
+
+/// A row kept before migration 0053 holds its raw row as an object with no column list;
+/// ebis keeps rows as values since. A key comparison reads the modified time from either,
+/// so neither is read again for nothing, and a row the source changes is kept as values
+/// from then on, its columns the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_comparisons_read_raw_rows_kept_as_objects_and_as_values() {
+    let env = Env::new(&[&LTAX_SCAN_3S]).await;
+    let ltax = env.db("ltax_hbw");
+    for (key, name) in [
+        ("L0001", "乌海市甲商贸有限公司"),
+        ("L0002", "乌海市乙商贸有限公司"),
+        ("L0003", "乌海市丙商贸有限公司"),
+    ] {
+        ltax.exec(&taxpayer(key, name, "NOW(6) - INTERVAL 1 MINUTE"))
+            .await;
+    }
+    let run = env.start();
+    env.wait_count("select count(*) from exchange.tax_registration", 3, T)
+        .await;
+    let pg = env.pg().await;
+    let objects = pg
+        .execute(
+            "update exchange.tax_registration
+             set raw_row = ebis.raw_row(raw_layout, raw_row), raw_layout = null
+             where source_key = 'L0001' and raw_layout is not null",
+            &[],
+        )
+        .await
+        .expect("L0001 as an earlier ebis kept it");
+    assert_eq!(objects, 1);
+    // A key comparison that begins after this sees every row.
+    ltax.exec("DELETE FROM DJ_JL_JBSJ WHERE JSJDM = 'L0003'")
+        .await;
+    env.wait_count(
+        "select count(*) from exchange.tax_registration where source_key = 'L0003' and deleted_at is not null",
+        1,
+        T,
+    )
+    .await;
+    let status = env.wh.status().await.expect("status");
+    assert_eq!(status[0].late_changes, 0, "rows read again: {status:?}");
+    let layouts = "select source_key || ' ' || coalesce(raw_layout::text, 'object') from exchange.tax_registration
+                   where source_key in ('L0001', 'L0002') order by 1";
+    let kept = crate::support::pg::texts(&pg, layouts).await;
+    assert!(
+        kept[0] == "L0001 object" && kept[1].starts_with("L0002 ") && kept[1] != "L0002 object",
+        "{kept:?}"
+    );
+    // Changed at the source, L0001 is kept as values, with L0002's list.
+    ltax.exec(&format!(
+        "UPDATE DJ_JL_JBSJ SET NSRMC = {}, GXSJ = NOW(6) WHERE JSJDM = 'L0001'",
+        gbk("乌海市甲商贸有限责任公司")
+    ))
+    .await;
+    env.wait_count(
+        "select count(*) from exchange.tax_registration
+         where source_key = 'L0001' and taxpayer_name = '乌海市甲商贸有限责任公司'
+           and raw_layout = (select raw_layout from exchange.tax_registration where source_key = 'L0002')
+           and json_typeof(raw_row) = 'array'",
+        1,
+        T,
+    )
+    .await;
+    let columns = "select string_agg(k, ',') from exchange.tax_registration,
+                          json_object_keys(ebis.raw_row(raw_layout, raw_row)) k
+                   where source_key in ('L0001', 'L0002') group by source_key";
+    let columns = crate::support::pg::texts(&pg, columns).await;
+    assert_eq!(columns.len(), 2);
+    assert_eq!(columns[0], columns[1]);
+    assert!(columns[0].contains("NSRMC,"), "{columns:?}");
+    assert!(run.stop().await.is_empty());
+}

@@ -6,7 +6,7 @@ use crate::mapping::{MappingSet, Outcome};
 use crate::warehouse::{
     ApplyBatch, KindBatch, RawRow, StagedDelete, StagedRecord, StagedRejection,
 };
-use ebis_source::{Change, RowJson, key_text};
+use ebis_source::{Change, key_text};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
@@ -65,13 +65,9 @@ pub fn map_changes(set: &MappingSet, default_division: &str, changes: &[Change])
     // Outcomes a later one in another list replaced, by kind (the rejections, one list
     // for every kind, under ""): taken out at the end.
     let mut gone: HashSet<(&'static str, Slot)> = HashSet::new();
-    let mut json = RowJson::default();
     for change in changes {
         let mut raw: Option<RawRow> = None;
-        let mut raw_row = || {
-            raw.get_or_insert_with(|| RawRow::of(&mut json, &change.row))
-                .clone()
-        };
+        let mut raw_row = || raw.get_or_insert_with(|| RawRow::of(&change.row)).clone();
         // Every mapping of the table shares the key's text.
         let key = key_text(&change.key);
         for m in set.for_table(&change.table) {
@@ -258,9 +254,8 @@ mod tests {
             FieldValue::Text("乌海市丁商贸有限公司".to_owned()),
             FieldValue::Text("乌海市戊商贸有限公司".to_owned()),
         );
-        let raw = |id: i64, name: &str, state: &str| {
-            RawRow::of(&mut RowJson::default(), &c(id, name, state, Op::Upsert).row)
-        };
+        let raw =
+            |id: i64, name: &str, state: &str| RawRow::of(&c(id, name, state, Op::Upsert).row);
         let (r1, r3, r4) = (
             raw(1, "乌海市丙商贸有限公司", "1"),
             raw(3, "乌海市丁商贸有限公司", "1"),

@@ -6,8 +6,9 @@
 //! the incoming version is not older than the stored one and something actually differs,
 //! so a replayed batch changes nothing.
 
-use super::batch::{Applied, ApplyBatch, RawRow, StagedDelete, StagedRecord, StagedRejection};
+use super::batch::{Applied, ApplyBatch, StagedDelete, StagedRecord, StagedRejection};
 use super::copy::{copy_columns, copy_rows};
+use super::layout::Layouts;
 use super::{Warehouse, WarehouseError};
 use crate::indicators::RecordKind;
 use chrono::{DateTime, Utc};
@@ -131,6 +132,7 @@ impl Warehouse {
         batch: &ApplyBatch,
     ) -> Result<Vec<(&'static str, usize, WarehouseError)>, WarehouseError> {
         let mut client = self.client().await?;
+        let layouts = self.raw_layouts(&client, batch).await?;
         let tx = client.transaction().await?;
         let mut refused = Vec::new();
         for (kind, kb) in batch.kinds.values() {
@@ -140,7 +142,8 @@ impl Warehouse {
                     continue;
                 }
                 tx.batch_execute("savepoint ebis_sift").await?;
-                match upsert(&tx, source, position_summary, kind, &kb.upserts[lo..hi]).await {
+                let rows = &kb.upserts[lo..hi];
+                match upsert(&tx, source, position_summary, kind, rows, &layouts).await {
                     Ok(_) => tx.batch_execute("release savepoint ebis_sift").await?,
                     Err(e) if e.is_refused_value() => {
                         tx.batch_execute("rollback to savepoint ebis_sift").await?;
@@ -168,6 +171,7 @@ impl Warehouse {
         before: Option<&tokio::sync::watch::Receiver<Option<bool>>>,
     ) -> Result<Applied, WarehouseError> {
         let mut client = self.client().await?;
+        let layouts = self.raw_layouts(&client, batch).await?;
         let tx = client.transaction().await?;
         // What the exchange tables' triggers queue for the base is marked as this
         // source's: a drain leaves it queued while the source's first load runs
@@ -190,9 +194,9 @@ impl Warehouse {
         for (kind, kb) in batch.kinds.values() {
             if !kb.upserts.is_empty() {
                 applied.upserted += if batch.fresh {
-                    copy_new(&tx, source, position_summary, kind, &kb.upserts).await?
+                    copy_new(&tx, source, position_summary, kind, &kb.upserts, &layouts).await?
                 } else {
-                    upsert(&tx, source, position_summary, kind, &kb.upserts).await?
+                    upsert(&tx, source, position_summary, kind, &kb.upserts, &layouts).await?
                 };
             }
             if !kb.deletes.is_empty() {
@@ -320,8 +324,10 @@ async fn copy_new(
     position: &str,
     kind: &RecordKind,
     rows: &[StagedRecord],
+    layouts: &Layouts,
 ) -> Result<u64, WarehouseError> {
-    copy_rows(tx, source, position, kind, rows, &exchange_table(kind)).await
+    let table = exchange_table(kind);
+    copy_rows(tx, source, position, kind, rows, layouts, &table).await
 }
 
 async fn upsert(
@@ -330,6 +336,7 @@ async fn upsert(
     position: &str,
     kind: &RecordKind,
     rows: &[StagedRecord],
+    layouts: &Layouts,
 ) -> Result<u64, WarehouseError> {
     let table = exchange_table(kind);
     let stage = escape_identifier(&format!("ebis_stage_{}", kind.name));
@@ -338,7 +345,7 @@ async fn upsert(
          truncate {stage}"
     ))
     .await?;
-    copy_rows(tx, source, position, kind, rows, &stage).await?;
+    copy_rows(tx, source, position, kind, rows, layouts, &stage).await?;
     Ok(tx.execute(&upsert_statement(kind, &stage), &[]).await?)
 }
 
@@ -364,7 +371,7 @@ pub(crate) fn upsert_statement(kind: &RecordKind, stage: &str) -> String {
         .map(String::as_str)
         // (The raw row as text: json has no equality, and ebis writes a row the same way
         // each time it reads it.)
-        .chain(["division", "mapping_version", "raw_row::text"])
+        .chain(["division", "mapping_version", "raw_layout", "raw_row::text"])
         .collect::<Vec<_>>();
     let old = compared
         .iter()
@@ -423,7 +430,7 @@ async fn quarantine(
     let reasons = col(|r| r.reason.clone());
     let versions = col(|r| r.mapping_version.clone());
     let raw_values: Vec<Option<String>> = rejections.iter().map(|r| r.raw_value.clone()).collect();
-    let raw_rows: Vec<RawRow> = rejections.iter().map(|r| r.raw_row.clone()).collect();
+    let raw_rows: Vec<serde_json::Value> = rejections.iter().map(|r| r.raw_row.object()).collect();
     let n = tx
         .execute(
             "insert into ebis.quarantine (source, record_kind, source_table, source_key, field, reason,

@@ -8,8 +8,10 @@ use crate::mapping::{FieldValue, Record};
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use ebis_source::{GapEvent, Position};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
+use std::sync::Arc;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 /// A record to upsert with its provenance.
@@ -29,40 +31,64 @@ pub struct StagedRecord {
     pub raw_row: RawRow,
 }
 
-/// A raw source row as JSON text ([`ebis_source::RowJson`]), shared by every
-/// record and rejection mapped from it, and sent to PostgreSQL as it is.
+/// A raw source row: its values as a JSON array ([`ebis_source::Row::values_json`]) and
+/// its column names, shared with the other rows read with it. Shared by every record and
+/// rejection mapped from it. The exchange tables keep the array, sent to PostgreSQL as it
+/// is, with the number of its column list (`ebis.raw_layout`); the quarantine keeps the
+/// row as a JSON object ([`RawRow::object`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawRow(std::sync::Arc<str>);
+pub struct RawRow {
+    values: Arc<str>,
+    names: Arc<Vec<String>>,
+}
 
 impl RawRow {
-    /// The row's JSON text, written by `json` (which quotes the column names of a read's
-    /// rows once).
-    pub fn of(json: &mut ebis_source::RowJson, row: &ebis_source::Row) -> RawRow {
-        RawRow(json.text(row).into())
+    /// The raw row of `row`.
+    pub fn of(row: &ebis_source::Row) -> RawRow {
+        RawRow {
+            values: row.values_json().into(),
+            names: Arc::clone(row.names()),
+        }
     }
 
-    /// Its length in bytes.
+    /// Its values' length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.values.len()
+    }
+
+    /// The length of the row as a JSON object with its column names, as every raw row was
+    /// kept before migration 0053: the measure of the memory a row takes in ebis that read
+    /// sizes are set by (each column costs memory however short its value).
+    pub(crate) fn object_len(&self) -> usize {
+        // `"name":` and the comma before the next.
+        self.values.len() + self.names.iter().map(|n| n.len() + 3).sum::<usize>()
+    }
+
+    /// Its column names.
+    pub(crate) fn names(&self) -> &Arc<Vec<String>> {
+        &self.names
+    }
+
+    /// The row as a JSON object of its columns (a rejected row, kept in the quarantine).
+    pub(crate) fn object(&self) -> Json {
+        // (ebis wrote the array: it is always JSON.)
+        let values: Vec<Json> = serde_json::from_str(&self.values).unwrap_or_default();
+        Json::Object(self.names.iter().cloned().zip(values).collect())
     }
 }
 
 impl ToSql for RawRow {
     fn to_sql(
         &self,
-        ty: &Type,
+        _ty: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        if *ty == Type::JSONB {
-            // jsonb's binary format: a version byte, then the text.
-            out.extend_from_slice(&[1]);
-        }
-        out.extend_from_slice(self.0.as_bytes());
+        out.extend_from_slice(self.values.as_bytes());
         Ok(IsNull::No)
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB || *ty == Type::JSON
+        *ty == Type::JSON
     }
 
     to_sql_checked!();
@@ -73,7 +99,8 @@ impl ToSql for RawRow {
 pub const SPLIT_MIN_ROWS: usize = 200;
 
 /// The most `work_mem` an apply asks for (64 MB): a 10,000-row chunk of the capture
-/// bench's rows (0.9 kB each) is about 9 MB in each transition table, and a larger batch
+/// bench's rows (0.9 kB each, 0.6 kB since migration 0053 left the raw row's column
+/// names out) is about 9 MB (6 MB) in each transition table, and a larger batch
 /// spills to temporary files beyond it, as every batch of 5,000 such rows or more did at
 /// PostgreSQL's default.
 pub(crate) const APPLY_WORK_MEM_MAX_KB: i64 = 64 * 1024;

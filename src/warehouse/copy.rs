@@ -4,6 +4,7 @@
 use super::WarehouseError;
 use super::apply::SourceMeta;
 use super::batch::StagedRecord;
+use super::layout::Layouts;
 use crate::indicators::{FieldType, RecordKind};
 use crate::mapping::FieldValue;
 use bytes::{BufMut, BytesMut};
@@ -55,7 +56,7 @@ fn pg_type(t: FieldType) -> Type {
     }
 }
 
-pub(super) const PROVENANCE: [(&str, Type); 9] = [
+pub(super) const PROVENANCE: [(&str, Type); 10] = [
     ("source", Type::TEXT),
     ("bureau", Type::TEXT),
     ("division", Type::TEXT),
@@ -65,6 +66,7 @@ pub(super) const PROVENANCE: [(&str, Type); 9] = [
     ("source_commit_time", Type::TIMESTAMPTZ),
     ("mapping_version", Type::TEXT),
     ("raw_row", Type::JSON),
+    ("raw_layout", Type::INT4),
 ];
 
 /// The columns a record kind's rows are copied with (fields, then provenance), and
@@ -98,6 +100,7 @@ pub(super) async fn copy_rows(
     position: &str,
     kind: &RecordKind,
     rows: &[StagedRecord],
+    layouts: &Layouts,
     target: &str,
 ) -> Result<u64, WarehouseError> {
     let (cols, types) = copy_columns(kind);
@@ -132,7 +135,8 @@ pub(super) async fn copy_rows(
         for (i, (v, f)) in fields.enumerate() {
             put_value(&mut buf, &Cell(v, f.ty), &types[i]).map_err(|e| refused(i, e))?;
         }
-        let provenance: [&(dyn ToSql + Sync); 9] = [
+        let layout = layouts.of(&r.raw_row);
+        let provenance: [&(dyn ToSql + Sync); 10] = [
             &source.name,
             &source.bureau,
             &r.record.division,
@@ -142,6 +146,7 @@ pub(super) async fn copy_rows(
             &r.commit_time,
             &r.mapping_version,
             &r.raw_row,
+            &layout,
         ];
         let first = kind.fields.len();
         for (i, v) in provenance.into_iter().enumerate() {

@@ -32,18 +32,32 @@ impl Warehouse {
     ) -> Result<KeyScan, WarehouseError> {
         let client = self.dedicated().await?;
         // The raw row's column names are the source's; the mapping may spell them in
-        // another case.
-        let modified = if modified_column.is_some() {
-            "coalesce(raw_row ->> $2, (select e.value from json_each_text(raw_row::json) e
-                                       where lower(e.key) = lower($2) limit 1))"
+        // another case. An exchange row's raw row is its values (migration 0053), at the
+        // column's place in its list (`l`), or an object written before.
+        let (modified, held_modified, layouts, join) = if modified_column.is_some() {
+            (
+                "case when t.raw_layout is null
+                      then coalesce(t.raw_row ->> $2, (select e.value from json_each_text(t.raw_row) e
+                                                       where lower(e.key) = lower($2) limit 1))
+                      else t.raw_row ->> l.at end",
+                "coalesce(raw_row ->> $2, (select e.value from json_each_text(raw_row::json) e
+                                           where lower(e.key) = lower($2) limit 1))",
+                "with l as (
+                     select layout, coalesce(array_position(columns, $2),
+                                             (select u.at from unnest(columns) with ordinality u(c, at)
+                                              where lower(u.c) = lower($2) limit 1))::int - 1 as at
+                     from ebis.raw_layout)",
+                "left join l on l.layout = t.raw_layout",
+            )
         } else {
-            "null::text"
+            ("null::text", "null::text", "", "")
         };
         let union = kinds
             .iter()
             .map(|k| {
                 format!(
-                    "select source_key, {modified} as modified from exchange.{} where source = $1 and deleted_at is null",
+                    "select t.source_key, {modified} as modified from exchange.{} t {join}
+                     where t.source = $1 and t.deleted_at is null",
                     escape_identifier(k)
                 )
             })
@@ -60,7 +74,7 @@ impl Warehouse {
         client
             .execute(
                 &format!(
-                    "insert into ebis_scan_wh select source_key, min(modified) from ({union}) k
+                    "insert into ebis_scan_wh {layouts} select source_key, min(modified) from ({union}) k
                      where $2::text is not null group by source_key"
                 ),
                 &[&source, &column],
@@ -69,7 +83,7 @@ impl Warehouse {
         client
             .execute(
                 &format!(
-                    "insert into ebis_scan_held select source_key, min({modified}) from ebis.quarantine
+                    "insert into ebis_scan_held select source_key, min({held_modified}) from ebis.quarantine
                      where source = $1 and resolved_at is null and lower(source_table) = lower($3) and record_kind = any($4)
                        and $2::text is not null
                      group by source_key"

@@ -81,6 +81,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!("0050_rebuild_shows_progress.sql"),
     migration!("0051_statuses_in_the_picks.sql"),
     migration!("0052_completeness_not_yet.sql"),
+    migration!("0053_raw_row_values.sql"),
 ];
 
 const BOOTSTRAP: &str = include_str!("../../sql/warehouse/_bootstrap.sql");

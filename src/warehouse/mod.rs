@@ -10,6 +10,7 @@ mod base;
 mod batch;
 mod copy;
 mod keyscan;
+mod layout;
 mod lease;
 mod migrate;
 mod settings;
@@ -145,6 +146,8 @@ pub struct Warehouse {
     drainer_wake: std::sync::Arc<tokio::sync::Notify>,
     /// `host:port/database`, for errors that say where the warehouse could not be reached.
     target: String,
+    /// The raw rows' column lists this process has numbered (`ebis.raw_layout`).
+    layouts: layout::Known,
 }
 
 /// Where a connection config points, as `host:port/database`.
@@ -236,6 +239,7 @@ impl Warehouse {
             fences: Default::default(),
             drainer_wake: Default::default(),
             target,
+            layouts: Default::default(),
         })
     }
 

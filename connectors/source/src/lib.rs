@@ -26,6 +26,4 @@ pub use plan::{Expression, TablePlan};
 pub use position::{Gap, GapFate, MarkValue, Position, TableMark};
 pub use source::{Clock, KeyEntry, Source};
 pub use text::{assert_golden, percent_decode, percent_encode};
-pub use value::{
-    Row, RowJson, Value, date_text, datetime_text, key_text, key_values, storable_text,
-};
+pub use value::{Row, Value, date_text, datetime_text, key_text, key_values, storable_text};

@@ -752,13 +752,17 @@ fn read_rows(batch_size: usize, row_bytes: Option<usize>) -> usize {
     }
 }
 
-/// The average raw row (JSON text bytes) of a mapped batch's records; `None` without any.
+/// The average raw row (JSON text bytes, as an object with its column names:
+/// [`RawRow::object_len`](crate::warehouse::RawRow)) of a mapped batch's records; `None`
+/// without any.
 pub(super) fn average_row_bytes(batch: &ApplyBatch) -> Option<usize> {
     let (rows, bytes) = batch
         .kinds
         .values()
         .flat_map(|(_, k)| &k.upserts)
-        .fold((0usize, 0usize), |(n, b), r| (n + 1, b + r.raw_row.len()));
+        .fold((0usize, 0usize), |(n, b), r| {
+            (n + 1, b + r.raw_row.object_len())
+        });
     (rows > 0).then(|| bytes / rows)
 }
 
