@@ -345,6 +345,10 @@ async fn a_bad_row_goes_to_quarantine_and_the_rest_of_the_batch_applies() {
             ),
         ]
     );
+    // Each keeps its source row whole, as an object of the source's columns.
+    let raw = "select concat_ws(' ', raw_row->>'FZXH', raw_row->>'JSJDM', raw_row->>'RDRQ')
+               from ebis.quarantine order by source_key";
+    assert_eq!(texts(&pg, raw).await, ["1 L1 20061301", "2 L2 20061101"]);
     let lifted: NaiveDate = pg
         .query_one(
             "select lifted_on from exchange.tax_abnormal where source_key = '3'",

@@ -492,7 +492,7 @@ async fn a_large_batch_writes_no_temporary_file_in_the_warehouse() {
     use ebis::warehouse::SourceMeta;
     use ebis_source::{Change, Op};
     let (pg, wh, mappings) = one_table_warehouse().await;
-    let note = "乌海市海勃湾区滨河区".repeat(20);
+    let note = "乌海市海勃湾区滨河区".repeat(24);
     let changes = |name: &str, version: i64, op: Op| -> Vec<Change> {
         (1..=10_000)
             .map(|id| {
