@@ -99,6 +99,9 @@ pub struct SnapshotStatus {
     /// Rows still to read by the source's estimates (a table read past its estimate
     /// counts none left), when every table has one.
     pub rows_left: Option<u64>,
+    /// When a process took it up again after a stop, and the rows read by then (the
+    /// rate counts from there).
+    pub resumed: Option<crate::pipeline::snapshot::Resumed>,
 }
 
 impl SnapshotStatus {
@@ -129,13 +132,19 @@ impl SnapshotStatus {
             table_rows: p.table_rows,
             table_estimate: current.and_then(|e| e.rows),
             rows_left,
+            resumed: p.resumed,
         })
     }
 
-    /// Rows read per second since it began, at `now`.
+    /// Rows read per second at `now`: since it began, or since it was last taken up
+    /// again (the time it stood still does not count).
     pub fn rate(&self, now: DateTime<Utc>) -> Option<f64> {
-        let secs = (now - self.started_at).num_milliseconds() as f64 / 1000.0;
-        (secs > 0.0 && self.rows > 0).then(|| self.rows as f64 / secs)
+        let (from, before) = self
+            .resumed
+            .map_or((self.started_at, 0), |r| (r.at, r.rows));
+        let secs = (now - from).num_milliseconds() as f64 / 1000.0;
+        let rows = self.rows.saturating_sub(before);
+        (secs > 0.0 && rows > 0).then(|| rows as f64 / secs)
     }
 
     /// Seconds left at that rate, by the estimates.
@@ -171,6 +180,9 @@ pub fn render_snapshot(source: &str, s: &SnapshotStatus, now: DateTime<Utc>, zon
     line.push_str(&format!(" since {}", zone.show(s.started_at)));
     if let Some(rate) = s.rate(now) {
         line.push_str(&format!(", {rate:.0} rows/s"));
+        if let Some(r) = s.resumed {
+            line.push_str(&format!(" since it resumed at {}", zone.show(r.at)));
+        }
     }
     match (s.rows_left, s.seconds_left(now)) {
         (Some(0), _) => line.push_str(", at the source's estimate: ending"),
@@ -619,6 +631,28 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with(", 1300 rows/s, about 31s left\n"), "{line}");
+
+        // Stopped, then taken up again at 10:30 with 100,000 rows read: 30,000 more in
+        // 100 s, 300 rows/s (not 130,000 over the whole 31 minutes), 133 s left.
+        let mut resumed = s.clone();
+        resumed.resumed = Some(crate::pipeline::snapshot::Resumed {
+            at: at("2026-12-07T10:30:00Z"),
+            rows: 100_000,
+        });
+        let later = at("2026-12-07T10:31:40Z");
+        assert_eq!(resumed.rate(later), Some(300.0));
+        let utc = Zone::parse("UTC").expect("utc");
+        let line = render_snapshot("aic_city", &resumed, later, utc);
+        assert!(
+            line.ends_with(
+                ", 300 rows/s since it resumed at 2026-12-07 10:30:00, about 2m13s left\n"
+            ),
+            "{line}"
+        );
+        // Until it has read a row since, no rate and no time left.
+        let mut idle = resumed.clone();
+        idle.rows = 100_000;
+        assert_eq!(idle.rate(later), None);
 
         // A table read past its estimate (stale statistics) has none left, and a table
         // the source could not estimate leaves the time unknown.

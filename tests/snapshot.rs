@@ -174,6 +174,44 @@ async fn ebis_status_shows_a_first_snapshots_progress_against_the_sources_estima
     );
     assert!(text.contains(" left\n") || left == 0, "{text}");
 
+    // Taken up again, and stopped again once it has read more: its rate counts from
+    // where it resumed, not over the time it stood still.
+    let in_all = snap["rows"].as_u64().expect("rows in all");
+    let stopped = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut child = env.spawn_run(std::process::Stdio::null());
+    let start = Instant::now();
+    loop {
+        let resumed: Option<i64> = pg
+            .query_opt(
+                "select (snapshot->'resumed'->>'rows')::bigint from ebis.checkpoint
+                 where source = 'aic_city' and (snapshot->>'rows')::bigint > (snapshot->'resumed'->>'rows')::bigint",
+                &[],
+            )
+            .await
+            .expect("checkpoint")
+            .and_then(|r| r.get(0));
+        if resumed.is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no chunk stored after the snapshot resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let shown = status(true);
+    let rows: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status json");
+    let resumed = &rows[0]["snapshot"]["resumed"];
+    assert_eq!(resumed["rows"].as_u64(), Some(in_all), "{}", shown.stdout);
+    let at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(resumed["at"].clone()).expect("resumed at");
+    assert!(at > stopped, "{at} {stopped}");
+    let text = status(false).stdout;
+    assert!(text.contains(" rows/s since it resumed at "), "{text}");
+
     // Resumed, it ends equal, and the line is gone.
     let run_ = env.start();
     env.wait_verified(Duration::from_secs(90)).await;

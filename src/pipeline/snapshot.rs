@@ -47,6 +47,20 @@ pub struct SnapshotProgress {
     /// then.
     #[serde(default)]
     pub estimates: Vec<TableEstimate>,
+    /// When a process took the snapshot up again after a stop, and the rows read by then:
+    /// `ebis status` counts its rate from there, not over the time it stood still.
+    /// `None` while the process that began it reads it.
+    #[serde(default)]
+    pub resumed: Option<Resumed>,
+}
+
+/// Where a snapshot was taken up again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumed {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The rows read before.
+    pub rows: u64,
 }
 
 /// A table of a snapshot and the source's estimate of its rows.
@@ -81,6 +95,7 @@ impl SnapshotProgress {
             added: false,
             table_rows: 0,
             estimates: Vec::new(),
+            resumed: None,
         }
     }
 }

@@ -545,12 +545,20 @@ impl Runner {
                     *version = self.wh.max_change_version(&self.cfg.name, &kinds).await?;
                 }
                 self.snapshot = match cp.snapshot {
-                    Some(s) => Some(serde_json::from_value(s).map_err(|e| {
-                        PipelineError::Setup(format!(
-                            "snapshot progress of {} is unreadable: {e}",
-                            self.cfg.name
-                        ))
-                    })?),
+                    Some(s) => {
+                        let mut p: SnapshotProgress = serde_json::from_value(s).map_err(|e| {
+                            PipelineError::Setup(format!(
+                                "snapshot progress of {} is unreadable: {e}",
+                                self.cfg.name
+                            ))
+                        })?;
+                        // Taken up again: its rate counts from now.
+                        p.resumed = Some(super::snapshot::Resumed {
+                            at: chrono::Utc::now(),
+                            rows: p.rows,
+                        });
+                        Some(p)
+                    }
                     None => None,
                 };
                 // What capture covers, as far as the mappings still ask for it (a mapping
