@@ -259,14 +259,12 @@ impl Row {
                 .collect(),
         )
     }
-}
 
-impl Row {
     /// The row's values as a JSON array, in its columns' order, written straight out
     /// without building [`Row::to_json`]'s tree (the raw row is kept beside every record
     /// of a snapshot, where building and cloning the tree was a third of mapping's
     /// time). The column names are left out: the rows read with it share them
-    /// ([`Row::names`]), and written into every row they were two fifths of its bytes.
+    /// ([`Row::names`]), and written into every row they were three fifths of its bytes.
     pub fn values_json(&self) -> String {
         let mut out = String::with_capacity(32 * self.values.len() + 2);
         out.push('[');
