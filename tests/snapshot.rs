@@ -97,6 +97,28 @@ async fn a_snapshot_under_concurrent_writes_ends_equal() {
     assert!(run_.stop().await.is_empty());
 }
 
+/// Kills `child` (`kill -9`) once `stored`, a query of the warehouse giving one boolean,
+/// holds (within two minutes, or the test fails saying `what`).
+async fn kill_once_stored(
+    pg: &tokio_postgres::Client,
+    mut child: std::process::Child,
+    stored: &str,
+    what: &str,
+) {
+    let start = Instant::now();
+    while !pg
+        .query_one(stored, &[])
+        .await
+        .expect("checkpoint")
+        .get::<_, bool>(0)
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+}
+
 /// An operator watching a first load sees how far it has read against the source's
 /// estimate of each table's rows, and how long it has left: from the checkpoint, so also
 /// while ebis is down after a `kill -9` midway; the line is gone once the snapshot ended.
@@ -111,29 +133,15 @@ async fn ebis_status_shows_a_first_snapshots_progress_against_the_sources_estima
         .query_drop("ANALYZE TABLE E_BASEINFO")
         .await
         .expect("analyze");
-    let mut child = env.spawn_run(std::process::Stdio::null());
     let pg = env.pg().await;
-    let start = Instant::now();
-    loop {
-        let read: Option<i64> = pg
-            .query_opt(
-                "select (snapshot->>'table_rows')::bigint from ebis.checkpoint where source = 'aic_city'",
-                &[],
-            )
-            .await
-            .expect("checkpoint")
-            .and_then(|r| r.get(0));
-        if read.is_some_and(|n| n >= 2_000) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no chunk of E_BASEINFO stored"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().expect("kill -9");
-    child.wait().expect("wait");
+    kill_once_stored(
+        &pg,
+        env.spawn_run(std::process::Stdio::null()),
+        "select coalesce((select (snapshot->>'table_rows')::bigint >= 2000 from ebis.checkpoint
+                          where source = 'aic_city'), false)",
+        "no chunk of E_BASEINFO stored",
+    )
+    .await;
 
     let status = |json: bool| {
         let mut cmd = ebis(&root());
@@ -179,29 +187,14 @@ async fn ebis_status_shows_a_first_snapshots_progress_against_the_sources_estima
     let in_all = snap["rows"].as_u64().expect("rows in all");
     let stopped = chrono::Utc::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut child = env.spawn_run(std::process::Stdio::null());
-    let start = Instant::now();
-    loop {
-        let resumed: Option<i64> = pg
-            .query_opt(
-                "select (snapshot->'resumed'->>'rows')::bigint from ebis.checkpoint
-                 where source = 'aic_city' and (snapshot->>'rows')::bigint > (snapshot->'resumed'->>'rows')::bigint",
-                &[],
-            )
-            .await
-            .expect("checkpoint")
-            .and_then(|r| r.get(0));
-        if resumed.is_some() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no chunk stored after the snapshot resumed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().expect("kill -9");
-    child.wait().expect("wait");
+    kill_once_stored(
+        &pg,
+        env.spawn_run(std::process::Stdio::null()),
+        "select exists (select from ebis.checkpoint where source = 'aic_city'
+                          and (snapshot->>'rows')::bigint > (snapshot->'resumed'->>'rows')::bigint)",
+        "no chunk stored after the snapshot resumed",
+    )
+    .await;
     let shown = status(true);
     let rows: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status json");
     let resumed = &rows[0]["snapshot"]["resumed"];

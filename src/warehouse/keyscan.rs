@@ -34,14 +34,19 @@ impl Warehouse {
         // The raw row's column names are the source's; the mapping may spell them in
         // another case. An exchange row's raw row is its values (migration 0053), at the
         // column's place in its list (`l`), or an object written before.
+        let from_object = |raw: &str| {
+            format!(
+                "coalesce({raw} ->> $2, (select e.value from json_each_text({raw}::json) e
+                                         where lower(e.key) = lower($2) limit 1))"
+            )
+        };
         let (modified, held_modified, layouts, join) = if modified_column.is_some() {
             (
-                "case when t.raw_layout is null
-                      then coalesce(t.raw_row ->> $2, (select e.value from json_each_text(t.raw_row) e
-                                                       where lower(e.key) = lower($2) limit 1))
-                      else t.raw_row ->> l.at end",
-                "coalesce(raw_row ->> $2, (select e.value from json_each_text(raw_row::json) e
-                                           where lower(e.key) = lower($2) limit 1))",
+                format!(
+                    "case when t.raw_layout is null then {} else t.raw_row ->> l.at end",
+                    from_object("t.raw_row")
+                ),
+                from_object("raw_row"),
                 "with l as (
                      select layout, coalesce(array_position(columns, $2),
                                              (select u.at from unnest(columns) with ordinality u(c, at)
@@ -50,7 +55,7 @@ impl Warehouse {
                 "left join l on l.layout = t.raw_layout",
             )
         } else {
-            ("null::text", "null::text", "", "")
+            ("null::text".to_owned(), "null::text".to_owned(), "", "")
         };
         let union = kinds
             .iter()
