@@ -53,6 +53,9 @@ pub struct BenchOptions {
     /// Changes per second the writers keep to while streaming (`None`: as fast as they
     /// can); the catch-up backlog is always written as fast as they can.
     pub rate: Option<f64>,
+    /// The ICU locale the warehouse database is created with (`None`: the server's
+    /// default collation); see [`create_warehouse_sql`].
+    pub warehouse_locale: Option<String>,
 }
 
 /// How the benchmark's source is captured.
@@ -167,6 +170,7 @@ impl BenchReport {
              CPU of the catch-up until every change was applied: {}\n\
              CPU of the catch-up until the base was complete: {}\n\
              raw limits in the same run: {}\n\
+             ceiling of a first load that writes what ebis writes: {}\n\
              peers in the same run: {}\n\
              load average before: {}  after: {}\n\
              peak memory (ebis process): {} MB\n\
@@ -198,6 +202,7 @@ impl BenchReport {
                 .render(self.cores, self.changes, "change"),
             self.catch_up_cpu.render(self.cores, self.changes, "change"),
             self.limits(),
+            self.ceiling(),
             self.peers(),
             self.load_before,
             self.load_after,
@@ -265,6 +270,42 @@ impl BenchReport {
         )
     }
 
+    /// The fastest any first load could be that writes what ebis's wrote, on this
+    /// machine's cores: the warehouse's CPU for the writes alone ([`Floor`]) with the
+    /// source's and ebis's CPU for reading and mapping the rows (as in the snapshot), and
+    /// without ebis's share (a design whose reading and mapping cost nothing).
+    fn ceiling(&self) -> String {
+        let (Some(w), Some(s)) = (
+            self.floor.as_ref().and_then(|f| f.warehouse_cpu),
+            self.snapshot_cpu.source,
+        ) else {
+            return "not measured (the servers are not on this machine, or psql is missing)"
+                .to_owned();
+        };
+        let e = self.snapshot_cpu.ebis;
+        let (read_and_mapped, written_only) = ceiling_rates(self.rows, self.cores, w, s, e);
+        let shares = |rate: f64| {
+            [
+                ("`psql \\copy`", self.raw_copy),
+                ("pgloader tuned", self.pgloader_tuned),
+            ]
+            .iter()
+            .filter_map(|(name, r)| {
+                r.filter(|r| *r > 0.0)
+                    .map(|r| format!("{:.2}x {name}", rate / r))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+        };
+        format!(
+            "the writes alone took {w:.1} core-seconds of the warehouse server; with the source's {s:.1} and ebis's {e:.1} for reading and mapping the rows (as in the snapshot), {:.1} core-seconds: on {} cores at most {read_and_mapped:.0} rows/s ({}); with reading and mapping free, at most {written_only:.0} rows/s ({})",
+            w + s + e,
+            self.cores,
+            shares(read_and_mapped),
+            shares(written_only)
+        )
+    }
+
     /// pgloader on the same table.
     fn peers(&self) -> String {
         let missing = "pgloader missing or failed";
@@ -274,6 +315,36 @@ impl BenchReport {
             self.beside("pgloader tuned", self.pgloader_tuned, missing)
         )
     }
+}
+
+/// The statement that creates a bench's warehouse database `name`: with the server's
+/// default collation, or with an ICU locale's (`zh-Hans-CN`, as a bureau's deployment
+/// would choose), under which sorting and looking up the warehouse's text keys cost more
+/// than under C or C.UTF-8.
+fn create_warehouse_sql(name: &str, icu_locale: Option<&str>) -> Result<String> {
+    match icu_locale {
+        None => Ok(format!("create database {name}")),
+        Some(l)
+            if !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_@=;".contains(c)) =>
+        {
+            Ok(format!(
+                "create database {name} template template0 encoding 'UTF8' locale_provider icu icu_locale '{l}'"
+            ))
+        }
+        Some(l) => anyhow::bail!(
+            "--warehouse-locale {l:?} is not an ICU locale: letters, digits and - _ @ = ; only (e.g. zh-Hans-CN)"
+        ),
+    }
+}
+
+/// The rows/s `rows` could reach on `cores` cores if every core were busy throughout,
+/// given the warehouse's core-seconds for writing them (`w`) and the source's (`s`) and
+/// ebis's (`e`) for reading and mapping them: with all three, and without ebis's.
+fn ceiling_rates(rows: u64, cores: usize, w: f64, s: f64, e: f64) -> (f64, f64) {
+    let rate = |core_secs: f64| rows as f64 * cores.max(1) as f64 / core_secs.max(1e-9);
+    (rate(w + s + e), rate(w + s))
 }
 
 /// The warehouse server's settings, for the report.
@@ -324,7 +395,12 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         .dedicated()
         .await
         .context("connecting to PostgreSQL")?;
-    pg.batch_execute(&format!("create database {name}")).await?;
+    pg.batch_execute(&create_warehouse_sql(
+        &name,
+        opts.warehouse_locale.as_deref(),
+    )?)
+    .await
+    .context("creating the warehouse database")?;
     let source = opts.mysql.with_database(&name);
     let result = measure(opts, &name, &source, &mut report, &progress).await;
     if !opts.keep {
@@ -451,7 +527,7 @@ async fn measure(
     ));
     report.raw_read = raw_read(source, opts.rows).await;
     report.raw_copy = raw_copy(&wh_conn, opts.rows).await;
-    report.floor = floor(&wh_conn).await;
+    report.floor = floor(&wh_conn, &probe).await;
     progress("raw limits measured");
     report.pgloader = pgloader(source, &wh_conn, opts.rows, PGLOADER_DEFAULT).await;
     report.pgloader_tuned = pgloader(source, &wh_conn, opts.rows, PGLOADER_TUNED).await;
@@ -663,4 +739,68 @@ fn row_values(id: u64) -> String {
         id,
         id % 300
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_shares_the_core_seconds_of_writing_reading_and_mapping_over_the_cores() {
+        // 1M rows: 16 core-seconds to write, 1 to read at the source, 5 to map, 2 cores:
+        // 11 s at best, 8.5 s with mapping free.
+        let (all, written) = ceiling_rates(1_000_000, 2, 16.0, 1.0, 5.0);
+        assert!((all - 90_909.1).abs() < 1.0, "{all}");
+        assert!((written - 117_647.1).abs() < 1.0, "{written}");
+        // One core: twice as long.
+        let (one, _) = ceiling_rates(1_000_000, 1, 16.0, 1.0, 5.0);
+        assert!((one - 45_454.5).abs() < 1.0, "{one}");
+    }
+
+    #[test]
+    fn a_warehouse_locale_is_an_icu_locale_or_refused() {
+        assert_eq!(
+            create_warehouse_sql("ebis_bench_1", None).expect("no locale"),
+            "create database ebis_bench_1"
+        );
+        assert_eq!(
+            create_warehouse_sql("ebis_bench_1", Some("zh-Hans-CN")).expect("an ICU locale"),
+            "create database ebis_bench_1 template template0 encoding 'UTF8' locale_provider icu icu_locale 'zh-Hans-CN'"
+        );
+        for bad in ["", "zh' drop", "zh\"\"", "中文"] {
+            let e = create_warehouse_sql("ebis_bench_1", Some(bad)).expect_err(bad);
+            assert!(e.to_string().contains("--warehouse-locale"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_ceiling_line_sets_the_rates_beside_copy_and_pgloader() {
+        let report = BenchReport {
+            rows: 1_000_000,
+            cores: 2,
+            raw_copy: Some(200_000.0),
+            pgloader_tuned: Some(100_000.0),
+            floor: Some(Floor {
+                parts: Vec::new(),
+                warehouse_cpu: Some(16.0),
+            }),
+            snapshot_cpu: CpuTimes {
+                warehouse: Some(12.0),
+                source: Some(1.0),
+                ebis: 5.0,
+                machine: None,
+            },
+            ..BenchReport::default()
+        };
+        assert_eq!(
+            report.ceiling(),
+            "the writes alone took 16.0 core-seconds of the warehouse server; with the source's 1.0 and ebis's 5.0 for reading and mapping the rows (as in the snapshot), 22.0 core-seconds: on 2 cores at most 90909 rows/s (0.45x `psql \\copy`, 0.91x pgloader tuned); with reading and mapping free, at most 117647 rows/s (0.59x `psql \\copy`, 1.18x pgloader tuned)"
+        );
+        // Without the servers' CPU (not on this machine), no ceiling is made up.
+        let elsewhere = BenchReport {
+            snapshot_cpu: CpuTimes::default(),
+            ..report
+        };
+        assert!(elsewhere.ceiling().starts_with("not measured"));
+    }
 }

@@ -20,6 +20,8 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
         keep: false,
         mode: BenchMode::Changelog,
         rate: None,
+        // As a bureau's deployment would collate its warehouse.
+        warehouse_locale: Some("zh-Hans-CN".to_owned()),
     };
     let report = ebis::bench::run(&opts, |_| ())
         .await
@@ -29,6 +31,14 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
     assert!(report.stream_secs > 0.0 && report.catch_up_secs > 0.0);
     assert!(report.catch_up_base_secs >= report.catch_up_secs);
     assert!(report.cores >= 1);
+    // The warehouse was created with the ICU locale asked for, and the report says so.
+    assert!(
+        report
+            .server
+            .ends_with("default collation zh-Hans-CN (ICU)"),
+        "{}",
+        report.server
+    );
     // ebis's own CPU is always read; the servers' when they run here (as in CI).
     assert!(report.load_cpu.ebis > 0.0, "{:?}", report.load_cpu);
     let text = report.render();
@@ -121,6 +131,17 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
             "{catch_up:?}"
         );
         assert!(text.contains("the catch-up's writes alone (the "), "{text}");
+        // With the servers on this machine, the writes' CPU bounds any first load that
+        // writes the same rows: never above the rate of the writes alone on all cores.
+        if let (Some(w), Some(_)) = (floor.warehouse_cpu, report.snapshot_cpu.source) {
+            assert!(w > 0.0, "{floor:?}");
+            assert!(
+                text.contains(&format!(
+                    "ceiling of a first load that writes what ebis writes: the writes alone took {w:.1} core-seconds of the warehouse server; "
+                )),
+                "{text}"
+            );
+        }
     }
 
     // Its throwaway databases are gone.
@@ -129,9 +150,10 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_compare_bench_finds_the_truth_and_its_incremental_run_agrees() {
-    let report = ebis::bench::compare_bench(&mysql::admin(), &pg::admin(), 400, false, |_| ())
-        .await
-        .expect("the bench runs");
+    let report =
+        ebis::bench::compare_bench(&mysql::admin(), &pg::admin(), 400, false, None, |_| ())
+            .await
+            .expect("the bench runs");
     assert!(report.base_rows > 0 && report.findings > 0, "{report:?}");
     // Every rule found exactly the planted discrepancies.
     for s in &report.scores {

@@ -5,7 +5,7 @@ use super::{loadavg, server_summary};
 use crate::config::{ConnectionConfig, PipelineConfig};
 use crate::pipeline::Shutdown;
 use crate::warehouse::{self, Warehouse};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
 /// What the comparison benchmark measured.
@@ -96,6 +96,7 @@ pub async fn compare_bench(
     pg: &ConnectionConfig,
     enterprises: usize,
     keep: bool,
+    warehouse_locale: Option<&str>,
     progress: impl Fn(&str),
 ) -> Result<CompareBenchReport> {
     use crate::demo::{bureaus::Bureaus, truth, world};
@@ -118,8 +119,9 @@ pub async fn compare_bench(
 
     let pg_admin = Warehouse::new(pg, 1)?.dedicated().await?;
     pg_admin
-        .batch_execute(&format!("create database {name}"))
-        .await?;
+        .batch_execute(&super::create_warehouse_sql(&name, warehouse_locale)?)
+        .await
+        .context("creating the warehouse database")?;
     let wh_conn = pg.with_database(&name);
     let dir = std::env::temp_dir().join(&name);
     crate::assets::write_mappings(&dir)?;

@@ -115,6 +115,10 @@ pub struct BenchServers {
     /// Keep the databases afterwards.
     #[arg(long)]
     keep: bool,
+    /// Create the warehouse database with this ICU locale's collation (e.g. zh-Hans-CN,
+    /// as a bureau's deployment would) instead of the server's default.
+    #[arg(long, value_name = "ICU_LOCALE")]
+    warehouse_locale: Option<String>,
 }
 
 #[derive(Subcommand)]

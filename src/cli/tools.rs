@@ -105,6 +105,7 @@ pub fn bench(what: BenchKind) -> Result<ExitCode> {
                 writers,
                 batch_size,
                 keep: servers.keep,
+                warehouse_locale: servers.warehouse_locale.clone(),
             };
             let report = runtime()?.block_on(ebis::bench::run(&opts, progress))?;
             print!("{}", report.render());
@@ -119,6 +120,7 @@ pub fn bench(what: BenchKind) -> Result<ExitCode> {
                 &pg,
                 enterprises,
                 servers.keep,
+                servers.warehouse_locale.as_deref(),
                 progress,
             ))?;
             print!("{}", report.render());
