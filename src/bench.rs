@@ -241,8 +241,13 @@ impl BenchReport {
                         f.parts
                             .iter()
                             .map(|p| format!(
-                                "{} rows {:.1} s, keys and indexes {:.1} s",
-                                p.table, p.rows_secs, p.index_secs
+                                "{} rows {:.1} s, keys and indexes {:.1} s{}",
+                                p.table,
+                                p.rows_secs,
+                                p.index_secs,
+                                p.warehouse_cpu
+                                    .map(|c| format!(" ({c:.1} core-seconds)"))
+                                    .unwrap_or_default()
                             ))
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -275,8 +280,10 @@ impl BenchReport {
     /// source's and ebis's CPU for reading and mapping the rows (as in the snapshot), and
     /// without ebis's share (a design whose reading and mapping cost nothing).
     fn ceiling(&self) -> String {
-        let (Some(w), Some(s)) = (
-            self.floor.as_ref().and_then(|f| f.warehouse_cpu),
+        let floor = self.floor.as_ref();
+        let (Some(w), Some(x), Some(s)) = (
+            floor.and_then(Floor::warehouse_cpu),
+            floor.and_then(Floor::exchange_cpu),
             self.snapshot_cpu.source,
         ) else {
             return "not measured (the servers are not on this machine, or psql is missing)"
@@ -284,6 +291,7 @@ impl BenchReport {
         };
         let e = self.snapshot_cpu.ebis;
         let (read_and_mapped, written_only) = ceiling_rates(self.rows, self.cores, w, s, e);
+        let (exchange_only, _) = ceiling_rates(self.rows, self.cores, x, s, e);
         let shares = |rate: f64| {
             [
                 ("`psql \\copy`", self.raw_copy),
@@ -298,11 +306,12 @@ impl BenchReport {
             .join(", ")
         };
         format!(
-            "the writes alone took {w:.1} core-seconds of the warehouse server; with the source's {s:.1} and ebis's {e:.1} for reading and mapping the rows (as in the snapshot), {:.1} core-seconds: on {} cores at most {read_and_mapped:.0} rows/s ({}); with reading and mapping free, at most {written_only:.0} rows/s ({})",
+            "the writes alone took {w:.1} core-seconds of the warehouse server; with the source's {s:.1} and ebis's {e:.1} for reading and mapping the rows (as in the snapshot), {:.1} core-seconds: on {} cores at most {read_and_mapped:.0} rows/s ({}); with reading and mapping free, at most {written_only:.0} rows/s ({}); the exchange table's alone took {x:.1}: a first load that wrote no enterprise base, with reading and mapping, at most {exchange_only:.0} rows/s ({})",
             w + s + e,
             self.cores,
             shares(read_and_mapped),
-            shares(written_only)
+            shares(written_only),
+            shares(exchange_only)
         )
     }
 
@@ -781,8 +790,20 @@ mod tests {
             raw_copy: Some(200_000.0),
             pgloader_tuned: Some(100_000.0),
             floor: Some(Floor {
-                parts: Vec::new(),
-                warehouse_cpu: Some(16.0),
+                parts: vec![
+                    FloorPart {
+                        table: "exchange.aic_establishment",
+                        rows_secs: 5.0,
+                        index_secs: 2.0,
+                        warehouse_cpu: Some(8.0),
+                    },
+                    FloorPart {
+                        table: "core.enterprise",
+                        rows_secs: 4.0,
+                        index_secs: 3.0,
+                        warehouse_cpu: Some(8.0),
+                    },
+                ],
             }),
             snapshot_cpu: CpuTimes {
                 warehouse: Some(12.0),
@@ -794,7 +815,7 @@ mod tests {
         };
         assert_eq!(
             report.ceiling(),
-            "the writes alone took 16.0 core-seconds of the warehouse server; with the source's 1.0 and ebis's 5.0 for reading and mapping the rows (as in the snapshot), 22.0 core-seconds: on 2 cores at most 90909 rows/s (0.45x `psql \\copy`, 0.91x pgloader tuned); with reading and mapping free, at most 117647 rows/s (0.59x `psql \\copy`, 1.18x pgloader tuned)"
+            "the writes alone took 16.0 core-seconds of the warehouse server; with the source's 1.0 and ebis's 5.0 for reading and mapping the rows (as in the snapshot), 22.0 core-seconds: on 2 cores at most 90909 rows/s (0.45x `psql \\copy`, 0.91x pgloader tuned); with reading and mapping free, at most 117647 rows/s (0.59x `psql \\copy`, 1.18x pgloader tuned); the exchange table's alone took 8.0: a first load that wrote no enterprise base, with reading and mapping, at most 142857 rows/s (0.71x `psql \\copy`, 1.43x pgloader tuned)"
         );
         // Without the servers' CPU (not on this machine), no ceiling is made up.
         let elsewhere = BenchReport {

@@ -133,8 +133,11 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
         assert!(text.contains("the catch-up's writes alone (the "), "{text}");
         // With the servers on this machine, the writes' CPU bounds any first load that
         // writes the same rows: never above the rate of the writes alone on all cores.
-        if let (Some(w), Some(_)) = (floor.warehouse_cpu, report.snapshot_cpu.source) {
-            assert!(w > 0.0, "{floor:?}");
+        if let (Some(w), Some(_)) = (floor.warehouse_cpu(), report.snapshot_cpu.source) {
+            assert!(
+                w > 0.0 && floor.parts.iter().all(|p| p.warehouse_cpu > Some(0.0)),
+                "{floor:?}"
+            );
             assert!(
                 text.contains(&format!(
                     "ceiling of a first load that writes what ebis writes: the writes alone took {w:.1} core-seconds of the warehouse server; "

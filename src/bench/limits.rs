@@ -199,10 +199,6 @@ pub(super) async fn raw_copy(wh: &ConnectionConfig, rows: u64) -> Option<f64> {
 pub struct Floor {
     /// Each table written, in order: the exchange table, then the base's.
     pub parts: Vec<FloorPart>,
-    /// Core-seconds the warehouse server (every process of it: backends, parallel
-    /// workers, WAL writer, checkpointer, autovacuum) used while they were written
-    /// (`None`: the server is not on this machine).
-    pub warehouse_cpu: Option<f64>,
 }
 
 /// One table of [`Floor`]: its rows copied in, then its keys and indexes built.
@@ -214,6 +210,10 @@ pub struct FloorPart {
     pub rows_secs: f64,
     /// Seconds for its keys and indexes.
     pub index_secs: f64,
+    /// Core-seconds the warehouse server (every process of it: backends, parallel
+    /// workers, WAL writer, checkpointer, autovacuum) used meanwhile, rows and indexes
+    /// (`None`: the server is not on this machine).
+    pub warehouse_cpu: Option<f64>,
 }
 
 impl FloorPart {
@@ -237,6 +237,16 @@ impl Floor {
     /// Every part.
     pub fn secs(&self) -> f64 {
         self.parts.iter().map(FloorPart::secs).sum()
+    }
+
+    /// The warehouse server's core-seconds for every part (`None` unless each was read).
+    pub fn warehouse_cpu(&self) -> Option<f64> {
+        self.parts.iter().map(|p| p.warehouse_cpu).sum()
+    }
+
+    /// The warehouse server's core-seconds for the exchange table's part.
+    pub fn exchange_cpu(&self) -> Option<f64> {
+        self.parts.first()?.warehouse_cpu
     }
 }
 
@@ -293,11 +303,11 @@ pub(super) async fn floor(wh: &ConnectionConfig, probe: &CpuProbe) -> Option<Flo
         .await;
     // One table after another: its rows, then its keys and indexes, each timed.
     let mut parts = Vec::new();
-    let cpu = probe.read();
     for t in FIRST_LOAD_TABLES {
         if !ok {
             break;
         }
+        let cpu = probe.read();
         let start = Instant::now();
         ok = run_psql(
             wh,
@@ -311,19 +321,16 @@ pub(super) async fn floor(wh: &ConnectionConfig, probe: &CpuProbe) -> Option<Flo
             table: t,
             rows_secs,
             index_secs: start.elapsed().as_secs_f64(),
+            warehouse_cpu: probe.read().since(&cpu).warehouse,
         });
     }
-    let warehouse_cpu = probe.read().since(&cpu).warehouse;
     let drops: Vec<String> = FIRST_LOAD_TABLES
         .iter()
         .map(|t| format!("drop table if exists {}", copy_of(t)))
         .collect();
     run_psql(wh, &drops).await;
     let _ = std::fs::remove_dir_all(&dir);
-    ok.then_some(Floor {
-        parts,
-        warehouse_cpu,
-    })
+    ok.then_some(Floor { parts })
 }
 
 /// What a catch-up must write, written by `psql` alone: the floor under ebis's catch-up
