@@ -391,7 +391,8 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
         load_before: loadavg(),
         ..BenchReport::default()
     };
-    // Databases.
+    // Databases (the warehouse's statement made first: a locale refused leaves none behind).
+    let create_warehouse = create_warehouse_sql(&name, opts.warehouse_locale.as_deref())?;
     let admin = pool_of(&opts.mysql, "SET NAMES utf8mb4")?;
     let mut c = admin
         .get_conn()
@@ -400,16 +401,28 @@ pub async fn run(opts: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchRe
     c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
         .await?;
     drop(c);
-    let pg = Warehouse::new(&opts.pg, 1)?
-        .dedicated()
-        .await
-        .context("connecting to PostgreSQL")?;
-    pg.batch_execute(&create_warehouse_sql(
-        &name,
-        opts.warehouse_locale.as_deref(),
-    )?)
-    .await
-    .context("creating the warehouse database")?;
+    let created = async {
+        let pg = Warehouse::new(&opts.pg, 1)?
+            .dedicated()
+            .await
+            .context("connecting to PostgreSQL")?;
+        pg.batch_execute(&create_warehouse)
+            .await
+            .context("creating the warehouse database")?;
+        anyhow::Ok(pg)
+    }
+    .await;
+    let pg = match created {
+        Ok(pg) => pg,
+        Err(e) => {
+            // The source's database is not left behind.
+            if let Ok(mut c) = admin.get_conn().await {
+                let _ = c.query_drop(format!("DROP DATABASE `{name}`")).await;
+            }
+            let _ = admin.disconnect().await;
+            return Err(e);
+        }
+    };
     let source = opts.mysql.with_database(&name);
     let result = measure(opts, &name, &source, &mut report, &progress).await;
     if !opts.keep {

@@ -107,6 +107,8 @@ pub async fn compare_bench(
     };
     // (Not the capture bench's name: both may run at once in one process, as in the tests.)
     let name = format!("ebis_bench_compare_{}", std::process::id());
+    // Made first: a locale refused leaves no database behind.
+    let create_warehouse = super::create_warehouse_sql(&name, warehouse_locale)?;
     let world = world::World::generate(world::Options::new(enterprises, 2006));
     let load_start = Instant::now();
     let bureaus = Bureaus::create(mysql, &name).await?;
@@ -119,7 +121,7 @@ pub async fn compare_bench(
 
     let pg_admin = Warehouse::new(pg, 1)?.dedicated().await?;
     pg_admin
-        .batch_execute(&super::create_warehouse_sql(&name, warehouse_locale)?)
+        .batch_execute(&create_warehouse)
         .await
         .context("creating the warehouse database")?;
     let wh_conn = pg.with_database(&name);
