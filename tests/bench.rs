@@ -174,6 +174,20 @@ async fn a_small_compare_bench_finds_the_truth_and_its_incremental_run_agrees() 
     assert_eq!(report.full_after, (0, 0), "{}", report.render());
 
     throwaway_databases_are_gone(&format!("ebis_bench_compare_{}", std::process::id())).await;
+
+    // A run that fails once the bureaus' databases exist (no warehouse server answers on
+    // port 1) says why and leaves none of them behind.
+    let nowhere = ebis::config::ConnectionConfig::from_url(
+        "postgres://postgres@127.0.0.1:1/postgres",
+        "EBIS_TEST_PG_PASSWORD",
+        "--pg-url",
+    )
+    .expect("a URL");
+    let e = ebis::bench::compare_bench(&mysql::admin(), &nowhere, 50, false, None, |_| ())
+        .await
+        .expect_err("no warehouse server there");
+    assert!(format!("{e:#}").contains("127.0.0.1"), "{e:#}");
+    throwaway_databases_are_gone(&format!("ebis_bench_compare_{}", std::process::id())).await;
 }
 
 /// No warehouse database `name` is left, and no MariaDB database `name` or `name_…`.

@@ -99,7 +99,7 @@ pub async fn compare_bench(
     warehouse_locale: Option<&str>,
     progress: impl Fn(&str),
 ) -> Result<CompareBenchReport> {
-    use crate::demo::{bureaus::Bureaus, truth, world};
+    use crate::demo::{bureaus::Bureaus, world};
     let mut report = CompareBenchReport {
         enterprises,
         load: (loadavg(), String::new()),
@@ -110,9 +110,55 @@ pub async fn compare_bench(
     // Made first: a locale refused leaves no database behind.
     let create_warehouse = super::create_warehouse_sql(&name, warehouse_locale)?;
     let world = world::World::generate(world::Options::new(enterprises, 2006));
-    let load_start = Instant::now();
     let bureaus = Bureaus::create(mysql, &name).await?;
-    report.rows = bureaus.load_world(&world).await?;
+    let result = measure_city(
+        &world,
+        &bureaus,
+        pg,
+        &name,
+        &create_warehouse,
+        &mut report,
+        &progress,
+    )
+    .await;
+    let dir = std::env::temp_dir().join(&name);
+    if keep {
+        progress(&format!(
+            "kept databases {name}_* (MySQL) and {name} (PostgreSQL)"
+        ));
+    } else {
+        // Whether the run ended or failed, no database is left behind.
+        let dropped = bureaus.drop_all(mysql).await;
+        if let Ok(wh) = Warehouse::new(pg, 1)
+            && let Ok(admin) = wh.dedicated().await
+        {
+            let _ = admin
+                .batch_execute(&format!("drop database if exists {name} with (force)"))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        if result.is_ok() {
+            dropped?;
+        }
+    }
+    result.map(|()| report)
+}
+
+/// The comparison bench's work between its databases' creation and removal: the city
+/// loaded into the bureaus' databases, captured into a new warehouse, and compared.
+async fn measure_city(
+    world: &crate::demo::world::World,
+    bureaus: &crate::demo::bureaus::Bureaus,
+    pg: &ConnectionConfig,
+    name: &str,
+    create_warehouse: &str,
+    report: &mut CompareBenchReport,
+    progress: &impl Fn(&str),
+) -> Result<()> {
+    use crate::demo::truth;
+    let enterprises = report.enterprises;
+    let load_start = Instant::now();
+    report.rows = bureaus.load_world(world).await?;
     report.load_secs = load_start.elapsed().as_secs_f64();
     progress(&format!(
         "loaded {} rows in {:.1} s",
@@ -121,15 +167,15 @@ pub async fn compare_bench(
 
     let pg_admin = Warehouse::new(pg, 1)?.dedicated().await?;
     pg_admin
-        .batch_execute(&create_warehouse)
+        .batch_execute(create_warehouse)
         .await
         .context("creating the warehouse database")?;
-    let wh_conn = pg.with_database(&name);
-    let dir = std::env::temp_dir().join(&name);
+    let wh_conn = pg.with_database(name);
+    let dir = std::env::temp_dir().join(name);
     crate::assets::write_mappings(&dir)?;
     std::fs::write(
         dir.join("pipeline.yaml"),
-        crate::demo::config_yaml(&wh_conn, &bureaus, crate::demo::DemoCapture::Triggers),
+        crate::demo::config_yaml(&wh_conn, bureaus, crate::demo::DemoCapture::Triggers),
     )?;
     let config =
         PipelineConfig::load(&dir.join("pipeline.yaml")).map_err(|d| anyhow::anyhow!("{d}"))?;
@@ -173,7 +219,7 @@ pub async fn compare_bench(
     let second = wh.compare_full().await?;
     report.second_run_secs = second.seconds;
     report.findings = second.rules.iter().map(|r| r.open).sum();
-    let t = truth::ground_truth(&world, &truth::Thresholds::default());
+    let t = truth::ground_truth(world, &truth::Thresholds::default());
     let parsed = crate::compare::parse_truth(&truth::to_csv(&t)).map_err(anyhow::Error::msg)?;
     report.scores = crate::compare::score_against_truth(&wh, &parsed).await?;
     report.idle_run_secs = wh.compare().await?.seconds;
@@ -218,18 +264,5 @@ pub async fn compare_bench(
         full.rules.iter().map(|r| r.resolved).sum(),
     );
     report.load.1 = loadavg();
-    drop(client);
-    drop(wh);
-    if keep {
-        progress(&format!(
-            "kept databases {name}_* (MySQL) and {name} (PostgreSQL)"
-        ));
-    } else {
-        bureaus.drop_all(mysql).await?;
-        let _ = pg_admin
-            .batch_execute(&format!("drop database {name} with (force)"))
-            .await;
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    Ok(report)
+    Ok(())
 }
