@@ -131,11 +131,17 @@ async fn a_small_capture_bench_runs_every_phase_and_reports_its_cpu() {
             "{catch_up:?}"
         );
         assert!(text.contains("the catch-up's writes alone (the "), "{text}");
-        // With the servers on this machine, the writes' CPU bounds any first load that
-        // writes the same rows: never above the rate of the writes alone on all cores.
+        // With the servers on this machine, the warehouse's CPU for those writes was read,
+        // table by table, and the ceiling line is made from it.
         if let (Some(w), Some(_)) = (floor.warehouse_cpu(), report.snapshot_cpu.source) {
+            // (Read for each table; a few thousand rows may take less than the 10 ms
+            // tick the kernel counts CPU in.)
             assert!(
-                w > 0.0 && floor.parts.iter().all(|p| p.warehouse_cpu > Some(0.0)),
+                w >= 0.0
+                    && floor
+                        .parts
+                        .iter()
+                        .all(|p| p.warehouse_cpu.is_some_and(|c| c >= 0.0)),
                 "{floor:?}"
             );
             assert!(
