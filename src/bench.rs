@@ -290,8 +290,9 @@ impl BenchReport {
                 .to_owned();
         };
         let e = self.snapshot_cpu.ebis;
-        let (read_and_mapped, written_only) = ceiling_rates(self.rows, self.cores, w, s, e);
-        let (exchange_only, _) = ceiling_rates(self.rows, self.cores, x, s, e);
+        let rate = |core_secs: f64| ceiling_rate(self.rows, self.cores, core_secs);
+        let (read_and_mapped, written_only, exchange_only) =
+            (rate(w + s + e), rate(w + s), rate(x + s + e));
         let shares = |rate: f64| {
             [
                 ("`psql \\copy`", self.raw_copy),
@@ -349,11 +350,9 @@ fn create_warehouse_sql(name: &str, icu_locale: Option<&str>) -> Result<String> 
 }
 
 /// The rows/s `rows` could reach on `cores` cores if every core were busy throughout,
-/// given the warehouse's core-seconds for writing them (`w`) and the source's (`s`) and
-/// ebis's (`e`) for reading and mapping them: with all three, and without ebis's.
-fn ceiling_rates(rows: u64, cores: usize, w: f64, s: f64, e: f64) -> (f64, f64) {
-    let rate = |core_secs: f64| rows as f64 * cores.max(1) as f64 / core_secs.max(1e-9);
-    (rate(w + s + e), rate(w + s))
+/// given the core-seconds writing, reading and mapping them take.
+fn ceiling_rate(rows: u64, cores: usize, core_secs: f64) -> f64 {
+    rows as f64 * cores.max(1) as f64 / core_secs.max(1e-9)
 }
 
 /// The warehouse server's settings, for the report.
@@ -771,11 +770,12 @@ mod tests {
     fn the_ceiling_shares_the_core_seconds_of_writing_reading_and_mapping_over_the_cores() {
         // 1M rows: 16 core-seconds to write, 1 to read at the source, 5 to map, 2 cores:
         // 11 s at best, 8.5 s with mapping free.
-        let (all, written) = ceiling_rates(1_000_000, 2, 16.0, 1.0, 5.0);
+        let all = ceiling_rate(1_000_000, 2, 16.0 + 1.0 + 5.0);
         assert!((all - 90_909.1).abs() < 1.0, "{all}");
+        let written = ceiling_rate(1_000_000, 2, 16.0 + 1.0);
         assert!((written - 117_647.1).abs() < 1.0, "{written}");
         // One core: twice as long.
-        let (one, _) = ceiling_rates(1_000_000, 1, 16.0, 1.0, 5.0);
+        let one = ceiling_rate(1_000_000, 1, 16.0 + 1.0 + 5.0);
         assert!((one - 45_454.5).abs() < 1.0, "{one}");
     }
 
